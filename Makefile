@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is a step.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup data db demo test lint pytest bench stop clean
+
+setup: $(STAMP)  ## create .venv and install the locked dependencies (fast when done)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+db: setup  ## start the database (embedded unless DATABASE_URL) and migrate
+	$(PY) -m lung_model migrate
+
+data: setup  ## fill the DVC remote from LUNG_DATASET_SOURCE and restore data/raw
+	$(PY) -m lung_model data
+
+demo: setup db data  ## set everything up and run the main job on embedded defaults
+	@$(PY) -m lung_model info
+	@echo
+	@echo "Next: the Airflow DAGs and the dashboard join 'make demo' as their issues land."
+
+lint: setup  ## ruff (lint and format check) and mypy on lung_model/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy lung_model
+
+pytest: setup data
+	$(VENV)/bin/pytest
+
+test: lint pytest  ## everything CI runs
+
+bench: setup data  ## benchmarks in bench/, each prints a table
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+stop: setup  ## stop what `make demo` started
+	$(PY) -m lung_model stop-db
+
+clean: stop  ## remove runtime state (var/) but keep the venv
+	rm -rf var

@@ -1,0 +1,1 @@
+"""Lung CT triage: the logic behind the DAGs, the CLI and the dashboard."""

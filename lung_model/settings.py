@@ -1,0 +1,127 @@
+"""Every setting of the system, typed, read from the environment and `.env`.
+
+Defaults are embedded and local: no `DATABASE_URL` means an embedded PostgreSQL under
+`LUNG_HOME`, no `MLFLOW_TRACKING_URI` means a SQLite-backed MLflow store (with a model
+registry) under `LUNG_HOME`. The README's settings table lists every field below.
+See https://docs.pydantic.dev/latest/concepts/pydantic_settings/
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CLASSES: tuple[str, ...] = ("normal", "benign", "malignant")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LUNG_",
+        env_file=PROJECT_ROOT / ".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # Where things live
+    home: Path = Field(PROJECT_ROOT / "var", description="Runtime state: inbox, archive, stores")
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "LUNG_DATABASE_URL"),
+        description="PostgreSQL URL; unset starts (or reuses) an embedded server under LUNG_HOME",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "LUNG_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking/registry URI; unset uses SQLite under LUNG_HOME/mlflow",
+    )
+    dvc_remote: str | None = Field(
+        None, description="DVC remote URL or path; unset uses LUNG_HOME/dvc-remote"
+    )
+    dataset_source: Path | None = Field(
+        None, description="Where `make data` imports the raw dataset from"
+    )
+    model_name: str = Field("lung-ct-classifier", description="Registered MLflow model name")
+    experiment: str = Field("lung-ct", description="MLflow experiment of the training runs")
+
+    # Inbox protocol
+    ready_marker: str = Field("_READY", description="File that marks a study folder ready")
+    ready_quiet_seconds: float = Field(
+        0.0, description="Also wait until a ready folder is unchanged this long (0: off)"
+    )
+
+    # Promotion gate floors and tolerance (applied on the fixed test split)
+    gate_min_malignant_recall: float = Field(0.95, description="Absolute floor")
+    gate_min_macro_f1: float = Field(0.70, description="Absolute floor")
+    gate_max_ece: float = Field(0.10, description="Ceiling on expected calibration error")
+    gate_tolerance: float = Field(
+        0.01, description="How much worse than the champion a challenger may be"
+    )
+
+    # Serving
+    malignant_threshold: float = Field(0.5, description="Slice counts as malignant above this")
+    uncertain_margin: float = Field(
+        0.6, description="Flag a study for review when its top probability is below this"
+    )
+    score_batch_size: int = Field(64, description="Slices per prediction and DB transaction")
+
+    # Hosts and ports of the local services
+    bind_host: str = Field("127.0.0.1", description="Address the local services listen on")
+
+    @property
+    def inbox(self) -> Path:
+        return self.home / "inbox"
+
+    @property
+    def processing(self) -> Path:
+        return self.home / "processing"
+
+    @property
+    def archive(self) -> Path:
+        return self.home / "archive"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def raw_data(self) -> Path:
+        return PROJECT_ROOT / "data" / "raw"
+
+    @property
+    def dvc_remote_url(self) -> str:
+        return self.dvc_remote or str(self.home / "dvc-remote")
+
+    @property
+    def default_dataset_source(self) -> Path:
+        return self.dataset_source or PROJECT_ROOT.parent / "shared" / "datasets" / "iq-othnccd"
+
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        store = self.home / "mlflow"
+        store.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{store / 'mlflow.db'}"
+
+    def artifact_root(self) -> str:
+        return str(self.home / "mlflow" / "artifacts")
+
+    def ensure_dirs(self) -> None:
+        for folder in (self.inbox, self.processing, self.archive, self.quarantine):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,62 @@
+"""Shared fixtures: a fresh database on the real PostgreSQL, and isolated settings.
+
+`TEST_POSTGRES_URL` names the server (default: the local one on 127.0.0.1:5432); each test
+session creates its own database there and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from lung_model import settings as settings_module
+from lung_model.settings import Settings
+
+SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _admin(sql: str) -> None:
+    connection = psycopg2.connect(SERVER_URL)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+    connection.close()
+
+
+def fresh_database_url() -> Iterator[str]:
+    name = f"lung_test_{uuid.uuid4().hex[:10]}"
+    _admin(f"CREATE DATABASE {name}")
+    try:
+        yield SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of its own on the real PostgreSQL server, for the whole session."""
+    yield from fresh_database_url()
+
+
+@pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """A brand-new, unmigrated database for one test."""
+    yield from fresh_database_url()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings isolated in tmp_path (LUNG_HOME, MLflow store) on the session database."""
+    monkeypatch.setenv("LUNG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings_module.get_settings.cache_clear()
+    current = settings_module.get_settings()
+    current.ensure_dirs()
+    yield current
+    settings_module.get_settings.cache_clear()

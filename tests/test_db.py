@@ -1,0 +1,87 @@
+"""Migrations against the real PostgreSQL and the embedded one: idempotent and race-safe."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy import text
+
+from lung_model import db
+from lung_model.settings import Settings
+
+TABLES = {"scan_batches", "images", "predictions", "study_results", "reviews", "promotion_events"}
+
+
+def tables(url: str) -> set[str]:
+    engine = sqlalchemy.create_engine(db.sqlalchemy_url(url))
+    with engine.connect() as connection:
+        names = set(sqlalchemy.inspect(connection).get_table_names())
+    engine.dispose()
+    return names
+
+
+def test_migrations_apply_once_then_nothing(empty_pg_url: str) -> None:
+    first = db.migrate(empty_pg_url)
+    assert first and first[0].startswith("0001")
+    assert db.migrate(empty_pg_url) == []
+    assert tables(empty_pg_url) >= TABLES
+
+
+def test_two_processes_migrating_at_once_apply_each_migration_once(empty_pg_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        results = pool.map(db.migrate, [empty_pg_url, empty_pg_url])
+    applied = sorted(results, key=len)
+    assert applied[0] == []
+    assert applied[1] and applied[1][0].startswith("0001")
+    assert tables(empty_pg_url) >= TABLES
+
+
+def test_embedded_postgres_starts_migrates_and_is_reused(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path / "home")
+    try:
+        url = db.database_url(settings)
+        assert "host=" in url and str(settings.pgdata) in url  # a Unix socket, no TCP port
+        assert db.migrate(url)
+        assert db.database_url(settings) == url  # reused, not started again
+        assert tables(url) >= TABLES
+        assert db.migrate(url) == []
+    finally:
+        assert db.stop_embedded(settings)
+
+
+def test_reviews_are_append_only(pg_url: str) -> None:
+    engine = db.engine_for(pg_url)
+    with engine.begin() as connection:
+        batch = connection.execute(
+            text("INSERT INTO scan_batches (study, source_path) VALUES ('s1', '/x') RETURNING id")
+        ).scalar_one()
+        connection.execute(
+            text("INSERT INTO reviews (batch_id, reviewer, decision) VALUES (:b, 'dr', 'confirm')"),
+            {"b": batch},
+        )
+    for statement in ("UPDATE reviews SET comment = 'x'", "DELETE FROM reviews"):
+        with (
+            pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"),
+            engine.begin() as connection,
+        ):
+            connection.execute(text(statement))
+
+
+def test_a_prediction_is_unique_per_image_and_model_version(pg_url: str) -> None:
+    insert = text(
+        "INSERT INTO predictions (image_sha256, model_name, model_version, data_version,"
+        " p_normal, p_benign, p_malignant, predicted_class)"
+        " VALUES (:sha, 'm', :version, 'd', 0.1, 0.2, 0.7, 'malignant')"
+        " ON CONFLICT (image_sha256, model_name, model_version) DO NOTHING"
+    )
+    engine = db.engine_for(pg_url)
+    with engine.begin() as connection:
+        added = [
+            connection.execute(insert, {"sha": "a" * 64, "version": v}).rowcount
+            for v in ("1", "1", "2")
+        ]
+    assert added == [1, 0, 1]
