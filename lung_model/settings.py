@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     # Hosts and ports of the local services
     bind_host: str = Field("127.0.0.1", description="Address the local services listen on")
 
+    # Review dashboard
+    dashboard_database_url: str | None = Field(
+        None, description="Login of the dashboard's restricted role; unset: generated at setup"
+    )
+    dashboard_auth_provider: str | None = Field(
+        None, description="st.login OIDC provider ('default' or a name); unset: local accounts"
+    )
+    mlflow_ui_url: str = Field(
+        "http://127.0.0.1:5000", description="MLflow UI the dashboard links runs to"
+    )
+
     @property
     def inbox(self) -> Path:
         return self.home / "inbox"
