@@ -82,6 +82,21 @@ class Settings(BaseSettings):
         "http://127.0.0.1:5000", description="MLflow UI the dashboard links runs to"
     )
 
+    # Orchestration (Airflow, `make demo`) and monitoring
+    airflow_url: str = Field(
+        "http://127.0.0.1:8080", description="Airflow API server / UI (`make demo` listens here)"
+    )
+    dashboard_url: str = Field(
+        "http://127.0.0.1:8501", description="Review dashboard (`make demo` listens here)"
+    )
+    alert_webhook: str | None = Field(
+        None, description="POST monitoring alerts as JSON here; unset: log only"
+    )
+    monitor_max_psi: float = Field(
+        0.25, description="Alert when predicted classes drift from training beyond this PSI"
+    )
+    monitor_max_backlog: int = Field(50, description="Alert when more studies await review")
+
     @property
     def inbox(self) -> Path:
         return self.home / "inbox"
