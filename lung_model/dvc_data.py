@@ -90,7 +90,17 @@ def fetch_public_release(settings: Settings) -> Path:
     """Clone the public release (for users with internet) and write its MANIFEST.csv."""
     target = settings.home / "downloads" / "iq-othnccd"
     if not target.exists():
-        subprocess.run(["git", "clone", "--depth", "1", PUBLIC_REPOSITORY, str(target)], check=True)
+        cloned = subprocess.run(
+            ["git", "clone", "--depth", "1", PUBLIC_REPOSITORY, str(target)],
+            capture_output=True,
+            text=True,
+        )
+        if cloned.returncode != 0:
+            raise DataError(
+                f"no local dataset ({settings.default_dataset_source} is missing; set "
+                f"LUNG_DATASET_SOURCE) and cloning {PUBLIC_REPOSITORY} failed: "
+                f"{cloned.stderr.strip().splitlines()[-1]}"
+            )
     with (target / "MANIFEST.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "sha256"])
