@@ -1,0 +1,73 @@
+"""What every page shares: settings, the restricted database engine, the signed-in user,
+and the models (loaded once per process). Rendering helpers only; logic is in lung_model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import Engine
+
+from lung_model.review import accounts
+from lung_model.review.database import dashboard_engine
+from lung_model.settings import Settings, get_settings
+
+USER_KEY = "signed_in_user"
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def engine() -> Engine:
+    return dashboard_engine(settings())
+
+
+def current_user() -> str | None:
+    """The reviewer, from the sign-in only: OIDC claims, or the local account signed in."""
+    provider = settings().dashboard_auth_provider
+    if provider:
+        if not st.user.is_logged_in:
+            return None
+        identity = st.user.get("email") or st.user.get("preferred_username") or st.user.get("sub")
+        return str(identity) if identity else None
+    user = st.session_state.get(USER_KEY)
+    return str(user) if user else None
+
+
+def sign_in() -> None:
+    """The only thing a stranger sees."""
+    st.title("Lung CT triage")
+    st.caption("Decision support for radiology review. Sign in to continue.")
+    provider = settings().dashboard_auth_provider
+    if provider:
+        name = None if provider == "default" else provider
+        st.button("Sign in", type="primary", on_click=st.login, args=(name,))
+        return
+    with st.form("sign-in"):
+        username = st.text_input("Username", key="signin_username")
+        password = st.text_input("Password", type="password", key="signin_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        if accounts.verify(settings(), username, password):
+            st.session_state[USER_KEY] = username.strip().lower()
+            st.rerun()
+        st.error("Unknown username or wrong password.")
+
+
+def sign_out() -> None:
+    if settings().dashboard_auth_provider:
+        st.logout()
+    st.session_state.pop(USER_KEY, None)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the model...")
+def load_model(uri: str | None = None) -> Any:
+    """The model at `uri` (default: the champion), loaded once per process."""
+    from lung_model.inference import load_model as load
+
+    return load(uri, settings())
+
+
+def percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"

@@ -1,0 +1,88 @@
+"""Operations: batches, throughput and errors, the quarantine, drift and the review backlog."""
+
+import pandas as pd
+import streamlit as st
+import ui
+
+from lung_model.review.operations import (
+    drift_summary,
+    monitoring_history,
+    quarantine_reasons,
+    quarantined_files,
+    recent_batches,
+    status_counts,
+)
+
+engine = ui.engine()
+st.title("Operations")
+counts = status_counts(engine)
+for column, (label, key) in zip(
+    st.columns(6),
+    [
+        ("Processing", "processing"),
+        ("Done", "done"),
+        ("Failed", "failed"),
+        ("Slices scored", "scored"),
+        ("Quarantined", "quarantined"),
+        ("Awaiting review", "awaiting_review"),
+    ],
+    strict=True,
+):
+    column.metric(label, counts[key])
+
+st.subheader("Batches")
+batches = recent_batches(engine)
+if batches:
+    st.dataframe(
+        pd.DataFrame(batches),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "slices_per_second": st.column_config.NumberColumn("slices/s", format="%.1f"),
+            "seconds": st.column_config.NumberColumn(format="%.1f"),
+        },
+    )
+    failed = [batch for batch in batches if batch["error"]]
+    for batch in failed[:20]:
+        st.error(f"{batch['study']} (batch {batch['id']}): {batch['error']}")
+else:
+    st.caption("No batch yet: drop a study folder with a `_READY` marker into the inbox.")
+
+st.subheader("Quarantine")
+reasons = quarantine_reasons(engine)
+if reasons:
+    st.dataframe(pd.DataFrame(reasons), hide_index=True)
+    st.dataframe(pd.DataFrame(quarantined_files(engine)), hide_index=True, width="stretch")
+else:
+    st.caption("Nothing quarantined.")
+
+st.subheader("Drift")
+days = st.number_input("Recent window (days)", 1, 365, 7, key="drift_days")
+drift = drift_summary(engine, int(days))
+if drift:
+    st.dataframe(
+        pd.DataFrame(drift),
+        hide_index=True,
+        width="stretch",
+        column_config={"class_shift": st.column_config.NumberColumn(format="%.3f")},
+    )
+    st.caption(
+        "class_shift: total variation distance between the predicted-class mix of the recent "
+        "window and of everything before it (0: same mix, 1: disjoint)."
+    )
+else:
+    st.caption("No predictions yet.")
+
+st.subheader("Daily checks")
+checks = monitoring_history(engine)
+if checks:
+    latest = checks[0]
+    if latest["breaches"]:
+        st.error("Latest check breached: " + "; ".join(latest["breaches"]))
+    else:
+        st.success(f"Latest check ({latest['checked_at']:%Y-%m-%d %H:%M}): all within limits.")
+    table = pd.DataFrame(checks)
+    table["report"] = table["report"].map(str)
+    st.dataframe(table, hide_index=True, width="stretch")
+else:
+    st.caption("No daily check has run yet (the lung_monitoring DAG writes them).")

@@ -1,0 +1,159 @@
+"""Study view: verdict, slices with probabilities, Grad-CAM on demand, reviews."""
+
+import pandas as pd
+import streamlit as st
+import ui
+
+from lung_model.review.explain import explain_file
+from lung_model.review.reviews import add_review, review_history
+from lung_model.review.studies import get_study, slice_file, study_slices, thumbnail
+from lung_model.settings import CLASSES
+
+raw = st.query_params.get("batch", "")
+if not raw.isdigit():
+    st.title("Study")
+    st.info("Open a study from the worklist.")
+    st.page_link("views/worklist.py", label="Go to the worklist", icon=":material/list:")
+    st.stop()
+
+engine = ui.engine()
+study = get_study(engine, int(raw))
+if study is None:
+    st.error(f"No study with batch id {raw}.")
+    st.stop()
+
+st.title(f"Study {study['study']}")
+result = study["results"][0] if study["results"] else None
+st.caption(
+    f"Batch {study['id']} · received {study['started_at']:%Y-%m-%d %H:%M} · {study['status']}"
+)
+if result is None:
+    st.warning("This study has not been scored yet.")
+    st.stop()
+
+verdict, risk, slices_over, lineage = st.columns(4)
+verdict.metric("Model says", result["predicted_class"])
+risk.metric("Highest malignant probability", ui.percent(result["max_p_malignant"]))
+slices_over.metric(
+    "Slices over threshold", f"{result['n_malignant_slices']} / {result['n_slices']}"
+)
+lineage.metric("Model version", result["model_version"])
+st.caption(
+    f"Model {result['model_name']} v{result['model_version']} · data version "
+    f"`{result['data_version']}` · scored {result['created_at']:%Y-%m-%d %H:%M}"
+)
+if result["needs_review"]:
+    st.warning("The model is uncertain about this study: review it with particular care.")
+
+user = ui.current_user() or ""
+with st.form("study-review", clear_on_submit=True):
+    st.subheader("Your review of the study")
+    label = st.radio(
+        "Label",
+        CLASSES,
+        index=CLASSES.index(result["predicted_class"]),
+        horizontal=True,
+        key="review_label",
+    )
+    comment = st.text_area("Comment", key="review_comment", max_chars=4000)
+    st.caption(f"Recorded as **{user}**, with model version {result['model_version']}.")
+    if st.form_submit_button("Submit review", type="primary"):
+        review_id = add_review(
+            engine,
+            batch_id=study["id"],
+            reviewer=user,
+            label=label,
+            predicted_class=result["predicted_class"],
+            model_name=result["model_name"],
+            model_version=result["model_version"],
+            comment=comment,
+        )
+        st.success(f"Review {review_id} recorded.")
+
+slices = study_slices(engine, study["id"], result["model_name"], result["model_version"])
+settings = ui.settings()
+st.subheader(f"Slices ({len(slices)})")
+per_page = 24
+pages = max(1, -(-len(slices) // per_page))
+page = st.number_input("Slice page", 1, pages, 1, key="slice_page") if pages > 1 else 1
+columns = st.columns(6)
+for position, item in enumerate(slices[(page - 1) * per_page : page * per_page]):
+    column = columns[position % 6]
+    path = slice_file(settings, study, item["path"])
+    if path is not None and item["status"] != "quarantined":
+        column.image(thumbnail(path), width="stretch")
+    if item["status"] == "quarantined":
+        column.caption(f"**{item['path']}** quarantined: {item['reason']}")
+    elif item["p_malignant"] is None:
+        column.caption(f"**{item['path']}**: no prediction by this model version")
+    else:
+        reviewed = (
+            f" · reviewed {item['corrected_label'] or 'confirmed'}" if item["decision"] else ""
+        )
+        column.caption(
+            f"**{item['path']}** → {item['predicted_class']}  \n"
+            f"N {ui.percent(item['p_normal'])} · B {ui.percent(item['p_benign'])} · "
+            f"M {ui.percent(item['p_malignant'])}{reviewed}"
+        )
+
+scored = [item for item in slices if item["p_malignant"] is not None]
+if scored:
+    st.subheader("Explain and review a slice")
+    names = {item["image_id"]: item for item in scored}
+    left, right = st.columns([1, 1])
+    chosen = names[
+        left.selectbox(
+            "Slice", list(names), format_func=lambda i: names[i]["path"], key="explain_slice"
+        )
+    ]
+    explained = left.radio(
+        "Explain the class",
+        CLASSES,
+        index=CLASSES.index(chosen["predicted_class"]),
+        horizontal=True,
+        key="explain_class",
+    )
+    path = slice_file(settings, study, chosen["path"])
+    if path is None:
+        left.warning("The slice's file is no longer on disk.")
+    elif left.button("Show Grad-CAM", key="explain_go"):
+        try:
+            model = ui.load_model(f"models:/{result['model_name']}/{result['model_version']}")
+            heat = explain_file(settings, model, path, chosen["sha256"], CLASSES.index(explained))
+            right.image(heat, caption=f"Grad-CAM for {explained}", width="stretch")
+        except Exception as error:  # the model store may be unreachable
+            right.warning(f"Grad-CAM unavailable: {type(error).__name__}: {error}")
+    with left.form("slice-review", clear_on_submit=True):
+        slice_label = st.radio(
+            "Label of this slice",
+            CLASSES,
+            index=CLASSES.index(chosen["predicted_class"]),
+            horizontal=True,
+            key="slice_label",
+        )
+        slice_comment = st.text_input("Comment", key="slice_comment", max_chars=4000)
+        if st.form_submit_button("Submit slice review"):
+            add_review(
+                engine,
+                batch_id=study["id"],
+                image_id=chosen["image_id"],
+                reviewer=user,
+                label=slice_label,
+                predicted_class=chosen["predicted_class"],
+                model_name=result["model_name"],
+                model_version=result["model_version"],
+                comment=slice_comment,
+            )
+            st.success(f"Review of {chosen['path']} recorded.")
+
+st.subheader("Review history")
+history = review_history(engine, study["id"])
+if history:
+    st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+    st.caption("Append-only: the newest review counts; earlier ones stay on record.")
+else:
+    st.caption("Not reviewed yet.")
+
+if len(study["results"]) > 1:
+    with st.expander("Earlier results of this study (other model versions)"):
+        st.dataframe(pd.DataFrame(study["results"][1:]), hide_index=True)

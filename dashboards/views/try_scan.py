@@ -1,0 +1,39 @@
+"""Try a scan: the champion's verdict and Grad-CAM for one slice, added to nothing."""
+
+import streamlit as st
+import ui
+
+from lung_model.images import UnreadableImage
+from lung_model.review.try_scan import try_scan
+
+st.title("Try a scan")
+st.caption(
+    "Upload one CT slice (JPEG, PNG or DICOM). The current champion scores it with the same "
+    "preprocessing as training. Nothing is stored and the worklist does not change."
+)
+upload = st.file_uploader("CT slice", type=["jpg", "jpeg", "png", "dcm", "dicom"], key="scan")
+if upload is None:
+    st.stop()
+
+try:
+    model = ui.load_model(None)
+except Exception as error:  # no champion yet, or the registry is unreachable
+    st.error(f"No model to score with: {type(error).__name__}: {error}")
+    st.stop()
+
+try:
+    verdict = try_scan(upload.getvalue(), model)
+except UnreadableImage as error:
+    st.error(f"This file cannot be scored: {error}")
+    st.stop()
+
+st.metric("Model says", verdict.predicted_class)
+for name, probability in verdict.probabilities.items():
+    st.progress(probability, text=f"{name}: {ui.percent(probability)}")
+left, right = st.columns(2)
+left.image(verdict.model_input, caption="What the model saw", clamp=True, width="stretch")
+right.image(verdict.gradcam, caption=f"Grad-CAM for {verdict.predicted_class}", width="stretch")
+st.caption(
+    f"{verdict.format}, {verdict.width}x{verdict.height} px · model {model.name} "
+    f"v{model.version} · data version `{model.data_version}`"
+)

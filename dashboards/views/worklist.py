@@ -1,0 +1,90 @@
+"""Worklist: studies by malignancy risk, filtered and paged in the database."""
+
+from datetime import date
+
+import pandas as pd
+import streamlit as st
+import ui
+
+from lung_model.review.worklist import STATUSES, WorklistFilter, worklist
+
+st.title("Worklist")
+st.caption("Studies ordered by the highest malignant probability of any slice. A person decides.")
+
+left, middle, right, search = st.columns([2, 1, 1, 1])
+status = left.segmented_control(
+    "Show", STATUSES, default="unreviewed", key="wl_status", format_func=str.capitalize
+)
+since = middle.date_input("Received from", value=None, key="wl_since")
+until = right.date_input("Received until", value=None, key="wl_until")
+query = search.text_input("Study or batch", key="wl_query", placeholder="name prefix or id")
+page_size = 50
+page = int(st.session_state.get("wl_page", 1))
+
+found = worklist(
+    ui.engine(),
+    WorklistFilter(
+        status=status or "all",
+        since=since if isinstance(since, date) else None,
+        until=until if isinstance(until, date) else None,
+        study=query,
+        page=page,
+        page_size=page_size,
+    ),
+)
+st.caption(f"{found.total} studies · page {found.page} of {found.pages}")
+if not found.rows:
+    st.info("No study matches these filters.")
+    st.stop()
+
+table = pd.DataFrame(
+    {
+        "batch": [row["batch_id"] for row in found.rows],
+        "study": [row["study"] for row in found.rows],
+        "risk": [row["max_p_malignant"] for row in found.rows],
+        "model says": [row["predicted_class"] for row in found.rows],
+        "uncertain": [row["needs_review"] for row in found.rows],
+        "malignant slices": [
+            f"{row['n_malignant_slices']}/{row['n_slices']}" for row in found.rows
+        ],
+        "reviewed as": [row["reviewed_label"] or "" for row in found.rows],
+        "reviewer": [row["reviewer"] or "" for row in found.rows],
+        "received": [row["started_at"] for row in found.rows],
+        "model version": [row["model_version"] for row in found.rows],
+    }
+)
+selection = st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key="wl_table",
+    column_config={
+        "risk": st.column_config.ProgressColumn(
+            "malignant risk", min_value=0.0, max_value=1.0, format="percent"
+        ),
+        "received": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+    },
+)
+
+
+def open_study(batch_id: int) -> None:
+    st.switch_page("views/study.py", query_params={"batch": str(batch_id)})
+
+
+chosen = getattr(getattr(selection, "selection", None), "rows", None)
+if chosen:
+    open_study(int(table.iloc[chosen[0]]["batch"]))
+
+labels = {int(row["batch_id"]): f"{row['study']} (batch {row['batch_id']})" for row in found.rows}
+pick, go, previous, following = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
+batch = pick.selectbox("Study", list(labels), format_func=labels.__getitem__, key="wl_pick")
+if go.button("Open study", type="primary", key="wl_open"):
+    open_study(int(batch))
+if previous.button("Previous page", disabled=found.page <= 1, key="wl_prev"):
+    st.session_state["wl_page"] = found.page - 1
+    st.rerun()
+if following.button("Next page", disabled=found.page >= found.pages, key="wl_next"):
+    st.session_state["wl_page"] = found.page + 1
+    st.rerun()

@@ -1,0 +1,90 @@
+"""Local dashboard accounts: bcrypt-hashed passwords in a file under `LUNG_HOME/secrets/`.
+
+Used when no OIDC provider is configured (`LUNG_DASHBOARD_AUTH_PROVIDER`). Setup creates the
+first account with a generated password (`ensure_first_account`, which `make demo` prints);
+`python -m lung_model users add NAME` creates more. Nothing here is ever committed: the
+secrets folder lives in the git-ignored `var/`.
+See https://github.com/pyca/bcrypt
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import bcrypt
+
+from lung_model.settings import Settings, get_settings
+
+ACCOUNTS_FILE = "dashboard-accounts.json"
+FIRST_LOGIN_FILE = "dashboard-first-login.txt"
+FIRST_USER = "reviewer"
+USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
+# Checked against when the user does not exist, so both paths take bcrypt's time.
+_DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=12))
+
+
+class FirstLogin(NamedTuple):
+    username: str
+    password: str | None  # None once the first-login note has been removed
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    temporary.replace(path)
+
+
+def load_accounts(settings: Settings) -> dict[str, dict[str, str]]:
+    path = settings.secrets_dir / ACCOUNTS_FILE
+    if not path.exists():
+        return {}
+    accounts: dict[str, dict[str, str]] = json.loads(path.read_text())
+    return accounts
+
+
+def add_account(settings: Settings, username: str, password: str | None = None) -> str:
+    """Create or reset an account; return its password (generated when not given)."""
+    if not USERNAME.match(username):
+        raise ValueError("username: 2-32 of a-z 0-9 . _ - starting with a letter")
+    password = password or secrets.token_urlsafe(12)
+    if not 10 <= len(password.encode()) <= 72:
+        raise ValueError("password: 10 to 72 bytes")
+    accounts = load_accounts(settings)
+    accounts[username] = {
+        "hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _write_private(settings.secrets_dir / ACCOUNTS_FILE, json.dumps(accounts, indent=2))
+    return password
+
+
+def verify(settings: Settings, username: str, password: str) -> bool:
+    """True when the password matches; takes the same time whether or not the user exists."""
+    account = load_accounts(settings).get(username.strip().lower())
+    hashed = account["hash"].encode() if account else _DUMMY_HASH
+    secret = password.encode()[:72]  # bcrypt reads at most 72 bytes; newer versions refuse more
+    matches = bcrypt.checkpw(secret, hashed) and len(password.encode()) <= 72
+    return bool(account) and matches
+
+
+def ensure_first_account(settings: Settings | None = None) -> FirstLogin:
+    """Create the first account at setup if there is none; return its login for `make demo`."""
+    settings = settings or get_settings()
+    note = settings.secrets_dir / FIRST_LOGIN_FILE
+    if not load_accounts(settings):
+        password = add_account(settings, FIRST_USER)
+        _write_private(note, f"{FIRST_USER}\n{password}\n")
+        return FirstLogin(FIRST_USER, password)
+    if note.exists():
+        username, password = note.read_text().split("\n")[:2]
+        return FirstLogin(username, password)
+    return FirstLogin(FIRST_USER, None)

@@ -1,0 +1,74 @@
+"""The dashboard's own database connection, as the restricted `lung_dashboard` role.
+
+Migration `sql/0003.dashboard-role.sql` creates the role (SELECT on results, INSERT on
+reviews). At setup the owner connection gives it a generated password, kept in
+`LUNG_HOME/secrets/`; the dashboard then logs in as that role, never as the owner.
+`LUNG_DASHBOARD_DATABASE_URL` overrides all of this for deployments that manage the login.
+See https://www.postgresql.org/docs/current/sql-grant.html
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from psycopg2 import sql
+from sqlalchemy import Engine, create_engine
+
+from lung_model import db
+from lung_model.settings import Settings, get_settings
+
+ROLE = "lung_dashboard"
+PASSWORD_FILE = "dashboard-db-password"
+
+
+def _password(settings: Settings, owner: Engine) -> str:
+    """The role's password: generated once into the secrets folder and set on the server."""
+    path = settings.secrets_dir / PASSWORD_FILE
+    if path.exists():
+        return path.read_text().strip()
+    settings.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = secrets.token_urlsafe(24)
+    raw = owner.raw_connection()
+    try:
+        cursor = raw.cursor()
+        statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(ROLE), sql.Literal(password)
+        )
+        cursor.execute(statement.as_string(raw.driver_connection))
+        cursor.close()
+        raw.commit()
+    finally:
+        raw.close()
+    path.touch(mode=0o600)
+    path.write_text(password + "\n")
+    return password
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """The same server and database, logged in as another user."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def dashboard_url(settings: Settings | None = None) -> str:
+    """Where the dashboard connects: migrated first (as the owner), then as the role."""
+    settings = settings or get_settings()
+    if settings.dashboard_database_url:
+        return settings.dashboard_database_url
+    owner_url = db.database_url(settings)
+    owner = db.engine_for(owner_url)  # applies pending migrations, which create the role
+    return with_user(owner_url, ROLE, _password(settings, owner))
+
+
+@lru_cache
+def _engine(url: str) -> Engine:
+    return create_engine(db.sqlalchemy_url(url), pool_pre_ping=True, pool_size=4)
+
+
+def dashboard_engine(settings: Settings | None = None) -> Engine:
+    """A pooled engine logged in as the dashboard role (one per URL and process)."""
+    return _engine(dashboard_url(settings))

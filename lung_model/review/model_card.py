@@ -1,0 +1,105 @@
+"""The model view: champion and challenger from the MLflow registry, their metrics and
+plots, and the promotion history (every gate decision, override and rollback, with reasons).
+
+Versions are found by alias (`@champion`, `@challenger`); metrics are the training run's;
+plots are the run's PNG artifacts (confusion matrix, ROC, reliability, training curves),
+downloaded once into `LUNG_HOME/cache/mlflow/<run id>/`.
+See https://mlflow.org/docs/latest/ml/model-registry/ and
+https://mlflow.org/docs/latest/api_reference/python_api/mlflow.client.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from lung_model.settings import Settings
+
+ALIASES = ("champion", "challenger")
+_HISTORY = text("""
+SELECT created_at, decision, candidate_version, champion_version, reason, actor,
+       candidate_metrics, champion_metrics
+FROM promotion_events WHERE model_name = :model_name
+ORDER BY created_at DESC, id DESC LIMIT :limit
+""")
+
+
+@dataclass
+class ModelCard:
+    alias: str
+    version: str
+    run_id: str | None
+    created: int | None  # registry timestamp, ms since the epoch
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    params: dict[str, str]
+    run_url: str | None
+    plots: list[Path] = field(default_factory=list)
+
+
+def promotion_history(engine: Engine, model_name: str, limit: int = 200) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(_HISTORY, {"model_name": model_name, "limit": limit})
+        return [dict(row) for row in rows.mappings()]
+
+
+def run_url(settings: Settings, experiment_id: str, run_id: str) -> str:
+    return f"{settings.mlflow_ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _plots(client: Any, settings: Settings, run_id: str) -> list[Path]:
+    """The run's PNG artifacts (searched two folders deep), downloaded once."""
+    target = settings.home / "cache" / "mlflow" / run_id
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        folder = stack.pop()
+        for item in client.list_artifacts(run_id, folder or None):
+            if item.is_dir and item.path.count("/") < 2:
+                stack.append(item.path)
+            elif item.path.lower().endswith(".png"):
+                found.append(item.path)
+    paths = []
+    for artifact in sorted(found):
+        local = target / artifact
+        if not local.exists():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            client.download_artifacts(run_id, artifact, str(local.parent))
+        paths.append(local)
+    return paths
+
+
+def model_cards(settings: Settings) -> list[ModelCard]:
+    """Champion and challenger, whichever exist (an empty list before the first training)."""
+    from mlflow.exceptions import MlflowException
+
+    from lung_model.tracking import configure_mlflow
+
+    client = configure_mlflow(settings)
+    cards = []
+    for alias in ALIASES:
+        try:
+            version = client.get_model_version_by_alias(settings.model_name, alias)
+        except MlflowException:
+            continue
+        card = ModelCard(
+            alias=alias,
+            version=str(version.version),
+            run_id=version.run_id,
+            created=version.creation_timestamp,
+            tags=dict(version.tags or {}),
+            metrics={},
+            params={},
+            run_url=None,
+        )
+        if version.run_id:
+            run = client.get_run(version.run_id)
+            card.metrics = dict(run.data.metrics)
+            card.params = dict(run.data.params)
+            card.run_url = run_url(settings, run.info.experiment_id, version.run_id)
+            card.plots = _plots(client, settings, version.run_id)
+        cards.append(card)
+    return cards

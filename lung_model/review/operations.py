@@ -1,0 +1,120 @@
+"""The operations view: batches with throughput and errors, the quarantine, drift, backlog.
+
+Drift here is the shift of the predicted-class mix and of the mean malignant probability
+between the last `days` days and everything scored before (total variation distance of the
+two class distributions), per model version, straight from the predictions table.
+See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from lung_model.settings import CLASSES
+
+_STATUS = text("""
+SELECT count(*) FILTER (WHERE status = 'processing') AS processing,
+       count(*) FILTER (WHERE status = 'done') AS done,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       coalesce(sum(n_files), 0) AS files, coalesce(sum(n_scored), 0) AS scored,
+       coalesce(sum(n_quarantined), 0) AS quarantined
+FROM scan_batches
+""")
+_BACKLOG = text("""
+SELECT count(DISTINCT sr.batch_id) FROM study_results sr
+WHERE NOT EXISTS (SELECT 1 FROM reviews v WHERE v.batch_id = sr.batch_id AND v.image_id IS NULL)
+""")
+_BATCHES = text("""
+SELECT id, study, status, n_files, n_scored, n_quarantined, model_version, started_at,
+       finished_at, extract(epoch FROM finished_at - started_at) AS seconds,
+       CASE WHEN finished_at > started_at
+            THEN n_scored / extract(epoch FROM finished_at - started_at) END AS slices_per_second,
+       error
+FROM scan_batches ORDER BY started_at DESC, id DESC LIMIT :limit
+""")
+_QUARANTINE = text("""
+SELECT b.study, i.path, i.format, i.size_bytes, i.reason, i.created_at
+FROM images i JOIN scan_batches b ON b.id = i.batch_id
+WHERE i.status = 'quarantined' ORDER BY i.created_at DESC, i.id DESC LIMIT :limit
+""")
+_REASONS = text("""
+SELECT reason, count(*) AS files FROM images WHERE status = 'quarantined'
+GROUP BY reason ORDER BY files DESC, reason
+""")
+_DRIFT = text("""
+SELECT model_name, model_version,
+       created_at >= now() - make_interval(days => :days) AS recent,
+       predicted_class, count(*) AS n, avg(p_malignant) AS mean_p_malignant
+FROM predictions GROUP BY 1, 2, 3, 4
+""")
+
+_CHECKS = text("""
+SELECT checked_at, window_start, window_end, breaches, report
+FROM monitoring_checks ORDER BY checked_at DESC, id DESC LIMIT :limit
+""")
+
+
+def _rows(engine: Engine, statement: Any, **params: Any) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(statement, params).mappings()]
+
+
+def status_counts(engine: Engine) -> dict[str, int]:
+    """Batches by status, files scored and quarantined, and studies awaiting review."""
+    counts = {key: int(value) for key, value in _rows(engine, _STATUS)[0].items()}
+    with engine.connect() as connection:
+        counts["awaiting_review"] = int(connection.execute(_BACKLOG).scalar_one())
+    return counts
+
+
+def recent_batches(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    return _rows(engine, _BATCHES, limit=limit)
+
+
+def quarantined_files(engine: Engine, limit: int = 500) -> list[dict[str, Any]]:
+    return _rows(engine, _QUARANTINE, limit=limit)
+
+
+def quarantine_reasons(engine: Engine) -> list[dict[str, Any]]:
+    return _rows(engine, _REASONS)
+
+
+def monitoring_history(engine: Engine, limit: int = 30) -> list[dict[str, Any]]:
+    """The latest daily checks (drift PSI, backlog, failures) with their breaches, if any ran."""
+    with engine.connect() as connection:
+        if connection.execute(text("SELECT to_regclass('monitoring_checks')")).scalar() is None:
+            return []
+    return _rows(engine, _CHECKS, limit=limit)
+
+
+def drift_summary(engine: Engine, days: int = 7) -> list[dict[str, Any]]:
+    """Per model version: class shares recently and before, and their distance (0 to 1)."""
+    windows: dict[tuple[str, str], dict[bool, dict[str, Any]]] = {}
+    for row in _rows(engine, _DRIFT, days=days):
+        key = (row["model_name"], row["model_version"])
+        window = windows.setdefault(key, {}).setdefault(
+            row["recent"], {"n": 0, "classes": dict.fromkeys(CLASSES, 0), "p_sum": 0.0}
+        )
+        window["n"] += row["n"]
+        window["classes"][row["predicted_class"]] += row["n"]
+        window["p_sum"] += float(row["mean_p_malignant"]) * row["n"]
+    summary = []
+    for (name, version), parts in sorted(windows.items()):
+        shares = {
+            recent: {c: w["classes"][c] / w["n"] for c in CLASSES} for recent, w in parts.items()
+        }
+        line: dict[str, Any] = {"model": name, "version": version}
+        for recent, label in ((True, "recent"), (False, "before")):
+            part = parts.get(recent)
+            line[f"{label}_n"] = part["n"] if part else 0
+            line[f"{label}_mean_p_malignant"] = part["p_sum"] / part["n"] if part else None
+            for c in CLASSES:
+                line[f"{label}_{c}"] = shares[recent][c] if part else None
+        both = True in shares and False in shares
+        line["class_shift"] = (
+            sum(abs(shares[True][c] - shares[False][c]) for c in CLASSES) / 2 if both else None
+        )
+        summary.append(line)
+    return summary

@@ -1,0 +1,78 @@
+"""One study for the study view: its batch, results per model version, slices and files.
+
+Slices come with the prediction of the model version behind the study's latest result
+(the version and data version are shown with it) and with their latest slice review.
+`slice_file` finds a slice on disk (archive, then where the folder was found) and refuses
+any path that would lead outside those folders.
+See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import Engine, text
+
+from lung_model.images import read_gray
+from lung_model.settings import Settings
+
+_BATCH = text("SELECT * FROM scan_batches WHERE id = :batch_id")
+_RESULTS = text(
+    "SELECT * FROM study_results WHERE batch_id = :batch_id ORDER BY created_at DESC, id DESC"
+)
+_SLICES = text("""
+SELECT i.id AS image_id, i.path, i.sha256, i.format, i.width, i.height, i.status, i.reason,
+       p.model_name, p.model_version, p.data_version,
+       p.p_normal, p.p_benign, p.p_malignant, p.predicted_class,
+       rv.decision, rv.corrected_label, rv.reviewer, rv.created_at AS reviewed_at
+FROM images i
+LEFT JOIN predictions p
+  ON p.image_sha256 = i.sha256 AND p.model_name = :model_name AND p.model_version = :model_version
+LEFT JOIN LATERAL (
+    SELECT v.decision, v.corrected_label, v.reviewer, v.created_at
+    FROM reviews v WHERE v.image_id = i.id
+    ORDER BY v.created_at DESC, v.id DESC LIMIT 1
+) rv ON true
+WHERE i.batch_id = :batch_id
+ORDER BY p.p_malignant DESC NULLS LAST, i.path
+""")
+
+
+def get_study(engine: Engine, batch_id: int) -> dict[str, Any] | None:
+    """The batch with `results` (newest first; `results[0]` is what the worklist shows)."""
+    with engine.connect() as connection:
+        batch = connection.execute(_BATCH, {"batch_id": batch_id}).mappings().first()
+        if batch is None:
+            return None
+        results = connection.execute(_RESULTS, {"batch_id": batch_id}).mappings().all()
+    return {**batch, "results": [dict(result) for result in results]}
+
+
+def study_slices(
+    engine: Engine, batch_id: int, model_name: str | None, model_version: str | None
+) -> list[dict[str, Any]]:
+    """Every file of the study, riskiest slice first; quarantined files carry their reason."""
+    params = {"batch_id": batch_id, "model_name": model_name, "model_version": model_version}
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(_SLICES, params).mappings()]
+
+
+def slice_file(settings: Settings, study: dict[str, Any], relative: str) -> Path | None:
+    """The slice's file if it is still on disk inside the archive or its source folder."""
+    roots = [settings.archive / study["study"], Path(study["source_path"])]
+    for root in roots:
+        candidate = (root / relative).resolve()
+        if candidate.is_relative_to(root.resolve()) and candidate.is_file():
+            return candidate
+    return None
+
+
+def thumbnail(path: Path, size: int = 256) -> np.ndarray:
+    """A small uint8 gray image of the slice, decoded the way scoring decodes it."""
+    gray = read_gray(path).gray
+    image = Image.fromarray((gray * 255).astype(np.uint8))
+    image.thumbnail((size, size))
+    return np.asarray(image)

@@ -1,0 +1,55 @@
+"""Try a scan: the champion's verdict and Grad-CAM for one uploaded slice, stored nowhere.
+
+The upload is decoded by content (JPEG, PNG or DICOM, same refusals as scoring) and prepared
+with the same function as training (`lung_model.preprocess.prepare`), so what is shown here
+is what batch scoring would have said.
+See https://keras.io/examples/vision/grad_cam/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lung_model.images import decode_bytes
+from lung_model.review.explain import explain_array, prepare_for
+from lung_model.settings import CLASSES
+
+if TYPE_CHECKING:
+    from lung_model.inference import LoadedModel
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ScanVerdict:
+    probabilities: dict[str, float]
+    predicted_class: str
+    model_input: np.ndarray  # what the model saw, (size, size) float32
+    gradcam: np.ndarray  # RGB uint8 overlay for the predicted class
+    format: str
+    width: int
+    height: int
+
+
+def try_scan(data: bytes, model: LoadedModel) -> ScanVerdict:
+    """Predict one slice; raises `lung_model.images.UnreadableImage` with the reason."""
+    from lung_model.images import UnreadableImage
+
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UnreadableImage(f"file too large: {len(data)} bytes")
+    decoded = decode_bytes(data)
+    model_input = prepare_for(model, decoded.gray)
+    probabilities = model.predict(model_input[None, ...])[0]
+    best = int(np.argmax(probabilities))
+    return ScanVerdict(
+        probabilities={name: float(p) for name, p in zip(CLASSES, probabilities, strict=True)},
+        predicted_class=CLASSES[best],
+        model_input=np.squeeze(model_input),
+        gradcam=explain_array(model, model_input, best),
+        format=decoded.format,
+        width=decoded.width,
+        height=decoded.height,
+    )

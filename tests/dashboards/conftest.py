@@ -1,0 +1,156 @@
+"""Dashboard fixtures: a database of their own, seeded with studies, slices on disk and an
+account; `signed_in` returns an AppTest of the dashboard after a real sign-in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy import text
+from streamlit.testing.v1 import AppTest
+
+from lung_model import db
+from lung_model.review import accounts
+from lung_model.settings import PROJECT_ROOT, Settings
+
+SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+APP = PROJECT_ROOT / "dashboards" / "app.py"
+USER, PASSWORD = "alice", "correct horse battery"
+MODEL = "lung-ct-classifier"
+RAW = PROJECT_ROOT / "data" / "raw"
+
+
+def _admin(statement: str) -> None:
+    connection = psycopg2.connect(SERVER_URL)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """Overrides the shared one: these tests count rows, so they get a database alone."""
+    name = f"lung_dash_{uuid.uuid4().hex[:10]}"
+    _admin(f"CREATE DATABASE {name}")
+    try:
+        yield SERVER_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@dataclass
+class Seeded:
+    settings: Settings
+    high: int  # batch ids: a malignant-looking study, an uncertain one, a normal one
+    uncertain: int
+    low: int
+    image_ids: dict[int, list[int]]
+
+
+def _slices() -> list[Path]:
+    names = ["Malignant cases/Malignant case (1).jpg", "Bengin cases/Bengin case (1).jpg"]
+    names.append("Normal cases/Normal case (1).jpg")
+    return [RAW / name for name in names]
+
+
+def seed_study(
+    settings: Settings, study: str, p_malignant: list[float], needs_review: bool = False
+) -> tuple[int, list[int]]:
+    """A scored study: a batch, slice files in the archive, predictions and a study result."""
+    engine = db.get_engine(settings)
+    folder = settings.archive / study
+    folder.mkdir(parents=True, exist_ok=True)
+    image_ids = []
+    with engine.begin() as connection:
+        batch_id = connection.execute(
+            text(
+                "INSERT INTO scan_batches (study, source_path, status, n_files, n_scored, "
+                "model_name, model_version, finished_at) VALUES (:s, :p, 'done', :n, :n, :m, '1',"
+                " now() + interval '2 seconds') RETURNING id"
+            ),
+            {"s": study, "p": str(settings.inbox / study), "n": len(p_malignant), "m": MODEL},
+        ).scalar_one()
+        for index, (p, source) in enumerate(zip(p_malignant, _slices() * 9, strict=False)):
+            name = f"slice-{index:02d}.jpg"
+            shutil.copy(source, folder / name)
+            sha = uuid.uuid4().hex * 2
+            image_ids.append(
+                connection.execute(
+                    text(
+                        "INSERT INTO images (batch_id, path, sha256, format, status) "
+                        "VALUES (:b, :path, :sha, 'jpeg', 'scored') RETURNING id"
+                    ),
+                    {"b": batch_id, "path": name, "sha": sha},
+                ).scalar_one()
+            )
+            rest = (1 - p) / 2
+            connection.execute(
+                text(
+                    "INSERT INTO predictions (image_sha256, model_name, model_version, "
+                    "data_version, p_normal, p_benign, p_malignant, predicted_class) VALUES "
+                    "(:sha, :m, '1', 'data-v1', :rest, :rest, :p, :c)"
+                ),
+                {
+                    "sha": sha,
+                    "m": MODEL,
+                    "rest": rest,
+                    "p": p,
+                    "c": "malignant" if p > 0.5 else "normal",
+                },
+            )
+        top = max(p_malignant)
+        connection.execute(
+            text(
+                "INSERT INTO study_results (batch_id, model_name, model_version, data_version, "
+                "n_slices, max_p_malignant, mean_p_malignant, n_malignant_slices, "
+                "predicted_class, needs_review) VALUES (:b, :m, '1', 'data-v1', :n, :top, :mean,"
+                " :over, :c, :u)"
+            ),
+            {
+                "b": batch_id,
+                "m": MODEL,
+                "n": len(p_malignant),
+                "top": top,
+                "mean": sum(p_malignant) / len(p_malignant),
+                "over": sum(p > 0.5 for p in p_malignant),
+                "c": "malignant" if top > 0.5 else "normal",
+                "u": needs_review,
+            },
+        )
+    return int(batch_id), image_ids
+
+
+@pytest.fixture
+def seeded(settings: Settings) -> Iterator[Seeded]:
+    """Three studies and one account, removed again afterwards (reviews stay: append-only)."""
+    accounts.add_account(settings, USER, PASSWORD)
+    tag = uuid.uuid4().hex[:6]
+    high, high_images = seed_study(settings, f"study-high-{tag}", [0.97, 0.40, 0.10])
+    uncertain, u_images = seed_study(settings, f"study-mid-{tag}", [0.55, 0.45], True)
+    low, low_images = seed_study(settings, f"study-low-{tag}", [0.02, 0.01])
+    yield Seeded(
+        settings, high, uncertain, low, {high: high_images, uncertain: u_images, low: low_images}
+    )
+
+
+@pytest.fixture
+def signed_in(seeded: Seeded) -> Callable[[], AppTest]:
+    """A function returning a fresh AppTest that has signed in as USER through the form."""
+
+    def make() -> AppTest:
+        app = AppTest.from_file(str(APP), default_timeout=60)
+        app.run()
+        app.text_input(key="signin_username").input(USER)
+        app.text_input(key="signin_password").input(PASSWORD)
+        app.button[0].click().run()
+        assert not app.exception, app.exception
+        return app
+
+    return make

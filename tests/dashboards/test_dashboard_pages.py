@@ -1,0 +1,135 @@
+"""Each page against the real PostgreSQL with seeded studies, through streamlit.testing."""
+
+from __future__ import annotations
+
+import pandas as pd
+from conftest import USER
+from sqlalchemy import text
+
+from lung_model import db
+
+
+def _texts(app) -> str:
+    parts = [*app.markdown, *app.caption, *app.title, *app.info, *app.error, *app.warning]
+    parts += [*app.success, *app.subheader]
+    return "\n".join(str(e.value) for e in parts)
+
+
+def test_worklist_orders_by_risk_and_filters(signed_in, seeded) -> None:
+    app = signed_in()
+    table: pd.DataFrame = app.dataframe[0].value
+    ours = table[table["batch"].isin([seeded.high, seeded.uncertain, seeded.low])]
+    assert list(ours["batch"]) == [seeded.high, seeded.uncertain, seeded.low]
+    assert list(ours["risk"]) == sorted(ours["risk"], reverse=True)
+
+    app.segmented_control(key="wl_status").set_value("uncertain").run()
+    uncertain = app.dataframe[0].value
+    assert seeded.uncertain in set(uncertain["batch"])
+    assert seeded.high not in set(uncertain["batch"])
+
+    app.segmented_control(key="wl_status").set_value("all").run()
+    app.text_input(key="wl_query").input(str(seeded.low)).run()
+    assert list(app.dataframe[0].value["batch"]) == [seeded.low]
+
+
+def test_study_view_shows_slices_lineage_and_flag(signed_in, seeded) -> None:
+    app = signed_in()
+    app.selectbox(key="wl_pick").set_value(seeded.uncertain)
+    app.button(key="wl_open").click().run()
+    assert not app.exception, app.exception
+    assert app.title[0].value.startswith("Study study-mid-")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Model says"] == "malignant"
+    assert metrics["Slices over threshold"] == "1 / 2"
+    page = _texts(app)
+    assert "data version `data-v1`" in page
+    assert "uncertain" in page
+    assert "slice-00.jpg" in page and "M 55.0%" in page
+    assert len(app.image) >= 2  # thumbnails rendered from the archived files
+
+
+def test_review_is_appended_with_the_signed_in_reviewer(signed_in, seeded) -> None:
+    app = signed_in()
+    app.switch_page("views/study.py")
+    app.query_params["batch"] = str(seeded.high)
+    app.run()
+    app.radio(key="review_label").set_value("benign")
+    app.text_area(key="review_comment").input("nodule is calcified")
+    app.button[0].click().run()  # the study form's submit button comes first
+    assert not app.exception, app.exception
+    assert "recorded" in _texts(app)
+    app.radio(key="review_label").set_value("malignant")
+    app.button[0].click().run()
+
+    with db.get_engine(seeded.settings).connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT reviewer, decision, corrected_label, comment, model_version FROM reviews"
+                " WHERE batch_id = :b AND image_id IS NULL ORDER BY id"
+            ),
+            {"b": seeded.high},
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (USER, "correct", "benign", "nodule is calcified", "1"),
+        (USER, "confirm", None, None, "1"),
+    ]
+    history = app.dataframe[-1].value
+    assert len(history) == 2  # both kept; the newest comes first and counts
+
+    app.switch_page("views/worklist.py")
+    app.run()
+    app.segmented_control(key="wl_status").set_value("reviewed").run()
+    reviewed = app.dataframe[0].value
+    row = reviewed[reviewed["batch"] == seeded.high].iloc[0]
+    assert row["reviewed as"] == "malignant" and row["reviewer"] == USER
+
+
+def test_slice_review_and_disagreement_filter(signed_in, seeded) -> None:
+    app = signed_in()
+    app.switch_page("views/study.py")
+    app.query_params["batch"] = str(seeded.low)
+    app.run()
+    app.radio(key="slice_label").set_value("malignant")
+    app.text_input(key="slice_comment").input("missed lesion")
+    app.button(key="FormSubmitter:slice-review-Submit slice review").click().run()
+    assert not app.exception, app.exception
+    app.radio(key="review_label").set_value("malignant")
+    app.button[0].click().run()
+    with db.get_engine(seeded.settings).connect() as connection:
+        slice_reviews = connection.execute(
+            text(
+                "SELECT image_id, corrected_label FROM reviews WHERE batch_id = :b "
+                "AND image_id IS NOT NULL"
+            ),
+            {"b": seeded.low},
+        ).all()
+    assert [r.corrected_label for r in slice_reviews] == ["malignant"]
+    assert slice_reviews[0].image_id in seeded.image_ids[seeded.low]
+
+    app.switch_page("views/worklist.py")
+    app.run()
+    app.segmented_control(key="wl_status").set_value("disagreement").run()
+    assert seeded.low in set(app.dataframe[0].value["batch"])
+    assert seeded.high not in set(app.dataframe[0].value["batch"])
+
+
+def test_operations_page(signed_in, seeded) -> None:
+    app = signed_in()
+    app.switch_page("views/operations.py")
+    app.run()
+    assert not app.exception, app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert int(metrics["Done"]) >= 3 and int(metrics["Slices scored"]) >= 7
+    batches = app.dataframe[0].value
+    assert {seeded.high, seeded.low} <= set(batches["id"])
+    assert "Drift" in _texts(app)
+
+
+def test_model_page_without_a_model(signed_in, seeded) -> None:
+    app = signed_in()
+    app.switch_page("views/model.py")
+    app.run()
+    assert not app.exception, app.exception
+    page = _texts(app)
+    assert "No champion or challenger yet" in page
+    assert "No gate decision recorded yet" in page or len(app.dataframe) == 1
