@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         0.6, description="Flag a study for review when its top probability is below this"
     )
     score_batch_size: int = Field(64, description="Slices per prediction and DB transaction")
+    score_workers: int = Field(
+        0,
+        description="Threads decoding slices while the model predicts (0: one per CPU, at most 4)",
+    )
 
     # Hosts and ports of the local services
     bind_host: str = Field("127.0.0.1", description="Address the local services listen on")
