@@ -1,15 +1,20 @@
 """Decode one slice file into a grayscale array, whatever its format, or say why not.
 
-Formats are recognised by content, not by extension. Every decoder returns a 2-D float32
-array in [0, 1]; `lung_model.preprocess` turns it into model input. Training and serving
-both read files through `read_gray`, so they see the same pixels.
+Formats are recognised by content, not by extension: JPEG and PNG (8- or 16-bit; gray,
+palette, RGB, RGBA, CMYK) through Pillow, DICOM through `lung_model.dicom`. Every decoder
+returns a 2-D float32 array in [0, 1]; `lung_model.preprocess` turns it into model input.
+Training and serving both read files through `read_gray`, so they see the same pixels.
+Anything that cannot be scored raises `UnreadableImage` whose message is the reason stored
+with the quarantined file: empty, truncated, not an image, animated, decompression bombs
+and absurd sizes are refused before their pixels are decoded.
 See https://pillow.readthedocs.io/en/stable/reference/Image.html
 """
 
 from __future__ import annotations
 
 import io
-import warnings
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 MAX_PIXELS = 4096 * 4096  # CT slices are 512x512; anything this big is refused
 MIN_SIDE = 16
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a CT slice is well under 1 MiB, even uncompressed DICOM
 
 
 class UnreadableImage(ValueError):
@@ -30,10 +36,28 @@ class DecodedImage:
     format: str  # jpeg, png, dicom, ...
     width: int
     height: int
+    patient_hash: str | None = None  # keyed hash of the DICOM PatientID, never the ID itself
+    instance_number: int | None = None  # DICOM InstanceNumber: the slice's place in its series
+
+
+def _looks_like_bare_dicom(head: bytes) -> bool:
+    """A DICOM data set written without the 128-byte preamble and `DICM` prefix: it starts
+    with a (0002,xxxx) or (0008,xxxx) tag, little endian (explicit or implicit VR) or big."""
+    if len(head) < 8:
+        return False
+    vr = head[4:6]
+    if head[:2] in (b"\x00\x02", b"\x00\x08"):  # big endian: explicit VR only
+        return vr.isalpha() and vr.isupper()
+    if head[:2] not in (b"\x02\x00", b"\x08\x00"):
+        return False
+    if vr.isalpha() and vr.isupper():
+        return True  # explicit VR
+    length = int.from_bytes(head[4:8], "little")
+    return head[2:4] in (b"\x00\x00", b"\x05\x00", b"\x08\x00", b"\x16\x00") and length < 1024
 
 
 def sniff_format(head: bytes) -> str:
-    """The file's format from its first bytes."""
+    """The file's format from its first bytes (at least 132 of them when the file has)."""
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -42,6 +66,8 @@ def sniff_format(head: bytes) -> str:
         return "dicom"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
+    if _looks_like_bare_dicom(head):
+        return "dicom"
     return "unknown"
 
 
@@ -50,53 +76,80 @@ def _to_unit_gray(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         pixels = np.asarray(image, dtype=np.float32)
         return np.clip(pixels / 65535.0, 0.0, 1.0)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))
-        image = Image.alpha_composite(background, image)
-    gray = image.convert("L")  # CMYK, RGB, P, 1: ITU-R 601 luma
+        image = Image.alpha_composite(background, image)  # transparent means air: black
+    gray = image.convert("L")  # CMYK, RGB, YCbCr, P, 1: ITU-R 601 luma
     return np.asarray(gray, dtype=np.float32) / 255.0
 
 
 def decode_raster(data: bytes, kind: str) -> DecodedImage:
     """JPEG or PNG bytes to gray; refuses bombs, animations and truncated files."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise UnreadableImage(f"image too large: {width}x{height} pixels")
-                if min(width, height) < MIN_SIDE:
-                    raise UnreadableImage(f"image too small: {width}x{height} pixels")
-                if getattr(image, "n_frames", 1) > 1:
-                    raise UnreadableImage("animated image: one slice per file expected")
-                image.load()
-                gray = _to_unit_gray(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        with Image.open(io.BytesIO(data), formats=[kind.upper()]) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise UnreadableImage(f"image too large: {width}x{height} pixels")
+            if min(width, height) < MIN_SIDE:
+                raise UnreadableImage(f"image too small: {width}x{height} pixels")
+            if getattr(image, "n_frames", 1) > 1:
+                raise UnreadableImage("animated or multi-image file: one slice per file expected")
+            image.load()
+            gray = _to_unit_gray(image)
+    except UnreadableImage:
+        raise
+    except Image.DecompressionBombError as error:
         raise UnreadableImage(f"decompression bomb refused: {error}") from error
     except UnidentifiedImageError as error:
         raise UnreadableImage(f"not a decodable {kind} image") from error
-    except OSError as error:  # truncated or corrupt data
+    except Exception as error:  # truncated or corrupt data: Pillow raises many kinds
         raise UnreadableImage(f"corrupt {kind} image: {error}") from error
     return DecodedImage(gray=gray, format=kind, width=width, height=height)
 
 
-def decode_bytes(data: bytes) -> DecodedImage:
+def decode_bytes(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
+    """Decode a whole file's bytes; `id_key` keys the hash of DICOM patient identifiers."""
     if not data:
         raise UnreadableImage("empty file")
+    if len(data) > MAX_FILE_BYTES:
+        raise UnreadableImage(f"file too large: {len(data)} bytes (limit {MAX_FILE_BYTES})")
     kind = sniff_format(data[:132])
     if kind in ("jpeg", "png"):
         return decode_raster(data, kind)
     if kind == "dicom":
         from lung_model.dicom import decode_dicom
 
-        return decode_dicom(data)
+        return decode_dicom(data, id_key=id_key)
     if kind == "gif":
         raise UnreadableImage("GIF is not a supported slice format (JPEG, PNG or DICOM)")
     raise UnreadableImage("not a JPEG, PNG or DICOM file")
 
 
+def read_limited(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, refusing symlinks, devices, FIFOs and files over `limit`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if Path(path).is_symlink():
+            raise UnreadableImage("symbolic link: not followed") from error
+        raise UnreadableImage(f"cannot open: {error.strerror}") from error
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableImage("not a regular file")
+        if info.st_size > limit:
+            raise UnreadableImage(f"file too large: {info.st_size} bytes (limit {limit})")
+        data = handle.read(limit + 1)
+    if len(data) > limit:  # grew while we read it
+        raise UnreadableImage(f"file too large: over {limit} bytes")
+    return data
+
+
 def read_gray(path: Path) -> DecodedImage:
     """Decode the file at `path` (the one function training and serving both call)."""
-    return decode_bytes(Path(path).read_bytes())
+    return decode_bytes(read_limited(Path(path)))

@@ -1,0 +1,162 @@
+"""Decode one DICOM CT slice into the lung-window gray image the model reads, or say why not.
+
+Stored values go through the modality LUT (Rescale Slope / Intercept) to Hounsfield units,
+then a lung window (level -600 HU, width 1500 HU) maps them to [0, 1], air dark and bone
+bright like the JPEG exports the model is trained on. Hounsfield units are physical, so a
+MONOCHROME1 slice gives the same picture as a MONOCHROME2 one with the same HU (the
+photometric interpretation only tells a viewer how to paint them). Compressed transfer
+syntaxes decode through the installed pylibjpeg plugins (JPEG, JPEG-LS, JPEG 2000, HTJ2K)
+or pydicom itself (RLE, deflate); others are refused with the syntax named. Non-CT
+modalities, colour, multi-frame and absurd sizes are refused. The patient's identifiers
+never leave this module in clear: only a keyed hash (HMAC-SHA256) of the PatientID.
+See https://pydicom.github.io/pydicom/stable/reference/pixels.html
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from lung_model.images import MAX_PIXELS, MIN_SIDE, DecodedImage, UnreadableImage
+
+LUNG_WINDOW_LEVEL = -600.0  # HU
+LUNG_WINDOW_WIDTH = 1500.0  # HU
+PATIENT_KEY_FILE = "patient-id.key"
+
+
+def patient_key(secrets_dir: Path) -> bytes:
+    """The site's key for hashing patient identifiers, created once (0600) on first use.
+
+    Created with a hard link so two processes starting at once end up with the same key.
+    """
+    path = secrets_dir / PATIENT_KEY_FILE
+    if not path.exists():
+        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        staging = secrets_dir / f".{PATIENT_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+        try:
+            os.link(staging, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            staging.unlink()
+    return path.read_bytes()
+
+
+def pseudonym(value: str, key: bytes) -> str:
+    """A stable keyed hash of an identifier: equal IDs match, the ID cannot be read back."""
+    return hmac.new(key, value.strip().encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def lung_window(hu: np.ndarray) -> np.ndarray:
+    """Hounsfield units to [0, 1] through the lung window."""
+    low = LUNG_WINDOW_LEVEL - LUNG_WINDOW_WIDTH / 2
+    return np.clip((hu - low) / LUNG_WINDOW_WIDTH, 0.0, 1.0).astype(np.float32)
+
+
+def _read(data: bytes):  # type: ignore[no-untyped-def]
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    # Value validation would warn with the offending value, which may be a patient's name.
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+    except InvalidDicomError as error:
+        raise UnreadableImage(f"not a readable DICOM file: {error}") from error
+    except Exception as error:  # truncated or malformed element structure
+        raise UnreadableImage(f"corrupt DICOM file: {type(error).__name__}") from error
+
+
+def _check_decodable(transfer_syntax) -> None:  # type: ignore[no-untyped-def]
+    """Refuse, with the syntax named, pixel data no installed plugin can decode."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    name = f"{transfer_syntax.name} ({transfer_syntax})"
+    if not transfer_syntax.is_transfer_syntax:
+        raise UnreadableImage(f"unknown DICOM transfer syntax {transfer_syntax}")
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError as error:
+        raise UnreadableImage(f"no DICOM decoder exists for transfer syntax {name}") from error
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+        raise UnreadableImage(f"compressed DICOM ({name}) cannot be decoded here: needs {missing}")
+
+
+def _check_slice(ds) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Refuse what is not one monochrome CT slice of a sane size; return (width, height)."""
+    if "PixelData" not in ds:
+        kind = (
+            "float or double" if ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds) else "no"
+        )
+        raise UnreadableImage(f"DICOM object has {kind} pixel data: not an image slice")
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality != "CT":
+        raise UnreadableImage(f"DICOM modality {modality or 'missing'} is not CT: CT slices only")
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise UnreadableImage(
+            f"DICOM photometric interpretation {photometric or 'missing'}: CT slices are monochrome"
+        )
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        height, width = int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise UnreadableImage("DICOM image size or frame count missing or invalid") from error
+    if frames != 1:
+        raise UnreadableImage(f"multi-frame DICOM ({frames} frames): one slice per file expected")
+    if width * height > MAX_PIXELS:
+        raise UnreadableImage(f"image too large: {width}x{height} pixels")
+    if min(width, height) < MIN_SIDE:
+        raise UnreadableImage(f"image too small: {width}x{height} pixels")
+    return width, height
+
+
+def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
+    """One CT slice from a DICOM file's bytes; `id_key` (see `patient_key`) keys the
+    patient hash, which is left out without it."""
+    from pydicom.pixels import apply_modality_lut
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = _read(data)
+    width, height = _check_slice(ds)
+    meta = getattr(ds, "file_meta", None)
+    transfer_syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if transfer_syntax is None:  # bare data set without meta: pydicom guessed the encoding
+        transfer_syntax = ImplicitVRLittleEndian if ds.is_implicit_VR else None
+    if transfer_syntax is not None and transfer_syntax.is_compressed:
+        _check_decodable(transfer_syntax)
+    try:
+        stored = ds.pixel_array
+    except Exception as error:  # corrupt or truncated pixel data, codec errors
+        raise UnreadableImage(f"DICOM pixel data cannot be decoded: {error}") from error
+    if stored.shape != (height, width):
+        raise UnreadableImage(f"DICOM pixel data has shape {stored.shape}, expected one slice")
+    try:
+        hu = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+    except Exception as error:
+        raise UnreadableImage(f"DICOM rescale to Hounsfield units failed: {error}") from error
+    if not np.isfinite(hu).all():
+        raise UnreadableImage("DICOM rescale gives non-finite Hounsfield units")
+    patient = str(ds.get("PatientID", "") or "").strip()
+    try:
+        instance = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") is not None else None
+    except (TypeError, ValueError):
+        instance = None
+    return DecodedImage(
+        gray=lung_window(hu),
+        format="dicom",
+        width=width,
+        height=height,
+        patient_hash=pseudonym(patient, id_key) if (patient and id_key) else None,
+        instance_number=instance,
+    )
