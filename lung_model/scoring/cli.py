@@ -1,0 +1,180 @@
+"""`python -m lung_model score [PATH] [--model URI] [--csv FILE]`: the batch scorer's CLI.
+
+Without PATH it scores every ready study of the inbox by the inbox protocol (claim,
+score, archive; stranded claims first). With PATH (one study folder, or a folder of study
+folders) it scores every image below it in place, moving nothing. The model is loaded
+once, only when there is something to score. Exit codes: 0 the run completed (quarantined
+files included), 2 no model to score with, 3 database unavailable, 4 PATH is not a folder;
+each failure prints one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from lung_model.scoring.engine import FileOutcome, Scorer, StudySummary
+from lung_model.scoring.inbox import find_ready_studies
+from lung_model.settings import get_settings
+
+CSV_FIELDS = [
+    "path",
+    "study",
+    "status",
+    "reason",
+    "predicted_class",
+    "p_normal",
+    "p_benign",
+    "p_malignant",
+    "model_name",
+    "model_version",
+    "data_version",
+    "sha256",
+]
+log = logging.getLogger(__name__)
+
+
+def studies_below(path: Path, marker: str) -> list[Path]:
+    """PATH itself when it holds files (or the marker), else each of its sub-folders."""
+    entries = sorted(path.iterdir())
+    if (path / marker).exists() or any(not e.is_dir() or e.is_symlink() for e in entries):
+        return [path]
+    return entries
+
+
+def _count_files(folders: list[Path]) -> int:
+    return sum(len(files) for folder in folders for _, _, files in os.walk(folder))
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+@contextmanager
+def _csv_rows(target: Path | None) -> Iterator[csv.DictWriter[str] | None]:
+    handle: IO[str] | None = target.open("w", newline="") if target else None
+    try:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS) if handle else None
+        if writer:
+            writer.writeheader()
+        yield writer
+    finally:
+        if handle:
+            handle.close()
+
+
+def _describe(summary: StudySummary) -> str:
+    head = f"{summary.study}: {summary.status}"
+    if summary.status not in ("done", "failed"):
+        return head
+    head += (
+        f", {summary.n_files} files, {summary.n_scored} scored, {summary.n_quarantined} quarantined"
+    )
+    if summary.result:
+        review = ", needs review" if summary.result["needs_review"] else ""
+        head += (
+            f" -> {summary.result['predicted_class']}"
+            f" (max p_malignant {float(summary.result['max_p_malignant']):.3f}{review})"
+        )
+    return head + (f" [{summary.error}]" if summary.error else "")
+
+
+def cli_score(args: argparse.Namespace) -> int:
+    from sqlalchemy import text
+    from tqdm import tqdm
+
+    from lung_model.db import get_engine
+    from lung_model.dicom import patient_key
+
+    settings = get_settings()
+    try:
+        engine = get_engine(settings)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as error:
+        return _fail(f"database unavailable: {_one_line(error)}", 3)
+
+    in_place = args.path is not None
+    if in_place and not args.path.is_dir():
+        return _fail(f"{args.path} is not a folder", 4)
+    targets = (
+        studies_below(args.path, settings.ready_marker)
+        if in_place
+        else find_ready_studies(settings)
+    )
+    if not targets:
+        with _csv_rows(args.csv):
+            print(
+                "nothing to score" + ("" if in_place else f": no ready study in {settings.inbox}")
+            )
+        return 0
+
+    try:
+        from lung_model.inference import NoChampion, load_model
+
+        model = load_model(args.model, settings)
+    except NoChampion as error:
+        return _fail(f"no model to score with: {error}", 2)
+
+    bar = tqdm(
+        total=_count_files(targets), unit="file", disable=not sys.stderr.isatty(), file=sys.stderr
+    )
+    with _csv_rows(args.csv) as writer:
+
+        def on_file(outcome: FileOutcome) -> None:
+            bar.update(1)
+            if writer is None:
+                return
+            probs = outcome.probabilities
+            writer.writerow(
+                {
+                    "path": str(outcome.location),
+                    "study": outcome.study,
+                    "status": outcome.status,
+                    "reason": outcome.reason or "",
+                    "predicted_class": _label(probs),
+                    "p_normal": f"{probs[0]:.6f}" if probs else "",
+                    "p_benign": f"{probs[1]:.6f}" if probs else "",
+                    "p_malignant": f"{probs[2]:.6f}" if probs else "",
+                    "model_name": model.name,
+                    "model_version": model.version,
+                    "data_version": model.data_version,
+                    "sha256": outcome.sha256 or "",
+                }
+            )
+
+        scorer = Scorer(
+            model, engine, settings, id_key=patient_key(settings.secrets_dir), on_file=on_file
+        )
+        summaries = []
+        for target in targets:
+            summary = scorer.score_in_place(target) if in_place else scorer.score_claimed(target)
+            summaries.append(summary)
+            bar.write(_describe(summary), file=sys.stdout)
+    bar.close()
+    done = [s for s in summaries if s.status in ("done", "failed")]
+    print(
+        f"scored {sum(s.n_scored for s in done)} files, quarantined"
+        f" {sum(s.n_quarantined for s in done)}, in {len(done)} studies"
+        f" with {model.name} v{model.version}"
+    )
+    return 0
+
+
+def _label(probs: tuple[float, float, float] | None) -> str:
+    from lung_model.scoring.store import predicted_class
+
+    return predicted_class(probs) if probs else ""

@@ -1,0 +1,107 @@
+"""Files to model-ready arrays in parallel, a bounded number of batches ahead of the model.
+
+Each file is read (regular files only, size-capped, never through a symlink), hashed
+(sha256: the image's identity in `predictions`), decoded by content (`lung_model.images`)
+and prepared for the model, in a thread pool: Pillow, pydicom's codecs, hashlib and numpy
+release the GIL while they work. At most `prefetch` batches are in flight, so memory does
+not grow with the number of files. Whatever goes wrong with one file becomes its reason.
+See https://docs.python.org/3/library/concurrent.futures.html
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+
+from lung_model.images import UnreadableImage, decode_bytes, read_limited, sniff_format
+from lung_model.scoring.files import InputFile
+from lung_model.scoring.predictor import Prepare
+from lung_model.scoring.store import ImageRow
+
+MAX_REASON = 300
+
+
+@dataclass(frozen=True)
+class Decoded:
+    file: InputFile
+    row: ImageRow
+    x: np.ndarray | None  # model input, None when quarantined
+
+
+def _refused(file: InputFile, reason: str, **known: object) -> Decoded:
+    fields: dict[str, object] = {
+        "sha256": None,
+        "format": None,
+        "size_bytes": None,
+        "width": None,
+        "height": None,
+    }
+    fields.update(known)
+    row = ImageRow(file.relpath, status="quarantined", reason=reason[:MAX_REASON], **fields)  # type: ignore[arg-type]
+    return Decoded(file, row, None)
+
+
+def decode_file(
+    file: InputFile, prepare: Prepare, image_size: int, id_key: bytes | None
+) -> Decoded:
+    """One input file to a scored-to-be row with its model input, or a quarantine row."""
+    if file.refusal:
+        return _refused(file, file.refusal)
+    try:
+        data = read_limited(file.read_from)
+    except UnreadableImage as error:
+        return _refused(file, str(error))
+    facts: dict[str, object] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "format": sniff_format(data[:132]),
+    }
+    try:
+        image = decode_bytes(data, id_key=id_key)
+        facts.update(width=image.width, height=image.height)
+        x = np.asarray(prepare(image.gray), dtype=np.float32)
+    except UnreadableImage as error:
+        return _refused(file, str(error), **facts)
+    except Exception as error:  # a decoder or preprocessing bug must not stop the study
+        return _refused(file, f"cannot decode: {type(error).__name__}: {error}", **facts)
+    if x.shape != (image_size, image_size, 1) or not np.isfinite(x).all():
+        return _refused(file, f"preprocessing gave an unusable array {x.shape}", **facts)
+    row = ImageRow(
+        file.relpath,
+        status="scored",
+        reason=None,
+        patient_hash=image.patient_hash,
+        instance_number=image.instance_number,
+        **facts,  # type: ignore[arg-type]
+    )
+    return Decoded(file, row, x)
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def decoded_batches(
+    files: Iterable[InputFile],
+    work: Callable[[InputFile], Decoded],
+    batch_size: int,
+    workers: int,
+    prefetch: int = 2,
+) -> Iterator[list[Decoded]]:
+    """Batches of decoded files in input order; decoding runs `prefetch` batches ahead."""
+    remaining = iter(files)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[Future[Decoded]] = deque(
+            pool.submit(work, f) for f in islice(remaining, batch_size * (prefetch + 1))
+        )
+        while pending:
+            batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
+            pending.extend(pool.submit(work, f) for f in islice(remaining, batch_size))
+            yield batch

@@ -1,0 +1,190 @@
+"""Score one study folder: decode in parallel, predict in batches, one transaction per batch.
+
+`Scorer` holds the services of a run (the model, loaded once; the database engine; the
+settings; the key that hashes DICOM patient IDs) and scores folders with them. Per batch
+of `LUNG_SCORE_BATCH_SIZE` files: decode (ahead, in threads), look up which images this
+model version already scored, predict only the others (each distinct image once), then
+upsert images and predictions in one transaction, and only after it commits move the
+batch's unreadable files to quarantine. A killed run therefore leaves nothing half done:
+the rerun redoes at most one batch, and the upserts make that a no-op in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from lung_model.scoring import inbox, store
+from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
+from lung_model.scoring.files import InputFile, list_inputs
+from lung_model.scoring.predictor import Predictor, Prepare, preparer_for
+from lung_model.scoring.study import SliceStats, study_verdict
+from lung_model.settings import Settings
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    study: str
+    relpath: str
+    location: Path  # where the file is now
+    status: str  # scored | quarantined
+    reason: str | None
+    sha256: str | None
+    probabilities: store.Probabilities | None
+
+
+@dataclass
+class StudySummary:
+    study: str
+    folder: str
+    status: str  # done | failed (nothing scorable) | busy (another scorer has it) | gone
+    batch_id: int | None = None
+    n_files: int = 0
+    n_scored: int = 0
+    n_quarantined: int = 0
+    n_predicted: int = 0  # predictions this run computed (0 on a rerun)
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Scorer:
+    """Scores study folders with one model; `on_file` sees every file's outcome."""
+
+    def __init__(
+        self,
+        model: Predictor,
+        engine: Engine,
+        settings: Settings,
+        *,
+        prepare: Prepare | None = None,
+        id_key: bytes | None = None,
+        workers: int | None = None,
+        on_file: Callable[[FileOutcome], None] | None = None,
+    ) -> None:
+        self.model, self.engine, self.settings = model, engine, settings
+        self.prepare = prepare or preparer_for(model)
+        self.id_key = id_key
+        self.workers = workers or settings.score_workers or default_workers()
+        self.on_file = on_file
+
+    def _decode(self, file: InputFile) -> Decoded:
+        return decode_file(file, self.prepare, self.model.image_size, self.id_key)
+
+    def _predict(self, inputs: dict[str, np.ndarray]) -> dict[str, store.Probabilities]:
+        if not inputs:
+            return {}
+        probs = np.asarray(self.model.predict(np.stack(list(inputs.values()))), dtype=np.float64)
+        if probs.shape != (len(inputs), 3) or not np.isfinite(probs).all():
+            raise RuntimeError(f"model {self.model.name} returned unusable output {probs.shape}")
+        return {sha: (p[0], p[1], p[2]) for sha, p in zip(inputs, probs.tolist(), strict=True)}
+
+    def score_folder(
+        self,
+        root: Path,
+        study: str,
+        source_path: str,
+        claimed: Path | None = None,
+        destination: Path | None = None,
+    ) -> StudySummary:
+        """Score every file below `root` into the batch (study, source_path). With `claimed`
+        (inbox mode) unreadable files move to quarantine and the outcomes of scored ones name
+        their place under `destination` (the archive); without, nothing moves."""
+        files = list_inputs(root, self.settings.ready_marker)
+        summary = StudySummary(study=study, folder=str(root), status="done")
+        summary.batch_id = batch_id = store.open_batch(self.engine, study, source_path, self.model)
+        for batch in decoded_batches(
+            files, self._decode, self.settings.score_batch_size, self.workers
+        ):
+            inputs = {d.row.sha256 or "": d.x for d in batch if d.x is not None}
+            known = store.known_predictions(self.engine, self.model, inputs)
+            fresh = self._predict({sha: x for sha, x in inputs.items() if sha not in known})
+            store.write_batch(self.engine, batch_id, [d.row for d in batch], fresh, self.model)
+            summary.n_predicted += len(fresh)
+            for d in batch:
+                self._after_commit(d, study, claimed, destination, {**known, **fresh})
+        return self._finish(summary)
+
+    def _after_commit(
+        self,
+        d: Decoded,
+        study: str,
+        claimed: Path | None,
+        destination: Path | None,
+        probabilities: dict[str, store.Probabilities],
+    ) -> None:
+        """Move an unreadable file to quarantine (inbox mode), then report the outcome."""
+        location = destination / d.file.relpath if destination else d.file.entry
+        if d.x is None and claimed is not None:
+            location = inbox.quarantine(d.file.entry, d.file.relpath, claimed, self.settings)
+        if self.on_file:
+            probs = probabilities.get(d.row.sha256 or "") if d.x is not None else None
+            row = d.row
+            self.on_file(
+                FileOutcome(study, row.path, location, row.status, row.reason, row.sha256, probs)
+            )
+
+    def _finish(self, summary: StudySummary) -> StudySummary:
+        assert summary.batch_id is not None
+        stats = store.slice_stats(
+            self.engine, summary.batch_id, self.model, self.settings.malignant_threshold
+        )
+        verdict = (
+            study_verdict(stats, self.settings.uncertain_margin).as_dict()
+            if stats.n_slices
+            else None
+        )
+        error = None if verdict else "no slice could be scored (see the quarantine reasons)"
+        summary.n_files, summary.n_scored, summary.n_quarantined = store.finish_batch(
+            self.engine, summary.batch_id, self.model, stats, verdict, error
+        )
+        summary.status, summary.error = ("done", None) if verdict else ("failed", error)
+        if verdict:
+            summary.result = {**verdict, **asdict(stats)}
+        return summary
+
+    def score_in_place(self, folder: Path) -> StudySummary:
+        """Score a study folder where it is, moving nothing (`score PATH`)."""
+        source = str(folder.resolve())
+        with inbox.study_lock(self.engine, source) as held:
+            if not held:
+                return StudySummary(study=folder.name, folder=source, status="busy")
+            return self.score_folder(folder, folder.name, source)
+
+    def score_claimed(self, folder: Path) -> StudySummary:
+        """Claim an inbox folder (or resume a stranded one), score it, archive it."""
+        claimed = inbox.claim(folder, self.settings)
+        study = inbox.study_name(claimed) if claimed else folder.name
+        if claimed is None:
+            return StudySummary(study=study, folder=str(folder), status="gone")
+        with inbox.study_lock(self.engine, claimed.name) as held:
+            if not held or not os_lexists(claimed):
+                return StudySummary(study=study, folder=str(claimed), status="busy")
+            if claimed.is_symlink():
+                return self._refuse_linked_study(claimed, study)
+            planned = inbox.archive_destination(claimed, self.settings)
+            summary = self.score_folder(claimed, study, str(claimed), claimed, planned)
+            archived = inbox.archive(claimed, self.settings, planned)
+            store.set_archive_path(self.engine, summary.batch_id or 0, str(archived))
+            summary.folder = str(archived)
+            return summary
+
+    def _refuse_linked_study(self, claimed: Path, study: str) -> StudySummary:
+        """A study folder that is a symlink is never read: quarantined whole, with a reason."""
+        reason = "study folder is a symbolic link: not followed"
+        batch_id = store.open_batch(self.engine, study, str(claimed), self.model)
+        location = inbox.quarantine(claimed, "", claimed, self.settings)
+        stats = SliceStats(0, 0.0, 0.0, 0.0, 0.0, 0)
+        store.finish_batch(self.engine, batch_id, self.model, stats, None, reason)
+        return StudySummary(study, str(location), "failed", batch_id, error=reason)
+
+
+def os_lexists(path: Path) -> bool:
+    return path.is_symlink() or path.exists()

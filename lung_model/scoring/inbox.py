@@ -1,0 +1,140 @@
+"""The inbox protocol: which study folders are ready, claiming one, archiving, quarantine.
+
+Under `LUNG_HOME`: a study is a folder in `inbox/`; it is ready when it holds the ready
+marker (`LUNG_READY_MARKER`) and, when `LUNG_READY_QUIET_SECONDS` is set, nothing in it has
+changed for that long. A scorer claims it with one atomic rename into
+`processing/<study>~<claim token>` (only one rename of a folder can succeed, so two scorers
+never take the same one) and holds a PostgreSQL advisory lock on the claim while it works.
+The server drops that lock when the scorer dies, so a folder in `processing/` whose lock is
+free was stranded by a killed scorer and the next run takes it up again. Done studies move
+to `archive/<study>`; files that cannot be scored to `quarantine/<study>/<path>`.
+See https://man7.org/linux/man-pages/man2/rename.2.html and
+https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from lung_model.settings import Settings
+
+CLAIM_SEPARATOR = "~"
+log = logging.getLogger(__name__)
+
+
+def _newest_change(folder: Path) -> float:
+    newest = folder.lstat().st_mtime
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(parent, name)).st_mtime)
+            except FileNotFoundError:
+                continue  # removed while we looked: it changed just now
+    return newest
+
+
+def is_ready(folder: Path, settings: Settings, now: float | None = None) -> bool:
+    """The folder holds the ready marker and (if configured) has been quiet long enough."""
+    if folder.is_symlink():
+        return True  # never read through it; claimed only to be quarantined with a reason
+    if not folder.is_dir() or not (folder / settings.ready_marker).is_file():
+        return False
+    if settings.ready_quiet_seconds <= 0:
+        return True
+    now = time.time() if now is None else now
+    return now - _newest_change(folder) >= settings.ready_quiet_seconds
+
+
+def find_ready_studies(settings: Settings, now: float | None = None) -> list[Path]:
+    """Folders to score, oldest claim first: those in `processing/` (stranded by a killed
+    scorer, or being scored right now: the lock tells) then the ready ones in `inbox/`."""
+    settings.ensure_dirs()
+    stranded = sorted(p for p in settings.processing.iterdir() if p.is_dir() or p.is_symlink())
+    ready = sorted(p for p in settings.inbox.iterdir() if is_ready(p, settings, now))
+    return stranded + ready
+
+
+def claim_token() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def study_name(claimed: Path) -> str:
+    """The study as dropped in the inbox, from a `processing/<study>~<token>` name."""
+    study, separator, _ = claimed.name.rpartition(CLAIM_SEPARATOR)
+    return study if separator else claimed.name
+
+
+def claim(folder: Path, settings: Settings) -> Path | None:
+    """Move an inbox folder into `processing/`; None when another scorer took it first.
+    A folder already in `processing/` is returned as is (whoever holds its lock scores it)."""
+    if folder.parent.resolve() == settings.processing.resolve():
+        return folder if os.path.lexists(folder) else None
+    settings.processing.mkdir(parents=True, exist_ok=True)
+    target = settings.processing / f"{folder.name}{CLAIM_SEPARATOR}{claim_token()}"
+    try:
+        os.rename(folder, target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
+def _free_path(wanted: Path, token: str) -> Path:
+    if not os.path.lexists(wanted):
+        return wanted
+    return wanted.with_name(f"{wanted.name}{CLAIM_SEPARATOR}{token}")
+
+
+def archive_destination(claimed: Path, settings: Settings) -> Path:
+    """Where a claimed study will be archived: `archive/<study>`, or `<study>~<token>`."""
+    token = claimed.name.rpartition(CLAIM_SEPARATOR)[2] or claim_token()
+    return _free_path(settings.archive / study_name(claimed), token)
+
+
+def archive(claimed: Path, settings: Settings, planned: Path | None = None) -> Path:
+    """Move a scored study folder to the archive (to `planned` while that is still free)."""
+    settings.archive.mkdir(parents=True, exist_ok=True)
+    target = planned if planned and not os.path.lexists(planned) else None
+    target = target or archive_destination(claimed, settings)
+    os.rename(claimed, target)
+    return target
+
+
+def quarantine(entry: Path, relpath: str, claimed: Path, settings: Settings) -> Path:
+    """Move one file (or link, never followed) to `quarantine/<study>/<relpath>`."""
+    token = claimed.name.rpartition(CLAIM_SEPARATOR)[2] or claim_token()
+    base = settings.quarantine / study_name(claimed)
+    target = _free_path(base / relpath if relpath else base, token)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(entry, target)
+    return target
+
+
+def lock_key(name: str) -> int:
+    """A signed 64-bit advisory lock key for a claim."""
+    return int.from_bytes(
+        hashlib.sha256(f"lung-score:{name}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+@contextmanager
+def study_lock(engine: Engine, name: str) -> Iterator[bool]:
+    """Hold the advisory lock of a claim for the block; yields False if someone else holds it.
+    The lock lives in this connection's server session, so it dies with the process."""
+    key = lock_key(name)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})

@@ -1,0 +1,48 @@
+"""What the scoring engine needs from a model, and how it turns a slice into model input.
+
+`lung_model.inference.LoadedModel` (the champion from the MLflow registry) fits
+`Predictor`; so does any object with the same attributes, which keeps the engine testable
+and benchmarkable with the model passed in rather than reached for. Slices are prepared
+with `lung_model.preprocess.prepare` and the preprocessing config shipped with the model
+(its `preprocess` attribute), so serving runs exactly the steps training ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Protocol
+
+import numpy as np
+
+Prepare = Callable[[np.ndarray], np.ndarray]
+
+
+class Predictor(Protocol):
+    """A model that scores batches of prepared slices."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def data_version(self) -> str: ...
+
+    @property
+    def image_size(self) -> int: ...
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """(N, size, size, 1) float32 to (N, 3) probabilities in `settings.CLASSES` order."""
+        ...
+
+
+def preparer_for(model: Predictor) -> Prepare:
+    """(H, W) gray in [0, 1] to the model's input, with the model's preprocessing config."""
+    from lung_model.preprocess import PreprocessConfig, prepare
+
+    config = getattr(model, "preprocess", None)
+    if not isinstance(config, PreprocessConfig):
+        config = PreprocessConfig(image_size=model.image_size)
+    return partial(prepare, config=config)

@@ -1,0 +1,223 @@
+"""Scoring results into PostgreSQL: one batch row per study folder, bulk upserts per batch.
+
+Everything is idempotent: images upsert on (batch, path), predictions insert-or-ignore on
+(image sha256, model name, model version), study results upsert on (batch, model), so a
+repeated or retried run adds nothing twice. Bulk writes use psycopg2's `execute_values`
+(one statement per table per batch) inside one transaction per batch.
+See https://www.psycopg.org/docs/extras.html#fast-execution-helpers
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2.extras import execute_values
+from sqlalchemy import Engine, text
+
+from lung_model.scoring.predictor import Predictor
+from lung_model.scoring.study import SliceStats
+from lung_model.settings import CLASSES
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    path: str
+    sha256: str | None
+    format: str | None
+    size_bytes: int | None
+    width: int | None
+    height: int | None
+    status: str  # scored | quarantined
+    reason: str | None
+    patient_hash: str | None = None
+    instance_number: int | None = None
+
+
+Probabilities = tuple[float, float, float]
+
+
+def open_batch(engine: Engine, study: str, source_path: str, model: Predictor) -> int:
+    """The batch row of this study folder (created, or reopened when resumed); its id."""
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "INSERT INTO scan_batches (study, source_path, status, model_name, model_version)"
+                    " VALUES (:study, :source, 'processing', :name, :version)"
+                    " ON CONFLICT (study, source_path) DO UPDATE SET status = 'processing',"
+                    " model_name = EXCLUDED.model_name, model_version = EXCLUDED.model_version,"
+                    " finished_at = NULL, error = NULL RETURNING id"
+                ),
+                {
+                    "study": study,
+                    "source": source_path,
+                    "name": model.name,
+                    "version": model.version,
+                },
+            ).scalar_one()
+        )
+
+
+def known_predictions(
+    engine: Engine, model: Predictor, shas: Iterable[str]
+) -> dict[str, Probabilities]:
+    """Probabilities this model version already stored for these images."""
+    wanted = sorted(set(shas))
+    if not wanted:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT image_sha256, p_normal, p_benign, p_malignant FROM predictions"
+                " WHERE model_name = :name AND model_version = :version"
+                " AND image_sha256 = ANY(:shas)"
+            ),
+            {"name": model.name, "version": model.version, "shas": wanted},
+        )
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+def write_batch(
+    engine: Engine,
+    batch_id: int,
+    images: Sequence[ImageRow],
+    predictions: dict[str, Probabilities],
+    model: Predictor,
+) -> None:
+    """Upsert the images and insert the new predictions in one transaction."""
+    raw = engine.raw_connection()
+    cursor = raw.cursor()
+    try:
+        if images:
+            execute_values(
+                cursor,
+                "INSERT INTO images (batch_id, path, sha256, format, size_bytes, width, height,"
+                " status, reason, patient_hash, instance_number) VALUES %s"
+                " ON CONFLICT (batch_id, path) DO UPDATE SET sha256 = EXCLUDED.sha256,"
+                " format = EXCLUDED.format, size_bytes = EXCLUDED.size_bytes,"
+                " width = EXCLUDED.width, height = EXCLUDED.height, status = EXCLUDED.status,"
+                " reason = EXCLUDED.reason, patient_hash = EXCLUDED.patient_hash,"
+                " instance_number = EXCLUDED.instance_number",
+                [
+                    (batch_id, r.path, r.sha256, r.format, r.size_bytes, r.width, r.height)
+                    + (r.status, r.reason, r.patient_hash, r.instance_number)
+                    for r in images
+                ],
+                page_size=max(len(images), 1),
+            )
+        if predictions:
+            execute_values(
+                cursor,
+                "INSERT INTO predictions (image_sha256, model_name, model_version,"
+                " data_version, p_normal, p_benign, p_malignant, predicted_class) VALUES %s"
+                " ON CONFLICT (image_sha256, model_name, model_version) DO NOTHING",
+                [
+                    (sha, model.name, model.version, model.data_version, *probs)
+                    + (predicted_class(probs),)
+                    for sha, probs in predictions.items()
+                ],
+                page_size=max(len(predictions), 1),
+            )
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        cursor.close()
+        raw.close()
+
+
+def predicted_class(probs: Sequence[float]) -> str:
+    return CLASSES[max(range(len(CLASSES)), key=lambda i: probs[i])]
+
+
+def slice_stats(engine: Engine, batch_id: int, model: Predictor, threshold: float) -> SliceStats:
+    """Aggregates over the batch's scored slices, as this model version predicted them."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT count(*), coalesce(max(p.p_malignant), 0), coalesce(avg(p.p_malignant), 0),"
+                " coalesce(avg(p.p_normal), 0), coalesce(avg(p.p_benign), 0),"
+                " count(*) FILTER (WHERE p.p_malignant > :threshold)"
+                " FROM images i JOIN predictions p ON p.image_sha256 = i.sha256"
+                " AND p.model_name = :name AND p.model_version = :version"
+                " WHERE i.batch_id = :batch AND i.status = 'scored'"
+            ),
+            {
+                "batch": batch_id,
+                "name": model.name,
+                "version": model.version,
+                "threshold": threshold,
+            },
+        ).one()
+    return SliceStats(
+        n_slices=int(row[0]),
+        max_p_malignant=float(row[1]),
+        mean_p_malignant=float(row[2]),
+        mean_p_normal=float(row[3]),
+        mean_p_benign=float(row[4]),
+        n_malignant_slices=int(row[5]),
+    )
+
+
+def finish_batch(
+    engine: Engine,
+    batch_id: int,
+    model: Predictor,
+    stats: SliceStats,
+    verdict: dict[str, Any] | None,
+    error: str | None,
+) -> tuple[int, int, int]:
+    """Write the study result (when there is one) and close the batch; (files, scored,
+    quarantined) as the database counts them."""
+    with engine.begin() as conn:
+        if verdict is not None:
+            conn.execute(
+                text(
+                    "INSERT INTO study_results (batch_id, model_name, model_version, data_version,"
+                    " n_slices, max_p_malignant, mean_p_malignant, n_malignant_slices,"
+                    " predicted_class, needs_review) VALUES (:batch, :name, :version, :data,"
+                    " :n, :max_p, :mean_p, :n_mal, :label, :review)"
+                    " ON CONFLICT (batch_id, model_name, model_version) DO UPDATE SET"
+                    " data_version = EXCLUDED.data_version, n_slices = EXCLUDED.n_slices,"
+                    " max_p_malignant = EXCLUDED.max_p_malignant,"
+                    " mean_p_malignant = EXCLUDED.mean_p_malignant,"
+                    " n_malignant_slices = EXCLUDED.n_malignant_slices,"
+                    " predicted_class = EXCLUDED.predicted_class,"
+                    " needs_review = EXCLUDED.needs_review"
+                ),
+                {
+                    "batch": batch_id,
+                    "name": model.name,
+                    "version": model.version,
+                    "data": model.data_version,
+                    "n": stats.n_slices,
+                    "max_p": stats.max_p_malignant,
+                    "mean_p": stats.mean_p_malignant,
+                    "n_mal": stats.n_malignant_slices,
+                    "label": verdict["predicted_class"],
+                    "review": verdict["needs_review"],
+                },
+            )
+        counts = conn.execute(
+            text(
+                "UPDATE scan_batches b SET status = :status, error = :error, finished_at = now(),"
+                " n_files = c.n, n_scored = c.scored, n_quarantined = c.quarantined"
+                " FROM (SELECT count(*) AS n, count(*) FILTER (WHERE status = 'scored') AS scored,"
+                " count(*) FILTER (WHERE status = 'quarantined') AS quarantined"
+                " FROM images WHERE batch_id = :batch) c"
+                " WHERE b.id = :batch RETURNING c.n, c.scored, c.quarantined"
+            ),
+            {"batch": batch_id, "status": "failed" if error else "done", "error": error},
+        ).one()
+    return int(counts[0]), int(counts[1]), int(counts[2])
+
+
+def set_archive_path(engine: Engine, batch_id: int, archive_path: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE scan_batches SET archive_path = :path WHERE id = :batch"),
+            {"path": archive_path, "batch": batch_id},
+        )

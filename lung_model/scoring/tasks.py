@@ -1,0 +1,78 @@
+"""The plain functions the `lung_batch_score` DAG (and anything else) calls, one per task.
+
+`claim_ready` claims every ready inbox study plus the claims stranded by a killed scorer
+and returns their `processing/` paths (small JSON-able values for XCom);
+`score_claimed_study` loads the champion and scores, archives and summarises one of them;
+`summarise` totals the summaries. `score_study` does claim-and-score for one folder.
+See https://airflow.apache.org/docs/apache-airflow/stable/best-practices.html
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from lung_model.scoring import inbox
+from lung_model.scoring.engine import Scorer
+from lung_model.scoring.predictor import Predictor
+from lung_model.settings import Settings
+
+
+def _engine(settings: Settings, engine: Engine | None) -> Engine:
+    from lung_model.db import get_engine
+
+    return engine or get_engine(settings)
+
+
+def _scorer(model: Predictor, settings: Settings, engine: Engine | None) -> Scorer:
+    from lung_model.dicom import patient_key
+
+    key = patient_key(settings.secrets_dir)
+    return Scorer(model, _engine(settings, engine), settings, id_key=key)
+
+
+def claim_ready(settings: Settings, engine: Engine | None = None) -> list[Path]:
+    """Claim every ready inbox study; include stranded claims nobody holds a lock on."""
+    engine = _engine(settings, engine)
+    claimed: list[Path] = []
+    for folder in inbox.find_ready_studies(settings):
+        if folder.parent == settings.processing:
+            with inbox.study_lock(engine, folder.name) as free:
+                if free:
+                    claimed.append(folder)
+        elif (target := inbox.claim(folder, settings)) is not None:
+            claimed.append(target)
+    return claimed
+
+
+def score_study(
+    study_dir: Path, model: Predictor, settings: Settings, engine: Engine | None = None
+) -> dict[str, Any]:
+    """Claim (or resume) one folder from `find_ready_studies`, score it, archive it."""
+    return _scorer(model, settings, engine).score_claimed(Path(study_dir)).as_dict()
+
+
+def score_claimed_study(
+    study_dir: Path, settings: Settings, model_uri: str | None = None
+) -> dict[str, Any]:
+    """One mapped DAG task: load the champion (or `model_uri`) and score one claim."""
+    from lung_model.inference import load_model
+
+    return score_study(study_dir, load_model(model_uri, settings), settings)
+
+
+def summarise(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over the studies of one run (what the DAG publishes)."""
+    done = [s for s in summaries if s.get("status") in ("done", "failed")]
+    return {
+        "studies": len(done),
+        "failed": sum(s["status"] == "failed" for s in done),
+        "skipped": len(summaries) - len(done),
+        "files": sum(int(s["n_files"]) for s in done),
+        "scored": sum(int(s["n_scored"]) for s in done),
+        "quarantined": sum(int(s["n_quarantined"]) for s in done),
+        "needs_review": sum(bool(s.get("result", {}).get("needs_review")) for s in done),
+        "malignant": sum(s.get("result", {}).get("predicted_class") == "malignant" for s in done),
+    }
