@@ -1,0 +1,40 @@
+"""lung_feedback: clinicians' reviews become a new DVC version of the labelled data.
+
+export_reviews (skipped when there is nothing new) -> emits `lung_labelled_data`, which
+schedules `lung_retrain`. Runs in the `dvc` pool (one slot): DVC must not run twice at once.
+The logic is `lung_model.feedback.export_reviews`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, task
+from lung_airflow import DEFAULT_ARGS, DVC_POOL, LABELLED_DATA, alert_on_failure, lung_settings
+
+
+@dag(
+    schedule="0 2 * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
+    tags=["lung", "feedback"],
+    doc_md=__doc__,
+)
+def lung_feedback() -> None:
+    @task(outlets=[LABELLED_DATA], pool=DVC_POOL)
+    def export_reviews() -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from lung_model.feedback import export_reviews
+
+        result = export_reviews(lung_settings())
+        if not result["exported"]:  # no new data version: do not trigger a retrain
+            raise AirflowSkipException(f"no new reviews to export ({result['skipped']})")
+        return result
+
+    export_reviews()
+
+
+lung_feedback()

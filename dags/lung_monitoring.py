@@ -1,0 +1,40 @@
+"""lung_monitoring: a daily check of prediction drift, review backlog and failures.
+
+check over the run's data interval -> stored in `monitoring_checks`; a breached threshold
+fails the task, and its failure callback alerts (log always, LUNG_ALERT_WEBHOOK when set).
+The logic is `lung_model.monitoring.run_checks`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+from lung_airflow import DEFAULT_ARGS, alert_on_failure, lung_settings
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("0 6 * * *", timezone="UTC"),  # window: the past day
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
+    tags=["lung", "monitoring"],
+    doc_md=__doc__,
+)
+def lung_monitoring() -> None:
+    @task
+    def check(data_interval_start=None, data_interval_end=None) -> dict:  # noqa: ANN001
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from lung_model.monitoring import run_checks
+
+        report = run_checks(data_interval_start, data_interval_end, lung_settings())
+        if report["breaches"]:  # not transient: fail now (no retries) and alert
+            raise AirflowFailException("; ".join(report["breaches"]))
+        return report
+
+    check()
+
+
+lung_monitoring()

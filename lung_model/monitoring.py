@@ -1,0 +1,130 @@
+"""Daily health checks of the running system, and the alert they (and failed tasks) raise.
+
+Over a time window: does the mix of predicted classes drift from the labels the model was
+trained on (population stability index over normal/benign/malignant)? How many scored
+studies wait for a clinician's review? How many study folders failed, how many files were
+quarantined? Each run is stored in `monitoring_checks`; a breached threshold becomes an
+alert: always logged, and POSTed as JSON to `LUNG_ALERT_WEBHOOK` when that is set.
+See https://docs.python.org/3/library/urllib.request.html
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from lung_model import db
+from lung_model.settings import CLASSES, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def alert(message: str, details: dict[str, Any], settings: Settings | None = None) -> bool:
+    """Log the alert; POST it to the webhook when configured. True when the POST worked."""
+    settings = settings or get_settings()
+    log.error("ALERT %s %s", message, json.dumps(details, default=str))
+    if not settings.alert_webhook:
+        return False
+    body = json.dumps({"text": message, "details": details}, default=str).encode()
+    request = urllib.request.Request(  # noqa: S310 (the operator configures the URL)
+        settings.alert_webhook, data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return bool(200 <= response.status < 300)
+    except OSError as error:  # the alert is logged already; a dead webhook must not mask it
+        log.error("alert webhook %s failed: %s", settings.alert_webhook, error)
+        return False
+
+
+def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-4) -> float:
+    """Population stability index between two class mixes (counts or shares)."""
+    e_total = sum(expected.values()) or 1.0
+    a_total = sum(actual.values()) or 1.0
+    value = 0.0
+    for label in CLASSES:
+        e = max(expected.get(label, 0.0) / e_total, floor)
+        a = max(actual.get(label, 0.0) / a_total, floor)
+        value += (a - e) * math.log(a / e)
+    return value
+
+
+def training_mix(data_dir: Path) -> dict[str, float]:
+    """Label counts of the labelled dataset (its MANIFEST.csv), the reference mix."""
+    counts = {label: 0.0 for label in CLASSES}
+    manifest = data_dir / "MANIFEST.csv"
+    if manifest.exists():
+        for row in csv.DictReader(manifest.open()):
+            if row.get("label") in counts:
+                counts[row["label"]] += 1
+    return counts
+
+
+QUERIES = {
+    "predicted": """
+        SELECT predicted_class, count(*) FROM predictions
+        WHERE created_at >= :start AND created_at < :end GROUP BY predicted_class""",
+    "backlog": """
+        SELECT count(*) FROM scan_batches b
+        WHERE b.status = 'done' AND b.started_at < :end
+          AND EXISTS (SELECT 1 FROM study_results s WHERE s.batch_id = b.id)
+          AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.batch_id = b.id)""",
+    "failed_batches": """
+        SELECT count(*) FROM scan_batches
+        WHERE status = 'failed' AND started_at >= :start AND started_at < :end""",
+    "quarantined": """
+        SELECT count(*) FROM images
+        WHERE status = 'quarantined' AND created_at >= :start AND created_at < :end""",
+}
+
+
+def run_checks(start: datetime, end: datetime, settings: Settings | None = None) -> dict[str, Any]:
+    """Check the window [start, end), store the report, and return it (with `breaches`)."""
+    settings = settings or get_settings()
+    window = {"start": start, "end": end}
+    engine = db.get_engine(settings)
+    with engine.connect() as connection:
+        predicted = {
+            str(label): float(n)
+            for label, n in connection.execute(text(QUERIES["predicted"]), window)
+        }
+        backlog = int(connection.execute(text(QUERIES["backlog"]), window).scalar_one())
+        failed = int(connection.execute(text(QUERIES["failed_batches"]), window).scalar_one())
+        quarantined = int(connection.execute(text(QUERIES["quarantined"]), window).scalar_one())
+    reference = training_mix(settings.raw_data)
+    drift = psi(reference, predicted) if sum(predicted.values()) else None
+    breaches = []
+    if drift is not None and drift > settings.monitor_max_psi:
+        breaches.append(f"prediction drift: PSI {drift:.3f} > {settings.monitor_max_psi}")
+    if backlog > settings.monitor_max_backlog:
+        breaches.append(f"review backlog: {backlog} studies > {settings.monitor_max_backlog}")
+    if failed:
+        breaches.append(f"{failed} study folder(s) failed to score")
+    report: dict[str, Any] = {
+        "window": [start.isoformat(), end.isoformat()],
+        "predicted_mix": predicted,
+        "training_mix": reference,
+        "psi": drift,
+        "review_backlog": backlog,
+        "failed_batches": failed,
+        "quarantined_files": quarantined,
+        "breaches": breaches,
+    }
+    with engine.begin() as connection:
+        connection.execute(
+            text("""
+                INSERT INTO monitoring_checks (window_start, window_end, report, breaches)
+                VALUES (:start, :end, CAST(:report AS jsonb), :breaches)
+                ON CONFLICT (window_start, window_end) DO UPDATE
+                SET report = EXCLUDED.report, breaches = EXCLUDED.breaches, checked_at = now()"""),
+            {**window, "report": json.dumps(report), "breaches": breaches},
+        )
+    return report

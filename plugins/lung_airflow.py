@@ -1,0 +1,86 @@
+"""What the lung DAGs share: default task arguments, settings wired to Airflow Connections,
+and the failure callback that raises an alert.
+
+Airflow puts the plugins folder on `sys.path`, so DAG files import this module by name. It
+imports only Airflow's task SDK and the standard library at the top; `lung_model` is imported
+inside the functions, when a task runs.
+See https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/modules_management.html
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, Connection, get_current_context
+
+if TYPE_CHECKING:
+    from lung_model.settings import Settings
+
+RESULTS_CONN_ID = "lung_results"  # PostgreSQL holding the results (AIRFLOW_CONN_LUNG_RESULTS)
+INBOX_CONN_ID = "lung_inbox"  # fs connection: {"path": <inbox>, "ready_marker": "_READY"}
+TENSORFLOW_QUEUE = "tensorflow"  # Celery queue of the tasks that load TensorFlow
+DVC_POOL = "dvc"  # one slot: DVC must not run twice at once on one checkout
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "lung-ml",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def lung_settings() -> Settings:
+    """The project settings, with the results database taken from the `lung_results`
+    Airflow Connection when one is defined (as in every deployment we ship)."""
+    from lung_model.airflow_setup import url_from_connection
+    from lung_model.settings import get_settings
+
+    settings = get_settings()
+    try:
+        conn = Connection.get(RESULTS_CONN_ID)
+    except Exception:  # no such connection: keep DATABASE_URL or the embedded server
+        return settings
+    url = url_from_connection(
+        conn.host, conn.login, conn.password, conn.schema, conn.port, conn.extra_dejson
+    )
+    return settings.model_copy(update={"database_url": url})
+
+
+def push_mlflow_run_link(result: dict[str, Any]) -> None:
+    """Record the MLflow run of a task's result so the UI shows an "MLflow run" button."""
+    run_id, experiment_id = result.get("run_id"), result.get("experiment_id")
+    if not (run_id and experiment_id):
+        return
+    from lung_model.settings import get_settings
+
+    base = get_settings().mlflow_ui_url.rstrip("/")
+    url = f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    get_current_context()["ti"].xcom_push(key="mlflow_run_url", value=url)
+
+
+def alert_on_failure(context: Any) -> None:
+    """Failure callback: log the failure and POST it to LUNG_ALERT_WEBHOOK when set."""
+    from lung_model.monitoring import alert
+
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    task_id = getattr(ti, "task_id", None)
+    run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", "?")
+    where = f"{dag_id}.{task_id}" if task_id else str(dag_id)
+    alert(
+        f"Airflow: {where} failed in run {run_id}",
+        {
+            "dag_id": dag_id,
+            "task_id": task_id,
+            "run_id": run_id,
+            "error": str(context.get("exception") or context.get("reason") or ""),
+        },
+    )
+
+
+# Assets shared by the DAGs: who produces them, who is scheduled on them.
+LABELLED_DATA = Asset(name="lung_labelled_data", uri="file:///lung/data/raw.dvc")
+PREDICTIONS = Asset(name="lung_predictions")  # the predictions and study_results tables
+CHAMPION = Asset(name="lung_champion_model", uri="models:/lung-ct-classifier@champion")
