@@ -67,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("path", nargs="?", type=Path, help="score in place (default: the inbox)")
     score.add_argument("--model", help="model URI (default: models:/<name>@champion)")
     score.add_argument("--csv", type=Path, help="write one row per input file here")
+
+    demo = command("demo", "lung_model.demo:cli_demo", "start everything, train once, score a few")
+    demo.add_argument("--config", default="default", help="training preset (default, tiny)")
+    demo.add_argument("--retrain", action="store_true", help="retrain even if a champion exists")
+    demo.add_argument("--studies", type=int, default=1, help="demo studies per class")
+    demo.add_argument("--timeout", type=float, default=3600, help="seconds to wait per DAG")
+    command("up", "lung_model.demo:cli_up", "start Airflow, the MLflow UI and the dashboard")
+    command("stop", "lung_model.demo:cli_stop", "stop what `demo`/`up` started and the database")
+    command("airflow-env", "lung_model.demo:cli_airflow_env", "print the Airflow environment")
+    command("export-reviews", "lung_model.feedback:cli_export", "reviews -> new data version")
     return parser
 
 
