@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data db demo test lint pytest bench stop clean
+.PHONY: setup data db demo test lint pytest bench stop clean browser
 
 setup: $(STAMP)  ## create .venv and install the locked dependencies (fast when done)
 
@@ -32,7 +32,11 @@ lint: setup  ## ruff (lint and format check) and mypy on lung_model/
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy lung_model
 
-pytest: setup data
+browser:  ## Debian chromium for the dashboard's browser test (installed only when missing)
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+pytest: setup data browser
 	$(VENV)/bin/pytest
 
 test: lint pytest  ## everything CI runs
