@@ -1,0 +1,25 @@
+"""Run one inbox scorer in its own process, as a test's worker (see test_reliability.py).
+
+usage: scorer_process.py VERSION [--kill-on-call N] [--delay SECONDS]
+LUNG_HOME and DATABASE_URL come from the environment, like any scorer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from scoring_toys import ToyPredictor
+
+from lung_model.scoring import find_ready_studies, score_study
+from lung_model.settings import get_settings
+
+parser = argparse.ArgumentParser()
+parser.add_argument("version")
+parser.add_argument("--kill-on-call", type=int, default=0)
+parser.add_argument("--delay", type=float, default=0.0)
+args = parser.parse_args()
+settings = get_settings()
+model = ToyPredictor(version=args.version, kill_on_call=args.kill_on_call, delay=args.delay)
+for folder in find_ready_studies(settings):
+    print(json.dumps(score_study(folder, model, settings)), flush=True)

@@ -1,0 +1,92 @@
+"""The inbox protocol: readiness, atomic claims, stranded claims, archive names."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from lung_model.scoring import claim, claim_ready, find_ready_studies, inbox
+from lung_model.settings import Settings
+
+
+def _study(settings: Settings, name: str, ready: bool = True) -> Path:
+    folder = settings.inbox / name
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.jpg").write_bytes(b"x")
+    if ready:
+        (folder / settings.ready_marker).touch()
+    return folder
+
+
+def test_only_folders_with_the_marker_are_ready(settings: Settings) -> None:
+    _study(settings, "A")
+    _study(settings, "B", ready=False)
+    (settings.inbox / "stray.jpg").write_bytes(b"x")
+    (settings.inbox / "C").mkdir()
+    (settings.inbox / "C" / "sub").mkdir()
+    (settings.inbox / "C" / "sub" / settings.ready_marker).touch()  # marker not at the top
+
+    assert [p.name for p in find_ready_studies(settings)] == ["A"]
+
+
+def test_quiet_period_waits_until_nothing_changed(settings: Settings) -> None:
+    settings.ready_quiet_seconds = 30
+    folder = _study(settings, "Q")
+    now = time.time()
+    old = now - 60
+    for path in [folder, folder / "sub", folder / "sub" / "a.jpg", folder / settings.ready_marker]:
+        os.utime(path, (old, old), follow_symlinks=False)
+
+    assert find_ready_studies(settings, now=now) == [folder]
+    os.utime(folder / "sub" / "a.jpg", (now - 5, now - 5))  # a slice still being written
+    assert find_ready_studies(settings, now=now) == []
+
+
+def test_two_claims_of_one_folder_one_wins(settings: Settings) -> None:
+    folders = [_study(settings, f"R{i}") for i in range(20)]
+    results: list[list[Path | None]] = [[], []]
+
+    def claimer(slot: int) -> None:
+        results[slot] = [claim(folder, settings) for folder in folders]
+
+    threads = [threading.Thread(target=claimer, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    won = [a or b for a, b in zip(*results, strict=True)]
+    assert all((a is None) != (b is None) for a, b in zip(*results, strict=True))
+    assert sorted(inbox.study_name(p) for p in won if p) == sorted(f.name for f in folders)
+    assert len(list(settings.processing.iterdir())) == 20 and not list(settings.inbox.iterdir())
+
+
+def test_claim_ready_resumes_stranded_claims_but_not_locked_ones(
+    settings: Settings, engine: Engine
+) -> None:
+    stranded = claim(_study(settings, "S1"), settings)
+    busy = claim(_study(settings, "S2"), settings)
+    _study(settings, "S3")
+    assert stranded and busy
+
+    with inbox.study_lock(engine, busy.name) as held:
+        assert held
+        claimed = claim_ready(settings, engine)
+        with inbox.study_lock(engine, busy.name) as second:
+            assert not second  # another session holds it
+
+    names = sorted(inbox.study_name(p) for p in claimed)
+    assert names == ["S1", "S3"] and all(p.parent == settings.processing for p in claimed)
+
+
+def test_archive_never_overwrites_an_earlier_study_of_the_same_name(settings: Settings) -> None:
+    first = inbox.archive(claim(_study(settings, "Same"), settings) or Path(), settings)
+    second = inbox.archive(claim(_study(settings, "Same"), settings) or Path(), settings)
+
+    assert first == settings.archive / "Same"
+    assert second.name.startswith("Same~") and (second / "sub" / "a.jpg").exists()
+    assert (first / "sub" / "a.jpg").exists()
