@@ -20,6 +20,7 @@ import io
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def lung_window(hu: np.ndarray) -> np.ndarray:
     return np.clip((hu - low) / LUNG_WINDOW_WIDTH, 0.0, 1.0).astype(np.float32)
 
 
-def _read(data: bytes):  # type: ignore[no-untyped-def]
+def _read(data: bytes) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -76,13 +77,11 @@ def _read(data: bytes):  # type: ignore[no-untyped-def]
         raise UnreadableImage(f"corrupt DICOM file: {type(error).__name__}") from error
 
 
-def _check_decodable(transfer_syntax) -> None:  # type: ignore[no-untyped-def]
+def _check_decodable(transfer_syntax: Any) -> None:
     """Refuse, with the syntax named, pixel data no installed plugin can decode."""
     from pydicom.pixels.decoders.base import get_decoder
 
     name = f"{transfer_syntax.name} ({transfer_syntax})"
-    if not transfer_syntax.is_transfer_syntax:
-        raise UnreadableImage(f"unknown DICOM transfer syntax {transfer_syntax}")
     try:
         decoder = get_decoder(transfer_syntax)
     except NotImplementedError as error:
@@ -92,7 +91,7 @@ def _check_decodable(transfer_syntax) -> None:  # type: ignore[no-untyped-def]
         raise UnreadableImage(f"compressed DICOM ({name}) cannot be decoded here: needs {missing}")
 
 
-def _check_slice(ds) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _check_slice(ds: Any) -> tuple[int, int]:
     """Refuse what is not one monochrome CT slice of a sane size; return (width, height)."""
     if "PixelData" not in ds:
         kind = (
@@ -125,15 +124,22 @@ def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
     """One CT slice from a DICOM file's bytes; `id_key` (see `patient_key`) keys the
     patient hash, which is left out without it."""
     from pydicom.pixels import apply_modality_lut
-    from pydicom.uid import ImplicitVRLittleEndian
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     ds = _read(data)
     width, height = _check_slice(ds)
-    meta = getattr(ds, "file_meta", None)
-    transfer_syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if transfer_syntax is None:  # bare data set without meta: pydicom guessed the encoding
-        transfer_syntax = ImplicitVRLittleEndian if ds.is_implicit_VR else None
-    if transfer_syntax is not None and transfer_syntax.is_compressed:
+    transfer_syntax = ds.file_meta.get("TransferSyntaxUID")
+    if transfer_syntax is None:  # a bare data set: say what pydicom found it to be
+        implicit, little = ds.original_encoding
+        transfer_syntax = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+    if not transfer_syntax.is_transfer_syntax:
+        raise UnreadableImage(f"unknown DICOM transfer syntax {transfer_syntax}")
+    if transfer_syntax.is_compressed:
         _check_decodable(transfer_syntax)
     try:
         stored = ds.pixel_array

@@ -1,0 +1,182 @@
+"""DICOM CT slices from pydicom's bundled test files: HU, window, codecs, refusals, privacy."""
+
+from __future__ import annotations
+
+import io
+import stat
+import threading
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.uid import JPEG2000Lossless, RLELossless
+
+from lung_model.dicom import decode_dicom, lung_window, patient_key
+from lung_model.images import UnreadableImage, decode_bytes, sniff_format
+
+KEY = b"k" * 32
+
+
+def bundled(name: str) -> Path:
+    path = get_testdata_file(name, download=False)
+    assert path is not None, name
+    return Path(str(path))
+
+
+def ct_small() -> Dataset:
+    return pydicom.dcmread(bundled("CT_small.dcm"))
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_ct_slice_goes_through_hounsfield_units_and_the_lung_window() -> None:
+    ds = ct_small()
+    expected_hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(
+        ds.RescaleIntercept
+    )
+
+    decoded = decode_dicom(to_bytes(ds), id_key=KEY)
+
+    assert (decoded.format, decoded.width, decoded.height) == ("dicom", 128, 128)
+    assert np.allclose(decoded.gray, np.clip((expected_hu + 1350) / 1500, 0, 1), atol=1e-6)
+    assert lung_window(np.array([-1350.0, -600.0, 150.0])).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_rescale_intercept_and_slope_are_applied() -> None:
+    base = decode_dicom(to_bytes(ct_small())).gray
+    shifted = ct_small()
+    shifted.RescaleIntercept = float(shifted.RescaleIntercept) - 300  # everything 300 HU lower
+    steeper = ct_small()
+    steeper.RescaleSlope = 2
+
+    low = decode_dicom(to_bytes(shifted)).gray
+    inside = (base > 0.25) & (base < 0.95)  # not clipped at either end
+    assert np.allclose(low[inside], base[inside] - 300 / 1500, atol=1e-5)
+    assert not np.allclose(decode_dicom(to_bytes(steeper)).gray, base)
+
+
+def test_monochrome1_with_the_same_hounsfield_units_gives_the_same_picture() -> None:
+    ds = ct_small()
+    ds.PhotometricInterpretation = "MONOCHROME1"
+
+    assert np.array_equal(decode_dicom(to_bytes(ds)).gray, decode_dicom(to_bytes(ct_small())).gray)
+
+
+def test_compressed_transfer_syntaxes_decode_like_the_uncompressed_slice() -> None:
+    reference = decode_dicom(to_bytes(ct_small())).gray
+    for syntax in (RLELossless, JPEG2000Lossless):  # RLE: pydicom; JPEG 2000: pylibjpeg-openjpeg
+        ds = ct_small()
+        ds.compress(syntax)
+        assert ds.file_meta.TransferSyntaxUID == syntax
+        assert np.array_equal(decode_dicom(to_bytes(ds)).gray, reference), syntax.name
+
+    j2k = decode_dicom(bundled("693_J2KI.dcm").read_bytes())  # a real JPEG 2000 CT slice
+    assert j2k.gray.shape == (512, 512) and 0.05 < float(j2k.gray.mean()) < 0.95
+
+
+def test_a_syntax_nobody_can_decode_is_refused_with_its_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydicom.pixels.decoders.base import Decoder
+
+    ds = ct_small()
+    ds.compress(RLELossless)
+    monkeypatch.setattr(Decoder, "is_available", property(lambda self: False))  # plugin absent
+    with pytest.raises(
+        UnreadableImage,
+        match=r"compressed DICOM \(RLE Lossless \(1.2.840.10008.1.2.5\)\) cannot be decoded here",
+    ):
+        decode_dicom(to_bytes(ds))
+
+    monkeypatch.undo()
+    unknown = to_bytes(ds).replace(b"1.2.840.10008.1.2.5\x00", b"1.2.840.10008.9.9.9\x00")
+    with pytest.raises(UnreadableImage, match="unknown DICOM transfer syntax 1.2.840.10008.9.9.9"):
+        decode_dicom(unknown)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("MR_small.dcm", "DICOM modality MR is not CT"),
+        ("JPEG2000.dcm", "DICOM modality NM is not CT"),
+        ("JPEGLSNearLossless_08.dcm", "DICOM modality missing is not CT"),
+        ("rtdose.dcm", "DICOM modality RTDOSE is not CT"),
+        ("reportsi.dcm", "DICOM object has no pixel data"),
+        ("examples_rgb_color.dcm", "DICOM modality US is not CT"),
+    ],
+)
+def test_what_is_not_one_ct_slice_is_refused(name: str, reason: str) -> None:
+    with pytest.raises(UnreadableImage, match=reason):
+        decode_bytes(bundled(name).read_bytes())
+
+
+def test_colour_multi_frame_huge_and_truncated_ct_are_refused() -> None:
+    colour = ct_small()
+    colour.PhotometricInterpretation = "RGB"
+    frames = ct_small()
+    frames.NumberOfFrames = 2
+    huge = ct_small()
+    huge.Rows = huge.Columns = 20_000  # the header lies: refused before any pixel is decoded
+
+    with pytest.raises(UnreadableImage, match="photometric interpretation RGB"):
+        decode_dicom(to_bytes(colour))
+    with pytest.raises(UnreadableImage, match="multi-frame DICOM"):
+        decode_dicom(to_bytes(frames))
+    with pytest.raises(UnreadableImage, match="image too large: 20000x20000"):
+        decode_dicom(to_bytes(huge))
+    with pytest.raises(UnreadableImage):
+        decode_bytes(to_bytes(ct_small())[:20_000])
+
+
+def test_a_data_set_without_preamble_is_recognised() -> None:
+    from pydicom.filewriter import write_dataset
+
+    ds = ct_small()
+    buffer = pydicom.filebase.DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, True
+    write_dataset(buffer, ds)
+    bare = buffer.getvalue()
+
+    assert sniff_format(bare[:132]) == "dicom"
+    assert decode_bytes(bare).gray.shape == (128, 128)
+
+
+def test_patient_identifiers_are_only_kept_as_a_keyed_hash() -> None:
+    ds = ct_small()
+    ds.PatientID, ds.PatientName = "MRN-0042", "Doe^Jane"
+    other = ct_small()
+    other.PatientID = "MRN-0043"
+
+    decoded = decode_dicom(to_bytes(ds), id_key=KEY)
+
+    assert decoded.patient_hash and len(decoded.patient_hash) == 64
+    assert "0042" not in repr(decoded) and "Doe" not in repr(decoded)
+    assert decode_dicom(to_bytes(ds), id_key=KEY).patient_hash == decoded.patient_hash
+    assert decode_dicom(to_bytes(other), id_key=KEY).patient_hash != decoded.patient_hash
+    assert decode_dicom(to_bytes(ds), id_key=b"x" * 32).patient_hash != decoded.patient_hash
+    assert decode_dicom(to_bytes(ds)).patient_hash is None  # no key: nothing kept
+    assert decoded.instance_number == int(ds.InstanceNumber)
+
+
+def test_the_patient_key_is_created_once_private_and_shared(tmp_path: Path) -> None:
+    keys: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: keys.append(patient_key(tmp_path / "secrets")))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(keys)) == 1 and len(keys[0]) == 32
+    key_file = next((tmp_path / "secrets").iterdir())
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert [p.name for p in (tmp_path / "secrets").iterdir()] == ["patient-id.key"]
