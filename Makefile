@@ -22,10 +22,10 @@ db: setup  ## start the database (embedded unless DATABASE_URL) and migrate
 data: setup  ## fill the DVC remote from LUNG_DATASET_SOURCE and restore data/raw
 	$(PY) -m lung_model data
 
-demo: setup db data  ## set everything up and run the main job on embedded defaults
+DEMO_CONFIG ?= default
+demo: setup db data  ## start Airflow, MLflow UI and dashboard; train once; score real studies
 	@$(PY) -m lung_model info
-	@echo
-	@echo "Next: the Airflow DAGs and the dashboard join 'make demo' as their issues land."
+	$(PY) -m lung_model demo --config $(DEMO_CONFIG)
 
 lint: setup  ## ruff (lint and format check) and mypy on lung_model/
 	$(VENV)/bin/ruff check .
@@ -44,8 +44,8 @@ test: lint pytest  ## everything CI runs
 bench: setup data  ## benchmarks in bench/, each prints a table
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-stop: setup  ## stop what `make demo` started
-	$(PY) -m lung_model stop-db
+stop: setup  ## stop what `make demo` started (services, then the embedded PostgreSQL)
+	$(PY) -m lung_model stop
 
 clean: stop  ## remove runtime state (var/) but keep the venv
 	rm -rf var
