@@ -12,8 +12,6 @@ this file only wires them, passing small JSON values (paths, run ids, versions).
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from lung_airflow import (
     CHAMPION,
@@ -31,8 +29,7 @@ from lung_airflow import (
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=LABELLED_DATA
     ),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
+    catchup=False,  # no start_date: unpausing starts nothing; the week or the data does
     max_active_runs=1,
     default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
     params={

@@ -11,7 +11,9 @@ See https://dvc.org/doc/command-reference/add
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import logging
 import re
 import shutil
@@ -34,6 +36,7 @@ PENDING = text("""
         ORDER BY r.batch_id, r.created_at DESC, r.id DESC
     )
     SELECT l.id AS review_id, l.batch_id, b.study, b.source_path,
+           to_jsonb(b) ->> 'archive_path' AS archive_path,
            COALESCE(l.corrected_label, (
                SELECT s.predicted_class FROM study_results s
                WHERE s.batch_id = l.batch_id
@@ -61,9 +64,12 @@ def find_file(relative: str, sha256: str, folders: list[Path]) -> Path | None:
     return None
 
 
-def study_folders(settings: Settings, study: str, source_path: str, key: str) -> list[Path]:
-    """Where a scored study's files may be: archive (by study, or batch-study) or its source."""
+def study_folders(
+    settings: Settings, study: str, source_path: str, key: str, archive_path: str | None = None
+) -> list[Path]:
+    """Where a scored study's files may be: its recorded archive, the archive, its source."""
     return [
+        *([Path(archive_path)] if archive_path else []),
         settings.archive / key,
         settings.archive / study,
         settings.processing / study,
@@ -122,7 +128,9 @@ def export_reviews(settings: Settings | None = None, repo: Path = PROJECT_ROOT) 
         key = study_key(review["batch_id"], review["study"])
         with engine.connect() as connection:
             scored = list(connection.execute(SCORED_IMAGES, {"batch_id": review["batch_id"]}))
-        folders = study_folders(settings, review["study"], review["source_path"], key)
+        folders = study_folders(
+            settings, review["study"], review["source_path"], key, review["archive_path"]
+        )
         files = [(path, find_file(path, sha, folders)) for path, sha in scored]
         found = [(path, file) for path, file in files if file is not None]
         if review["label"] is None or not found:
@@ -157,3 +165,11 @@ def export_reviews(settings: Settings | None = None, repo: Path = PROJECT_ROOT) 
         "data_version": version,
         "skipped": skipped,
     }
+
+
+def cli_export(args: argparse.Namespace) -> int:
+    result = export_reviews()
+    print(json.dumps(result, indent=2))
+    if result["exported"]:
+        print("data/raw.dvc changed: commit it to publish the new data version")
+    return 0
