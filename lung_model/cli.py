@@ -52,15 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
     split.add_argument("--json", type=Path, help="also write the split report to this file")
 
-    train = command("train", "lung_model.train:cli_train", "train, evaluate, register and gate")
+    train = command("train", "lung_model.training:cli_train", "train, evaluate, register and gate")
     train.add_argument("--epochs", type=int, help="maximum epochs (default: the real config)")
     train.add_argument("--image-size", type=int, help="input size in pixels")
     train.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
 
-    promote = command("promote", "lung_model.gate:cli_promote", "operator override: promote")
+    promote = command("promote", "lung_model.promotion:cli_promote", "operator override: promote")
     promote.add_argument("version", help="model version number, or 'latest'")
     promote.add_argument("--reason", default="operator override", help="recorded with it")
-    rollback = command("rollback", "lung_model.gate:cli_rollback", "restore previous champion")
+    rollback = command("rollback", "lung_model.promotion:cli_rollback", "restore previous champion")
     rollback.add_argument("--reason", default="operator rollback", help="recorded with it")
 
     score = command("score", "lung_model.scoring.cli:cli_score", "score studies into PostgreSQL")
