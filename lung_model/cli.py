@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("stop", "lung_model.demo:cli_stop", "stop what `demo`/`up` started and the database")
     command("airflow-env", "lung_model.demo:cli_airflow_env", "print the Airflow environment")
     command("export-reviews", "lung_model.feedback:cli_export", "reviews -> new data version")
+    command("compose-env", "lung_model.compose_env:cli_compose_env", "secrets for docker compose")
     return parser
 
 
