@@ -1,0 +1,134 @@
+"""Reviews become a new DVC data version: in a throwaway DVC repository, on the real
+PostgreSQL, with real slices."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from lung_model import db, dvc_data, feedback
+from lung_model import settings as settings_module
+from lung_model.settings import PROJECT_ROOT, Settings
+
+RAW = PROJECT_ROOT / "data" / "raw"
+
+
+def dvc(repo: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A DVC repository whose data/raw holds two slices and their MANIFEST.csv."""
+    repo = tmp_path / "repo"
+    data = repo / "data" / "raw"
+    rows = list(csv.DictReader((RAW / "MANIFEST.csv").open()))[:2]
+    for row in rows:
+        (data / row["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RAW / row["path"], data / row["path"])
+    with (data / "MANIFEST.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "label", "sha256"])
+        writer.writeheader()
+        writer.writerows(rows)
+    dvc(repo, "init", "--no-scm", "-q")
+    dvc(repo, "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    dvc(repo, "add", "-q", "data/raw")
+    return repo
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, empty_pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    monkeypatch.setenv("LUNG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", empty_pg_url)
+    settings_module.get_settings.cache_clear()
+    current = settings_module.get_settings()
+    current.ensure_dirs()
+    yield current
+    settings_module.get_settings.cache_clear()
+
+
+def scored_study(settings: Settings, study: str) -> int:
+    """An archived study of three real slices, scored 'benign' by model version 1."""
+    folder = settings.archive / study
+    folder.mkdir(parents=True)
+    files = sorted((RAW / "Malignant cases").glob("*.jpg"))[:3]
+    with db.get_engine(settings).begin() as connection:
+        batch = connection.execute(
+            text("""INSERT INTO scan_batches (study, source_path, status, model_name, model_version)
+                    VALUES (:s, :p, 'done', 'm', '1') RETURNING id"""),
+            {"s": study, "p": str(settings.inbox / study)},
+        ).scalar_one()
+        for file in files:
+            shutil.copyfile(file, folder / file.name)
+            connection.execute(
+                text("""INSERT INTO images (batch_id, path, sha256, status)
+                        VALUES (:b, :p, :sha, 'scored')"""),
+                {"b": batch, "p": file.name, "sha": dvc_data.sha256_of(file)},
+            )
+        connection.execute(
+            text("""INSERT INTO study_results (batch_id, model_name, model_version, data_version,
+                    n_slices, max_p_malignant, mean_p_malignant, n_malignant_slices,
+                    predicted_class, needs_review)
+                    VALUES (:b, 'm', '1', 'd', 3, 0.3, 0.2, 0, 'benign', true)"""),
+            {"b": batch},
+        )
+    return int(batch)
+
+
+def review(settings: Settings, batch: int, decision: str, label: str | None) -> None:
+    with db.get_engine(settings).begin() as connection:
+        connection.execute(
+            text("""INSERT INTO reviews (batch_id, reviewer, decision, corrected_label,
+                    model_name, model_version) VALUES (:b, 'dr', :d, :l, 'm', '1')"""),
+            {"b": batch, "d": decision, "l": label},
+        )
+
+
+def manifest_labels(repo: Path) -> dict[str, str]:
+    rows = csv.DictReader((repo / "data" / "raw" / "MANIFEST.csv").open())
+    return {r["path"]: r["label"] for r in rows if "/reviewed/" in r["path"]}
+
+
+def test_reviews_become_a_new_data_version_once(fresh: Settings, repo: Path) -> None:
+    before = dvc_data.data_version(repo / "data" / "raw.dvc")
+    batch = scored_study(fresh, "CT-0042")
+    assert feedback.export_reviews(fresh, repo)["exported"] == 0  # nothing reviewed yet
+
+    review(fresh, batch, "correct", "malignant")
+    result = feedback.export_reviews(fresh, repo)
+    assert result["exported"] == 1 and result["images"] == 3
+    assert result["data_version"] != before
+    assert result["data_version"] == dvc_data.data_version(repo / "data" / "raw.dvc")
+    labels = manifest_labels(repo)
+    assert len(labels) == 3 and set(labels.values()) == {"malignant"}
+    assert all(p.startswith(f"Malignant cases/reviewed/{batch}-CT-0042/") for p in labels)
+    dvc(repo, "status", "-c")  # pushed: the remote holds the new version
+
+    again = feedback.export_reviews(fresh, repo)
+    assert again["exported"] == 0 and again["data_version"] == result["data_version"]
+
+    review(fresh, batch, "confirm", None)  # a second opinion: the model's 'benign' stands
+    moved = feedback.export_reviews(fresh, repo)
+    assert moved["exported"] == 1 and moved["data_version"] != result["data_version"]
+    labels = manifest_labels(repo)
+    assert set(labels.values()) == {"benign"} and len(labels) == 3
+    assert not (repo / "data" / "raw" / "Malignant cases" / "reviewed" / f"{batch}-CT-0042").exists()
+    with db.get_engine(fresh).connect() as connection:
+        exported = connection.execute(text("SELECT label FROM feedback_exports ORDER BY 1")).all()
+    assert [row[0] for row in exported] == ["benign", "malignant"]
+
+
+def test_files_changed_since_scoring_are_not_exported(fresh: Settings, repo: Path) -> None:
+    batch = scored_study(fresh, "CT-7")
+    for file in (fresh.archive / "CT-7").iterdir():
+        file.write_bytes(b"tampered")
+    review(fresh, batch, "correct", "normal")
+    result = feedback.export_reviews(fresh, repo)
+    assert result["exported"] == 0 and result["skipped"]

@@ -1,0 +1,111 @@
+"""The daily checks on the real PostgreSQL, and alerts reaching a real (local) webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from lung_model import db, monitoring
+from lung_model import settings as settings_module
+from lung_model.settings import Settings
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, empty_pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings on a database of this test's own (the checks count every row)."""
+    monkeypatch.setenv("LUNG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DATABASE_URL", empty_pg_url)
+    monkeypatch.setenv("LUNG_MONITOR_MAX_BACKLOG", "1")
+    settings_module.get_settings.cache_clear()
+    yield settings_module.get_settings()
+    settings_module.get_settings.cache_clear()
+
+
+def add_scored_study(settings: Settings, study: str, status: str, predicted: str) -> int:
+    with db.get_engine(settings).begin() as connection:
+        batch = connection.execute(
+            text("""INSERT INTO scan_batches (study, source_path, status, n_files)
+                    VALUES (:s, :p, :st, 2) RETURNING id"""),
+            {"s": study, "p": f"/inbox/{study}", "st": status},
+        ).scalar_one()
+        for n in range(2):
+            connection.execute(
+                text("""INSERT INTO predictions (image_sha256, model_name, model_version,
+                        data_version, p_normal, p_benign, p_malignant, predicted_class)
+                        VALUES (:sha, 'm', '1', 'd', 0.9, 0.05, 0.05, :c)"""),
+                {"sha": f"{study}{n}".ljust(64, "0"), "c": predicted},
+            )
+        if status == "done":
+            connection.execute(
+                text("""INSERT INTO study_results (batch_id, model_name, model_version,
+                        data_version, n_slices, max_p_malignant, mean_p_malignant,
+                        n_malignant_slices, predicted_class, needs_review)
+                        VALUES (:b, 'm', '1', 'd', 2, 0.05, 0.05, 0, :c, false)"""),
+                {"b": batch, "c": predicted},
+            )
+    return int(batch)
+
+
+def test_psi_is_zero_for_the_same_mix_and_large_for_a_shift() -> None:
+    assert monitoring.psi({"normal": 10, "benign": 5}, {"normal": 20, "benign": 10}) == 0
+    assert monitoring.psi({"normal": 1, "benign": 1, "malignant": 1}, {"normal": 1}) > 1
+
+
+def test_checks_find_drift_backlog_and_failures(fresh: Settings) -> None:
+    add_scored_study(fresh, "a", "done", "normal")
+    add_scored_study(fresh, "b", "done", "normal")
+    add_scored_study(fresh, "c", "failed", "normal")
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    start = end - timedelta(days=1)
+    report = monitoring.run_checks(start, end, fresh)
+    assert report["predicted_mix"] == {"normal": 6.0}
+    assert report["training_mix"]["malignant"] > 0  # from data/raw/MANIFEST.csv
+    assert report["psi"] > fresh.monitor_max_psi
+    assert report["review_backlog"] == 2 and report["failed_batches"] == 1
+    assert len(report["breaches"]) == 3
+    monitoring.run_checks(start, end, fresh)  # a rerun of the window replaces its row
+    with db.get_engine(fresh).connect() as connection:
+        rows = connection.execute(text("SELECT breaches FROM monitoring_checks")).all()
+    assert len(rows) == 1 and len(rows[0][0]) == 3
+    quiet = monitoring.run_checks(end, end + timedelta(days=1), fresh)  # the next day
+    assert quiet["psi"] is None and quiet["failed_batches"] == 0
+
+
+class Recorder(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Recorder.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_alert_logs_always_and_posts_to_the_webhook(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert monitoring.alert("no webhook", {"n": 1}, settings) is False
+    assert "ALERT no webhook" in caplog.text
+    server = HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hooked = settings.model_copy(
+            update={"alert_webhook": f"http://127.0.0.1:{server.server_port}/hook"}
+        )
+        assert monitoring.alert("lung_batch_score failed", {"run_id": "r1"}, hooked) is True
+    finally:
+        server.shutdown()
+    assert Recorder.received[-1] == {"text": "lung_batch_score failed", "details": {"run_id": "r1"}}
+    dead = settings.model_copy(update={"alert_webhook": "http://127.0.0.1:9/nothing"})
+    assert monitoring.alert("still logged", {}, dead) is False
+    assert "ALERT still logged" in caplog.text
