@@ -1,16 +1,18 @@
 """lung_retrain: retrain the classifier and let the gate decide whether it replaces the champion.
 
 dvc_pull -> audit (fails on integrity errors) -> split (group-aware) -> train -> evaluate
--> register_challenger -> gate -> promote | reject (the branch shows the decision) -> notify
+-> register_challenger -> gate -> promote_or_reject -> promote | reject -> notify
 
 Runs weekly and whenever the labelled data changes (the `lung_labelled_data` asset, emitted
 by `lung_feedback`). One run at a time; the DVC task takes the one-slot `dvc` pool. The
 TensorFlow tasks go to the `tensorflow` queue (Celery workers can specialise). Trigger with
 `{"config": "tiny"}` for a seconds-long smoke run. The logic is `lung_model`'s training steps;
-this file only wires them, passing small JSON values (paths, run ids, versions).
+this file only wires `lung_model.retrain`, passing small JSON values (run ids, versions).
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from lung_airflow import (
@@ -34,11 +36,14 @@ from lung_airflow import (
     default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
     params={
         "config": Param("default", enum=["default", "tiny"], description="training preset"),
+        "data_dir": Param("", type="string", description="dataset folder; empty: data/raw"),
     },
     tags=["lung", "training"],
     doc_md=__doc__,
 )
 def lung_retrain() -> None:
+    data_dir = "{{ params.data_dir }}"
+
     @task(pool=DVC_POOL)
     def dvc_pull() -> str:
         from lung_model.dvc_data import pull
@@ -46,66 +51,74 @@ def lung_retrain() -> None:
         return pull()
 
     @task
-    def audit(data_version: str, run_id: str | None = None) -> str:
-        from lung_model.pipeline import audit_step
+    def audit(data_version: str, data_dir: str) -> dict:
+        from lung_model.retrain import audit_data
 
-        return audit_step(run_id or data_version, lung_settings())
+        return audit_data(data_dir or None, lung_settings())
 
     @task
-    def split(audit_path: str) -> str:
-        from lung_model.pipeline import split_step
+    def split(audited: dict, data_dir: str) -> dict:
+        from lung_model.retrain import split_data
 
-        return split_step(audit_path, lung_settings())
+        return split_data(data_dir or None, lung_settings())
 
-    @task(queue=TENSORFLOW_QUEUE)
-    def train(split_path: str, params: dict | None = None) -> dict:
-        from lung_model.pipeline import train_step
+    @task(queue=TENSORFLOW_QUEUE, execution_timeout=timedelta(hours=3))
+    def train(split_report: dict, config: str, data_dir: str) -> dict:
+        from lung_model.retrain import train
 
-        trained = train_step(split_path, (params or {}).get("config", "default"), lung_settings())
+        trained = train(config, data_dir or None, lung_settings())
         push_mlflow_run_link(trained)
         return trained
 
-    @task(queue=TENSORFLOW_QUEUE)
+    @task
     def evaluate(trained: dict) -> dict:
-        from lung_model.pipeline import evaluate_step
+        from lung_model.retrain import evaluate
 
-        return evaluate_step(trained, lung_settings())
+        evaluated = evaluate(trained, lung_settings())
+        push_mlflow_run_link(evaluated)
+        return evaluated
 
     @task
     def register_challenger(evaluated: dict) -> dict:
-        from lung_model.pipeline import register_step
+        from lung_model.retrain import register_challenger
 
-        registered = register_step(evaluated, lung_settings())
+        registered = register_challenger(evaluated, lung_settings())
         push_mlflow_run_link(registered)
         return registered
 
-    @task.branch
-    def gate(registered: dict) -> str:
-        from lung_model.pipeline import gate_step
+    @task(queue=TENSORFLOW_QUEUE)
+    def gate(registered: dict, data_dir: str) -> dict:
+        from lung_model.retrain import gate
 
-        decision = gate_step(registered, lung_settings())
-        return "promote" if decision["promote"] else "reject"
+        return gate(registered, data_dir or None, lung_settings())
+
+    @task.branch
+    def promote_or_reject(decided: dict) -> str:
+        return "promote" if decided["decision"] == "promoted" else "reject"
 
     @task(outlets=[CHAMPION])
-    def promote(registered: dict) -> dict:
-        from lung_model.pipeline import promote_step
+    def promote(decided: dict) -> dict:
+        from lung_model.retrain import confirm_promotion
 
-        return promote_step(registered, lung_settings())
+        return confirm_promotion(decided, lung_settings())
 
     @task
-    def reject(registered: dict) -> dict:
-        from lung_model.pipeline import reject_step
+    def reject(decided: dict) -> dict:
+        from lung_model.retrain import record_rejection
 
-        return reject_step(registered, lung_settings())
+        return record_rejection(decided, lung_settings())
 
     @task(trigger_rule="none_failed_min_one_success")
-    def notify(registered: dict) -> str:
-        from lung_model.pipeline import outcome_message
+    def notify(decided: dict) -> str:
+        from lung_model.retrain import outcome
 
-        return outcome_message(registered, lung_settings())
+        return outcome(decided, lung_settings())
 
-    registered = register_challenger(evaluate(train(split(audit(dvc_pull())))))
-    gate(registered) >> [promote(registered), reject(registered)] >> notify(registered)
+    audited = audit(dvc_pull(), data_dir)
+    trained = train(split(audited, data_dir), "{{ params.config }}", data_dir)
+    decided = gate(register_challenger(evaluate(trained)), data_dir)
+    branch = promote_or_reject(decided)
+    branch >> [promote(decided), reject(decided)] >> notify(decided)
 
 
 lung_retrain()

@@ -27,10 +27,8 @@ from lung_model.settings import CLASSES, Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def alert(message: str, details: dict[str, Any], settings: Settings | None = None) -> bool:
-    """Log the alert; POST it to the webhook when configured. True when the POST worked."""
-    settings = settings or get_settings()
-    log.error("ALERT %s %s", message, json.dumps(details, default=str))
+def _post(message: str, details: dict[str, Any], settings: Settings) -> bool:
+    """POST the message to LUNG_ALERT_WEBHOOK; True when it was accepted."""
     if not settings.alert_webhook:
         return False
     body = json.dumps({"text": message, "details": details}, default=str).encode()
@@ -40,9 +38,21 @@ def alert(message: str, details: dict[str, Any], settings: Settings | None = Non
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return bool(200 <= response.status < 300)
-    except OSError as error:  # the alert is logged already; a dead webhook must not mask it
+    except OSError as error:  # the message is logged already; a dead webhook must not mask it
         log.error("alert webhook %s failed: %s", settings.alert_webhook, error)
         return False
+
+
+def alert(message: str, details: dict[str, Any], settings: Settings | None = None) -> bool:
+    """Log the alert; POST it to the webhook when configured. True when the POST worked."""
+    log.error("ALERT %s %s", message, json.dumps(details, default=str))
+    return _post(message, details, settings or get_settings())
+
+
+def notify(message: str, details: dict[str, Any], settings: Settings | None = None) -> bool:
+    """Like `alert`, for good news (a retrain's outcome): logged at INFO."""
+    log.info("%s %s", message, json.dumps(details, default=str))
+    return _post(message, details, settings or get_settings())
 
 
 def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-4) -> float:

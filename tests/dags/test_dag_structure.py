@@ -51,10 +51,12 @@ def test_retrain_graph(dagbag: Any) -> None:
     chain = ["dvc_pull", "audit", "split", "train", "evaluate", "register_challenger", "gate"]
     for before, after in zip(chain, chain[1:], strict=False):
         assert after in downstream(dag, before), f"{before} -> {after}"
-    assert downstream(dag, "gate") == {"promote", "reject"}  # the visible branch
+    assert "promote_or_reject" in downstream(dag, "gate")
+    assert downstream(dag, "promote_or_reject") == {"promote", "reject"}  # the visible branch
     assert downstream(dag, "promote") == downstream(dag, "reject") == {"notify"}
     assert dag.get_task("dvc_pull").pool == "dvc"
-    assert dag.get_task("train").queue == "tensorflow"
+    assert dag.get_task("train").queue == dag.get_task("gate").queue == "tensorflow"
+    assert [o.name for o in dag.get_task("promote").outlets] == ["lung_champion_model"]
     assert dag.timetable.asset_condition.name == "lung_labelled_data"  # data changed, or
     assert dag.timetable.timetable.expression == "0 3 * * 0"  # weekly
 
