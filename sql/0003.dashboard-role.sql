@@ -23,9 +23,8 @@ GRANT USAGE ON SEQUENCE reviews_id_seq TO lung_dashboard;
 -- Tables later migrations add (drift checks, exports, ...) are readable, never writable.
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO lung_dashboard;
 
--- Worklist: the latest result of each study, and the latest study-level review of each.
+-- The latest result and the latest study-level review of a study (worklist_refresh).
 CREATE INDEX study_results_batch_latest_idx
     ON study_results (batch_id, created_at DESC, id DESC);
 CREATE INDEX reviews_study_latest_idx
     ON reviews (batch_id, created_at DESC, id DESC) WHERE image_id IS NULL;
-CREATE INDEX scan_batches_study_idx ON scan_batches (study text_pattern_ops);

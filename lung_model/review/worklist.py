@@ -2,9 +2,9 @@
 
 A study (one scan batch) may have been scored by several model versions; the worklist shows
 its newest result and its newest study-level review (reviews are append-only, so a later one
-supersedes an earlier one here without erasing it). Every filter is a bound parameter.
-Indexes from `sql/0003.dashboard-role.sql` keep this under a second at 100,000 predictions
-(`bench/bench_worklist.py`).
+supersedes an earlier one here without erasing it). Triggers keep `worklist_entries` (one
+row per study, `sql/0003.dashboard-worklist.sql`) current, so a page is one indexed read
+even at 100,000 studies (`bench/bench_worklist.py`). Every filter is a bound parameter.
 See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
 """
 
@@ -20,38 +20,23 @@ Status = Literal["all", "unreviewed", "reviewed", "disagreement", "uncertain"]
 STATUSES: tuple[Status, ...] = ("all", "unreviewed", "reviewed", "disagreement", "uncertain")
 
 _ROWS = """
-WITH latest AS (
-    SELECT sr.*
-    FROM study_results sr
-    WHERE NOT EXISTS (
-        SELECT 1 FROM study_results newer
-        WHERE newer.batch_id = sr.batch_id
-          AND (newer.created_at, newer.id) > (sr.created_at, sr.id))
-)
-SELECT b.id AS batch_id, b.study, b.started_at,
+SELECT w.batch_id, w.study, w.received_at AS started_at,
        r.model_name, r.model_version, r.data_version, r.n_slices,
        r.max_p_malignant, r.mean_p_malignant, r.n_malignant_slices,
        r.predicted_class, r.needs_review, r.created_at AS scored_at,
-       rv.reviewer, rv.decision, rv.corrected_label, rv.created_at AS reviewed_at,
-       CASE WHEN rv.decision = 'correct' THEN rv.corrected_label
-            WHEN rv.decision = 'confirm' THEN r.predicted_class END AS reviewed_label
-FROM latest r
-JOIN scan_batches b ON b.id = r.batch_id
-LEFT JOIN LATERAL (
-    SELECT v.reviewer, v.decision, v.corrected_label, v.created_at
-    FROM reviews v
-    WHERE v.batch_id = r.batch_id AND v.image_id IS NULL
-    ORDER BY v.created_at DESC, v.id DESC
-    LIMIT 1
-) rv ON true
+       v.reviewer, v.decision, v.corrected_label, v.created_at AS reviewed_at,
+       w.reviewed_label
+FROM worklist_entries w
+JOIN study_results r ON r.id = w.result_id
+LEFT JOIN reviews v ON v.id = w.review_id
 """
 
 _STATUS_SQL: dict[Status, str] = {
     "all": "true",
-    "unreviewed": "rv.decision IS NULL",
-    "reviewed": "rv.decision IS NOT NULL",
-    "disagreement": "rv.decision = 'correct' AND rv.corrected_label <> r.predicted_class",
-    "uncertain": "r.needs_review",
+    "unreviewed": "w.review_id IS NULL",
+    "reviewed": "w.review_id IS NOT NULL",
+    "disagreement": "w.disagrees",
+    "uncertain": "w.needs_review",
 }
 
 
@@ -77,18 +62,18 @@ def _where(wanted: WorklistFilter) -> tuple[str, dict[str, Any]]:
     clauses = [_STATUS_SQL[wanted.status]]
     params: dict[str, Any] = {}
     if wanted.since:
-        clauses.append("b.started_at >= :since")
+        clauses.append("w.received_at >= :since")
         params["since"] = wanted.since
     if wanted.until:
-        clauses.append("b.started_at < :until")
+        clauses.append("w.received_at < :until")
         params["until"] = wanted.until + timedelta(days=1)
     query = wanted.study.strip()
     if query.isdigit():
-        clauses.append("b.id = :batch_id")
+        clauses.append("w.batch_id = :batch_id")
         params["batch_id"] = int(query)
     elif query:
         escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("b.study LIKE :prefix")
+        clauses.append("w.study LIKE :prefix")
         params["prefix"] = escaped + "%"
     return " AND ".join(clauses), params
 
@@ -101,10 +86,10 @@ def worklist(engine: Engine, wanted: WorklistFilter) -> WorklistPage:
     size = max(1, min(wanted.page_size, 500))
     page = max(1, wanted.page)
     rows_sql = text(
-        f"SELECT * FROM ({_ROWS} WHERE {where}) w "  # noqa: S608 - fixed clauses, bound values
-        "ORDER BY max_p_malignant DESC, batch_id LIMIT :limit OFFSET :offset"
+        f"{_ROWS} WHERE {where} "  # noqa: S608 - fixed clauses, bound values
+        "ORDER BY w.max_p_malignant DESC, w.batch_id LIMIT :limit OFFSET :offset"
     )
-    count_sql = text(f"SELECT count(*) FROM ({_ROWS} WHERE {where}) w")  # noqa: S608
+    count_sql = text(f"SELECT count(*) FROM worklist_entries w WHERE {where}")  # noqa: S608
     with engine.connect() as connection:
         total = int(connection.execute(count_sql, params).scalar_one())
         pages = max(1, -(-total // size))

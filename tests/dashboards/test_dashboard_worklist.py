@@ -1,0 +1,78 @@
+"""The worklist follows new results and reviews (triggers), filters and pages in SQL."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from conftest import MODEL
+from sqlalchemy import text
+
+from lung_model import db
+from lung_model.review.database import dashboard_engine
+from lung_model.review.reviews import add_review
+from lung_model.review.worklist import WorklistFilter, worklist
+
+
+def _row(engine, batch_id: int) -> dict:
+    rows = worklist(engine, WorklistFilter(study=str(batch_id))).rows
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_a_newer_model_result_and_a_later_review_supersede(seeded) -> None:
+    engine = dashboard_engine(seeded.settings)
+    assert _row(engine, seeded.high)["model_version"] == "1"
+    with db.get_engine(seeded.settings).begin() as owner:  # the scorer, with model version 2
+        owner.execute(
+            text(
+                "INSERT INTO study_results (batch_id, model_name, model_version, data_version,"
+                " n_slices, max_p_malignant, mean_p_malignant, n_malignant_slices,"
+                " predicted_class, needs_review, created_at) VALUES (:b, :m, '2', 'data-v2', 3,"
+                " 0.30, 0.2, 0, 'benign', true, now() + interval '1 minute')"
+            ),
+            {"b": seeded.high, "m": MODEL},
+        )
+    row = _row(engine, seeded.high)
+    assert (row["model_version"], row["predicted_class"], row["max_p_malignant"]) == (
+        "2",
+        "benign",
+        0.30,
+    )
+    common = {"batch_id": seeded.high, "reviewer": "alice", "model_name": MODEL}
+    add_review(engine, **common, label="malignant", predicted_class="benign", model_version="2")
+    row = _row(engine, seeded.high)
+    assert (row["decision"], row["reviewed_label"]) == ("correct", "malignant")
+    assert seeded.high in _batches(engine, "disagreement")
+    add_review(engine, **common, label="benign", predicted_class="benign", model_version="2")
+    row = _row(engine, seeded.high)
+    assert (row["decision"], row["reviewed_label"]) == ("confirm", "benign")
+    assert seeded.high not in _batches(engine, "disagreement")
+    assert seeded.high in _batches(engine, "reviewed")
+    assert seeded.high not in _batches(engine, "unreviewed")
+
+
+def _batches(engine, status: str) -> set[int]:
+    return {r["batch_id"] for r in worklist(engine, WorklistFilter(status=status)).rows}  # type: ignore[arg-type]
+
+
+def test_dates_prefix_and_paging(seeded) -> None:
+    engine = dashboard_engine(seeded.settings)
+    today = date.today()
+    study = _row(engine, seeded.low)["study"]
+    prefix = study[: len("study-low-") + 3]  # the tag is unique to this test
+    ours = worklist(engine, WorklistFilter(study=prefix, since=today, until=today))
+    assert [r["batch_id"] for r in ours.rows] == [seeded.low]
+    assert worklist(engine, WorklistFilter(until=today - timedelta(days=1))).total == 0
+    assert worklist(engine, WorklistFilter(study=prefix, since=today + timedelta(1))).total == 0
+    hostile = worklist(engine, WorklistFilter(study="%' OR 1=1 --"))
+    assert hostile.total == 0
+    total = worklist(engine, WorklistFilter()).total
+    first = worklist(engine, WorklistFilter(page_size=2))
+    second = worklist(engine, WorklistFilter(page_size=2, page=2))
+    assert first.pages == -(-total // 2) and len(first.rows) == 2
+    assert not {r["batch_id"] for r in first.rows} & {r["batch_id"] for r in second.rows}
+    risks = [r["max_p_malignant"] for r in first.rows + second.rows]
+    assert risks == sorted(risks, reverse=True)
+    with pytest.raises(ValueError):
+        worklist(engine, WorklistFilter(status="everything"))  # type: ignore[arg-type]
