@@ -99,6 +99,8 @@ def decode_raster(data: bytes, kind: str) -> DecodedImage:
                 raise UnreadableImage(f"image too small: {width}x{height} pixels")
             if getattr(image, "n_frames", 1) > 1:
                 raise UnreadableImage("animated or multi-image file: one slice per file expected")
+            if kind == "jpeg" and image.mode == "RGB":
+                image.draft("L", image.size)  # libjpeg emits luma itself: same pixels, faster
             image.load()
             gray = _to_unit_gray(image)
     except UnreadableImage:

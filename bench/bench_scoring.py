@@ -1,0 +1,273 @@
+"""Batch scoring benchmark: bare model vs end-to-end files -> PostgreSQL vs a seed-style loop.
+
+In one run on this machine, with the same model and batch size:
+  (a) the bare model's forward pass on in-memory prepared slices (the practical ceiling),
+  (b) end-to-end: inbox study folders -> claim, decode, predict, bulk upsert, archive
+      (`lung_model.scoring`), once with 1,000 and once with 10,000 slices, each in its own
+      process so its peak memory (VmHWM) can be compared,
+  (c) the seed project's loop: open one image, predict one, INSERT and commit one row.
+Slices are the real ones of data/raw; to have 10,000 distinct files, each copy gets a
+unique JPEG comment segment (same pixels, distinct sha256, so nothing is deduplicated).
+The model is the registered champion when there is one, else the production network
+(`lung_model.network`, untrained: the same compute). Results go to a temporary database
+on the configured server, dropped afterwards.
+
+usage: .venv/bin/python bench/bench_scoring.py [--sizes 1000 10000] [--seed-slices 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from lung_model.settings import Settings  # noqa: E402
+
+STUDY_SIZE = 500  # slices per study folder (a CT series is a few hundred)
+
+
+@dataclass
+class BenchModel:
+    """The production network, untrained, in the shape of `inference.LoadedModel`."""
+
+    keras_model: Any
+    image_size: int
+    name: str = "bench-network"
+    version: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    data_version: str = "bench"
+
+    @property
+    def preprocess(self) -> Any:
+        from lung_model.preprocess import PreprocessConfig
+
+        return PreprocessConfig(image_size=self.image_size)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.keras_model(batch, training=False))
+
+
+def load_bench_model(settings: Settings) -> tuple[Any, str]:
+    """The champion if one is registered, else the untrained production network."""
+    try:
+        from lung_model.inference import load_model
+
+        model = load_model(None, settings)
+        return model, f"champion {model.name} v{model.version}"
+    except Exception as error:  # no inference module yet, no champion, no registry
+        import keras
+
+        from lung_model.network import build_network, calibrated
+        from lung_model.trainer import TrainConfig
+
+        size = TrainConfig().image_size
+        keras.utils.set_random_seed(0)
+        network = calibrated(build_network(size), 1.0)
+        why = type(error).__name__
+        return BenchModel(network, size), f"untrained production network {size}px ({why})"
+
+
+def real_slices() -> list[Path]:
+    with (PROJECT / "data" / "raw" / "MANIFEST.csv").open() as handle:
+        return [PROJECT / "data" / "raw" / row["path"] for row in csv.DictReader(handle)]
+
+
+def unique_copy(source: bytes, index: int) -> bytes:
+    """The same JPEG with a comment segment naming `index`: same pixels, new sha256."""
+    comment = f"bench slice {index}".encode()
+    return source[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + source[2:]
+
+
+def fill_inbox(inbox: Path, count: int, marker: str) -> None:
+    sources = [p.read_bytes() for p in real_slices()]
+    for index in range(count):
+        study = inbox / f"bench-study-{index // STUDY_SIZE:03d}"
+        study.mkdir(parents=True, exist_ok=True)
+        (study / f"slice_{index:05d}.jpg").write_bytes(
+            unique_copy(sources[index % len(sources)], index)
+        )
+    for study in inbox.iterdir():
+        (study / marker).touch()
+
+
+def vm_kib(field_name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def child(args: argparse.Namespace) -> None:
+    """(b) in this process: score every ready study of LUNG_HOME's inbox, report JSON."""
+    from lung_model.db import get_engine
+    from lung_model.scoring import Scorer, find_ready_studies
+
+    settings = Settings(home=Path(args.home), database_url=args.db, score_batch_size=args.batch)
+    model, _ = load_bench_model(settings)
+    engine = get_engine(settings)
+    model.predict(np.zeros((args.batch, model.image_size, model.image_size, 1), np.float32))
+    baseline = vm_kib("VmRSS")
+    scorer = Scorer(model, engine, settings)
+    started = time.perf_counter()
+    summaries = [scorer.score_claimed(folder) for folder in find_ready_studies(settings)]
+    seconds = time.perf_counter() - started
+    scored = sum(s.n_scored for s in summaries)
+    peak = vm_kib("VmHWM")
+    bare_rate = bare(model, args.batch, 8 * args.batch)  # same process, right after (b)
+    report = {"scored": scored, "seconds": seconds, "rss_kib": baseline, "hwm_kib": peak}
+    print(json.dumps({**report, "bare": bare_rate}))
+
+
+def bare(model: Any, batch: int, slices: int) -> float:
+    """(a) slices/s of the model alone on prepared in-memory batches."""
+    from lung_model.preprocess import load_file
+
+    files = real_slices()[:batch]
+    x = np.stack([load_file(p, model.preprocess) for p in files])
+    model.predict(x)  # warm-up (graph tracing)
+    started = time.perf_counter()
+    for _ in range(slices // batch):
+        model.predict(x)
+    return (slices // batch) * batch / (time.perf_counter() - started)
+
+
+def seed_loop(model: Any, db_url: str, count: int) -> float:
+    """(c) slices/s of open one, predict one, INSERT and commit one."""
+    import psycopg2
+
+    from lung_model.preprocess import load_file
+
+    files = real_slices()[:count]
+    connection = psycopg2.connect(db_url)
+    started = time.perf_counter()
+    for index, path in enumerate(files):
+        x = load_file(path, model.preprocess)[None]
+        p = model.predict(x)[0]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO predictions (image_sha256, model_name, model_version, data_version,"
+                " p_normal, p_benign, p_malignant, predicted_class) VALUES (%s, %s, %s, %s,"
+                " %s, %s, %s, 'normal') ON CONFLICT DO NOTHING",
+                (f"{index:064d}", model.name, "seed-loop", model.data_version, *map(float, p)),
+            )
+        connection.commit()
+    seconds = time.perf_counter() - started
+    connection.close()
+    return count / seconds
+
+
+def temporary_database(settings: Settings) -> tuple[str, str]:
+    """A fresh database on the configured (or embedded) server: (its URL, its name)."""
+    import psycopg2
+
+    from lung_model.db import database_url, migrate
+
+    server = database_url(settings)
+    name = f"lung_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    base, _, rest = server.partition("?")
+    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{rest}" if rest else "")
+    migrate(url)
+    return url, name
+
+
+def drop_database(settings: Settings, name: str) -> None:
+    import psycopg2
+
+    from lung_model.db import database_url
+
+    admin = psycopg2.connect(database_url(settings))
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--seed-slices", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=None, help="default: LUNG_SCORE_BATCH_SIZE")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    from lung_model.settings import get_settings
+
+    settings = get_settings()
+    batch = args.batch or settings.score_batch_size
+    db_url, db_name = temporary_database(settings)
+    work = Path(tempfile.mkdtemp(prefix="lung-bench-"))
+    runs = []
+    try:
+        model, described = load_bench_model(settings)
+        print(f"model: {described}; batch size {batch}; {os.cpu_count()} CPUs", flush=True)
+        seed_rate = seed_loop(model, db_url, args.seed_slices)
+        print(f"(c) seed-style loop: {seed_rate:.1f} slices/s", flush=True)
+        del model
+        for size in args.sizes:
+            home = work / f"home-{size}"
+            fill_inbox(home / "inbox", size, settings.ready_marker)
+            command = [sys.executable, __file__, "--child", "--home", str(home), "--db", db_url]
+            out = subprocess.run(
+                [*command, "--batch", str(batch)], check=True, capture_output=True, text=True
+            ).stdout
+            run = json.loads(out.strip().splitlines()[-1])
+            runs.append(run)
+            print(
+                f"(b) end-to-end {size}: {run['scored'] / run['seconds']:.1f} slices/s;"
+                f" (a) bare model right after, same process: {run['bare']:.1f} slices/s",
+                flush=True,
+            )
+            shutil.rmtree(home)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        drop_database(settings, db_name)
+
+    print(f"\n{described}, batch {batch}, {os.cpu_count()} CPUs\n")
+    print("| measurement | slices | slices/s | vs bare model | vs seed loop | peak RSS (growth) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for run in runs:
+        rate, bare_rate = run["scored"] / run["seconds"], run["bare"]
+        growth = (run["hwm_kib"] - run["rss_kib"]) / 1024
+        print(
+            f"| (a) bare model forward pass, in-memory arrays | {8 * batch} | {bare_rate:.1f} |"
+            f" 100% | {bare_rate / seed_rate:.1f}x | |"
+        )
+        print(
+            f"| (b) end-to-end files -> PostgreSQL | {run['scored']:,} | {rate:.1f} |"
+            f" {rate / bare_rate:.0%} | {rate / seed_rate:.1f}x |"
+            f" {run['hwm_kib'] / 1024:.0f} MiB (+{growth:.0f} MiB while scoring) |"
+        )
+    print(
+        f"| (c) seed-style loop: one image, one predict, one commit | {args.seed_slices} |"
+        f" {seed_rate:.1f} | | 1.0x | |"
+    )
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
