@@ -61,8 +61,13 @@ def _deal(groups: list[tuple[str, int]], seed: int, tries: int = 400) -> dict[st
         rng.shuffle(order)
         slices, count = dict.fromkeys(PARTS, 0), dict.fromkeys(PARTS, 0)
         where: dict[str, str] = {}
-        for name, size in order:
-            part = max(PARTS, key=lambda p: FRACTIONS[PARTS.index(p)] - slices[p] / total_slices)
+        for index, (name, size) in enumerate(order):
+            empty = [p for p in PARTS if count[p] == 0]
+            # keep enough groups back that every part sees every class, if there are enough
+            pool = (
+                empty if total_groups >= len(PARTS) and len(empty) >= len(order) - index else PARTS
+            )
+            part = max(pool, key=lambda p: FRACTIONS[PARTS.index(p)] - slices[p] / total_slices)
             where[name] = part
             slices[part] += size
             count[part] += 1

@@ -1,0 +1,118 @@
+"""Evaluation: per-slice and per-study metrics with group bootstrap confidence intervals.
+
+Slices of one pseudo-patient are not independent, so the 95% intervals resample whole groups
+(a cluster bootstrap), not slices. Study-level results average the calibrated probabilities
+of each group's slices, as a reader would judge one scan. ROC-AUC is one-vs-rest
+(https://scikit-learn.org/stable/modules/generated/sklearn.metrics.roc_auc_score.html).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from lung_model.calibration import expected_calibration_error
+from lung_model.settings import CLASSES
+
+MALIGNANT = CLASSES.index("malignant")
+CI_METRICS = ("accuracy", "macro_f1", "recall_malignant", "recall_benign", "ece", "roc_auc_macro")
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Rows: true class; columns: predicted class."""
+    k = len(CLASSES)
+    return np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+
+
+def _auc(labels: np.ndarray, probabilities: np.ndarray, cls: int) -> float:
+    positive = labels == cls
+    if positive.all() or not positive.any():
+        return float("nan")
+    return float(roc_auc_score(positive, probabilities[:, cls]))
+
+
+def point_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Accuracy, per-class precision / recall / F1, macro-F1, AUCs and ECE (flat floats)."""
+    matrix = confusion(labels, probabilities.argmax(axis=1)).astype(float)
+    tp = np.diag(matrix)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(tp / matrix.sum(axis=0))
+        recall = np.nan_to_num(tp / matrix.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    present = matrix.sum(axis=1) > 0
+    metrics: dict[str, float] = {
+        "n": float(len(labels)),
+        "accuracy": float(tp.sum() / max(matrix.sum(), 1)),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "ece": expected_calibration_error(probabilities, labels) if len(labels) else 0.0,
+    }
+    aucs = []
+    for i, cls in enumerate(CLASSES):
+        metrics[f"precision_{cls}"] = float(precision[i])
+        metrics[f"recall_{cls}"] = float(recall[i])
+        metrics[f"f1_{cls}"] = float(f1[i])
+        metrics[f"roc_auc_{cls}"] = _auc(labels, probabilities, i)
+        aucs.append(metrics[f"roc_auc_{cls}"])
+    metrics["roc_auc_macro"] = float(np.nanmean(aucs)) if not np.isnan(aucs).all() else float("nan")
+    return metrics
+
+
+def bootstrap_intervals(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    groups: np.ndarray,
+    rounds: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of CI_METRICS, resampling groups with replacement."""
+    rng = np.random.default_rng(seed)
+    names, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(names))]
+    samples: dict[str, list[float]] = {m: [] for m in CI_METRICS}
+    for _ in range(rounds):
+        pick = np.concatenate([members[g] for g in rng.integers(0, len(names), len(names))])
+        values = point_metrics(labels[pick], probabilities[pick])
+        for m in CI_METRICS:
+            samples[m].append(values[m])
+    return {
+        m: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5)))
+        for m, v in samples.items()
+    }
+
+
+def study_level(
+    labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One row per group: its majority label and its slices' mean probabilities."""
+    names = np.unique(groups)
+    study_labels = np.array([np.bincount(labels[groups == g], minlength=3).argmax() for g in names])
+    study_probs = np.stack([probabilities[groups == g].mean(axis=0) for g in names])
+    return study_labels, study_probs
+
+
+def evaluate(
+    labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, rounds: int = 1000
+) -> dict[str, Any]:
+    """Slice metrics with intervals, the confusion matrix, and study-level metrics."""
+    slice_metrics = point_metrics(labels, probabilities)
+    intervals = bootstrap_intervals(labels, probabilities, groups, rounds) if rounds else {}
+    study_labels, study_probs = study_level(labels, probabilities, groups)
+    return {
+        "slice": slice_metrics,
+        "ci95": {m: list(v) for m, v in intervals.items()},
+        "confusion": confusion(labels, probabilities.argmax(axis=1)).tolist(),
+        "study": point_metrics(study_labels, study_probs),
+        "study_confusion": confusion(study_labels, study_probs.argmax(axis=1)).tolist(),
+        "n_groups": int(len(np.unique(groups))),
+    }
+
+
+def flatten(result: dict[str, Any], prefix: str) -> dict[str, float]:
+    """MLflow metric names: test_macro_f1, test_macro_f1_ci_low, test_study_macro_f1, ..."""
+    flat = {f"{prefix}_{k}": v for k, v in result["slice"].items()}
+    for metric, (low, high) in result["ci95"].items():
+        flat[f"{prefix}_{metric}_ci_low"], flat[f"{prefix}_{metric}_ci_high"] = low, high
+    flat.update({f"{prefix}_study_{k}": v for k, v in result["study"].items()})
+    return {k: float(v) for k, v in flat.items() if not np.isnan(v)}

@@ -1,0 +1,86 @@
+"""The evaluation plots as matplotlib figures: confusion matrix, ROC, reliability, training.
+
+Rendered with the non-interactive Agg backend; the caller saves or logs them
+(https://mlflow.org/docs/latest/api_reference/python_api/mlflow.html#mlflow.log_figure).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from lung_model.calibration import reliability_bins  # noqa: E402
+from lung_model.settings import CLASSES  # noqa: E402
+
+
+def confusion_figure(
+    matrix: np.ndarray | list[list[int]], title: str = "Confusion matrix"
+) -> Figure:
+    matrix = np.asarray(matrix)
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        color = "white" if value > matrix.max() / 2 else "black"
+        axes.text(j, i, str(value), ha="center", va="center", color=color)
+    axes.set_xticks(range(len(CLASSES)), CLASSES)
+    axes.set_yticks(range(len(CLASSES)), CLASSES)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def roc_figure(labels: np.ndarray, probabilities: np.ndarray) -> Figure:
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    for i, cls in enumerate(CLASSES):
+        positive = labels == i
+        if positive.any() and not positive.all():
+            fpr, tpr, _ = roc_curve(positive, probabilities[:, i])
+            axes.plot(fpr, tpr, label=cls)
+    axes.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    axes.set_xlabel("false positive rate")
+    axes.set_ylabel("true positive rate")
+    axes.set_title("ROC, one vs rest")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def reliability_figure(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> Figure:
+    mean_conf, accuracy, count = reliability_bins(probabilities, labels, bins)
+    centres = (np.arange(bins) + 0.5) / bins
+    used = count > 0
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.bar(
+        centres[used], accuracy[used], width=1 / bins, edgecolor="k", alpha=0.7, label="accuracy"
+    )
+    axes.plot(mean_conf[used], accuracy[used], "o", color="C1", label="mean confidence")
+    axes.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    axes.set_xlabel("confidence (top class)")
+    axes.set_ylabel("accuracy")
+    axes.set_title("Reliability")
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
+def training_figure(history: dict[str, list[float]]) -> Figure:
+    figure, (loss_axes, score_axes) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, values in history.items():
+        target = loss_axes if "loss" in key else score_axes
+        if "loss" in key or "f1" in key or "accuracy" in key:
+            target.plot(range(1, len(values) + 1), values, label=key)
+    loss_axes.set_title("loss")
+    score_axes.set_title("accuracy / macro-F1")
+    for axes in (loss_axes, score_axes):
+        axes.set_xlabel("epoch")
+        axes.legend()
+    figure.tight_layout()
+    return figure

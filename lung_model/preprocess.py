@@ -1,0 +1,79 @@
+"""Slice file to model input: the one preprocessing function of training and serving.
+
+`prepare` turns a decoded gray slice (`lung_model.images.read_gray`) into a square
+(size, size, 1) float32 array: aspect-preserving resize of the longer side, robust intensity
+normalisation (percentiles to [0, 1]), then zero padding to a centred square, so the image's
+shape cannot tell the class. The `PreprocessConfig` is logged with every model (MLflow model
+metadata, see https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html) and
+serving reads it back from the model, so both sides always run the same steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lung_model.images import read_gray
+
+PREPROCESS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    image_size: int = 160
+    low_percentile: float = 0.5
+    high_percentile: float = 99.5
+    version: int = PREPROCESS_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
+        config = cls(**{k: type(getattr(cls(), k))(v) for k, v in values.items()})
+        if config.version != PREPROCESS_VERSION:
+            raise ValueError(
+                f"model needs preprocessing v{config.version}, this is v{PREPROCESS_VERSION}"
+            )
+        return config
+
+
+def prepare(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """(H, W) gray in [0, 1] -> (size, size, 1) float32 model input."""
+    height, width = gray.shape
+    size = config.image_size
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = Image.fromarray(gray.astype(np.float32), mode="F").resize(
+        (new_w, new_h), Image.Resampling.BILINEAR
+    )
+    pixels = np.asarray(resized, dtype=np.float32)
+    low, high = np.percentile(pixels, [config.low_percentile, config.high_percentile])
+    pixels = np.clip((pixels - low) / max(float(high - low), 1e-6), 0.0, 1.0)
+    square = np.zeros((size, size), dtype=np.float32)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    square[top : top + new_h, left : left + new_w] = pixels
+    return square[..., None]
+
+
+def load_file(path: Path, config: PreprocessConfig) -> np.ndarray:
+    """Read and prepare one slice file (raises `UnreadableImage` with the reason)."""
+    return prepare(read_gray(path).gray, config)
+
+
+def load_files(
+    paths: Sequence[Path], config: PreprocessConfig, progress: bool = False
+) -> np.ndarray:
+    """(N, size, size, 1) float32 for readable files, in order."""
+    from tqdm import tqdm
+
+    size = config.image_size
+    batch = np.zeros((len(paths), size, size, 1), dtype=np.float32)
+    for i, path in enumerate(tqdm(paths, desc="load", unit="slice", disable=not progress)):
+        batch[i] = load_file(path, config)
+    return batch

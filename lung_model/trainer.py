@@ -1,0 +1,187 @@
+"""Fit the CNN: augmentation, class weights, early stopping, fixed seeds, temperature scaling.
+
+Augmentation (flip, small rotation / zoom / shift, brightness and contrast jitter) runs in
+the tf.data input pipeline, never inside the model, so the logged model is the same network
+at training and at inference. Early stopping watches the validation macro-F1 in inference
+mode and keeps the best weights. The temperature is fitted on the validation logits.
+See https://keras.io/api/models/model_training_apis/ and https://www.tensorflow.org/guide/data
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lung_model.calibration import fit_temperature
+from lung_model.preprocess import PreprocessConfig, load_files
+from lung_model.settings import CLASSES
+from lung_model.split import Split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The real configuration is the default; tests shrink it."""
+
+    epochs: int = 40
+    image_size: int = 160
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 12
+    min_epochs: int = 6
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    dropout: float = 0.3
+    label_smoothing: float = 0.05
+    augment: bool = True
+    seed: int = 42
+    bootstrap_rounds: int = 1000
+
+    @classmethod
+    def tiny(cls) -> TrainConfig:
+        """Seconds on the CPU: for tests and smoke runs, never for a real model."""
+        return cls(
+            epochs=2, image_size=32, batch_size=8, patience=1, min_epochs=0,
+            widths=(4, 8), augment=False, bootstrap_rounds=20,
+        )  # fmt: skip
+
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig(image_size=self.image_size)
+
+    def params(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["widths"] = ",".join(str(w) for w in self.widths)
+        return values
+
+
+@dataclass
+class Part:
+    """The preprocessed slices of one part of the split."""
+
+    x: np.ndarray  # (N, size, size, 1) float32
+    y: np.ndarray  # (N,) class index
+    groups: np.ndarray  # (N,) pseudo-patient id
+    paths: list[str] = field(default_factory=list)
+
+
+def load_part(
+    split: Split, part: str, data_dir: Path, config: PreprocessConfig, progress: bool = False
+) -> Part:
+    paths = split.paths(part)
+    x = load_files([data_dir / p for p in paths], config, progress)
+    y = np.array([CLASSES.index(split.label[p]) for p in paths], dtype=np.int64)
+    return Part(x, y, np.array([split.group[p] for p in paths]), paths)
+
+
+def class_weights(y: np.ndarray) -> dict[int, float]:
+    """'Balanced' weights: n / (classes * count), so each class weighs the same in the loss."""
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
+    return {i: float(len(y) / (len(CLASSES) * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def _augment(seed: int):  # -> callable on a batch of images
+    import keras
+    import tensorflow as tf
+
+    geometry = keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 2),
+            keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 3),
+        ]
+    )
+    generator = tf.random.Generator.from_seed(seed)
+
+    def augment(images: tf.Tensor) -> tf.Tensor:
+        images = geometry(images, training=True)
+        n = tf.shape(images)[0]
+        gain = generator.uniform((n, 1, 1, 1), 0.9, 1.1)
+        bias = generator.uniform((n, 1, 1, 1), -0.05, 0.05)
+        return tf.clip_by_value(images * gain + bias, 0.0, 1.0)
+
+    return augment
+
+
+def _dataset(part: Part, config: TrainConfig, training: bool):
+    import tensorflow as tf
+
+    one_hot = np.eye(len(CLASSES), dtype=np.float32)[part.y]
+    if not training:  # validation: plain, unweighted, in inference mode
+        return tf.data.Dataset.from_tensor_slices((part.x, one_hot)).batch(config.batch_size)
+    weights = class_weights(part.y)
+    sample_weight = np.array([weights[int(c)] for c in part.y], dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices((part.x, one_hot, sample_weight))
+    data = data.shuffle(len(part.y), seed=config.seed, reshuffle_each_iteration=True)
+    data = data.batch(config.batch_size)
+    if config.augment:
+        augment = _augment(config.seed)
+        data = data.map(lambda x, y, w: (augment(x), y, w), num_parallel_calls=1)
+    return data.prefetch(2)
+
+
+def predict_logits(network: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    return np.asarray(network.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+@dataclass
+class Fitted:
+    network: Any  # keras.Model returning logits
+    temperature: float
+    history: dict[str, list[float]]
+    best_epoch: int
+
+
+def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = None) -> Fitted:
+    """Train from scratch on `train`, stop on `val`, fit the temperature on `val`."""
+    import keras
+    import tensorflow as tf
+
+    from lung_model.network import build_network
+
+    keras.utils.set_random_seed(config.seed)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    network = build_network(config.image_size, config.widths, config.dropout)
+    steps = max(1, -(-len(train.y) // config.batch_size)) * config.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
+    network.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.F1Score(average="macro", name="macro_f1"),
+        ],
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_macro_f1",
+        mode="max",
+        patience=config.patience,
+        start_from_epoch=config.min_epochs,
+        restore_best_weights=True,
+    )
+    show = sys.stderr.isatty() if progress is None else progress
+    history = network.fit(
+        _dataset(train, config, training=True),
+        validation_data=_dataset(val, config, training=False),
+        epochs=config.epochs,
+        callbacks=[stopper],
+        verbose=1 if show else 2,
+    )
+    curves = {k: [float(v) for v in values] for k, values in history.history.items()}
+    scores = curves.get("val_macro_f1", [0.0])
+    best_epoch = (
+        int(np.argmax(scores[config.min_epochs :]) + config.min_epochs + 1)
+        if len(scores) > config.min_epochs
+        else int(np.argmax(scores) + 1)
+    )
+    temperature = fit_temperature(predict_logits(network, val.x), val.y)
+    log.info("best epoch %d of %d, temperature %.3f", best_epoch, len(scores), temperature)
+    return Fitted(network, temperature, curves, best_epoch)

@@ -1,0 +1,208 @@
+"""The training job: audit, split, fit, calibrate, evaluate, and log it all to one MLflow run.
+
+`train_and_log` returns the run id; `lung_model.registry.register` turns the logged model
+into a registered version and `lung_model.promotion.run_gate` decides on it. `cli_train`
+runs the three in order (`python -m lung_model train`), as the retrain DAG does task by task.
+Logged: parameters, metrics (test and validation, with 95% intervals, slice and study level),
+per-epoch curves, plots, the audit and split reports, the data version and git commit, and
+the calibrated model with the keras flavour, a signature and an input example.
+See https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lung_model import metrics, plots
+from lung_model.audit import audit, inspect
+from lung_model.calibration import apply_temperature
+from lung_model.settings import CLASSES, PROJECT_ROOT, Settings, get_settings
+from lung_model.split import make_split, report
+from lung_model.trainer import Part, TrainConfig, fit, load_part, predict_logits
+
+MODEL_ARTIFACT = "model"
+SPLIT_ARTIFACT = "reports/split.json"
+log = logging.getLogger(__name__)
+
+
+class DataIntegrityError(RuntimeError):
+    """The audit found errors; the data must not be trained on."""
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_uri: str  # runs:/<run id>/model
+    data_version: str
+    test: dict[str, Any]  # lung_model.metrics.evaluate output
+    seconds: float
+
+
+def git_commit(repo: Path = PROJECT_ROOT) -> str:
+    """HEAD's commit, with '-dirty' when tracked files have uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def _log_evaluation(
+    part: Part, probabilities: np.ndarray, name: str, rounds: int
+) -> dict[str, Any]:
+    import mlflow
+
+    result = metrics.evaluate(part.y, probabilities, part.groups, rounds)
+    mlflow.log_metrics(metrics.flatten(result, name))
+    mlflow.log_dict(result, f"reports/{name}_metrics.json")
+    return result
+
+
+def _log_plots(
+    test: Part, probabilities: np.ndarray, result: dict[str, Any], history: dict[str, list[float]]
+) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    figures = {
+        "plots/confusion_matrix.png": plots.confusion_figure(result["confusion"], "Test slices"),
+        "plots/confusion_matrix_study.png": plots.confusion_figure(
+            result["study_confusion"], "Test studies"
+        ),
+        "plots/roc.png": plots.roc_figure(test.y, probabilities),
+        "plots/reliability.png": plots.reliability_figure(test.y, probabilities),
+        "plots/training_curves.png": plots.training_figure(history),
+    }
+    for path, figure in figures.items():
+        mlflow.log_figure(figure, path)
+        plt.close(figure)
+
+
+def _log_model(model: Any, example: np.ndarray, config: TrainConfig, extra: dict[str, Any]) -> str:
+    import keras
+    import mlflow
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
+    info = mlflow.keras.log_model(
+        model,
+        name=MODEL_ARTIFACT,
+        signature=signature,
+        input_example=example,
+        metadata={"preprocess": config.preprocess().to_dict(), "classes": list(CLASSES), **extra},
+        pip_requirements=[
+            f"tensorflow-cpu=={tf.__version__}",
+            f"keras=={keras.__version__}",
+            f"mlflow=={mlflow.__version__}",
+        ],
+    )
+    return str(info.model_uri)
+
+
+def train_and_log(
+    config: TrainConfig | None = None,
+    data_dir: Path | None = None,
+    settings: Settings | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Run the whole training job in one MLflow run; raise DataIntegrityError on bad data."""
+    import mlflow
+
+    from lung_model.network import calibrated
+    from lung_model.tracking import configure_mlflow
+
+    started = time.monotonic()
+    settings = settings or get_settings()
+    config = config or TrainConfig()
+    data_dir = data_dir or settings.raw_data
+    configure_mlflow(settings)
+    inventory = inspect(data_dir, progress=bool(progress))
+    audit_report = audit(inventory)
+    if audit_report["errors"]:
+        raise DataIntegrityError("; ".join(audit_report["errors"][:5]))
+    split = make_split(inventory)
+    with mlflow.start_run(run_name=f"train-{split.data_version[:8]}") as run:
+        mlflow.set_tags(
+            {
+                "data_version": split.data_version,
+                "git_commit": git_commit(),
+                "data_dir": str(data_dir),
+                "job": "train",
+            }
+        )
+        mlflow.log_params({**config.params(), "preprocess_version": config.preprocess().version})
+        mlflow.log_dict(audit_report, "reports/audit.json")
+        mlflow.log_text(split.to_json(), SPLIT_ARTIFACT)
+        mlflow.log_dict(report(split), "reports/split_report.json")
+        preprocess = config.preprocess()
+        parts = {
+            p: load_part(split, p, data_dir, preprocess, bool(progress))
+            for p in ("train", "val", "test")
+        }
+        fitted = fit(config, parts["train"], parts["val"], progress)
+        for step, values in enumerate(zip(*fitted.history.values(), strict=True)):
+            mlflow.log_metrics(dict(zip(fitted.history, values, strict=True)), step=step + 1)
+        mlflow.log_metrics({"temperature": fitted.temperature, "best_epoch": fitted.best_epoch})
+        probabilities = {
+            p: apply_temperature(predict_logits(fitted.network, parts[p].x), fitted.temperature)
+            for p in ("val", "test")
+        }
+        _log_evaluation(parts["val"], probabilities["val"], "val", rounds=0)
+        test = _log_evaluation(
+            parts["test"], probabilities["test"], "test", config.bootstrap_rounds
+        )
+        _log_plots(parts["test"], probabilities["test"], test, fitted.history)
+        model = calibrated(fitted.network, fitted.temperature)
+        extra = {"data_version": split.data_version, "temperature": fitted.temperature}
+        model_uri = _log_model(model, parts["test"].x[:1], config, extra)
+        seconds = time.monotonic() - started
+        mlflow.log_metric("train_seconds", seconds)
+        log.info("run %s: model %s", run.info.run_id, model_uri)
+    return TrainResult(run.info.run_id, model_uri, split.data_version, test, seconds)
+
+
+def cli_train(args: argparse.Namespace) -> int:
+    from lung_model.promotion import run_gate
+    from lung_model.registry import register
+
+    config = TrainConfig()
+    if args.epochs:
+        config = replace(
+            config, epochs=args.epochs, min_epochs=min(config.min_epochs, args.epochs - 1)
+        )
+    if args.image_size:
+        config = replace(config, image_size=args.image_size)
+    result = train_and_log(config, args.data, progress=None)
+    test = result.test["slice"]
+    ci = result.test["ci95"]
+    print(
+        f"run {result.run_id} ({result.seconds / 60:.1f} min), data version {result.data_version}"
+    )
+    print(
+        f"test (group split): accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
+        f"[{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}], malignant recall "
+        f"{test['recall_malignant']:.3f} [{ci['recall_malignant'][0]:.3f}, {ci['recall_malignant'][1]:.3f}], "
+        f"ECE {test['ece']:.3f}"
+    )
+    version = register(result.run_id)
+    decision = run_gate(version, data_dir=args.data)
+    print(f"model version {version}: {decision.decision} ({decision.reason})")
+    return 0

@@ -1,0 +1,56 @@
+"""Preprocessing: square, padded, normalised, and shape-blind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lung_model.preprocess import PreprocessConfig, load_file, prepare
+
+FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
+WIDE = FIXTURES / "Malignant cases" / "Malignant case (200).jpg"  # 801x512
+SQUARE = FIXTURES / "Normal cases" / "Normal case (1).jpg"
+
+
+def test_output_is_square_unit_range_float() -> None:
+    config = PreprocessConfig(image_size=64)
+    for path in (WIDE, SQUARE):
+        x = load_file(path, config)
+        assert x.shape == (64, 64, 1)
+        assert x.dtype == np.float32
+        assert x.min() >= 0.0 and x.max() <= 1.0
+        assert x.max() == pytest.approx(1.0)
+
+
+def test_wide_slice_keeps_its_aspect_with_black_bands() -> None:
+    x = load_file(WIDE, PreprocessConfig(image_size=100))[..., 0]
+    rows_with_content = np.flatnonzero(x.max(axis=1) > 0)
+    # 801x512 scaled to 100 wide is 64 rows tall, centred: 18 black rows above and below
+    assert rows_with_content.min() >= 17 and rows_with_content.max() <= 82
+    assert x[:17].max() == 0 and x[83:].max() == 0
+
+
+def test_size_cannot_betray_the_class() -> None:
+    """The same picture at two sizes (a crop's aspect aside) gives nearly the same input."""
+    rng = np.random.default_rng(0)
+    gray = rng.random((512, 512)).astype(np.float32)
+    big = np.kron(gray, np.ones((2, 2), dtype=np.float32))  # 1024x1024, same content
+    config = PreprocessConfig(image_size=64)
+    assert np.abs(prepare(gray, config) - prepare(big, config)).mean() < 0.02
+
+
+def test_intensity_normalisation_removes_gain_and_offset() -> None:
+    rng = np.random.default_rng(1)
+    gray = rng.random((128, 96)).astype(np.float32) * 0.5
+    config = PreprocessConfig(image_size=48)
+    np.testing.assert_allclose(prepare(gray, config), prepare(gray * 1.6 + 0.1, config), atol=1e-4)
+
+
+def test_config_round_trip_and_version_check() -> None:
+    config = PreprocessConfig(image_size=96)
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    assert PreprocessConfig.from_dict({"image_size": "96"}).image_size == 96
+    with pytest.raises(ValueError, match="preprocessing v99"):
+        PreprocessConfig.from_dict({**config.to_dict(), "version": 99})
