@@ -47,3 +47,14 @@ def gradcam(model: Any, x: np.ndarray, class_index: int | None = None) -> np.nda
     heatmap = tf.image.resize(cam[..., None], size, method="bilinear")[..., 0]
     return np.clip(heatmap.numpy(), 0.0, 1.0).astype(np.float32)
 
+
+def overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """RGB uint8: the prepared slice in gray with the heatmap in 'jet' colours blended on top."""
+    import matplotlib
+
+    gray = np.squeeze(gray).astype(np.float32)
+    if gray.shape != heatmap.shape:
+        raise ValueError("overlay the heatmap on the prepared slice (same shape)")
+    colours = matplotlib.colormaps["jet"](np.clip(heatmap, 0, 1))[..., :3]
+    blended = (1 - alpha) * np.clip(gray, 0, 1)[..., None] + alpha * colours
+    return np.asarray(np.round(255 * blended), dtype=np.uint8)
