@@ -122,6 +122,10 @@ def cli_score(args: argparse.Namespace) -> int:
             )
         return 0
 
+    if not getattr(args, "verbose", False):  # MLflow's store set-up chatter is not news here
+        import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         from lung_model.inference import NoChampion, load_model
 
