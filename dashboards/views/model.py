@@ -28,11 +28,16 @@ for column, card in zip(st.columns(max(len(cards), 1)), cards, strict=False):
         interesting = {k: v for k, v in card.tags.items() if not k.startswith("mlflow.")}
         if interesting:
             st.caption(" · ".join(f"{k}: {v}" for k, v in sorted(interesting.items())))
+        key = card.key_metrics()
+        for row in range(0, len(key), 3):
+            for cell, (name, value) in zip(
+                st.columns(3), list(key.items())[row : row + 3], strict=False
+            ):
+                cell.metric(name.removeprefix("test_").replace("_", " "), f"{value:.3f}")
         if card.metrics:
-            metrics = pd.DataFrame(
-                sorted(card.metrics.items()), columns=["metric", "value"]
-            ).set_index("metric")
-            st.dataframe(metrics, width="stretch", height=320)
+            with st.expander(f"All {len(card.metrics)} metrics of the run"):
+                metrics = pd.DataFrame(sorted(card.metrics.items()), columns=["metric", "value"])
+                st.dataframe(metrics, hide_index=True, width="stretch")
         for plot in card.plots:
             st.image(str(plot), caption=plot.stem.replace("_", " "), width="stretch")
 

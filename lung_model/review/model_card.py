@@ -19,6 +19,18 @@ from sqlalchemy import Engine, text
 from lung_model.settings import Settings
 
 ALIASES = ("champion", "challenger")
+# Shown first: the gate's criteria on the fixed test split (training logs them as test_*).
+KEY_METRICS = (
+    "test_recall_malignant",
+    "test_recall_malignant_ci_low",
+    "test_macro_f1",
+    "test_macro_f1_ci_low",
+    "test_macro_f1_ci_high",
+    "test_ece",
+    "test_accuracy",
+    "test_roc_auc_macro",
+    "test_study_macro_f1",
+)
 _HISTORY = text("""
 SELECT created_at, decision, candidate_version, champion_version, reason, actor,
        candidate_metrics, champion_metrics
@@ -38,6 +50,10 @@ class ModelCard:
     params: dict[str, str]
     run_url: str | None
     plots: list[Path] = field(default_factory=list)
+
+    def key_metrics(self) -> dict[str, float]:
+        """The gate's metrics present in this run, in a fixed order."""
+        return {name: self.metrics[name] for name in KEY_METRICS if name in self.metrics}
 
 
 def promotion_history(engine: Engine, model_name: str, limit: int = 200) -> list[dict[str, Any]]:

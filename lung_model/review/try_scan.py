@@ -1,8 +1,8 @@
 """Try a scan: the champion's verdict and Grad-CAM for one uploaded slice, stored nowhere.
 
 The upload is decoded by content (JPEG, PNG or DICOM, same refusals as scoring) and prepared
-with the same function as training (`lung_model.preprocess.prepare`), so what is shown here
-is what batch scoring would have said.
+with the model's own preprocessing config (`LoadedModel.prepare`, the function training
+used), so what is shown here is what batch scoring would have said.
 See https://keras.io/examples/vision/grad_cam/
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lung_model.images import decode_bytes
-from lung_model.review.explain import explain_array, prepare_for
+from lung_model.review.explain import explain_array
 from lung_model.settings import CLASSES
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def try_scan(data: bytes, model: LoadedModel) -> ScanVerdict:
     if len(data) > MAX_UPLOAD_BYTES:
         raise UnreadableImage(f"file too large: {len(data)} bytes")
     decoded = decode_bytes(data)
-    model_input = prepare_for(model, decoded.gray)
+    model_input = model.prepare(decoded.gray)
     probabilities = model.predict(model_input[None, ...])[0]
     best = int(np.argmax(probabilities))
     return ScanVerdict(

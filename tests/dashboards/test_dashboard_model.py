@@ -1,0 +1,118 @@
+"""Model page, Grad-CAM in the study view and "try a scan" with a real registered champion.
+
+The champion is a real (untrained, tiny) Keras network of `lung_model.network`, logged with
+`mlflow.keras.log_model` and its preprocessing config, registered in a real MLflow store
+and given the champion alias: everything the dashboard touches is the real path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MODEL, RAW
+from sqlalchemy import text
+
+from lung_model import db
+from lung_model.preprocess import PreprocessConfig
+
+pytestmark = pytest.mark.slow
+
+
+def register_champion(settings) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from lung_model import registry
+    from lung_model.network import build_network, calibrated
+    from lung_model.tracking import configure_mlflow
+    from lung_model.training import MODEL_ARTIFACT
+
+    client = configure_mlflow(settings)
+    preprocess = PreprocessConfig(image_size=32)
+    network = calibrated(build_network(32, widths=(4, 8)), temperature=1.5)
+    example = np.zeros((1, 32, 32, 1), dtype=np.float32)
+    signature = infer_signature(example, np.asarray(network(example)))
+    with mlflow.start_run(tags={"data_version": "data-v1"}) as run:
+        mlflow.log_metrics({"test_recall_malignant": 0.98, "test_macro_f1": 0.91, "test_ece": 0.04})
+        figure = plt.figure()
+        plt.plot([0, 1], [0, 1])
+        mlflow.log_figure(figure, "plots/roc.png")
+        plt.close(figure)
+        mlflow.keras.log_model(
+            network,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            metadata={"preprocess": preprocess.to_dict(), "data_version": "data-v1"},
+        )
+    version = registry.register(run.info.run_id, settings)
+    client.set_registered_model_alias(settings.model_name, "champion", version)
+    with db.get_engine(settings).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO promotion_events (model_name, candidate_version, decision, reason,"
+                " actor, candidate_metrics) VALUES (:m, :v, 'promoted', 'first champion: clears"
+                " every floor', 'gate', CAST(:metrics AS jsonb))"
+            ),
+            {"m": settings.model_name, "v": version, "metrics": json.dumps({"macro_f1": 0.91})},
+        )
+    return version
+
+
+def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
+    version = register_champion(seeded.settings)
+    assert version == "1" and seeded.settings.model_name == MODEL
+    app = signed_in()
+
+    app.switch_page("views/model.py")
+    app.run(timeout=120)
+    assert not app.exception, app.exception
+    assert [h.value for h in app.subheader][:1] == ["Champion: version 1"]
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["recall malignant"] == "0.980"
+    assert any("roc" in (caption or "") for image in app.image for caption in image.captions)
+    history = app.dataframe[-1].value
+    assert list(history["reason"]) == ["first champion: clears every floor"]
+
+    app.switch_page("views/study.py")
+    app.query_params["batch"] = str(seeded.high)
+    app.run()
+    app.button(key="explain_go").click().run(timeout=120)
+    assert not app.exception, app.exception
+    assert not app.warning or "Grad-CAM unavailable" not in str(app.warning[-1].value)
+    captions = [caption for image in app.image for caption in image.captions]
+    assert "Grad-CAM for malignant" in captions
+    cached = list(Path(seeded.settings.home, "cache", "gradcam").rglob("*.png"))
+    assert len(cached) == 1  # computed once, kept for the next look
+
+    app.switch_page("views/try_scan.py")
+    app.run()
+    before = _predictions(seeded.settings)
+    slice_bytes = (RAW / "Bengin cases" / "Bengin case (1).jpg").read_bytes()
+    app.file_uploader(key="scan").upload("slice.jpg", slice_bytes, "image/jpeg")
+    app.run(timeout=120)
+    assert not app.exception, app.exception
+    assert {m.label for m in app.metric} == {"Model says"}
+    shares = [p.value for p in app.get("progress")]
+    assert len(shares) == 3 and abs(sum(shares) - 100) <= 3  # percentages of one distribution
+    captions = [caption for image in app.image for caption in image.captions]
+    assert "What the model saw" in captions
+    assert _predictions(seeded.settings) == before  # nothing stored, no study added
+
+    app.file_uploader(key="scan").upload("notes.jpg", b"not an image at all", "image/jpeg")
+    app.run()
+    assert "cannot be scored" in str(app.error[0].value)
+
+
+def _predictions(settings) -> tuple[int, int]:
+    with db.get_engine(settings).connect() as connection:
+        return (
+            connection.execute(text("SELECT count(*) FROM predictions")).scalar_one(),
+            connection.execute(text("SELECT count(*) FROM scan_batches")).scalar_one(),
+        )
