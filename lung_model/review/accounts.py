@@ -2,17 +2,19 @@
 
 Used when no OIDC provider is configured (`LUNG_DASHBOARD_AUTH_PROVIDER`). Setup creates the
 first account with a generated password (`ensure_first_account`, which `make demo` prints);
-`python -m lung_model users add NAME` creates more. Nothing here is ever committed: the
+`python -m lung_model users add NAME` creates more (or resets a password). Nothing here is ever committed: the
 secrets folder lives in the git-ignored `var/`.
 See https://github.com/pyca/bcrypt
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
 import secrets
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -88,3 +90,18 @@ def ensure_first_account(settings: Settings | None = None) -> FirstLogin:
         username, password = note.read_text().split("\n")[:2]
         return FirstLogin(username, password)
     return FirstLogin(FIRST_USER, None)
+
+
+def cli_users(args: argparse.Namespace) -> int:
+    """`python -m lung_model users [add NAME | list]`: manage local dashboard accounts."""
+    settings = get_settings()
+    if args.action == "add":
+        if not args.name:
+            print("error: users add needs a NAME", file=sys.stderr)
+            return 2
+        password = add_account(settings, args.name)
+        print(f"dashboard account {args.name}: password {password} (shown once)")
+        return 0
+    for name, account in sorted(load_accounts(settings).items()):
+        print(f"{name}  created {account['created_at']}")
+    return 0

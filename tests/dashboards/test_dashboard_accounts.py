@@ -31,3 +31,14 @@ def test_unknown_users_and_bad_inputs(settings) -> None:
         accounts.add_account(settings, "'; DROP TABLE reviews; --", "a long enough password")
     with pytest.raises(ValueError):
         accounts.add_account(settings, "carol", "short")
+
+
+def test_users_command_adds_and_lists(settings, capsys) -> None:
+    from lung_model.cli import main
+
+    assert main(["users", "add", "dora"]) == 0
+    password = capsys.readouterr().out.split("password ")[1].split()[0]
+    assert accounts.verify(settings, "dora", password)
+    assert main(["users", "list"]) == 0
+    assert "dora" in capsys.readouterr().out
+    assert main(["users", "add"]) == 2
