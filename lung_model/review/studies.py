@@ -2,8 +2,8 @@
 
 Slices come with the prediction of the model version behind the study's latest result
 (the version and data version are shown with it) and with their latest slice review.
-`slice_file` finds a slice on disk (archive, then where the folder was found) and refuses
-any path that would lead outside those folders.
+`slice_file` finds a slice on disk (the archive path the scorer recorded, the default archive
+folder, then where the folder was found) and refuses any path that would lead outside them.
 See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
 """
 
@@ -61,8 +61,10 @@ def study_slices(
 
 
 def slice_file(settings: Settings, study: dict[str, Any], relative: str) -> Path | None:
-    """The slice's file if it is still on disk inside the archive or its source folder."""
-    roots = [settings.archive / study["study"], Path(study["source_path"])]
+    """The slice's file if it is still on disk: where the scorer archived the study, else the
+    default archive folder, else where it was found (scored in place)."""
+    roots = [Path(study["archive_path"])] if study.get("archive_path") else []
+    roots += [settings.archive / study["study"], Path(study["source_path"])]
     for root in roots:
         candidate = (root / relative).resolve()
         if candidate.is_relative_to(root.resolve()) and candidate.is_file():
