@@ -27,7 +27,7 @@ def current_user() -> str | None:
     """The reviewer, from the sign-in only: OIDC claims, or the local account signed in."""
     provider = settings().dashboard_auth_provider
     if provider:
-        if not st.user.is_logged_in:
+        if not st.user.get("is_logged_in", False):
             return None
         identity = st.user.get("email") or st.user.get("preferred_username") or st.user.get("sub")
         return str(identity) if identity else None
@@ -49,10 +49,13 @@ def sign_in() -> None:
         password = st.text_input("Password", type="password", key="signin_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        if accounts.verify(settings(), username, password):
+        if accounts.sign_in(settings(), username, password):
             st.session_state[USER_KEY] = username.strip().lower()
             st.rerun()
-        st.error("Unknown username or wrong password.")
+        if accounts.locked_out(username):
+            st.error("Too many failed attempts: try again in a few minutes.")
+        else:
+            st.error("Unknown username or wrong password.")
 
 
 def sign_out() -> None:

@@ -15,6 +15,8 @@ import os
 import re
 import secrets
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -29,6 +31,12 @@ FIRST_USER = "reviewer"
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 # Checked against when the user does not exist, so both paths take bcrypt's time.
 _DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=12))
+
+
+MAX_FAILURES = 5  # per username and process, within FAILURE_WINDOW seconds
+FAILURE_WINDOW = 300.0
+_failures: dict[str, list[float]] = {}
+_failures_lock = threading.Lock()
 
 
 class FirstLogin(NamedTuple):
@@ -67,6 +75,28 @@ def add_account(settings: Settings, username: str, password: str | None = None) 
     }
     _write_private(settings.secrets_dir / ACCOUNTS_FILE, json.dumps(accounts, indent=2))
     return password
+
+
+def locked_out(username: str, now: float | None = None) -> bool:
+    """Too many recent failed sign-ins for this username (guessing is throttled)."""
+    now = time.monotonic() if now is None else now
+    with _failures_lock:
+        recent = [
+            t for t in _failures.get(username.strip().lower(), []) if now - t < FAILURE_WINDOW
+        ]
+        _failures[username.strip().lower()] = recent
+        return len(recent) >= MAX_FAILURES
+
+
+def sign_in(settings: Settings, username: str, password: str) -> bool:
+    """`verify`, throttled: after MAX_FAILURES failures in FAILURE_WINDOW, refuse outright."""
+    if locked_out(username):
+        return False
+    if verify(settings, username, password):
+        return True
+    with _failures_lock:
+        _failures.setdefault(username.strip().lower(), []).append(time.monotonic())
+    return False
 
 
 def verify(settings: Settings, username: str, password: str) -> bool:

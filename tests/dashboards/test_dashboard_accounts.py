@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -42,3 +43,14 @@ def test_users_command_adds_and_lists(settings, capsys) -> None:
     assert main(["users", "list"]) == 0
     assert "dora" in capsys.readouterr().out
     assert main(["users", "add"]) == 2
+
+
+def test_guessing_is_throttled(settings) -> None:
+    accounts.add_account(settings, "erin", "the right password")
+    for _ in range(accounts.MAX_FAILURES):
+        assert not accounts.sign_in(settings, "erin", "a wrong guess")
+    assert accounts.locked_out("erin")
+    assert not accounts.sign_in(settings, "erin", "the right password")  # even the right one
+    later = time.monotonic() + accounts.FAILURE_WINDOW + 1
+    assert not accounts.locked_out("erin", now=later)
+    assert accounts.sign_in(settings, "erin", "the right password")

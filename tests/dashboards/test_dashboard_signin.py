@@ -35,3 +35,15 @@ def test_sign_in_shows_the_worklist_and_who(signed_in) -> None:
     app = signed_in()
     assert app.title[0].value == "Worklist"
     assert f"Signed in as **{USER}**" in _all_text(app)
+
+
+def test_with_an_oidc_provider_a_stranger_gets_only_its_button(seeded, monkeypatch) -> None:
+    from lung_model import settings as settings_module
+
+    monkeypatch.setenv("LUNG_DASHBOARD_AUTH_PROVIDER", "default")
+    settings_module.get_settings.cache_clear()
+    app = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not app.exception
+    assert [b.label for b in app.button] == ["Sign in"]
+    assert len(app.text_input) == 0 and len(app.dataframe) == 0
+    assert "study-" not in _all_text(app)
