@@ -1,0 +1,265 @@
+"""The DAGs run for real: `airflow dags test` (Airflow's `dag.test()`) against a metadata
+database and the results database on the real PostgreSQL, with a tiny training config; then
+the scale-out path: CeleryExecutor, Redis broker, PostgreSQL result backend, an api-server and
+an `airflow celery worker` process executing a `lung_batch_score` run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy import create_engine, text
+
+from lung_model import airflow_setup, db, dvc_data, services
+from lung_model import settings as settings_module
+from lung_model.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.slow
+SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RAW = PROJECT_ROOT / "data" / "raw"
+# Three groups of two neighbouring slices per class: enough for a group split.
+TINY = {
+    "Normal cases/Normal case": (1, 2, 50, 51, 122, 123),
+    "Bengin cases/Bengin case": (1, 2, 4, 5, 9, 10),
+    "Malignant cases/Malignant case": (2, 3, 44, 45, 200, 201),
+}
+LABELS = {"Normal": "normal", "Bengin": "benign", "Malignant": "malignant"}
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    env: dict[str, str]
+    metadata_url: str
+    tiny_data: Path
+
+
+def admin(sql: str) -> None:
+    connection = psycopg2.connect(SERVER_URL)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+    connection.close()
+
+
+def tiny_dataset(target: Path) -> Path:
+    rows = []
+    for prefix, numbers in TINY.items():
+        for n in numbers:
+            relative = f"{prefix} ({n}).jpg"
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(RAW / relative, target / relative)
+            label = LABELS[prefix.split()[0]]
+            rows.append(
+                {"path": relative, "label": label, "sha256": dvc_data.sha256_of(RAW / relative)}
+            )
+    with (target / "MANIFEST.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "label", "sha256"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Deployment]:
+    """Airflow configured like `make demo`, in a temporary LUNG_HOME, with its own metadata DB."""
+    home = tmp_path_factory.mktemp("lung-home")
+    saved = dict(os.environ)
+    os.environ.update({"LUNG_HOME": str(home), "DATABASE_URL": pg_url})
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+    settings_module.get_settings.cache_clear()
+    settings = settings_module.get_settings()
+    settings.ensure_dirs()
+    name = f"lung_airflow_{uuid.uuid4().hex[:8]}"
+    admin(f"CREATE DATABASE {name}")
+    metadata = airflow_setup.with_database(db.sqlalchemy_url(SERVER_URL), name)
+    try:
+        env = airflow_setup.environment(settings, metadata=metadata)
+        airflow_setup.migrate_metadata(env)
+        yield Deployment(settings, env, metadata, tiny_dataset(home / "tiny-data"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        settings_module.get_settings.cache_clear()
+        admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def task_states(metadata_url: str, dag_id: str) -> dict[str, str]:
+    """Task states of the DAG's latest run (mapped tasks as `task[i]`)."""
+    engine = create_engine(metadata_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("""SELECT task_id, map_index, state FROM task_instance
+                    WHERE run_id = (SELECT run_id FROM dag_run WHERE dag_id = :d
+                                    ORDER BY id DESC LIMIT 1) AND dag_id = :d"""),
+            {"d": dag_id},
+        ).all()
+    engine.dispose()
+    return {(t if m < 0 else f"{t}[{m}]"): str(s) for t, m, s in rows}
+
+
+def drop_study(settings: Settings, name: str, files: list[Path], junk: bool = False) -> None:
+    folder = settings.inbox / name
+    folder.mkdir(parents=True)
+    for file in files:
+        shutil.copyfile(file, folder / file.name)
+    if junk:
+        (folder / "notes.jpg").write_bytes(b"not an image")
+    (folder / settings.ready_marker).touch()
+
+
+def scored(settings: Settings, names: list[str]) -> dict[str, tuple[str, int, int, str | None]]:
+    with db.get_engine(settings).connect() as connection:
+        rows = connection.execute(
+            text("""SELECT b.study, b.status, b.n_scored, b.n_quarantined, s.predicted_class
+                    FROM scan_batches b LEFT JOIN study_results s ON s.batch_id = b.id
+                    WHERE b.study = ANY(:n)"""),
+            {"n": names},
+        ).all()
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+
+@pytest.fixture(scope="module")
+def retrained(deployment: Deployment) -> dict[str, str]:
+    conf = {"config": "tiny", "data_dir": str(deployment.tiny_data)}
+    airflow_setup.airflow(
+        "dags", "test", "lung_retrain", "-c", json.dumps(conf), env=deployment.env
+    )
+    return task_states(deployment.metadata_url, "lung_retrain")
+
+
+def test_retrain_runs_every_step_and_takes_one_branch(
+    deployment: Deployment, retrained: dict[str, str]
+) -> None:
+    steps = ["dvc_pull", "audit", "split", "train", "evaluate", "register_challenger", "gate"]
+    assert {t: retrained[t] for t in steps} == dict.fromkeys(steps, "success")
+    assert retrained["promote_or_reject"] == "success" and retrained["notify"] == "success"
+    assert sorted([retrained["promote"], retrained["reject"]]) == ["skipped", "success"]
+    with db.get_engine(deployment.settings).connect() as connection:
+        events = connection.execute(
+            text("SELECT decision, actor FROM promotion_events WHERE candidate_version = '1'")
+        ).all()
+    assert len(events) == 1 and events[0][1] == "gate"
+    decided = "promote" if events[0][0] == "promoted" else "reject"
+    assert retrained[decided] == "success"
+
+
+@pytest.fixture(scope="module")
+def champion(deployment: Deployment, retrained: dict[str, str]) -> str:
+    """The tiny model as champion (an operator override when the gate rejected it)."""
+    from lung_model.promotion import promote
+    from lung_model.retrain import champion_version
+
+    if champion_version(deployment.settings) is None:
+        promote("1", "tiny model for the DAG tests", deployment.settings, actor="test")
+    return "1"
+
+
+def test_batch_score_scores_and_quarantines_into_postgres(
+    deployment: Deployment, champion: str
+) -> None:
+    settings = deployment.settings
+    slices = sorted((deployment.tiny_data / "Malignant cases").glob("*.jpg"))
+    drop_study(settings, "dagtest-a", slices[:3])
+    drop_study(settings, "dagtest-b", slices[3:5], junk=True)
+    airflow_setup.airflow("dags", "test", "lung_batch_score", env=deployment.env)
+    states = task_states(deployment.metadata_url, "lung_batch_score")
+    assert states == {
+        "wait_for_ready_study": "success",
+        "claim_ready_studies": "success",
+        "score_study[0]": "success",
+        "score_study[1]": "success",
+        "publish": "success",
+    }
+    results = scored(settings, ["dagtest-a", "dagtest-b"])
+    assert results["dagtest-a"][:3] == ("done", 3, 0) and results["dagtest-a"][3] is not None
+    assert results["dagtest-b"][:3] == ("done", 2, 1)
+    assert sorted(p.name for p in settings.archive.iterdir()) == ["dagtest-a", "dagtest-b"]
+    assert not any(settings.inbox.iterdir()) and not any(settings.processing.iterdir())
+    engine = create_engine(deployment.metadata_url)
+    with engine.connect() as connection:
+        labels = connection.execute(
+            text("""SELECT rendered_map_index FROM task_instance
+                    WHERE dag_id = 'lung_batch_score' AND task_id = 'score_study'""")
+        ).scalars()
+        assert sorted(labels) == ["dagtest-a", "dagtest-b"]  # map_index_template names studies
+        events = connection.execute(
+            text(
+                "SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                "WHERE a.name = 'lung_predictions'"
+            )
+        ).scalar()
+        assert events == 1
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_celery_worker_runs_batch_score(deployment: Deployment, champion: str) -> None:
+    settings = deployment.settings.model_copy(
+        update={"airflow_url": f"http://127.0.0.1:{free_port()}"}
+    )
+    broker = "redis://127.0.0.1:6379/11"
+    env = airflow_setup.environment(
+        settings, executor="CeleryExecutor", metadata=deployment.metadata_url, broker_url=broker
+    )
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    worker_name = f"lung-test-{uuid.uuid4().hex[:6]}"
+    api = services.Service(
+        "test-api-server",
+        [airflow, "api-server", "--host", "127.0.0.1", "--port", env["AIRFLOW__API__PORT"]],
+        env,
+        f"{settings.airflow_url}/api/v2/monitor/health",
+    )
+    worker = services.Service(
+        "test-celery-worker",
+        [airflow, "celery", "worker", "--queues", "default,tensorflow", "--concurrency", "1",
+         "--celery-hostname", worker_name, "--without-mingle", "--without-gossip",
+         "--skip-serve-logs"],
+        env,
+    )  # fmt: skip
+    try:
+        for service in (api, worker):
+            services.start(settings, service)
+        services.wait_until_up(settings, api, timeout=180)
+        slices = sorted((deployment.tiny_data / "Normal cases").glob("*.jpg"))
+        drop_study(settings, "celery-a", slices[:2])
+        airflow_setup.airflow("dags", "test", "lung_batch_score", "--use-executor", env=env)
+        states = task_states(deployment.metadata_url, "lung_batch_score")
+        assert set(states.values()) == {"success"} and "score_study[0]" in states
+        assert scored(settings, ["celery-a"])["celery-a"][:2] == ("done", 2)
+        log = services.log_file(settings, "test-celery-worker").read_text(errors="replace")
+        assert worker_name in log and "succeeded" in log
+        engine = create_engine(deployment.metadata_url)
+        with engine.connect() as connection:
+            queues = dict(
+                connection.execute(
+                    text("""SELECT task_id, queue FROM task_instance WHERE dag_id =
+                            'lung_batch_score' AND run_id = (SELECT run_id FROM dag_run
+                            WHERE dag_id = 'lung_batch_score' ORDER BY id DESC LIMIT 1)""")
+                ).all()
+            )
+            results = connection.execute(
+                text("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
+            ).scalar()
+        engine.dispose()
+        assert queues["score_study"] == "tensorflow" and queues["publish"] == "default"
+        assert results and results >= len(states)  # the PostgreSQL result backend has them
+    finally:
+        for service in (worker, api):
+            services.stop(settings, service.name, grace_seconds=10)
