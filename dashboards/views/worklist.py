@@ -11,10 +11,10 @@ from lung_model.review.worklist import STATUSES, WorklistFilter, worklist
 st.title("Worklist")
 st.caption("Studies ordered by the highest malignant probability of any slice. A person decides.")
 
-left, middle, right, search = st.columns([2, 1, 1, 1])
-status = left.segmented_control(
+status = st.segmented_control(
     "Show", STATUSES, default="unreviewed", key="wl_status", format_func=str.capitalize
 )
+middle, right, search = st.columns(3)
 since = middle.date_input("Received from", value=None, key="wl_since")
 until = right.date_input("Received until", value=None, key="wl_until")
 query = search.text_input("Study or batch", key="wl_query", placeholder="name prefix or id")

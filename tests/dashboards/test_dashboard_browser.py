@@ -79,6 +79,14 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         page.get_by_role("textbox", name="Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+        expect(page.get_by_role("button", name="Open study")).to_be_visible()
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)  # the run finished
+        expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+        expect(page.get_by_test_id("stSelectbox")).to_be_visible()
+        page.wait_for_timeout(1000)  # the grid paints on a canvas
+        artifacts = PROJECT_ROOT / "var" / "test-artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(artifacts / "dashboard-worklist.png"))
 
         page.get_by_label("Study or batch").fill(str(seeded.high))
         page.get_by_label("Study or batch").press("Enter")
@@ -92,8 +100,6 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         form.get_by_role("button", name="Submit review").click()
         expect(page.get_by_text("recorded.")).to_be_visible()
 
-        artifacts = PROJECT_ROOT / "var" / "test-artifacts"
-        artifacts.mkdir(parents=True, exist_ok=True)
         shot = artifacts / "dashboard-review.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
