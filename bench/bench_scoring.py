@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,26 +40,6 @@ from lung_model.settings import Settings  # noqa: E402
 STUDY_SIZE = 500  # slices per study folder (a CT series is a few hundred)
 
 
-@dataclass
-class BenchModel:
-    """The production network, untrained, in the shape of `inference.LoadedModel`."""
-
-    keras_model: Any
-    image_size: int
-    name: str = "bench-network"
-    version: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
-    data_version: str = "bench"
-
-    @property
-    def preprocess(self) -> Any:
-        from lung_model.preprocess import PreprocessConfig
-
-        return PreprocessConfig(image_size=self.image_size)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.keras_model(batch, training=False))
-
-
 def load_bench_model(settings: Settings) -> tuple[Any, str]:
     """The champion if one is registered, else the untrained production network."""
     try:
@@ -71,14 +50,19 @@ def load_bench_model(settings: Settings) -> tuple[Any, str]:
     except Exception as error:  # no inference module yet, no champion, no registry
         import keras
 
+        from lung_model.inference import LoadedModel
         from lung_model.network import build_network, calibrated
+        from lung_model.preprocess import PreprocessConfig
         from lung_model.trainer import TrainConfig
 
         size = TrainConfig().image_size
         keras.utils.set_random_seed(0)
         network = calibrated(build_network(size), 1.0)
+        version = f"bench-{uuid.uuid4().hex[:8]}"
+        config = PreprocessConfig(image_size=size)
+        model = LoadedModel(network, config, "bench-network", version, data_version="bench")
         why = type(error).__name__
-        return BenchModel(network, size), f"untrained production network {size}px ({why})"
+        return model, f"untrained production network {size}px ({why})"
 
 
 def real_slices() -> list[Path]:

@@ -85,7 +85,9 @@ def decode_file(
 
 
 def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """Half the CPUs (the model's forward pass wants the rest), between 1 and 4: one thread
+    decodes a CT slice in under 10 ms, several times faster than the model scores it."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 def decoded_batches(
