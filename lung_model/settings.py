@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     score_batch_size: int = Field(64, description="Slices per prediction and DB transaction")
     score_workers: int = Field(
         0,
-        description="Threads decoding slices while the model predicts (0: one per CPU, at most 4)",
+        description="Threads decoding slices while the model predicts (0: half the CPUs, 1 to 4)",
     )
 
     # Hosts and ports of the local services
