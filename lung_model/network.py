@@ -21,21 +21,30 @@ from lung_model.settings import CLASSES
 LAST_CONV = "last_conv"
 
 
+def _norm(kind: str, width: int) -> layers.Layer:
+    if kind == "group":
+        return layers.GroupNormalization(groups=min(8, width))
+    return layers.BatchNormalization(momentum=0.9)
+
+
 def build_network(
-    image_size: int, widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.3
+    image_size: int,
+    widths: tuple[int, ...] = (16, 32, 64, 128),
+    dropout: float = 0.3,
+    norm: str = "batch",
 ) -> keras.Model:
     """Input (size, size, 1) in [0, 1] -> class logits."""
     inputs = keras.Input((image_size, image_size, 1), name="slice")
     x = layers.Conv2D(widths[0], 5, strides=2, padding="same", use_bias=False)(inputs)
-    x = layers.GroupNormalization(groups=min(8, widths[0]))(x)
+    x = _norm(norm, widths[0])(x)
     x = layers.Activation("relu")(x)
     for index, width in enumerate(widths):
         last = index == len(widths) - 1
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = layers.GroupNormalization(groups=min(8, width))(x)
+        x = _norm(norm, width)(x)
         x = layers.Activation("relu")(x)
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = layers.GroupNormalization(groups=min(8, width))(x)
+        x = _norm(norm, width)(x)
         x = layers.Activation("relu", name=LAST_CONV if last else None)(x)
         if not last:
             x = layers.MaxPooling2D()(x)

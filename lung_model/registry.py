@@ -32,7 +32,7 @@ def register(run_id: str, settings: Settings | None = None) -> str:
     client = configure_mlflow(settings)
     run = client.get_run(run_id)
     version = mlflow.register_model(
-        f"runs:/{run_id}/{MODEL_ARTIFACT}",
+        run.data.tags.get("model_uri", f"runs:/{run_id}/{MODEL_ARTIFACT}"),
         settings.model_name,
         tags={
             "data_version": run.data.tags.get("data_version", ""),

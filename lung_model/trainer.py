@@ -38,6 +38,7 @@ class TrainConfig:
     min_epochs: int = 6
     widths: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.3
+    norm: str = "batch"  # batch or group normalisation
     label_smoothing: float = 0.05
     augment: bool = True
     seed: int = 42
@@ -147,7 +148,7 @@ def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = Non
 
     keras.utils.set_random_seed(config.seed)
     tf.config.threading.set_inter_op_parallelism_threads(2)
-    network = build_network(config.image_size, config.widths, config.dropout)
+    network = build_network(config.image_size, config.widths, config.dropout, config.norm)
     steps = max(1, -(-len(train.y) // config.batch_size)) * config.epochs
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
     network.compile(

@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -95,16 +96,32 @@ def _log_plots(
         plt.close(figure)
 
 
+def _keras_flavor() -> Any:
+    """`mlflow.keras` with the model folder created before the input example is written into
+    it: MLflow's keras `save_model` writes the example first and fails on a fresh folder
+    (https://github.com/mlflow/mlflow/issues/16183). `mlflow.keras.log_model` is exactly
+    `Model.log(flavor=mlflow.keras, ...)`, so this logs the same keras-flavour model."""
+    import mlflow.keras
+
+    def save_model(path: str, **kwargs: Any) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)
+
+    return SimpleNamespace(__name__=mlflow.keras.__name__, save_model=save_model)
+
+
 def _log_model(model: Any, example: np.ndarray, config: TrainConfig, extra: dict[str, Any]) -> str:
     import keras
     import mlflow
     import tensorflow as tf
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
 
     signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
-    info = mlflow.keras.log_model(
-        model,
+    info = Model.log(
+        artifact_path=None,
         name=MODEL_ARTIFACT,
+        flavor=_keras_flavor(),
+        model=model,
         signature=signature,
         input_example=example,
         metadata={"preprocess": config.preprocess().to_dict(), "classes": list(CLASSES), **extra},
@@ -173,6 +190,7 @@ def train_and_log(
         model = calibrated(fitted.network, fitted.temperature)
         extra = {"data_version": split.data_version, "temperature": fitted.temperature}
         model_uri = _log_model(model, parts["test"].x[:1], config, extra)
+        mlflow.set_tag("model_uri", model_uri)
         seconds = time.monotonic() - started
         mlflow.log_metric("train_seconds", seconds)
         log.info("run %s: model %s", run.info.run_id, model_uri)

@@ -1,0 +1,204 @@
+"""End to end on the fixtures: train (tiny) -> MLflow run -> register -> gate -> promote /
+rollback, then serve it: preprocessing parity, calibrated probabilities, Grad-CAM.
+
+Real MLflow (a temporary SQLite store) and the real PostgreSQL; a tiny network and 32 px.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from lung_model import db
+from lung_model.cli import main
+from lung_model.gradcam import gradcam
+from lung_model.images import read_gray
+from lung_model.inference import LoadedModel, NoChampion, load_model
+from lung_model.promotion import promote, rollback, run_gate
+from lung_model.registry import CHALLENGER, CHAMPION, register
+from lung_model.settings import CLASSES, Settings
+from lung_model.split import Split
+from lung_model.trainer import TrainConfig, load_part
+from lung_model.training import SPLIT_ARTIFACT, DataIntegrityError, TrainResult, train_and_log
+from lung_model.tracking import configure_mlflow
+
+pytestmark = pytest.mark.slow
+FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
+TINY = TrainConfig.tiny()
+
+
+def events(settings: Settings) -> list[dict]:
+    with db.get_engine(settings).connect() as connection:
+        rows = connection.execute(
+            text("SELECT * FROM promotion_events WHERE model_name = :n ORDER BY id"),
+            {"n": settings.model_name},
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+@pytest.fixture
+def lenient(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Floors a 2-epoch network can pass, a fresh model name in the session database."""
+    name = f"lung-test-{id(settings)}"
+    monkeypatch.setattr(settings, "model_name", name)
+    monkeypatch.setattr(settings, "gate_min_malignant_recall", 0.0)
+    monkeypatch.setattr(settings, "gate_min_macro_f1", 0.0)
+    monkeypatch.setattr(settings, "gate_max_ece", 1.0)
+    return settings
+
+
+@pytest.fixture
+def trained(lenient: Settings) -> TrainResult:
+    return train_and_log(TINY, FIXTURES, lenient, progress=False)
+
+
+def test_training_run_logs_everything(trained: TrainResult, lenient: Settings) -> None:
+    client = configure_mlflow(lenient)
+    run = client.get_run(trained.run_id)
+    assert run.data.tags["data_version"].startswith("local-")
+    assert len(run.data.tags["git_commit"]) >= 40
+    assert run.data.params["image_size"] == "32"
+    for key in (
+        "test_macro_f1",
+        "test_macro_f1_ci_low",
+        "test_recall_malignant",
+        "test_ece",
+        "test_roc_auc_malignant",
+        "test_study_macro_f1",
+        "val_accuracy",
+        "temperature",
+    ):
+        assert key in run.data.metrics, key
+    artifacts = {a.path for a in client.list_artifacts(trained.run_id, "plots")}
+    assert {
+        "plots/confusion_matrix.png",
+        "plots/roc.png",
+        "plots/reliability.png",
+        "plots/training_curves.png",
+    } <= artifacts
+    audit = mlflow.artifacts.load_dict(f"runs:/{trained.run_id}/reports/audit.json")
+    assert audit["n_files"] == 18 and audit["errors"] == []
+    split = Split.from_json(mlflow.artifacts.load_text(f"runs:/{trained.run_id}/{SPLIT_ARTIFACT}"))
+    assert len(split.paths("test")) == 6
+    info = mlflow.models.get_model_info(trained.model_uri)
+    assert info.flavors.keys() >= {"keras", "python_function"}
+    assert info.signature is not None and info.saved_input_example_info is not None
+    assert info.metadata["preprocess"]["image_size"] == 32
+    assert 0 <= trained.test["slice"]["accuracy"] <= 1
+    history = client.get_metric_history(trained.run_id, "loss")
+    assert len(history) == TINY.epochs
+
+
+def test_gate_promote_and_rollback(trained: TrainResult, lenient: Settings) -> None:
+    client = configure_mlflow(lenient)
+    name = lenient.model_name
+    with pytest.raises(NoChampion):
+        LoadedModel.load(settings=lenient)
+
+    v1 = register(trained.run_id, lenient)
+    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v1
+    first = run_gate(v1, FIXTURES, lenient)
+    assert first.decision == "promoted" and "first model" in first.reason
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v1
+
+    # the same model again is "equal": promoted, and it remembers whom it replaced
+    v2 = register(trained.run_id, lenient)
+    equal = run_gate(v2, FIXTURES, lenient)
+    assert equal.decision == "promoted" and equal.champion_version == v1
+    assert equal.champion_metrics == equal.candidate_metrics
+    assert client.get_model_version(name, v2).tags["previous_champion"] == v1
+
+    # a floor it cannot clear: rejected, champion unchanged, reason recorded as tags and row
+    lenient.gate_min_macro_f1 = 1.01
+    v3 = register(trained.run_id, lenient)
+    rejected = run_gate(v3, FIXTURES, lenient)
+    assert rejected.decision == "rejected" and "floor" in rejected.reason
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2
+    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v3
+    tags = client.get_model_version(name, v3).tags
+    assert tags["gate.decision"] == "rejected" and tags["gate.actor"] == "gate"
+    assert json.loads(tags["gate.champion_metrics"])["macro_f1"] is not None
+
+    override = promote("latest", "ticket 42", lenient, actor="operator:test")
+    assert override.decision == "override" and override.candidate_version == v3
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v3
+
+    back = rollback("bad night", lenient, actor="operator:test")
+    assert (back.candidate_version, back.champion_version) == (v2, v3)
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2
+    assert rollback("again", lenient).candidate_version == v1
+
+    rows = events(lenient)
+    assert [r["decision"] for r in rows] == [
+        "promoted",
+        "promoted",
+        "rejected",
+        "override",
+        "rollback",
+        "rollback",
+    ]
+    assert rows[0]["champion_version"] is None and rows[0]["champion_metrics"] is None
+    assert rows[2]["candidate_metrics"]["recall_malignant"] is not None
+    assert rows[3]["actor"] == "operator:test" and rows[3]["reason"] == "ticket 42"
+    with pytest.raises(LookupError, match="no previous champion"):
+        rollback("nothing left", lenient)
+
+
+def test_serving_matches_training(trained: TrainResult, lenient: Settings) -> None:
+    version = register(trained.run_id, lenient)
+    model = LoadedModel.load(f"models:/{lenient.model_name}/{version}", lenient)
+    assert (model.version, model.image_size) == (version, 32)
+    split = Split.from_json(mlflow.artifacts.load_text(f"runs:/{trained.run_id}/{SPLIT_ARTIFACT}"))
+    part = load_part(split, "test", FIXTURES, TINY.preprocess())
+    served = np.stack([model.prepare(read_gray(FIXTURES / p).gray) for p in part.paths])
+    np.testing.assert_array_equal(served, part.x)  # identical arrays, same function
+
+    probabilities = model.predict(part.x)
+    assert probabilities.shape == (6, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    predictions = model.predict_files([FIXTURES / p for p in part.paths])
+    assert [p.predicted_class for p in predictions] == [CLASSES[i] for i in probabilities.argmax(1)]
+    assert predictions[0].model_version == version
+    # the logged run's test metrics came from the same probabilities
+    labels = np.array([CLASSES.index(split.label[p]) for p in part.paths])
+    assert (probabilities.argmax(1) == labels).mean() == pytest.approx(
+        trained.test["slice"]["accuracy"]
+    )
+
+    heatmap = gradcam(model, part.x[0], CLASSES.index("malignant"))
+    assert heatmap.shape == (32, 32) and heatmap.dtype == np.float32
+    assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+    assert model.gradcam(read_gray(FIXTURES / part.paths[0]).gray).shape == (32, 32)
+
+    client = configure_mlflow(lenient)
+    client.set_registered_model_alias(lenient.model_name, CHAMPION, version)
+    assert load_model(settings=lenient) is load_model(settings=lenient)  # loaded once
+
+
+def test_bad_data_fails_before_any_run(lenient: Settings, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    (data / "Normal cases" / "Normal case (1).jpg").write_bytes(b"not an image")
+    with pytest.raises(DataIntegrityError, match="unreadable"):
+        train_and_log(TINY, data, lenient, progress=False)
+
+
+def test_cli_train_prints_run_version_and_decision(
+    lenient: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lung_model.training as training
+
+    monkeypatch.setattr(training, "TrainConfig", lambda: replace(TINY, epochs=3))
+    monkeypatch.setattr("lung_model.settings.get_settings", lambda: lenient)
+    monkeypatch.setattr("lung_model.registry.get_settings", lambda: lenient)
+    monkeypatch.setattr("lung_model.promotion.get_settings", lambda: lenient)
+    assert main(["train", "--epochs", "2", "--image-size", "32", "--data", str(FIXTURES)]) == 0
+    out = capsys.readouterr().out
+    assert "run " in out and "macro-F1" in out and "model version 1: promoted" in out
