@@ -25,9 +25,9 @@ from lung_model.promotion import promote, rollback, run_gate
 from lung_model.registry import CHALLENGER, CHAMPION, register
 from lung_model.settings import CLASSES, Settings
 from lung_model.split import Split
+from lung_model.tracking import configure_mlflow
 from lung_model.trainer import TrainConfig, load_part
 from lung_model.training import SPLIT_ARTIFACT, DataIntegrityError, TrainResult, train_and_log
-from lung_model.tracking import configure_mlflow
 
 pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
@@ -174,7 +174,7 @@ def test_serving_matches_training(trained: TrainResult, lenient: Settings) -> No
 
     heatmap = gradcam(model, part.x[0], CLASSES.index("malignant"))
     assert heatmap.shape == (32, 32) and heatmap.dtype == np.float32
-    assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+    assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
     assert model.gradcam(read_gray(FIXTURES / part.paths[0]).gray).shape == (32, 32)
 
     client = configure_mlflow(lenient)
