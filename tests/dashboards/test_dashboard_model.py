@@ -91,6 +91,19 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     cached = list(Path(seeded.settings.home, "cache", "gradcam").rglob("*.png"))
     assert len(cached) == 1  # computed once, kept for the next look
 
+    # A study scored for real by issue 4's scorer appears in the worklist and study view.
+    scored = score_a_study(seeded.settings)
+    app.switch_page("views/worklist.py")
+    app.run()
+    app.segmented_control(key="wl_status").set_value("all")
+    app.text_input(key="wl_query").input(scored).run()
+    assert list(app.dataframe[0].value["study"]) == [scored]
+    app.button(key="wl_open").click().run()
+    assert not app.exception, app.exception
+    assert app.title[0].value == f"Study {scored}"
+    assert len(app.image) >= 3  # thumbnails read from where the scorer archived the study
+    assert "Model lung-ct-classifier v1" in "\n".join(c.value for c in app.caption)
+
     app.switch_page("views/try_scan.py")
     app.run()
     before = _predictions(seeded.settings)
@@ -116,3 +129,21 @@ def _predictions(settings) -> tuple[int, int]:
             connection.execute(text("SELECT count(*) FROM predictions")).scalar_one(),
             connection.execute(text("SELECT count(*) FROM scan_batches")).scalar_one(),
         )
+
+
+def score_a_study(settings) -> str:
+    """Drop three real slices into the inbox and score them with the champion."""
+    from lung_model.inference import load_model
+    from lung_model.scoring.engine import Scorer
+
+    folder = settings.inbox / "scored-for-real"
+    folder.mkdir(parents=True)
+    for index, name in enumerate(["Malignant cases/Malignant case (2).jpg",
+                                  "Bengin cases/Bengin case (2).jpg",
+                                  "Normal cases/Normal case (2).jpg"]):  # fmt: skip
+        (folder / f"{index}.jpg").write_bytes((RAW / name).read_bytes())
+    (folder / settings.ready_marker).touch()
+    summary = Scorer(load_model(None, settings), db.get_engine(settings), settings, workers=1)
+    result = summary.score_claimed(folder)
+    assert result.batch_id, result
+    return folder.name
