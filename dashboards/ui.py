@@ -3,6 +3,7 @@ and the models (loaded once per process). Rendering helpers only; logic is in lu
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -70,6 +71,18 @@ def load_model(uri: str | None = None) -> Any:
     from lung_model.inference import load_model as load
 
     return load(uri, settings())
+
+
+@st.cache_data(max_entries=2000, show_spinner=False)
+def _thumbnail(path: str, modified: float) -> Any:
+    from lung_model.review.studies import thumbnail as make
+
+    return make(Path(path))
+
+
+def thumbnail(path: Path) -> Any:
+    """The slice's thumbnail, decoded once per file version and kept across reruns."""
+    return _thumbnail(str(path), path.stat().st_mtime)
 
 
 def percent(value: float | None) -> str:

@@ -17,18 +17,21 @@ engine = ui.engine()
 st.title("Operations")
 counts = status_counts(engine)
 for column, (label, key) in zip(
-    st.columns(6),
+    st.columns(4) + st.columns(4),
     [
         ("Processing", "processing"),
         ("Done", "done"),
         ("Failed", "failed"),
+        ("Awaiting review", "awaiting_review"),
         ("Slices scored", "scored"),
         ("Quarantined", "quarantined"),
-        ("Awaiting review", "awaiting_review"),
+        ("Scored in 24 h", "scored_last_day"),
+        ("Slices/s (24 h)", "slices_per_second"),
     ],
     strict=True,
 ):
-    column.metric(label, counts[key])
+    value = counts[key]
+    column.metric(label, f"{value:.1f}" if key == "slices_per_second" else int(value))
 
 st.subheader("Batches")
 batches = recent_batches(engine)

@@ -6,7 +6,7 @@ import ui
 
 from lung_model.review.explain import explain_file
 from lung_model.review.reviews import add_review, review_history
-from lung_model.review.studies import get_study, slice_file, study_slices, thumbnail
+from lung_model.review.studies import get_study, slice_file, study_slices
 from lung_model.settings import CLASSES
 
 raw = st.query_params.get("batch", "")
@@ -81,7 +81,7 @@ for position, item in enumerate(slices[(page - 1) * per_page : page * per_page])
     column = columns[position % 6]
     path = slice_file(settings, study, item["path"])
     if path is not None and item["status"] != "quarantined":
-        column.image(thumbnail(path), width="stretch")
+        column.image(ui.thumbnail(path), width="stretch")
     if item["status"] == "quarantined":
         column.caption(f"**{item['path']}** quarantined: {item['reason']}")
     elif item["p_malignant"] is None:

@@ -19,8 +19,14 @@ SELECT count(*) FILTER (WHERE status = 'processing') AS processing,
        count(*) FILTER (WHERE status = 'done') AS done,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        coalesce(sum(n_files), 0) AS files, coalesce(sum(n_scored), 0) AS scored,
-       coalesce(sum(n_quarantined), 0) AS quarantined
+       coalesce(sum(n_quarantined), 0) AS quarantined,
+       coalesce(sum(n_scored) FILTER (WHERE finished_at > now() - interval '1 day'), 0)
+           AS scored_last_day
 FROM scan_batches
+""")
+_THROUGHPUT = text("""
+SELECT sum(n_scored) / nullif(sum(extract(epoch FROM finished_at - started_at)), 0)
+FROM scan_batches WHERE status = 'done' AND finished_at > now() - interval '1 day'
 """)
 _BACKLOG = text("""
 SELECT count(DISTINCT sr.batch_id) FROM study_results sr
@@ -61,11 +67,13 @@ def _rows(engine: Engine, statement: Any, **params: Any) -> list[dict[str, Any]]
         return [dict(row) for row in connection.execute(statement, params).mappings()]
 
 
-def status_counts(engine: Engine) -> dict[str, int]:
-    """Batches by status, files scored and quarantined, and studies awaiting review."""
-    counts = {key: int(value) for key, value in _rows(engine, _STATUS)[0].items()}
+def status_counts(engine: Engine) -> dict[str, float]:
+    """Batches by status, files scored and quarantined, studies awaiting review, and the
+    scoring throughput of the last day (slices per second of batch wall time)."""
+    counts: dict[str, float] = {k: int(v) for k, v in _rows(engine, _STATUS)[0].items()}
     with engine.connect() as connection:
         counts["awaiting_review"] = int(connection.execute(_BACKLOG).scalar_one())
+        counts["slices_per_second"] = float(connection.execute(_THROUGHPUT).scalar() or 0.0)
     return counts
 
 

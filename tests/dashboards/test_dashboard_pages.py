@@ -120,6 +120,7 @@ def test_operations_page(signed_in, seeded) -> None:
     assert not app.exception, app.exception
     metrics = {m.label: m.value for m in app.metric}
     assert int(metrics["Done"]) >= 3 and int(metrics["Slices scored"]) >= 7
+    assert float(metrics["Slices/s (24 h)"]) > 0  # seeded batches: n slices in 2 s
     batches = app.dataframe[0].value
     assert {seeded.high, seeded.low} <= set(batches["id"])
     assert "Drift" in _texts(app)
