@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import secrets
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from psycopg2 import sql
+from psycopg2.extensions import encrypt_password
 from sqlalchemy import Engine, create_engine
 
 from lung_model import db
@@ -25,26 +27,31 @@ CONNECT_ARGS = {"options": "-c jit=off -c statement_timeout=30000"}
 PASSWORD_FILE = "dashboard-db-password"
 
 
-def _password(settings: Settings, owner: Engine) -> str:
-    """The role's password: generated once into the secrets folder and set on the server."""
-    path = settings.secrets_dir / PASSWORD_FILE
+@lru_cache
+def _password(owner_url: str, path: Path) -> str:
+    """The role's password: generated once into the secrets folder, and set on the server
+    once per process (so a new or restored server accepts it too)."""
     if path.exists():
-        return path.read_text().strip()
-    settings.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    password = secrets.token_urlsafe(24)
-    raw = owner.raw_connection()
+        password = path.read_text().strip()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        password = secrets.token_urlsafe(24)
+        path.touch(mode=0o600)
+        path.write_text(password + "\n")
+    raw = db.engine_for(owner_url).raw_connection()  # migrated: the role exists
     try:
+        connection = raw.driver_connection
+        # Hashed here (SCRAM or MD5, as the server wants): no clear text in server logs.
+        verifier = encrypt_password(password, ROLE, connection)
         cursor = raw.cursor()
         statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-            sql.Identifier(ROLE), sql.Literal(password)
+            sql.Identifier(ROLE), sql.Literal(verifier)
         )
-        cursor.execute(statement.as_string(raw.driver_connection))
+        cursor.execute(statement.as_string(connection))
         cursor.close()
         raw.commit()
     finally:
         raw.close()
-    path.touch(mode=0o600)
-    path.write_text(password + "\n")
     return password
 
 
@@ -62,8 +69,7 @@ def dashboard_url(settings: Settings | None = None) -> str:
     if settings.dashboard_database_url:
         return settings.dashboard_database_url
     owner_url = db.database_url(settings)
-    owner = db.engine_for(owner_url)  # applies pending migrations, which create the role
-    return with_user(owner_url, ROLE, _password(settings, owner))
+    return with_user(owner_url, ROLE, _password(owner_url, settings.secrets_dir / PASSWORD_FILE))
 
 
 @lru_cache

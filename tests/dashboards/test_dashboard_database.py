@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from lung_model import db
 from lung_model.review.database import ROLE, dashboard_engine, dashboard_url
 
 
@@ -16,6 +17,12 @@ def test_the_dashboard_logs_in_as_its_own_role(seeded) -> None:
         assert connection.execute(text("SELECT count(*) FROM predictions")).scalar() >= 7
     password = seeded.settings.secrets_dir / "dashboard-db-password"
     assert password.stat().st_mode & 0o777 == 0o600
+    with db.get_engine(seeded.settings).connect() as owner:  # set hashed, never in clear
+        stored = owner.execute(
+            text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": ROLE}
+        ).scalar_one()
+    assert stored.startswith(("SCRAM-SHA-256$", "md5"))
+    assert password.read_text().strip() not in stored
 
 
 @pytest.mark.parametrize(
