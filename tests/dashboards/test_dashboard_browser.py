@@ -75,10 +75,15 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         page.goto(dashboard)
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+        assert "study-" not in page.content()  # a stranger sees no result
+        assert page.get_by_test_id("stSidebarNav").count() == 0  # and no page to go to
         page.get_by_role("textbox", name="Username").fill(USER)
         page.get_by_role("textbox", name="Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+        expect(page.get_by_test_id("stSidebarNav")).to_be_visible()
         expect(page.get_by_role("button", name="Open study")).to_be_visible()
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)  # the run finished
         expect(page.get_by_test_id("stDataFrame")).to_be_visible()
