@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from lung_model import db
+from lung_model import settings as settings_module
 from lung_model.cli import main
 from lung_model.gradcam import gradcam
 from lung_model.images import read_gray
@@ -43,18 +44,24 @@ def events(settings: Settings) -> list[dict]:
         return [dict(row._mapping) for row in rows]
 
 
-@pytest.fixture
-def lenient(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Floors a 2-epoch network can pass, a fresh model name in the session database."""
-    name = f"lung-test-{id(settings)}"
-    monkeypatch.setattr(settings, "model_name", name)
-    monkeypatch.setattr(settings, "gate_min_malignant_recall", 0.0)
-    monkeypatch.setattr(settings, "gate_min_macro_f1", 0.0)
-    monkeypatch.setattr(settings, "gate_max_ece", 1.0)
-    return settings
+@pytest.fixture(scope="module")
+def lenient(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Floors a 2-epoch network can pass; a temporary MLflow store; the session database."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LUNG_HOME", str(tmp_path_factory.mktemp("home")))
+        patch.setenv("DATABASE_URL", pg_url)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        settings_module.get_settings.cache_clear()
+        yield Settings(
+            model_name="lung-test-gate",
+            gate_min_malignant_recall=0.0,
+            gate_min_macro_f1=0.0,
+            gate_max_ece=1.0,
+        )
+    settings_module.get_settings.cache_clear()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def trained(lenient: Settings) -> TrainResult:
     return train_and_log(TINY, FIXTURES, lenient, progress=False)
 
@@ -116,9 +123,9 @@ def test_gate_promote_and_rollback(trained: TrainResult, lenient: Settings) -> N
     assert client.get_model_version(name, v2).tags["previous_champion"] == v1
 
     # a floor it cannot clear: rejected, champion unchanged, reason recorded as tags and row
-    lenient.gate_min_macro_f1 = 1.01
-    v3 = register(trained.run_id, lenient)
-    rejected = run_gate(v3, FIXTURES, lenient)
+    strict = lenient.model_copy(update={"gate_min_macro_f1": 1.01})
+    v3 = register(trained.run_id, strict)
+    rejected = run_gate(v3, FIXTURES, strict)
     assert rejected.decision == "rejected" and "floor" in rejected.reason
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2
     assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v3
@@ -152,6 +159,7 @@ def test_gate_promote_and_rollback(trained: TrainResult, lenient: Settings) -> N
 
 
 def test_serving_matches_training(trained: TrainResult, lenient: Settings) -> None:
+    lenient = lenient.model_copy(update={"model_name": "lung-test-serving"})
     version = register(trained.run_id, lenient)
     model = LoadedModel.load(f"models:/{lenient.model_name}/{version}", lenient)
     assert (model.version, model.image_size) == (version, 32)
@@ -193,12 +201,13 @@ def test_bad_data_fails_before_any_run(lenient: Settings, tmp_path: Path) -> Non
 def test_cli_train_prints_run_version_and_decision(
     lenient: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import lung_model.training as training
-
-    monkeypatch.setattr(training, "TrainConfig", lambda: replace(TINY, epochs=3))
-    monkeypatch.setattr("lung_model.settings.get_settings", lambda: lenient)
-    monkeypatch.setattr("lung_model.registry.get_settings", lambda: lenient)
-    monkeypatch.setattr("lung_model.promotion.get_settings", lambda: lenient)
+    """The real default configuration, cut to 2 epochs at 32 px by the command's flags."""
+    monkeypatch.setenv("LUNG_MODEL_NAME", "lung-test-cli")
+    for floor, value in (("MALIGNANT_RECALL", "0"), ("MACRO_F1", "0")):
+        monkeypatch.setenv(f"LUNG_GATE_MIN_{floor}", value)
+    monkeypatch.setenv("LUNG_GATE_MAX_ECE", "1")
+    settings_module.get_settings.cache_clear()
     assert main(["train", "--epochs", "2", "--image-size", "32", "--data", str(FIXTURES)]) == 0
     out = capsys.readouterr().out
     assert "run " in out and "macro-F1" in out and "model version 1: promoted" in out
+    settings_module.get_settings.cache_clear()
