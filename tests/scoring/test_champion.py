@@ -69,10 +69,18 @@ def test_cli_scores_the_inbox_with_the_registered_champion(
     table = list(csv.DictReader(report.open()))
     assert len(table) == 6 and {r["model_version"] for r in table} == {version}
     scored = [r for r in table if r["status"] == "scored"]
-    assert len(scored) == 5 and all(r["predicted_class"] in ("normal", "benign", "malignant") for r in scored)
-    assert all(abs(sum(float(r[k]) for k in ("p_normal", "p_benign", "p_malignant")) - 1) < 1e-4 for r in scored)
+    assert len(scored) == 5 and all(
+        r["predicted_class"] in ("normal", "benign", "malignant") for r in scored
+    )
+    assert all(
+        abs(sum(float(r[k]) for k in ("p_normal", "p_benign", "p_malignant")) - 1) < 1e-4
+        for r in scored
+    )
     [bad] = [r for r in table if r["status"] == "quarantined"]
-    assert bad["reason"].startswith(("corrupt png", "not a decodable png")) and bad["p_malignant"] == ""
+    assert (
+        bad["reason"].startswith(("corrupt png", "not a decodable png"))
+        and bad["p_malignant"] == ""
+    )
     assert all(Path(r["path"]).exists() for r in table)  # archive/ and quarantine/ paths
     [(data_version, n)] = rows(
         engine,
@@ -85,3 +93,20 @@ def test_cli_scores_the_inbox_with_the_registered_champion(
         "SELECT r.model_version, r.n_slices FROM study_results r"
         " JOIN scan_batches b ON b.id = r.batch_id WHERE b.study = 'S-champion'",
     ) == [(version, 5)]
+
+    # In place: a folder of study folders, scored where it is, nothing moves.
+    sites = tmp_path / "sites"
+    for name, start in (("A", 400), ("B", 410)):
+        make_study(sites, name, real_slices(2, start=start), ready=None)
+    before = sorted(p.relative_to(sites) for p in sites.rglob("*"))
+    assert main(["score", str(sites), "--csv", str(report)]) == 0  # in this process, this time
+    assert sorted(p.relative_to(sites) for p in sites.rglob("*")) == before
+    table = list(csv.DictReader(report.open()))
+    assert sorted(r["study"] for r in table) == ["A", "A", "B", "B"]
+    assert all(r["status"] == "scored" and sites in Path(r["path"]).parents for r in table)
+    assert rows(
+        engine,
+        "SELECT count(*), count(DISTINCT b.id) FROM images i JOIN scan_batches b"
+        " ON b.id = i.batch_id WHERE b.source_path LIKE :prefix",
+        prefix=f"{sites.resolve()}/%",
+    ) == [(4, 2)]
