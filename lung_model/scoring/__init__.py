@@ -6,7 +6,7 @@ engine behind them and the CLI (`python -m lung_model score`, `lung_model.scorin
 """
 
 from lung_model.scoring.engine import FileOutcome, Scorer, StudySummary
-from lung_model.scoring.inbox import claim, find_ready_studies
+from lung_model.scoring.inbox import claim, find_ready_studies, study_name
 from lung_model.scoring.predictor import Predictor
 from lung_model.scoring.tasks import claim_ready, score_claimed_study, score_study, summarise
 
@@ -20,5 +20,6 @@ __all__ = [
     "find_ready_studies",
     "score_claimed_study",
     "score_study",
+    "study_name",
     "summarise",
 ]
