@@ -161,10 +161,10 @@ class Scorer:
     def score_claimed(self, folder: Path) -> StudySummary:
         """Claim an inbox folder (or resume a stranded one), score it, archive it."""
         claimed = inbox.claim(folder, self.settings)
-        study = inbox.study_name(claimed) if claimed else folder.name
         if claimed is None:
-            return StudySummary(study=study, folder=str(folder), status="gone")
-        with inbox.study_lock(self.engine, claimed.name) as held:
+            return StudySummary(study=folder.name, folder=str(folder), status="gone")
+        study, claim_id = claimed.name, inbox.claim_id(claimed)
+        with inbox.study_lock(self.engine, claim_id) as held:
             if not held or not os_lexists(claimed):
                 return StudySummary(study=study, folder=str(claimed), status="busy")
             if claimed.is_symlink():
@@ -181,6 +181,7 @@ class Scorer:
         reason = "study folder is a symbolic link: not followed"
         batch_id = store.open_batch(self.engine, study, str(claimed), self.model)
         location = inbox.quarantine(claimed, "", claimed, self.settings)
+        inbox.release(claimed)
         stats = SliceStats(0, 0.0, 0.0, 0.0, 0.0, 0)
         store.finish_batch(self.engine, batch_id, self.model, stats, None, reason)
         return StudySummary(study, str(location), "failed", batch_id, error=reason)

@@ -3,7 +3,7 @@
 Under `LUNG_HOME`: a study is a folder in `inbox/`; it is ready when it holds the ready
 marker (`LUNG_READY_MARKER`) and, when `LUNG_READY_QUIET_SECONDS` is set, nothing in it has
 changed for that long. A scorer claims it with one atomic rename into
-`processing/<study>~<claim token>` (only one rename of a folder can succeed, so two scorers
+`processing/<claim token>/<study>` (only one rename of a folder can succeed, so two scorers
 never take the same one) and holds a PostgreSQL advisory lock on the claim while it works.
 The server drops that lock when the scorer dies, so a folder in `processing/` whose lock is
 free was stranded by a killed scorer and the next run takes it up again. Done studies move
@@ -20,7 +20,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,9 +59,23 @@ def find_ready_studies(settings: Settings, now: float | None = None) -> list[Pat
     """Folders to score, oldest claim first: those in `processing/` (stranded by a killed
     scorer, or being scored right now: the lock tells) then the ready ones in `inbox/`."""
     settings.ensure_dirs()
-    stranded = sorted(p for p in settings.processing.iterdir() if p.is_dir() or p.is_symlink())
+    stranded = []
+    for claim_dir in sorted(settings.processing.iterdir()):
+        entries = sorted(claim_dir.iterdir()) if claim_dir.is_dir() else []
+        stranded.extend(entries)
+        if not entries:
+            _drop_empty_claim(claim_dir, now)
     ready = sorted(p for p in settings.inbox.iterdir() if is_ready(p, settings, now))
     return stranded + ready
+
+
+def _drop_empty_claim(claim_dir: Path, now: float | None, grace: float = 60.0) -> None:
+    """Remove a claim folder a killed scorer left empty (not one being claimed right now)."""
+    try:
+        if (time.time() if now is None else now) - claim_dir.lstat().st_mtime > grace:
+            claim_dir.rmdir()
+    except OSError:
+        pass  # not empty after all, or gone: someone else's business
 
 
 def claim_token() -> str:
@@ -69,21 +83,27 @@ def claim_token() -> str:
 
 
 def study_name(claimed: Path) -> str:
-    """The study as dropped in the inbox, from a `processing/<study>~<token>` name."""
-    study, separator, _ = claimed.name.rpartition(CLAIM_SEPARATOR)
-    return study if separator else claimed.name
+    """The study as dropped in the inbox (a claim keeps its name)."""
+    return claimed.name
+
+
+def claim_id(claimed: Path) -> str:
+    """`<token>/<study>`: unique per claim, the key of its lock and database batch."""
+    return f"{claimed.parent.name}/{claimed.name}"
 
 
 def claim(folder: Path, settings: Settings) -> Path | None:
-    """Move an inbox folder into `processing/`; None when another scorer took it first.
-    A folder already in `processing/` is returned as is (whoever holds its lock scores it)."""
-    if folder.parent.resolve() == settings.processing.resolve():
+    """Move an inbox folder to `processing/<token>/<study>`; None when another scorer took it
+    first. A folder already in `processing/` is returned as is (its lock holder scores it)."""
+    if folder.parent.parent.resolve() == settings.processing.resolve():
         return folder if os.path.lexists(folder) else None
-    settings.processing.mkdir(parents=True, exist_ok=True)
-    target = settings.processing / f"{folder.name}{CLAIM_SEPARATOR}{claim_token()}"
+    claim_dir = settings.processing / claim_token()
+    claim_dir.mkdir(parents=True)
+    target = claim_dir / folder.name
     try:
         os.rename(folder, target)
     except FileNotFoundError:
+        claim_dir.rmdir()
         return None
     return target
 
@@ -96,8 +116,13 @@ def _free_path(wanted: Path, token: str) -> Path:
 
 def archive_destination(claimed: Path, settings: Settings) -> Path:
     """Where a claimed study will be archived: `archive/<study>`, or `<study>~<token>`."""
-    token = claimed.name.rpartition(CLAIM_SEPARATOR)[2] or claim_token()
-    return _free_path(settings.archive / study_name(claimed), token)
+    return _free_path(settings.archive / claimed.name, claimed.parent.name)
+
+
+def release(claimed: Path) -> None:
+    """Remove the claim's folder once its study has moved on."""
+    with suppress(OSError):
+        claimed.parent.rmdir()
 
 
 def archive(claimed: Path, settings: Settings, planned: Path | None = None) -> Path:
@@ -106,14 +131,14 @@ def archive(claimed: Path, settings: Settings, planned: Path | None = None) -> P
     target = planned if planned and not os.path.lexists(planned) else None
     target = target or archive_destination(claimed, settings)
     os.rename(claimed, target)
+    release(claimed)
     return target
 
 
 def quarantine(entry: Path, relpath: str, claimed: Path, settings: Settings) -> Path:
     """Move one file (or link, never followed) to `quarantine/<study>/<relpath>`."""
-    token = claimed.name.rpartition(CLAIM_SEPARATOR)[2] or claim_token()
-    base = settings.quarantine / study_name(claimed)
-    target = _free_path(base / relpath if relpath else base, token)
+    base = settings.quarantine / claimed.name
+    target = _free_path(base / relpath if relpath else base, claimed.parent.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(entry, target)
     return target

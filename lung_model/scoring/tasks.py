@@ -38,8 +38,8 @@ def claim_ready(settings: Settings, engine: Engine | None = None) -> list[Path]:
     engine = _engine(settings, engine)
     claimed: list[Path] = []
     for folder in inbox.find_ready_studies(settings):
-        if folder.parent == settings.processing:
-            with inbox.study_lock(engine, folder.name) as free:
+        if folder.parent.parent == settings.processing:
+            with inbox.study_lock(engine, inbox.claim_id(folder)) as free:
                 if free:
                     claimed.append(folder)
         elif (target := inbox.claim(folder, settings)) is not None:

@@ -60,6 +60,7 @@ def test_two_claims_of_one_folder_one_wins(settings: Settings) -> None:
         thread.join()
 
     won = [a or b for a, b in zip(*results, strict=True)]
+    assert all(p and p.name == p.name.split("~")[0] for p in won)  # a claim keeps its name
     assert all((a is None) != (b is None) for a, b in zip(*results, strict=True))
     assert sorted(inbox.study_name(p) for p in won if p) == sorted(f.name for f in folders)
     assert len(list(settings.processing.iterdir())) == 20 and not list(settings.inbox.iterdir())
@@ -73,14 +74,14 @@ def test_claim_ready_resumes_stranded_claims_but_not_locked_ones(
     _study(settings, "S3")
     assert stranded and busy
 
-    with inbox.study_lock(engine, busy.name) as held:
+    with inbox.study_lock(engine, inbox.claim_id(busy)) as held:
         assert held
         claimed = claim_ready(settings, engine)
-        with inbox.study_lock(engine, busy.name) as second:
+        with inbox.study_lock(engine, inbox.claim_id(busy)) as second:
             assert not second  # another session holds it
 
     names = sorted(inbox.study_name(p) for p in claimed)
-    assert names == ["S1", "S3"] and all(p.parent == settings.processing for p in claimed)
+    assert names == ["S1", "S3"] and all(p.parent.parent == settings.processing for p in claimed)
 
 
 def test_archive_never_overwrites_an_earlier_study_of_the_same_name(settings: Settings) -> None:
@@ -90,3 +91,17 @@ def test_archive_never_overwrites_an_earlier_study_of_the_same_name(settings: Se
     assert first == settings.archive / "Same"
     assert second.name.startswith("Same~") and (second / "sub" / "a.jpg").exists()
     assert (first / "sub" / "a.jpg").exists()
+
+
+def test_empty_claim_folders_left_by_a_kill_are_cleaned_up_after_a_grace(
+    settings: Settings,
+) -> None:
+    left = settings.processing / "20260101T000000-abcdef"  # killed between mkdir and rename
+    left.mkdir(parents=True)
+    fresh = settings.processing / "20260101T000001-abcdef"  # someone claiming right now
+    fresh.mkdir()
+    old = time.time() - 600
+    os.utime(left, (old, old))
+
+    assert find_ready_studies(settings) == []
+    assert not left.exists() and fresh.exists()

@@ -74,7 +74,8 @@ def test_sigkill_mid_batch_then_rerun_scores_every_slice_exactly_once(
     killed.communicate(timeout=120)
 
     assert killed.returncode == -9
-    [stranded] = list(settings.processing.iterdir())
+    [stranded] = list(settings.processing.glob("*/*"))
+    assert stranded.name == "S-kill"
     assert rows(engine, "SELECT count(*) FROM predictions WHERE model_version = :v", v=version) == [
         (7,)
     ]  # batches 1 (3 + bad.jpg) and 2
