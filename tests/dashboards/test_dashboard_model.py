@@ -50,6 +50,7 @@ def register_champion(settings) -> str:
             name=MODEL_ARTIFACT,
             signature=signature,
             metadata={"preprocess": preprocess.to_dict(), "data_version": "data-v1"},
+            pip_requirements=["tensorflow-cpu", "keras"],  # no requirement inference: 30 s
         )
     version = registry.register(run.info.run_id, settings)
     client.set_registered_model_alias(settings.model_name, "champion", version)
@@ -66,11 +67,17 @@ def register_champion(settings) -> str:
 
 
 def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
+    app = signed_in()
+    app.switch_page("views/model.py")
+    app.run(timeout=120)
+    assert not app.exception, app.exception
+    page = "\n".join(str(e.value) for e in (*app.info, *app.caption))
+    assert "No champion or challenger yet" in page
+    assert "No gate decision recorded yet" in page
+
     version = register_champion(seeded.settings)
     assert version == "1" and seeded.settings.model_name == MODEL
-    app = signed_in()
 
-    app.switch_page("views/model.py")
     app.run(timeout=120)
     assert not app.exception, app.exception
     assert [h.value for h in app.subheader][:1] == ["Champion: version 1"]

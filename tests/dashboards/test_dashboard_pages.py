@@ -124,13 +124,3 @@ def test_operations_page(signed_in, seeded) -> None:
     batches = app.dataframe[0].value
     assert {seeded.high, seeded.low} <= set(batches["id"])
     assert "Drift" in _texts(app)
-
-
-def test_model_page_without_a_model(signed_in, seeded) -> None:
-    app = signed_in()
-    app.switch_page("views/model.py")
-    app.run()
-    assert not app.exception, app.exception
-    page = _texts(app)
-    assert "No champion or challenger yet" in page
-    assert "No gate decision recorded yet" in page or len(app.dataframe) == 1
