@@ -75,7 +75,9 @@ def _phash(gray: np.ndarray) -> int:
 
 
 def _thumb(gray: np.ndarray) -> np.ndarray:
-    image = Image.fromarray(gray.astype(np.float32), mode="F").resize((THUMB, THUMB), Image.Resampling.BOX)
+    image = Image.fromarray(gray.astype(np.float32), mode="F").resize(
+        (THUMB, THUMB), Image.Resampling.BOX
+    )
     return np.asarray(image, dtype=np.float32)
 
 

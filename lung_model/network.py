@@ -1,14 +1,13 @@
-"""The CNN, trained from scratch: conv-GroupNorm-ReLU blocks, global average pooling, logits.
+"""The CNN, trained from scratch: conv-norm-ReLU blocks, global average pooling, logits.
 
-Group normalisation (https://keras.io/api/layers/normalization_layers/group_normalization/)
-rather than batch normalisation: it computes the same thing at training and at inference, so
-a model that looks good in the training log cannot collapse to one class when served (small
-batches and class weights made batch-norm running statistics unreliable here).
-
-The training model outputs logits; `calibrated` wraps it into the model that is logged and
-served: logits divided by the fitted temperature, then softmax, all as plain Keras layers so
-the saved `.keras` file needs no custom code. The last convolution is named `last_conv` for
-Grad-CAM. See https://keras.io/api/models/model/ and https://keras.io/api/layers/
+About 300k parameters: a strided 5x5 stem, then four blocks of two 3x3 convolutions (16, 32,
+64, 128 channels) with max pooling between them. Normalisation is batch norm by default
+(fast on the CPU); `norm="group"` swaps in group norm, which computes the same thing at
+training and inference. The training model outputs logits; `calibrated` wraps it into the
+model that is logged and served: logits divided by the fitted temperature, then softmax, all
+plain Keras layers, so the saved `.keras` file needs no custom code. The last convolution's
+activation is named `last_conv` for Grad-CAM.
+See https://keras.io/api/models/model/ and https://keras.io/api/layers/
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Fit the CNN: augmentation, class weights, early stopping, fixed seeds, temperature scaling.
 
-Augmentation (flip, small rotation / zoom / shift, brightness and contrast jitter) runs in
-the tf.data input pipeline, never inside the model, so the logged model is the same network
+Augmentation (`lung_model.augment`: flip, small rotation / zoom / shift, gamma) is applied
+to training batches, never inside the model, so the logged model is the same network
 at training and at inference. Early stopping watches the validation macro-F1 in inference
 mode and keeps the best weights. The temperature is fitted on the validation logits.
-See https://keras.io/api/models/model_training_apis/ and https://www.tensorflow.org/guide/data
+See https://keras.io/api/models/model_training_apis/
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """The real configuration is the default; tests shrink it."""
 
-    epochs: int = 40
-    image_size: int = 160
+    epochs: int = 30
+    image_size: int = 128
     batch_size: int = 32
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    patience: int = 12
-    min_epochs: int = 6
+    learning_rate: float = 1e-3
+    weight_decay: float = 5e-4
+    patience: int = 8
+    min_epochs: int = 5
     widths: tuple[int, ...] = (16, 32, 64, 128)
-    dropout: float = 0.3
+    dropout: float = 0.5
     norm: str = "batch"  # batch or group normalisation
     label_smoothing: float = 0.05
     augment: bool = True
@@ -86,45 +86,18 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {i: float(len(y) / (len(CLASSES) * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
-def _augment(seed: int):  # -> callable on a batch of images
-    import keras
-    import tensorflow as tf
-
-    geometry = keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.03, fill_mode="constant", seed=seed + 1),
-            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 2),
-            keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 3),
-        ]
-    )
-    generator = tf.random.Generator.from_seed(seed)
-
-    def augment(images: tf.Tensor) -> tf.Tensor:
-        images = geometry(images, training=True)
-        n = tf.shape(images)[0]
-        gain = generator.uniform((n, 1, 1, 1), 0.9, 1.1)
-        bias = generator.uniform((n, 1, 1, 1), -0.05, 0.05)
-        return tf.clip_by_value(images * gain + bias, 0.0, 1.0)
-
-    return augment
-
-
-def _dataset(part: Part, config: TrainConfig, training: bool):
-    import tensorflow as tf
+def _batches(part: Part, config: TrainConfig, training: bool) -> Any:
+    """Training: augmented, class-weighted, shuffled batches; validation: plain arrays."""
+    from lung_model.augment import AugmentedSlices
 
     one_hot = np.eye(len(CLASSES), dtype=np.float32)[part.y]
-    if not training:  # validation: plain, unweighted, in inference mode
-        return tf.data.Dataset.from_tensor_slices((part.x, one_hot)).batch(config.batch_size)
+    if not training:
+        return (part.x, one_hot)
     weights = class_weights(part.y)
     sample_weight = np.array([weights[int(c)] for c in part.y], dtype=np.float32)
-    data = tf.data.Dataset.from_tensor_slices((part.x, one_hot, sample_weight))
-    data = data.shuffle(len(part.y), seed=config.seed, reshuffle_each_iteration=True)
-    data = data.batch(config.batch_size)
-    if config.augment:
-        augment = _augment(config.seed)
-        data = data.map(lambda x, y, w: (augment(x), y, w), num_parallel_calls=1)
-    return data.prefetch(2)
+    return AugmentedSlices(
+        part.x, one_hot, sample_weight, config.batch_size, config.seed, config.augment
+    )
 
 
 def predict_logits(network: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -170,8 +143,9 @@ def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = Non
     )
     show = sys.stderr.isatty() if progress is None else progress
     history = network.fit(
-        _dataset(train, config, training=True),
-        validation_data=_dataset(val, config, training=False),
+        _batches(train, config, training=True),
+        validation_data=_batches(val, config, training=False),
+        batch_size=config.batch_size,
         epochs=config.epochs,
         callbacks=[stopper],
         verbose=1 if show else 2,
