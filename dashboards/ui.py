@@ -85,5 +85,14 @@ def thumbnail(path: Path) -> Any:
     return _thumbnail(str(path), path.stat().st_mtime)
 
 
+def plain(text: object) -> str:
+    """Text from files or users, shown literally inside Markdown (no links, no markup)."""
+    flat = " ".join(str(text).split())
+    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in flat)
+
+
+MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|~$:")
+
+
 def percent(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.1f}%"

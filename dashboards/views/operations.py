@@ -47,7 +47,7 @@ if batches:
     )
     failed = [batch for batch in batches if batch["error"]]
     for batch in failed[:20]:
-        st.error(f"{batch['study']} (batch {batch['id']}): {batch['error']}")
+        st.error(f"{ui.plain(batch['study'])} (batch {batch['id']}): {ui.plain(batch['error'])}")
 else:
     st.caption("No batch yet: drop a study folder with a `_READY` marker into the inbox.")
 

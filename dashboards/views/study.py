@@ -22,7 +22,7 @@ if study is None:
     st.error(f"No study with batch id {raw}.")
     st.stop()
 
-st.title(f"Study {study['study']}")
+st.title(f"Study {ui.plain(study['study'])}")
 result = study["results"][0] if study["results"] else None
 st.caption(
     f"Batch {study['id']} · received {study['started_at']:%Y-%m-%d %H:%M} · {study['status']}"
@@ -83,15 +83,15 @@ for position, item in enumerate(slices[(page - 1) * per_page : page * per_page])
     if path is not None and item["status"] != "quarantined":
         column.image(ui.thumbnail(path), width="stretch")
     if item["status"] == "quarantined":
-        column.caption(f"**{item['path']}** quarantined: {item['reason']}")
+        column.caption(f"**{ui.plain(item['path'])}** quarantined: {ui.plain(item['reason'])}")
     elif item["p_malignant"] is None:
-        column.caption(f"**{item['path']}**: no prediction by this model version")
+        column.caption(f"**{ui.plain(item['path'])}**: no prediction by this model version")
     else:
         reviewed = (
             f" · reviewed {item['corrected_label'] or 'confirmed'}" if item["decision"] else ""
         )
         column.caption(
-            f"**{item['path']}** → {item['predicted_class']}  \n"
+            f"**{ui.plain(item['path'])}** → {item['predicted_class']}  \n"
             f"N {ui.percent(item['p_normal'])} · B {ui.percent(item['p_benign'])} · "
             f"M {ui.percent(item['p_malignant'])}{reviewed}"
         )
@@ -144,7 +144,7 @@ if scored:
                 model_version=result["model_version"],
                 comment=slice_comment,
             )
-            st.success(f"Review of {chosen['path']} recorded.")
+            st.success(f"Review of {ui.plain(chosen['path'])} recorded.")
 
 st.subheader("Review history")
 history = review_history(engine, study["id"])

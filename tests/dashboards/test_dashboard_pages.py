@@ -12,7 +12,7 @@ from lung_model import db
 def _texts(app) -> str:
     parts = [*app.markdown, *app.caption, *app.title, *app.info, *app.error, *app.warning]
     parts += [*app.success, *app.subheader]
-    return "\n".join(str(e.value) for e in parts)
+    return "\n".join(str(e.value) for e in parts).replace("\\", "")  # Markdown escapes
 
 
 def test_worklist_orders_by_risk_and_filters(signed_in, seeded) -> None:
@@ -37,7 +37,7 @@ def test_study_view_shows_slices_lineage_and_flag(signed_in, seeded) -> None:
     app.selectbox(key="wl_pick").set_value(seeded.uncertain)
     app.button(key="wl_open").click().run()
     assert not app.exception, app.exception
-    assert app.title[0].value.startswith("Study study-mid-")
+    assert app.title[0].value.replace("\\", "").startswith("Study study-mid-")
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Model says"] == "malignant"
     assert metrics["Slices over threshold"] == "1 / 2"
@@ -124,3 +124,19 @@ def test_operations_page(signed_in, seeded) -> None:
     batches = app.dataframe[0].value
     assert {seeded.high, seeded.low} <= set(batches["id"])
     assert "Drift" in _texts(app)
+
+
+def test_hostile_study_names_are_shown_literally(signed_in, seeded) -> None:
+    from conftest import seed_study
+
+    name = "[x](javascript:alert(1)) 'q'; DROP TABLE reviews; -- ünï_%"
+    batch_id, _ = seed_study(seeded.settings, name, [0.7])
+    app = signed_in()
+    app.segmented_control(key="wl_status").set_value("all")
+    app.text_input(key="wl_query").input(name[:20]).run()
+    assert list(app.dataframe[0].value["batch"]) == [batch_id]  # LIKE wildcards escaped
+    app.button(key="wl_open").click().run()
+    assert not app.exception, app.exception
+    title = app.title[0].value
+    assert "\\[x\\]\\(javascript\\:alert" in title  # no link: Markdown escaped
+    assert title.replace("\\", "") == f"Study {name}"
