@@ -129,7 +129,7 @@ def seed_study(
 
 @pytest.fixture
 def seeded(settings: Settings) -> Iterator[Seeded]:
-    """Three studies and one account, removed again afterwards (reviews stay: append-only)."""
+    """Three fresh studies and one account (rows stay: the database is this directory's own)."""
     accounts.add_account(settings, USER, PASSWORD)
     tag = uuid.uuid4().hex[:6]
     high, high_images = seed_study(settings, f"study-high-{tag}", [0.97, 0.40, 0.10])

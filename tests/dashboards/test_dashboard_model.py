@@ -125,6 +125,14 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     assert "What the model saw" in captions
     assert _predictions(seeded.settings) == before  # nothing stored, no study added
 
+    from pydicom.data import get_testdata_file
+
+    ct = Path(str(get_testdata_file("CT_small.dcm", download=False))).read_bytes()
+    app.file_uploader(key="scan").upload("ct.dcm", ct, "application/dicom")
+    app.run(timeout=120)
+    assert not app.exception, app.exception
+    assert "dicom, 128x128 px" in "\n".join(c.value for c in app.caption)
+
     app.file_uploader(key="scan").upload("notes.jpg", b"not an image at all", "image/jpeg")
     app.run()
     assert "cannot be scored" in str(app.error[0].value)
