@@ -56,8 +56,9 @@ def lung_batch_score() -> None:
         from pathlib import Path
 
         from lung_model.scoring import score_claimed_study
+        from lung_model.scoring.inbox import study_name
 
-        get_current_context()["study"] = Path(study_dir).name  # type: ignore[typeddict-unknown-key]
+        get_current_context()["study"] = study_name(Path(study_dir))  # type: ignore[typeddict-unknown-key]
         return score_claimed_study(Path(study_dir), lung_settings())
 
     @task(outlets=[PREDICTIONS])

@@ -45,10 +45,10 @@ def lung_retrain() -> None:
     data_dir = "{{ params.data_dir }}"
 
     @task(pool=DVC_POOL)
-    def dvc_pull() -> str:
-        from lung_model.dvc_data import pull
+    def dvc_pull(data_dir: str) -> str:
+        from lung_model.retrain import pull_data
 
-        return pull()
+        return pull_data(data_dir or None)
 
     @task
     def audit(data_version: str, data_dir: str) -> dict:
@@ -114,7 +114,7 @@ def lung_retrain() -> None:
 
         return outcome(decided, lung_settings())
 
-    audited = audit(dvc_pull(), data_dir)
+    audited = audit(dvc_pull(data_dir), data_dir)
     trained = train(split(audited, data_dir), "{{ params.config }}", data_dir)
     decided = gate(register_challenger(evaluate(trained)), data_dir)
     branch = promote_or_reject(decided)

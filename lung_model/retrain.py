@@ -21,6 +21,11 @@ from lung_model.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
+HEADLINE = (  # the evaluation the DAG passes on (everything else stays in the MLflow run)
+    "test_accuracy", "test_macro_f1", "test_recall_", "test_ece", "test_roc_auc_macro", "test_n",
+)  # fmt: skip
+
+
 class DataIntegrityError(RuntimeError):
     """The audit found errors: the data must not be trained on."""
 
@@ -43,6 +48,17 @@ def training_config(name: str) -> Any:
             widths=(4, 8), augment=False, bootstrap_rounds=10,
         )  # fmt: skip
     raise ValueError(f"unknown training config {name!r} (default, tiny)")
+
+
+def pull_data(data_dir: str | None = None) -> str:
+    """Restore data/raw from the DVC remote at the committed version; return that version.
+    A run given another data folder (`data_dir`) trains on what is there: nothing to pull."""
+    from lung_model.dvc_data import pull
+
+    if data_dir:
+        log.info("data folder %s given: not pulling data/raw", data_dir)
+        return f"folder:{data_dir}"
+    return pull()
 
 
 def audit_data(data_dir: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
@@ -100,7 +116,7 @@ def evaluate(trained: dict[str, Any], settings: Settings | None = None) -> dict[
 
     settings = settings or get_settings()
     metrics = configure_mlflow(settings).get_run(trained["run_id"]).data.metrics
-    test = {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith("test_")}
+    test = {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith(HEADLINE)}
     if not test:
         raise RuntimeError(f"run {trained['run_id']} logged no test metrics")
     return {**trained, "test": test}

@@ -140,7 +140,7 @@ def retrained(deployment: Deployment) -> dict[str, str]:
 
 
 def test_retrain_runs_every_step_and_takes_one_branch(
-    deployment: Deployment, retrained: dict[str, str]
+    deployment: Deployment, celery_stack: CeleryStack, retrained: dict[str, str]
 ) -> None:
     steps = ["dvc_pull", "audit", "split", "train", "evaluate", "register_challenger", "gate"]
     assert {t: retrained[t] for t in steps} == dict.fromkeys(steps, "success")
@@ -210,56 +210,93 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_celery_worker_runs_batch_score(deployment: Deployment, champion: str) -> None:
+@dataclass
+class CeleryStack:
+    settings: Settings
+    env: dict[str, str]
+    api: services.Service
+    worker: services.Service
+    worker_name: str
+
+
+@pytest.fixture(scope="module")
+def celery_stack(deployment: Deployment) -> Iterator[CeleryStack]:
+    """An api-server (the workers' execution API) and a Celery worker, started early: they
+    boot while the other DAG tests run."""
     settings = deployment.settings.model_copy(
         update={"airflow_url": f"http://127.0.0.1:{free_port()}"}
     )
-    broker = "redis://127.0.0.1:6379/11"
     env = airflow_setup.environment(
-        settings, executor="CeleryExecutor", metadata=deployment.metadata_url, broker_url=broker
+        settings,
+        executor="CeleryExecutor",
+        metadata=deployment.metadata_url,
+        broker_url="redis://127.0.0.1:6379/11",
     )
     airflow = str(Path(sys.executable).with_name("airflow"))
     worker_name = f"lung-test-{uuid.uuid4().hex[:6]}"
-    api = services.Service(
-        "test-api-server",
-        [airflow, "api-server", "--host", "127.0.0.1", "--port", env["AIRFLOW__API__PORT"]],
+    stack = CeleryStack(
+        settings,
         env,
-        f"{settings.airflow_url}/api/v2/monitor/health",
+        services.Service(
+            "test-api-server",
+            [airflow, "api-server", "--host", "127.0.0.1", "--port", env["AIRFLOW__API__PORT"]],
+            env,
+            f"{settings.airflow_url}/api/v2/monitor/health",
+        ),
+        services.Service(
+            "test-celery-worker",
+            [
+                airflow,
+                "celery",
+                "worker",
+                "--queues",
+                "default,tensorflow",
+                "--concurrency",
+                "1",
+                "--celery-hostname",
+                worker_name,
+                "--without-mingle",
+                "--without-gossip",
+                "--skip-serve-logs",
+            ],
+            env,
+        ),  # fmt: skip
+        worker_name,
     )
-    worker = services.Service(
-        "test-celery-worker",
-        [airflow, "celery", "worker", "--queues", "default,tensorflow", "--concurrency", "1",
-         "--celery-hostname", worker_name, "--without-mingle", "--without-gossip",
-         "--skip-serve-logs"],
-        env,
-    )  # fmt: skip
     try:
-        for service in (api, worker):
+        for service in (stack.api, stack.worker):
             services.start(settings, service)
-        services.wait_until_up(settings, api, timeout=180)
-        slices = sorted((deployment.tiny_data / "Normal cases").glob("*.jpg"))
-        drop_study(settings, "celery-a", slices[:2])
-        airflow_setup.airflow("dags", "test", "lung_batch_score", "--use-executor", env=env)
-        states = task_states(deployment.metadata_url, "lung_batch_score")
-        assert set(states.values()) == {"success"} and "score_study[0]" in states
-        assert scored(settings, ["celery-a"])["celery-a"][:2] == ("done", 2)
-        log = services.log_file(settings, "test-celery-worker").read_text(errors="replace")
-        assert worker_name in log and "succeeded" in log
-        engine = create_engine(deployment.metadata_url)
-        with engine.connect() as connection:
-            queues = dict(
-                connection.execute(
-                    text("""SELECT task_id, queue FROM task_instance WHERE dag_id =
-                            'lung_batch_score' AND run_id = (SELECT run_id FROM dag_run
-                            WHERE dag_id = 'lung_batch_score' ORDER BY id DESC LIMIT 1)""")
-                ).all()
-            )
-            results = connection.execute(
-                text("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
-            ).scalar()
-        engine.dispose()
-        assert queues["score_study"] == "tensorflow" and queues["publish"] == "default"
-        assert results and results >= len(states)  # the PostgreSQL result backend has them
+        yield stack
     finally:
-        for service in (worker, api):
+        for service in (stack.worker, stack.api):
             services.stop(settings, service.name, grace_seconds=10)
+
+
+def test_celery_worker_runs_batch_score(
+    deployment: Deployment, champion: str, celery_stack: CeleryStack
+) -> None:
+    settings, env = celery_stack.settings, celery_stack.env
+    services.wait_until_up(settings, celery_stack.api, timeout=180)
+    slices = sorted((deployment.tiny_data / "Normal cases").glob("*.jpg"))
+    drop_study(settings, "celery-a", slices[:2])
+    airflow_setup.airflow("dags", "test", "lung_batch_score", "--use-executor", env=env)
+    states = task_states(deployment.metadata_url, "lung_batch_score")
+    assert set(states.values()) == {"success"} and "score_study[0]" in states
+    assert scored(settings, ["celery-a"])["celery-a"][:2] == ("done", 2)
+    log = services.log_file(settings, "test-celery-worker").read_text(errors="replace")
+    assert celery_stack.worker_name in log and "succeeded" in log
+    engine = create_engine(deployment.metadata_url)
+    with engine.connect() as connection:
+        queues = dict(
+            connection.execute(
+                text("""SELECT task_id, queue FROM task_instance WHERE dag_id =
+                        'lung_batch_score' AND run_id = (SELECT run_id FROM dag_run
+                        WHERE dag_id = 'lung_batch_score' ORDER BY id DESC LIMIT 1)""")
+            ).all()
+        )
+        results = connection.execute(
+            text("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
+        ).scalar()
+    engine.dispose()
+    assert queues["score_study"] == "tensorflow" and queues["publish"] == "default"
+    assert results and results >= len(states)  # the PostgreSQL result backend has them
