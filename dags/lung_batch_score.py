@@ -55,8 +55,7 @@ def lung_batch_score() -> None:
     def score_study(study_dir: str) -> dict:
         from pathlib import Path
 
-        from lung_model.scoring import score_claimed_study
-        from lung_model.scoring.inbox import study_name
+        from lung_model.scoring import score_claimed_study, study_name
 
         get_current_context()["study"] = study_name(Path(study_dir))  # type: ignore[typeddict-unknown-key]
         return score_claimed_study(Path(study_dir), lung_settings())
