@@ -1,7 +1,8 @@
 """Long-running local processes (Airflow, MLflow UI, dashboard): start, check, stop.
 
 Each service runs in its own session (so stopping it stops its children too), logs to
-`LUNG_HOME/log/<name>.log` and records its pid in `LUNG_HOME/run/<name>.pid`. Starting a
+`LUNG_HOME/log/<name>.log` and records its pid in `LUNG_HOME/services/<name>.pid` (not
+`run/`: the embedded PostgreSQL uses that as its private runtime folder). Starting a
 service whose pid is alive is a no-op, so `make demo` can be run again safely; `stop`
 sends SIGTERM to the process group and SIGKILL after a grace period.
 See https://docs.python.org/3/library/subprocess.html#subprocess.Popen
@@ -31,7 +32,7 @@ class Service:
 
 
 def pid_file(settings: Settings, name: str) -> Path:
-    return settings.home / "run" / f"{name}.pid"
+    return settings.home / "services" / f"{name}.pid"
 
 
 def log_file(settings: Settings, name: str) -> Path:
