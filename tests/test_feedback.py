@@ -24,10 +24,8 @@ def dvc(repo: Path, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A DVC repository whose data/raw holds two slices and their MANIFEST.csv."""
-    repo = tmp_path / "repo"
+def labelled_folder(repo: Path) -> Path:
+    """`repo/data/raw` holding two real slices and their MANIFEST.csv."""
     data = repo / "data" / "raw"
     rows = list(csv.DictReader((RAW / "MANIFEST.csv").open()))[:2]
     for row in rows:
@@ -37,6 +35,13 @@ def repo(tmp_path: Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "sha256"])
         writer.writeheader()
         writer.writerows(rows)
+    return repo
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A DVC repository (with a local remote) tracking that folder."""
+    repo = labelled_folder(tmp_path / "repo")
     dvc(repo, "init", "--no-scm", "-q")
     dvc(repo, "remote", "add", "-d", "local", str(tmp_path / "remote"))
     dvc(repo, "add", "-q", "data/raw")
@@ -109,7 +114,8 @@ def test_reviews_become_a_new_data_version_once(fresh: Settings, repo: Path) -> 
     labels = manifest_labels(repo)
     assert len(labels) == 3 and set(labels.values()) == {"malignant"}
     assert all(p.startswith(f"Malignant cases/reviewed/{batch}-CT-0042/") for p in labels)
-    dvc(repo, "status", "-c")  # pushed: the remote holds the new version
+    pushed = {p.name for p in (repo.parent / "remote").rglob("*") if p.is_file()}
+    assert result["data_version"][2:] in pushed  # the remote holds the new version
 
     again = feedback.export_reviews(fresh, repo)
     assert again["exported"] == 0 and again["data_version"] == result["data_version"]
@@ -119,13 +125,16 @@ def test_reviews_become_a_new_data_version_once(fresh: Settings, repo: Path) -> 
     assert moved["exported"] == 1 and moved["data_version"] != result["data_version"]
     labels = manifest_labels(repo)
     assert set(labels.values()) == {"benign"} and len(labels) == 3
-    assert not (repo / "data" / "raw" / "Malignant cases" / "reviewed" / f"{batch}-CT-0042").exists()
+    assert not (
+        repo / "data" / "raw" / "Malignant cases" / "reviewed" / f"{batch}-CT-0042"
+    ).exists()
     with db.get_engine(fresh).connect() as connection:
         exported = connection.execute(text("SELECT label FROM feedback_exports ORDER BY 1")).all()
     assert [row[0] for row in exported] == ["benign", "malignant"]
 
 
-def test_files_changed_since_scoring_are_not_exported(fresh: Settings, repo: Path) -> None:
+def test_files_changed_since_scoring_are_not_exported(fresh: Settings, tmp_path: Path) -> None:
+    repo = labelled_folder(tmp_path / "plain")  # nothing is exported: DVC is never called
     batch = scored_study(fresh, "CT-7")
     for file in (fresh.archive / "CT-7").iterdir():
         file.write_bytes(b"tampered")
