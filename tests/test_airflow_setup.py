@@ -38,8 +38,12 @@ def test_environment_shares_one_configuration(
     assert inbox["extra"] == {"path": str(settings.inbox), "ready_marker": "_READY"}
     results = json.loads(env["AIRFLOW_CONN_LUNG_RESULTS"])
     url = airflow_setup.url_from_connection(
-        results["host"], results["login"], results["password"], results["schema"],
-        results["port"], results["extra"],
+        results["host"],
+        results["login"],
+        results["password"],
+        results["schema"],
+        results["port"],
+        results["extra"],
     )
     assert psycopg2.connect(url).close() is None  # the Connection reaches the results DB
 
@@ -55,7 +59,11 @@ def test_connection_round_trip(url: str) -> None:
     fields = json.loads(airflow_setup.connection_json(url))
     assert fields["password"] in (None, "p@ss")
     back = airflow_setup.url_from_connection(
-        fields["host"], fields["login"], fields["password"], fields["schema"], fields["port"],
+        fields["host"],
+        fields["login"],
+        fields["password"],
+        fields["schema"],
+        fields["port"],
         fields["extra"],
     )
     assert back == url
