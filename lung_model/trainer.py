@@ -3,7 +3,8 @@
 Augmentation (`lung_model.augment`: flip, small rotation / zoom / shift, gamma) is applied
 to training batches, never inside the model, so the logged model is the same network
 at training and at inference. Early stopping watches the validation macro-F1 in inference
-mode and keeps the best weights. The temperature is fitted on the validation logits.
+mode and keeps the best weights; with `ema` set, those are an exponential moving average of
+the weights (keras `use_ema` and `SwapEMAWeights`), which varies less from epoch to epoch. The temperature is fitted on the validation logits.
 See https://keras.io/api/models/model_training_apis/
 """
 
@@ -40,6 +41,7 @@ class TrainConfig:
     dropout: float = 0.5
     norm: str = "batch"  # batch or group normalisation
     label_smoothing: float = 0.05
+    ema: float = 0.98  # momentum of the weight average that is validated and kept (0: off)
     augment: bool = True
     seed: int = 42
     bootstrap_rounds: int = 1000
@@ -125,7 +127,12 @@ def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = Non
     steps = max(1, -(-len(train.y) // config.batch_size)) * config.epochs
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
     network.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        optimizer=keras.optimizers.AdamW(
+            schedule,
+            weight_decay=config.weight_decay,
+            use_ema=config.ema > 0,
+            ema_momentum=config.ema or 0.99,
+        ),
         loss=keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=config.label_smoothing
         ),
@@ -147,7 +154,10 @@ def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = Non
         validation_data=_batches(val, config, training=False),
         batch_size=config.batch_size,
         epochs=config.epochs,
-        callbacks=[stopper],
+        # validate (and keep) the averaged weights: steadier on unseen patients than the last step
+        callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True), stopper]
+        if config.ema > 0
+        else [stopper],
         verbose=1 if show else 2,
     )
     curves = {k: [float(v) for v in values] for k, values in history.history.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -151,7 +152,8 @@ def train_and_log(
     config = config or TrainConfig()
     data_dir = data_dir or settings.raw_data
     configure_mlflow(settings)
-    inventory = inspect(data_dir, progress=bool(progress))
+    progress = sys.stderr.isatty() if progress is None else progress
+    inventory = inspect(data_dir, progress=progress)
     audit_report = audit(inventory)
     if audit_report["errors"]:
         raise DataIntegrityError("; ".join(audit_report["errors"][:5]))
@@ -171,12 +173,12 @@ def train_and_log(
         mlflow.log_dict(report(split), "reports/split_report.json")
         preprocess = config.preprocess()
         parts = {
-            p: load_part(split, p, data_dir, preprocess, bool(progress))
-            for p in ("train", "val", "test")
+            p: load_part(split, p, data_dir, preprocess, progress) for p in ("train", "val", "test")
         }
         fitted = fit(config, parts["train"], parts["val"], progress)
         for step, values in enumerate(zip(*fitted.history.values(), strict=True)):
-            mlflow.log_metrics(dict(zip(fitted.history, values, strict=True)), step=step + 1)
+            names = [f"epoch_{name}" for name in fitted.history]  # apart from the final metrics
+            mlflow.log_metrics(dict(zip(names, values, strict=True)), step=step + 1)
         mlflow.log_metrics({"temperature": fitted.temperature, "best_epoch": fitted.best_epoch})
         probabilities = {
             p: apply_temperature(predict_logits(fitted.network, parts[p].x), fitted.temperature)

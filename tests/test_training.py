@@ -99,7 +99,7 @@ def test_training_run_logs_everything(trained: TrainResult, lenient: Settings) -
     assert info.signature is not None and info.saved_input_example_info is not None
     assert info.metadata["preprocess"]["image_size"] == 32
     assert 0 <= trained.test["slice"]["accuracy"] <= 1
-    history = client.get_metric_history(trained.run_id, "loss")
+    history = client.get_metric_history(trained.run_id, "epoch_val_macro_f1")
     assert len(history) == TINY.epochs
 
 
