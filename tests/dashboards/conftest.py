@@ -145,7 +145,7 @@ def signed_in(seeded: Seeded) -> Callable[[], AppTest]:
     """A function returning a fresh AppTest that has signed in as USER through the form."""
 
     def make() -> AppTest:
-        app = AppTest.from_file(str(APP), default_timeout=60)
+        app = AppTest.from_file(str(APP), default_timeout=120)
         app.run()
         app.text_input(key="signin_username").input(USER)
         app.text_input(key="signin_password").input(PASSWORD)

@@ -73,7 +73,8 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(60_000)  # generous: CI machines are shared
+        expect.set_options(timeout=60_000)
         page.goto(dashboard)
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
