@@ -103,41 +103,50 @@ def child(args: argparse.Namespace) -> None:
     settings = Settings(home=Path(args.home), database_url=args.db, score_batch_size=args.batch)
     model, _ = load_bench_model(settings)
     engine = get_engine(settings)
-    model.predict(np.zeros((args.batch, model.image_size, model.image_size, 1), np.float32))
+    before = bare(model, args.batch, 8 * args.batch)  # also the warm-up
     baseline = vm_kib("VmRSS")
     scorer = Scorer(model, engine, settings)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     summaries = [scorer.score_claimed(folder) for folder in find_ready_studies(settings)]
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     scored = sum(s.n_scored for s in summaries)
-    peak = vm_kib("VmHWM")
-    bare_rate = bare(model, args.batch, 8 * args.batch)  # same process, right after (b)
-    report = {"scored": scored, "seconds": seconds, "rss_kib": baseline, "hwm_kib": peak}
-    print(json.dumps({**report, "bare": bare_rate}))
+    peak, end = vm_kib("VmHWM"), vm_kib("VmRSS")
+    after = bare(model, args.batch, 8 * args.batch)
+    report = {"scored": scored, "seconds": seconds, "cpu_ms": 1000 * cpu / max(scored, 1)}
+    report |= {"rss_kib": baseline, "hwm_kib": peak, "end_kib": end}
+    report |= {"bare": (before[0] + after[0]) / 2, "bare_cpu_ms": (before[1] + after[1]) / 2}
+    print(json.dumps(report))
 
 
-def bare(model: Any, batch: int, slices: int) -> float:
-    """(a) slices/s of the model alone on prepared in-memory batches."""
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads (user + system)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def bare(model: Any, batch: int, slices: int) -> tuple[float, float]:
+    """(a) the model alone on prepared in-memory batches: (slices/s, CPU ms per slice)."""
     from lung_model.preprocess import load_file
 
     files = real_slices()[:batch]
     x = np.stack([load_file(p, model.preprocess) for p in files])
-    model.predict(x)  # warm-up (graph tracing)
-    started = time.perf_counter()
+    model.predict(x)  # warm-up
+    started, cpu = time.perf_counter(), cpu_seconds()
     for _ in range(slices // batch):
         model.predict(x)
-    return (slices // batch) * batch / (time.perf_counter() - started)
+    done = (slices // batch) * batch
+    return done / (time.perf_counter() - started), 1000 * (cpu_seconds() - cpu) / done
 
 
-def seed_loop(model: Any, db_url: str, count: int) -> float:
-    """(c) slices/s of open one, predict one, INSERT and commit one."""
+def seed_loop(model: Any, db_url: str, count: int) -> tuple[float, float]:
+    """(c) open one, predict one, INSERT and commit one: (slices/s, CPU ms per slice)."""
     import psycopg2
 
     from lung_model.preprocess import load_file
 
     files = real_slices()[:count]
     connection = psycopg2.connect(db_url)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     for index, path in enumerate(files):
         x = load_file(path, model.preprocess)[None]
         p = model.predict(x)[0]
@@ -149,9 +158,9 @@ def seed_loop(model: Any, db_url: str, count: int) -> float:
                 (f"{index:064d}", model.name, "seed-loop", model.data_version, *map(float, p)),
             )
         connection.commit()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     connection.close()
-    return count / seconds
+    return count / seconds, 1000 * cpu / count
 
 
 def temporary_database(settings: Settings) -> tuple[str, str]:
@@ -209,7 +218,7 @@ def main() -> None:
     try:
         model, described = load_bench_model(settings)
         print(f"model: {described}; batch size {batch}; {os.cpu_count()} CPUs", flush=True)
-        seed_rate = seed_loop(model, db_url, args.seed_slices)
+        seed_rate, seed_cpu = seed_loop(model, db_url, args.seed_slices)
         print(f"(c) seed-style loop: {seed_rate:.1f} slices/s", flush=True)
         del model
         for size in args.sizes:
@@ -223,7 +232,7 @@ def main() -> None:
             runs.append(run)
             print(
                 f"(b) end-to-end {size}: {run['scored'] / run['seconds']:.1f} slices/s;"
-                f" (a) bare model right after, same process: {run['bare']:.1f} slices/s",
+                f" (a) bare model before and after, same process: {run['bare']:.1f} slices/s",
                 flush=True,
             )
             shutil.rmtree(home)
@@ -232,23 +241,28 @@ def main() -> None:
         drop_database(settings, db_name)
 
     print(f"\n{described}, batch {batch}, {os.cpu_count()} CPUs\n")
-    print("| measurement | slices | slices/s | vs bare model | vs seed loop | peak RSS (growth) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| measurement | slices | slices/s | vs bare | vs seed loop | CPU ms/slice |"
+        " vs bare (CPU) | vs seed loop (CPU) | RSS before / after scoring | peak RSS |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for run in runs:
         rate, bare_rate = run["scored"] / run["seconds"], run["bare"]
-        growth = (run["hwm_kib"] - run["rss_kib"]) / 1024
         print(
             f"| (a) bare model forward pass, in-memory arrays | {8 * batch} | {bare_rate:.1f} |"
-            f" 100% | {bare_rate / seed_rate:.1f}x | |"
+            f" 100% | {bare_rate / seed_rate:.1f}x | {run['bare_cpu_ms']:.1f} | 100% |"
+            f" {seed_cpu / run['bare_cpu_ms']:.1f}x | | |"
         )
         print(
             f"| (b) end-to-end files -> PostgreSQL | {run['scored']:,} | {rate:.1f} |"
-            f" {rate / bare_rate:.0%} | {rate / seed_rate:.1f}x |"
-            f" {run['hwm_kib'] / 1024:.0f} MiB (+{growth:.0f} MiB while scoring) |"
+            f" {rate / bare_rate:.0%} | {rate / seed_rate:.1f}x | {run['cpu_ms']:.1f} |"
+            f" {run['bare_cpu_ms'] / run['cpu_ms']:.0%} | {seed_cpu / run['cpu_ms']:.1f}x |"
+            f" {run['rss_kib'] / 1024:.0f} / {run['end_kib'] / 1024:.0f} MiB |"
+            f" {run['hwm_kib'] / 1024:.0f} MiB |"
         )
     print(
         f"| (c) seed-style loop: one image, one predict, one commit | {args.seed_slices} |"
-        f" {seed_rate:.1f} | | 1.0x | |"
+        f" {seed_rate:.1f} | | 1.0x | {seed_cpu:.1f} | | 1.0x | | |"
     )
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
