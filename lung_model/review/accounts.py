@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,8 +30,7 @@ ACCOUNTS_FILE = "dashboard-accounts.json"
 FIRST_LOGIN_FILE = "dashboard-first-login.txt"
 FIRST_USER = "reviewer"
 USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
-# Checked against when the user does not exist, so both paths take bcrypt's time.
-_DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=12))
+ROUNDS = 12  # bcrypt cost: 2**12 rounds, about 0.25 s per check on this machine
 
 
 MAX_FAILURES = 5  # per username and process, within FAILURE_WINDOW seconds
@@ -53,6 +53,12 @@ def _write_private(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
+@lru_cache
+def _dummy_hash(rounds: int) -> bytes:
+    """Checked against when the user does not exist, so both paths take bcrypt's time."""
+    return bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=rounds))
+
+
 def load_accounts(settings: Settings) -> dict[str, dict[str, str]]:
     path = settings.secrets_dir / ACCOUNTS_FILE
     if not path.exists():
@@ -70,7 +76,7 @@ def add_account(settings: Settings, username: str, password: str | None = None) 
         raise ValueError("password: 10 to 72 bytes")
     accounts = load_accounts(settings)
     accounts[username] = {
-        "hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode(),
+        "hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=ROUNDS)).decode(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _write_private(settings.secrets_dir / ACCOUNTS_FILE, json.dumps(accounts, indent=2))
@@ -102,7 +108,7 @@ def sign_in(settings: Settings, username: str, password: str) -> bool:
 def verify(settings: Settings, username: str, password: str) -> bool:
     """True when the password matches; takes the same time whether or not the user exists."""
     account = load_accounts(settings).get(username.strip().lower())
-    hashed = account["hash"].encode() if account else _DUMMY_HASH
+    hashed = account["hash"].encode() if account else _dummy_hash(ROUNDS)
     secret = password.encode()[:72]  # bcrypt reads at most 72 bytes; newer versions refuse more
     matches = bcrypt.checkpw(secret, hashed) and len(password.encode()) <= 72
     return bool(account) and matches

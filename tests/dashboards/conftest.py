@@ -26,6 +26,24 @@ MODEL = "lung-ct-classifier"
 RAW = PROJECT_ROOT / "data" / "raw"
 
 
+_components: list[object] = []
+
+
+def new_app() -> AppTest:
+    """An AppTest of the dashboard. Streamlit scans every installed distribution for
+    components on each new AppTest (seconds each); the scan result is shared instead."""
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    if hasattr(app, "_bidi_component_manager"):
+        if not _components:
+            from streamlit.components.v2.component_manager import BidiComponentManager
+
+            manager = BidiComponentManager()
+            manager.discover_and_register_components(start_file_watching=False)
+            _components.append(manager)
+        app._bidi_component_manager = _components[0]
+    return app
+
+
 def _admin(statement: str) -> None:
     connection = psycopg2.connect(SERVER_URL)
     connection.autocommit = True
@@ -128,8 +146,9 @@ def seed_study(
 
 
 @pytest.fixture
-def seeded(settings: Settings) -> Iterator[Seeded]:
+def seeded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]:
     """Three fresh studies and one account (rows stay: the database is this directory's own)."""
+    monkeypatch.setattr(accounts, "ROUNDS", 4)  # real bcrypt, at its lowest cost for speed
     accounts.add_account(settings, USER, PASSWORD)
     tag = uuid.uuid4().hex[:6]
     high, high_images = seed_study(settings, f"study-high-{tag}", [0.97, 0.40, 0.10])
@@ -145,7 +164,7 @@ def signed_in(seeded: Seeded) -> Callable[[], AppTest]:
     """A function returning a fresh AppTest that has signed in as USER through the form."""
 
     def make() -> AppTest:
-        app = AppTest.from_file(str(APP), default_timeout=120)
+        app = new_app()
         app.run()
         app.text_input(key="signin_username").input(USER)
         app.text_input(key="signin_password").input(PASSWORD)

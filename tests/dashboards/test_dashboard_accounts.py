@@ -23,7 +23,8 @@ def test_first_account_is_created_once_and_signs_in(settings) -> None:
         assert (settings.secrets_dir / name).stat().st_mode & 0o777 == 0o600
 
 
-def test_unknown_users_and_bad_inputs(settings) -> None:
+def test_unknown_users_and_bad_inputs(settings, monkeypatch) -> None:
+    monkeypatch.setattr(accounts, "ROUNDS", 4)
     accounts.add_account(settings, "bob", "a long enough password")
     assert accounts.verify(settings, "BOB ", "a long enough password")
     assert not accounts.verify(settings, "mallory", "a long enough password")
@@ -34,7 +35,8 @@ def test_unknown_users_and_bad_inputs(settings) -> None:
         accounts.add_account(settings, "carol", "short")
 
 
-def test_users_command_adds_and_lists(settings, capsys) -> None:
+def test_users_command_adds_and_lists(settings, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(accounts, "ROUNDS", 4)
     from lung_model.cli import main
 
     assert main(["users", "add", "dora"]) == 0
@@ -45,7 +47,8 @@ def test_users_command_adds_and_lists(settings, capsys) -> None:
     assert main(["users", "add"]) == 2
 
 
-def test_guessing_is_throttled(settings) -> None:
+def test_guessing_is_throttled(settings, monkeypatch) -> None:
+    monkeypatch.setattr(accounts, "ROUNDS", 4)
     accounts.add_account(settings, "erin", "the right password")
     for _ in range(accounts.MAX_FAILURES):
         assert not accounts.sign_in(settings, "erin", "a wrong guess")

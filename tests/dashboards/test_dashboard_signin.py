@@ -1,6 +1,6 @@
 """Nothing but the sign-in for a stranger; a wrong password gets nothing either."""
 
-from conftest import APP, PASSWORD, USER
+from conftest import PASSWORD, USER, new_app
 from streamlit.testing.v1 import AppTest
 
 
@@ -10,7 +10,7 @@ def _all_text(app: AppTest) -> str:
 
 
 def test_a_stranger_sees_only_the_sign_in(seeded) -> None:
-    app = AppTest.from_file(str(APP), default_timeout=120).run()
+    app = new_app().run()
     assert not app.exception
     assert [t.label for t in app.text_input] == ["Username", "Password"]
     assert len(app.dataframe) == 0 and len(app.metric) == 0
@@ -23,7 +23,7 @@ def test_a_stranger_sees_only_the_sign_in(seeded) -> None:
 
 
 def test_wrong_password_is_refused(seeded) -> None:
-    app = AppTest.from_file(str(APP), default_timeout=120).run()
+    app = new_app().run()
     app.text_input(key="signin_username").input(USER)
     app.text_input(key="signin_password").input(PASSWORD + "x")
     app.button[0].click().run()
@@ -42,7 +42,7 @@ def test_with_an_oidc_provider_a_stranger_gets_only_its_button(seeded, monkeypat
 
     monkeypatch.setenv("LUNG_DASHBOARD_AUTH_PROVIDER", "default")
     settings_module.get_settings.cache_clear()
-    app = AppTest.from_file(str(APP), default_timeout=120).run()
+    app = new_app().run()
     assert not app.exception
     assert [b.label for b in app.button] == ["Sign in"]
     assert len(app.text_input) == 0 and len(app.dataframe) == 0
