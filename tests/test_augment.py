@@ -1,0 +1,50 @@
+"""Training augmentation: same shape and range, reproducible, and batches cover every slice."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lung_model.augment import AugmentedSlices, augment_slice
+from lung_model.trainer import class_weights
+
+
+def square(size: int = 32) -> np.ndarray:
+    image = np.zeros((size, size, 1), dtype=np.float32)
+    image[8:24, 10:22] = 0.7  # a bright body on black
+    return image
+
+
+def test_augmented_slice_keeps_shape_range_and_black_background() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        out = augment_slice(square(), rng)
+        assert out.shape == (32, 32, 1) and out.dtype == np.float32
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        assert out[0, 0, 0] == 0.0 and out[-1, -1, 0] == 0.0  # corners stay black
+        assert 0.2 < out.mean() / square().mean() < 2.0  # the body is still there
+
+
+def test_augmentation_is_reproducible_from_the_seed() -> None:
+    a = augment_slice(square(), np.random.default_rng(7))
+    b = augment_slice(square(), np.random.default_rng(7))
+    c = augment_slice(square(), np.random.default_rng(8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_batches_cover_every_slice_once_per_epoch() -> None:
+    x = np.arange(10, dtype=np.float32)[:, None, None, None] * np.ones((1, 4, 4, 1), np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 0, 0, 0, 0, 0, 1, 1, 2, 2]]
+    labels = y.argmax(1)
+    weights = np.array([class_weights(labels)[int(c)] for c in labels], dtype=np.float32)
+    data = AugmentedSlices(x, y, weights, batch_size=4, seed=1, augment=False)
+    assert len(data) == 3
+    seen = np.concatenate([data[i][0][:, 0, 0, 0] for i in range(len(data))])
+    assert sorted(seen.tolist()) == list(range(10))
+    first_order = seen.copy()
+    data.on_epoch_end()
+    again = np.concatenate([data[i][0][:, 0, 0, 0] for i in range(len(data))])
+    assert sorted(again.tolist()) == list(range(10)) and not np.array_equal(again, first_order)
+    # balanced weights: each class carries the same total weight
+    totals = [weights[labels == c].sum() for c in range(3)]
+    np.testing.assert_allclose(totals, totals[0])
