@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,9 +33,15 @@ def test_migrations_apply_once_then_nothing(empty_pg_url: str) -> None:
 
 
 def test_two_processes_migrating_at_once_apply_each_migration_once(empty_pg_url: str) -> None:
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(2) as pool:
-        results = pool.map(db.migrate, [empty_pg_url, empty_pg_url])
+    code = "import json, sys; from lung_model.db import migrate; print(json.dumps(migrate(sys.argv[1])))"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, empty_pg_url], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = [json.loads(process.communicate(timeout=120)[0]) for process in processes]
+    assert all(process.returncode == 0 for process in processes)
     applied = sorted(results, key=len)
     assert applied[0] == []
     assert applied[1] and applied[1][0].startswith("0001")
