@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -131,12 +132,42 @@ def scored(settings: Settings, names: list[str]) -> dict[str, tuple[str, int, in
 
 
 @pytest.fixture(scope="module")
-def retrained(deployment: Deployment) -> dict[str, str]:
-    conf = {"config": "tiny", "data_dir": str(deployment.tiny_data)}
-    airflow_setup.airflow(
-        "dags", "test", "lung_retrain", "-c", json.dumps(conf), env=deployment.env
+def dag_runs(deployment: Deployment) -> dict[str, dict[str, str]]:
+    """`lung_retrain` (tiny config), the tiny model as champion (an operator override when
+    the gate rejected it), two studies dropped, then `lung_batch_score`: in one interpreter."""
+    settings = deployment.settings
+    slices = sorted((deployment.tiny_data / "Malignant cases").glob("*.jpg"))
+    drop_study(settings, "dagtest-a", slices[:3])
+    drop_study(settings, "dagtest-b", slices[3:5], junk=True)
+    steps = [
+        {
+            "dag_id": "lung_retrain",
+            "conf": {"config": "tiny", "data_dir": str(deployment.tiny_data)},
+        },
+        {"promote_if_no_champion": True},
+        {"dag_id": "lung_batch_score"},
+    ]
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("dag_runner.py")), json.dumps(steps)],
+        env={**os.environ, **deployment.env},
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
     )
-    return task_states(deployment.metadata_url, "lung_retrain")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {
+        run["dag_id"]: {
+            "state": run["state"],
+            **task_states(deployment.metadata_url, run["dag_id"]),
+        }
+        for run in runs
+    }
+
+
+@pytest.fixture(scope="module")
+def retrained(dag_runs: dict[str, dict[str, str]]) -> dict[str, str]:
+    return dag_runs["lung_retrain"]
 
 
 def test_retrain_runs_every_step_and_takes_one_branch(
@@ -145,37 +176,46 @@ def test_retrain_runs_every_step_and_takes_one_branch(
     steps = ["dvc_pull", "audit", "split", "train", "evaluate", "register_challenger", "gate"]
     assert {t: retrained[t] for t in steps} == dict.fromkeys(steps, "success")
     assert retrained["promote_or_reject"] == "success" and retrained["notify"] == "success"
+    assert retrained["state"] == "success"
     assert sorted([retrained["promote"], retrained["reject"]]) == ["skipped", "success"]
     with db.get_engine(deployment.settings).connect() as connection:
         events = connection.execute(
-            text("SELECT decision, actor FROM promotion_events WHERE candidate_version = '1'")
+            text(
+                "SELECT decision, actor FROM promotion_events WHERE candidate_version = '1' AND actor = 'gate'"
+            )
         ).all()
     assert len(events) == 1 and events[0][1] == "gate"
     decided = "promote" if events[0][0] == "promoted" else "reject"
     assert retrained[decided] == "success"
+    engine = create_engine(deployment.metadata_url)
+    with engine.connect() as connection:  # what the plugin's "MLflow run" button opens
+        links = connection.execute(
+            text(
+                "SELECT task_id, value FROM xcom WHERE dag_id = 'lung_retrain' "
+                "AND key = 'mlflow_run_url'"
+            )
+        ).all()
+    engine.dispose()
+    assert {task for task, _ in links} == {"train", "evaluate", "register_challenger"}
+    assert all("http://127.0.0.1:5000/#/experiments/" in str(value) for _, value in links)
 
 
 @pytest.fixture(scope="module")
-def champion(deployment: Deployment, retrained: dict[str, str]) -> str:
-    """The tiny model as champion (an operator override when the gate rejected it)."""
-    from lung_model.promotion import promote
+def champion(deployment: Deployment, dag_runs: dict[str, dict[str, str]]) -> str:
     from lung_model.retrain import champion_version
 
-    if champion_version(deployment.settings) is None:
-        promote("1", "tiny model for the DAG tests", deployment.settings, actor="test")
-    return "1"
+    version = champion_version(deployment.settings)
+    assert version is not None
+    return version
 
 
 def test_batch_score_scores_and_quarantines_into_postgres(
-    deployment: Deployment, champion: str
+    deployment: Deployment, champion: str, dag_runs: dict[str, dict[str, str]]
 ) -> None:
     settings = deployment.settings
-    slices = sorted((deployment.tiny_data / "Malignant cases").glob("*.jpg"))
-    drop_study(settings, "dagtest-a", slices[:3])
-    drop_study(settings, "dagtest-b", slices[3:5], junk=True)
-    airflow_setup.airflow("dags", "test", "lung_batch_score", env=deployment.env)
-    states = task_states(deployment.metadata_url, "lung_batch_score")
+    states = dag_runs["lung_batch_score"]
     assert states == {
+        "state": "success",
         "wait_for_ready_study": "success",
         "claim_ready_studies": "success",
         "score_study[0]": "success",
@@ -299,4 +339,4 @@ def test_celery_worker_runs_batch_score(
         ).scalar()
     engine.dispose()
     assert queues["score_study"] == "tensorflow" and queues["publish"] == "default"
-    assert results and results >= len(states)  # the PostgreSQL result backend has them
+    assert results and results >= 1  # task results went through the PostgreSQL backend
