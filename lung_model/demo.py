@@ -121,6 +121,22 @@ def _states(
     return str(run[0]), str(run[1]), tasks
 
 
+def last_output(settings: Settings, dag_id: str, run_id: str, task: str) -> str | None:
+    """The newest line the running task printed (e.g. Keras' epoch line), from its log."""
+    folder = airflow_setup.airflow_home(settings) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    logs = sorted((folder / f"task_id={task}").glob("**/attempt=*.log"))
+    if not logs:
+        return None
+    for line in reversed(logs[-1].read_text(errors="replace").splitlines()[-20:]):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("logger") == "task.stdout" and event.get("event"):
+            return str(event["event"])[:160]
+    return None
+
+
 def watch(
     env: dict[str, str],
     dag_id: str,
@@ -131,12 +147,18 @@ def watch(
     """Print task state changes of the run (or the latest run) until it finishes, or until
     `done()` holds; return the last run state seen."""
     seen: dict[str, str] = {}
+    printed: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current, state, tasks = _states(env, dag_id, run_id)
         for task, task_state in tasks.items():
             if seen.get(task) != task_state:
                 say(f"  {dag_id} {current} {task}: {task_state}")
+            if task_state == "running" and "[" not in task:
+                line = last_output(get_settings(), dag_id, current, task)
+                if line and line != printed.get(task):
+                    say(f"    {task} | {line}")
+                    printed[task] = line
         seen = tasks
         if done is not None and done():
             return state
