@@ -215,7 +215,17 @@ def drop_into_inbox(settings: Settings, studies: dict[str, list[Path]]) -> list[
     return list(studies)
 
 
-def study_results(settings: Settings, names: Iterable[str]) -> list[tuple[object, ...]]:
+def last_batch_id(settings: Settings) -> int:
+    with db.get_engine(settings).connect() as connection:
+        return int(
+            connection.execute(text("SELECT coalesce(max(id), 0) FROM scan_batches")).scalar_one()
+        )
+
+
+def study_results(
+    settings: Settings, names: Iterable[str], after: int = 0
+) -> list[tuple[object, ...]]:
+    """The batches (newer than `after`) of these studies with their verdicts."""
     with db.get_engine(settings).connect() as connection:
         return list(
             connection.execute(
@@ -223,8 +233,8 @@ def study_results(settings: Settings, names: Iterable[str]) -> list[tuple[object
                                s.predicted_class, round(s.max_p_malignant::numeric, 3),
                                s.needs_review, b.model_version
                         FROM scan_batches b LEFT JOIN study_results s ON s.batch_id = b.id
-                        WHERE b.study = ANY(:names) ORDER BY b.id DESC"""),
-                {"names": list(names)},
+                        WHERE b.study = ANY(:names) AND b.id > :after ORDER BY b.id"""),
+                {"names": list(names), "after": after},
             )
         )
 
@@ -266,6 +276,7 @@ def cli_demo(args: argparse.Namespace) -> int:
         run_id = trigger(env, "lung_retrain", {"config": args.config})
         state = watch(env, "lung_retrain", run_id, timeout=args.timeout)
         say(f"lung_retrain finished: {state}; champion now {champion_version(settings)}")
+    before = last_batch_id(settings)
     names = drop_into_inbox(settings, demo_studies(settings.raw_data, per_class=args.studies))
     say(f"dropped {len(names)} study folders into {settings.inbox}: {', '.join(names)}")
     for dag_id in ("lung_feedback", "lung_monitoring", "lung_batch_score"):
@@ -273,14 +284,15 @@ def cli_demo(args: argparse.Namespace) -> int:
     say("lung_batch_score is unpaused: its sensor notices the ready folders")
 
     def scored() -> bool:
-        rows = study_results(settings, names)
+        rows = study_results(settings, names, before)
         return len({r[0] for r in rows if r[1] in ("done", "failed")}) == len(names)
 
     watch(env, "lung_batch_score", None, timeout=args.timeout, done=scored)
-    rows = study_results(settings, names)
+    rows = study_results(settings, names, before)
     state = "success" if all(r[1] == "done" for r in rows) else "failed"
     say(f"scored: {state}")
-    for row in study_results(settings, names):
+    print("  study  status  scored  quarantined  class  max_p_malignant  needs_review  model")
+    for row in rows:
         print("  " + "  ".join(str(value) for value in row))
     print_access(settings)
     return 0 if state == "success" else 1
