@@ -4,8 +4,9 @@ Without PATH it scores every ready study of the inbox by the inbox protocol (cla
 score, archive; stranded claims first). With PATH (one study folder, or a folder of study
 folders) it scores every image below it in place, moving nothing. The model is loaded
 once, only when there is something to score. Exit codes: 0 the run completed (quarantined
-files included), 2 no model to score with, 3 database unavailable, 4 PATH is not a folder;
-each failure prints one line.
+files included), 2 no model to score with, 3 database unavailable (also when it goes away
+mid-run: the claim is resumed by the next run), 4 PATH is not a folder; each failure
+prints one line.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def _describe(summary: StudySummary) -> str:
 
 
 def cli_score(args: argparse.Namespace) -> int:
+    import psycopg2
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
     from tqdm import tqdm
 
     from lung_model.db import get_engine
@@ -164,10 +167,14 @@ def cli_score(args: argparse.Namespace) -> int:
             model, engine, settings, id_key=patient_key(settings.secrets_dir), on_file=on_file
         )
         summaries = []
-        for target in targets:
-            summary = scorer.score_in_place(target) if in_place else scorer.score_claimed(target)
-            summaries.append(summary)
-            bar.write(_describe(summary), file=sys.stdout)
+        try:
+            for target in targets:
+                score = scorer.score_in_place if in_place else scorer.score_claimed
+                summaries.append(summary := score(target))
+                bar.write(_describe(summary), file=sys.stdout)
+        except (OperationalError, psycopg2.OperationalError) as error:  # server went away
+            bar.close()  # the claim stays in processing/ and the next run resumes it
+            return _fail(f"database unavailable: {_one_line(getattr(error, 'orig', error))}", 3)
     bar.close()
     done = [s for s in summaries if s.status in ("done", "failed")]
     print(
