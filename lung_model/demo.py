@@ -188,6 +188,20 @@ def champion_version(settings: Settings) -> str | None:
         return None
 
 
+def override_gate(settings: Settings) -> None:
+    """No champion after the retrain (the gate rejected the model): for the demo only, promote
+    the newest version by operator override, recorded with its reason, and say so loudly."""
+    from lung_model.promotion import promote
+
+    reason = "make demo: no champion yet and the gate rejected the newest model"
+    decision = promote("latest", reason, settings, actor="make-demo")
+    say(
+        f"WARNING: the gate rejected the model, so there was no champion. For the demo only, "
+        f"version {decision.candidate_version} was promoted by operator override (recorded in "
+        f"promotion_events). It did not pass the safety floors: not for clinical use."
+    )
+
+
 def demo_studies(data_dir: Path, per_class: int = 1, slices: int = 8) -> dict[str, list[Path]]:
     """A few study folders of consecutive slices per class, from the labelled data."""
     from lung_model.dataset import scan
@@ -276,6 +290,8 @@ def cli_demo(args: argparse.Namespace) -> int:
         run_id = trigger(env, "lung_retrain", {"config": args.config})
         state = watch(env, "lung_retrain", run_id, timeout=args.timeout)
         say(f"lung_retrain finished: {state}; champion now {champion_version(settings)}")
+    if champion_version(settings) is None:
+        override_gate(settings)
     before = last_batch_id(settings)
     names = drop_into_inbox(settings, demo_studies(settings.raw_data, per_class=args.studies))
     say(f"dropped {len(names)} study folders into {settings.inbox}: {', '.join(names)}")
