@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from lung_model.scoring.engine import FileOutcome, Scorer, StudySummary
+from lung_model.scoring.files import printable
 from lung_model.scoring.inbox import find_ready_studies
 from lung_model.settings import get_settings
 
@@ -148,7 +149,7 @@ def cli_score(args: argparse.Namespace) -> int:
             probs = outcome.probabilities
             writer.writerow(
                 {
-                    "path": str(outcome.location),
+                    "path": printable(str(outcome.location)),
                     "study": outcome.study,
                     "status": outcome.status,
                     "reason": outcome.reason or "",

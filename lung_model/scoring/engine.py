@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from lung_model.scoring import inbox, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
-from lung_model.scoring.files import InputFile, list_inputs
+from lung_model.scoring.files import InputFile, list_inputs, printable
 from lung_model.scoring.predictor import Predictor, Prepare, preparer_for
 from lung_model.scoring.study import SliceStats, study_verdict
 from lung_model.settings import Settings
@@ -99,7 +99,9 @@ class Scorer:
         their place under `destination` (the archive); without, nothing moves."""
         files = list_inputs(root, self.settings.ready_marker)
         summary = StudySummary(study=study, folder=str(root), status="done")
-        summary.batch_id = batch_id = store.open_batch(self.engine, study, source_path, self.model)
+        summary.batch_id = batch_id = store.open_batch(
+            self.engine, printable(study), printable(source_path), self.model
+        )
         for batch in decoded_batches(
             files, self._decode, self.settings.score_batch_size, self.workers
         ):
@@ -121,9 +123,10 @@ class Scorer:
         probabilities: dict[str, store.Probabilities],
     ) -> None:
         """Move an unreadable file to quarantine (inbox mode), then report the outcome."""
-        location = destination / d.file.relpath if destination else d.file.entry
+        real = d.file.entry.relative_to(claimed) if claimed else Path(d.file.relpath)
+        location = destination / real if destination else d.file.entry
         if d.x is None and claimed is not None:
-            location = inbox.quarantine(d.file.entry, d.file.relpath, claimed, self.settings)
+            location = inbox.quarantine(d.file.entry, real.as_posix(), claimed, self.settings)
         if self.on_file:
             probs = probabilities.get(d.row.sha256 or "") if d.x is not None else None
             row = d.row
@@ -179,7 +182,9 @@ class Scorer:
     def _refuse_linked_study(self, claimed: Path, study: str) -> StudySummary:
         """A study folder that is a symlink is never read: quarantined whole, with a reason."""
         reason = "study folder is a symbolic link: not followed"
-        batch_id = store.open_batch(self.engine, study, str(claimed), self.model)
+        batch_id = store.open_batch(
+            self.engine, printable(study), printable(str(claimed)), self.model
+        )
         location = inbox.quarantine(claimed, "", claimed, self.settings)
         inbox.release(claimed)
         stats = SliceStats(0, 0.0, 0.0, 0.0, 0.0, 0)

@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def printable(name: str) -> str:
+    """A file name as valid UTF-8 text for the database and CSV: bytes that are not UTF-8
+    (kept by Python as surrogate escapes) are written as `\\xNN`."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class InputFile:
     relpath: str  # POSIX path relative to the study folder: the name stored in `images`
@@ -45,7 +51,7 @@ def list_inputs(root: Path, marker: str | None = None) -> list[InputFile]:
         with os.scandir(folder) as entries:
             for item in entries:
                 path = Path(item.path)
-                relpath = path.relative_to(root).as_posix()
+                relpath = printable(path.relative_to(root).as_posix())
                 if folder == root and item.name == marker:
                     continue
                 mode = item.stat(follow_symlinks=False).st_mode

@@ -120,6 +120,8 @@ def test_hostile_files_end_quarantined_and_nothing_is_read_through_links(
     (study / "noise.png").write_bytes(os.urandom(5000))
     (study / "a png named.dcm").write_bytes((lambda b: b)(_png_bytes()))
     (study / "ünïcødé name; rm -rf ~.jpg").write_bytes((study / "slice_000.jpg").read_bytes())
+    latin1 = os.fsdecode(b"caf\xe9\nline.jpg")  # not UTF-8, with a newline
+    (study / latin1).write_bytes((study / "slice_000.jpg").read_bytes())
     wide = Image.new("L", (4097, 4097))
     wide.save(study / "huge.png")
     Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(
@@ -147,11 +149,12 @@ def test_hostile_files_end_quarantined_and_nothing_is_read_through_links(
         "link_in.jpg",
         "a png named.dcm",
         "ünïcødé name; rm -rf ~.jpg",
+        "caf\\xe9\nline.jpg",
         "deep.png",
         "alpha.png",
     ):
         assert status[name] == "scored", name
-    assert summary.n_files == len(status) == 14
+    assert summary.n_files == len(status) == 15
     secret_sha = rows(engine, "SELECT count(*) FROM images WHERE path LIKE '%secret%'")
     assert secret_sha == [(0,)] and secret.exists()  # never read, never moved
     assert (settings.quarantine / "S-hostile" / "link_out.jpg").is_symlink()
