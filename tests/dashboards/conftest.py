@@ -4,44 +4,19 @@ account; `signed_in` returns an AppTest of the dashboard after a real sign-in.""
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg2
 import pytest
-from sqlalchemy import text
+from dashboard_helpers import PASSWORD, USER, new_app, seed_study
 from streamlit.testing.v1 import AppTest
 
-from lung_model import db
 from lung_model.review import accounts
-from lung_model.settings import PROJECT_ROOT, Settings
+from lung_model.settings import Settings
 
 SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-APP = PROJECT_ROOT / "dashboards" / "app.py"
-USER, PASSWORD = "alice", "correct horse battery"
-MODEL = "lung-ct-classifier"
-RAW = PROJECT_ROOT / "data" / "raw"
-
-
-_components: list[object] = []
-
-
-def new_app() -> AppTest:
-    """An AppTest of the dashboard. Streamlit scans every installed distribution for
-    components on each new AppTest (seconds each); the scan result is shared instead."""
-    app = AppTest.from_file(str(APP), default_timeout=120)
-    if hasattr(app, "_bidi_component_manager"):
-        if not _components:
-            from streamlit.components.v2.component_manager import BidiComponentManager
-
-            manager = BidiComponentManager()
-            manager.discover_and_register_components(start_file_watching=False)
-            _components.append(manager)
-        app._bidi_component_manager = _components[0]
-    return app
 
 
 def _admin(statement: str) -> None:
@@ -70,79 +45,6 @@ class Seeded:
     uncertain: int
     low: int
     image_ids: dict[int, list[int]]
-
-
-def _slices() -> list[Path]:
-    names = ["Malignant cases/Malignant case (1).jpg", "Bengin cases/Bengin case (1).jpg"]
-    names.append("Normal cases/Normal case (1).jpg")
-    return [RAW / name for name in names]
-
-
-def seed_study(
-    settings: Settings, study: str, p_malignant: list[float], needs_review: bool = False
-) -> tuple[int, list[int]]:
-    """A scored study: a batch, slice files in the archive, predictions and a study result."""
-    engine = db.get_engine(settings)
-    folder = settings.archive / study
-    folder.mkdir(parents=True, exist_ok=True)
-    image_ids = []
-    with engine.begin() as connection:
-        batch_id = connection.execute(
-            text(
-                "INSERT INTO scan_batches (study, source_path, status, n_files, n_scored, "
-                "model_name, model_version, finished_at) VALUES (:s, :p, 'done', :n, :n, :m, '1',"
-                " now() + interval '2 seconds') RETURNING id"
-            ),
-            {"s": study, "p": str(settings.inbox / study), "n": len(p_malignant), "m": MODEL},
-        ).scalar_one()
-        for index, (p, source) in enumerate(zip(p_malignant, _slices() * 9, strict=False)):
-            name = f"slice-{index:02d}.jpg"
-            shutil.copy(source, folder / name)
-            sha = uuid.uuid4().hex * 2
-            image_ids.append(
-                connection.execute(
-                    text(
-                        "INSERT INTO images (batch_id, path, sha256, format, status) "
-                        "VALUES (:b, :path, :sha, 'jpeg', 'scored') RETURNING id"
-                    ),
-                    {"b": batch_id, "path": name, "sha": sha},
-                ).scalar_one()
-            )
-            rest = (1 - p) / 2
-            connection.execute(
-                text(
-                    "INSERT INTO predictions (image_sha256, model_name, model_version, "
-                    "data_version, p_normal, p_benign, p_malignant, predicted_class) VALUES "
-                    "(:sha, :m, '1', 'data-v1', :rest, :rest, :p, :c)"
-                ),
-                {
-                    "sha": sha,
-                    "m": MODEL,
-                    "rest": rest,
-                    "p": p,
-                    "c": "malignant" if p > 0.5 else "normal",
-                },
-            )
-        top = max(p_malignant)
-        connection.execute(
-            text(
-                "INSERT INTO study_results (batch_id, model_name, model_version, data_version, "
-                "n_slices, max_p_malignant, mean_p_malignant, n_malignant_slices, "
-                "predicted_class, needs_review) VALUES (:b, :m, '1', 'data-v1', :n, :top, :mean,"
-                " :over, :c, :u)"
-            ),
-            {
-                "b": batch_id,
-                "m": MODEL,
-                "n": len(p_malignant),
-                "top": top,
-                "mean": sum(p_malignant) / len(p_malignant),
-                "over": sum(p > 0.5 for p in p_malignant),
-                "c": "malignant" if top > 0.5 else "normal",
-                "u": needs_review,
-            },
-        )
-    return int(batch_id), image_ids
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import APP, PASSWORD, USER
+from dashboard_helpers import APP, PASSWORD, USER
 from sqlalchemy import text
 
 from lung_model import db

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODEL, RAW
+from dashboard_helpers import MODEL, RAW
 from sqlalchemy import text
 
 from lung_model import db

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from conftest import USER
+from dashboard_helpers import USER
 from sqlalchemy import text
 
 from lung_model import db
@@ -127,7 +127,7 @@ def test_operations_page(signed_in, seeded) -> None:
 
 
 def test_hostile_study_names_are_shown_literally(signed_in, seeded) -> None:
-    from conftest import seed_study
+    from dashboard_helpers import seed_study
 
     name = "[x](javascript:alert(1)) 'q'; DROP TABLE reviews; -- ünï_%"
     batch_id, _ = seed_study(seeded.settings, name, [0.7])

@@ -1,6 +1,6 @@
 """Nothing but the sign-in for a stranger; a wrong password gets nothing either."""
 
-from conftest import PASSWORD, USER, new_app
+from dashboard_helpers import PASSWORD, USER, new_app
 from streamlit.testing.v1 import AppTest
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from conftest import MODEL
+from dashboard_helpers import MODEL
 from sqlalchemy import text
 
 from lung_model import db

@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 from scoring_toys import ToyPredictor
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from lung_model.db import get_engine
-from lung_model.settings import PROJECT_ROOT, Settings
-
-RAW = PROJECT_ROOT / "data" / "raw"
-
-
-def real_slices(count: int, start: int = 0) -> list[Path]:
-    """`count` real slices of distinct content (the dataset holds exact duplicates)."""
-    seen: set[str] = set()
-    chosen: list[Path] = []
-    with (RAW / "MANIFEST.csv").open() as handle:
-        for row in list(csv.DictReader(handle))[start:]:
-            if row["sha256"] not in seen:
-                seen.add(row["sha256"])
-                chosen.append(RAW / row["path"])
-            if len(chosen) == count:
-                return chosen
-    raise RuntimeError("not enough slices in data/raw (run `make data`)")
-
-
-def make_study(parent: Path, name: str, slices: list[Path], ready: str | None = "_READY") -> Path:
-    """A study folder of copied slices (half of them in a series sub-folder)."""
-    folder = parent / name
-    for index, source in enumerate(slices):
-        target = folder / ("series1" if index % 2 else "") / f"slice_{index:03d}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    folder.mkdir(parents=True, exist_ok=True)
-    if ready:
-        (folder / ready).touch()
-    return folder
+from lung_model.settings import Settings
 
 
 @pytest.fixture
@@ -53,8 +21,3 @@ def engine(settings: Settings) -> Engine:
 def toy(request: pytest.FixtureRequest) -> ToyPredictor:
     """A fresh model version per test, so tests sharing the database never share rows."""
     return ToyPredictor(version=f"{request.node.name[:30]}-{uuid.uuid4().hex[:6]}")
-
-
-def rows(engine: Engine, sql: str, **params: object) -> list[tuple[object, ...]]:
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text(sql), params)]

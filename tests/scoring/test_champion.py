@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import make_study, real_slices, rows
+from scoring_helpers import make_study, real_slices, rows
 from sqlalchemy import Engine
 
 from lung_model.cli import main

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_study, real_slices, rows
+from scoring_helpers import make_study, real_slices, rows
 from scoring_toys import KerasPredictor, ToyPredictor, tiny_keras_model
 from sqlalchemy import Engine
 

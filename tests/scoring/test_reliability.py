@@ -9,7 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from conftest import make_study, real_slices, rows
+from scoring_helpers import make_study, real_slices, rows
 from sqlalchemy import Engine
 
 from lung_model.settings import Settings
