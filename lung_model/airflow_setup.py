@@ -185,7 +185,9 @@ def environment(
     return env
 
 
-def airflow(*args: str, env: dict[str, str], check: bool = True) -> str:
+def airflow(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float | None = None
+) -> str:
     """Run one `airflow` CLI command of this venv with `env`; return its output."""
     done = subprocess.run(
         [str(Path(sys.executable).with_name("airflow")), *args],
@@ -193,6 +195,7 @@ def airflow(*args: str, env: dict[str, str], check: bool = True) -> str:
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
+        timeout=timeout,
     )
     if check and done.returncode != 0:
         raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
