@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 
 from lung_model import airflow_setup, db, dvc_data, services
@@ -185,6 +186,12 @@ def test_retrain_runs_every_step_and_takes_one_branch(
             )
         ).all()
     assert len(events) == 1 and events[0][1] == "gate"
+    if events[0][0] == "rejected":  # the tiny model: `make demo`'s override made it champion
+        with db.get_engine(deployment.settings).connect() as connection:
+            actor = connection.execute(
+                text("SELECT actor FROM promotion_events WHERE decision = 'override'")
+            ).scalar_one()
+        assert actor == "make-demo"
     decided = "promote" if events[0][0] == "promoted" else "reject"
     assert retrained[decided] == "success"
     engine = create_engine(deployment.metadata_url)
@@ -272,6 +279,9 @@ def celery_stack(deployment: Deployment) -> Iterator[CeleryStack]:
         metadata=deployment.metadata_url,
         broker_url="redis://127.0.0.1:6379/11",
     )
+    # Redis DB 11 is this test's own: drop messages a killed earlier run may have left, or
+    # the worker (concurrency 1) would pick those up first.
+    redis.Redis.from_url(env["AIRFLOW__CELERY__BROKER_URL"]).flushdb()
     airflow = str(Path(sys.executable).with_name("airflow"))
     worker_name = f"lung-test-{uuid.uuid4().hex[:6]}"
     stack = CeleryStack(
@@ -319,7 +329,9 @@ def test_celery_worker_runs_batch_score(
     services.wait_until_up(settings, celery_stack.api, timeout=180)
     slices = sorted((deployment.tiny_data / "Normal cases").glob("*.jpg"))
     drop_study(settings, "celery-a", slices[:2])
-    airflow_setup.airflow("dags", "test", "lung_batch_score", "--use-executor", env=env)
+    airflow_setup.airflow(
+        "dags", "test", "lung_batch_score", "--use-executor", env=env, timeout=400
+    )
     states = task_states(deployment.metadata_url, "lung_batch_score")
     assert set(states.values()) == {"success"} and "score_study[0]" in states
     assert scored(settings, ["celery-a"])["celery-a"][:2] == ("done", 2)
