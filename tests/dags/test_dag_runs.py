@@ -147,6 +147,8 @@ def dag_runs(deployment: Deployment) -> dict[str, dict[str, str]]:
         },
         {"promote_if_no_champion": True},
         {"dag_id": "lung_batch_score"},
+        {"dag_id": "lung_monitoring"},
+        {"dag_id": "lung_feedback"},
     ]
     done = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("dag_runner.py")), json.dumps(steps)],
@@ -352,3 +354,16 @@ def test_celery_worker_runs_batch_score(
     engine.dispose()
     assert queues["score_study"] == "tensorflow" and queues["publish"] == "default"
     assert results and results >= 1  # task results went through the PostgreSQL backend
+
+
+def test_monitoring_and_feedback_runs(
+    deployment: Deployment, dag_runs: dict[str, dict[str, str]]
+) -> None:
+    assert dag_runs["lung_monitoring"] == {"state": "success", "check": "success"}
+    with db.get_engine(deployment.settings).connect() as connection:
+        window = connection.execute(
+            text("SELECT window_end - window_start FROM monitoring_checks")
+        ).scalar_one()
+    assert window.days == 1  # the run's data interval: the past day
+    # No review yet: nothing to export, so no new data version and no retrain trigger.
+    assert dag_runs["lung_feedback"] == {"state": "success", "export_reviews": "skipped"}
