@@ -10,6 +10,7 @@ See https://keras.io/api/models/model_training_apis/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
@@ -122,7 +123,10 @@ def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = Non
     from lung_model.network import build_network
 
     keras.utils.set_random_seed(config.seed)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
+    # Only possible before TensorFlow's first op; a process that already ran one (a test
+    # session, a DAG worker that scored) keeps its setting.
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_inter_op_parallelism_threads(2)
     network = build_network(config.image_size, config.widths, config.dropout, config.norm)
     steps = max(1, -(-len(train.y) // config.batch_size)) * config.epochs
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
