@@ -84,7 +84,10 @@ def test_cli_scores_the_inbox_with_the_registered_champion(
     assert all(Path(r["path"]).exists() for r in table)  # archive/ and quarantine/ paths
     [(data_version, n)] = rows(
         engine,
-        "SELECT data_version, count(*) FROM predictions WHERE model_version = :v GROUP BY 1",
+        "SELECT p.data_version, count(*) FROM predictions p"
+        " JOIN images i ON i.sha256 = p.image_sha256"
+        " JOIN scan_batches b ON b.id = i.batch_id"
+        " WHERE b.study = 'S-champion' AND p.model_version = :v GROUP BY 1",
         v=version,
     )
     assert n == 5 and data_version and data_version != "untracked"
