@@ -6,26 +6,16 @@ session creates its own database there and drops it afterwards.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
+from pg_admin import SERVER_URL
+from pg_admin import admin as _admin
 
 from lung_model import settings as settings_module
 from lung_model.settings import Settings
-
-SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _admin(sql: str) -> None:
-    connection = psycopg2.connect(SERVER_URL)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
 
 
 def fresh_database_url() -> Iterator[str]:

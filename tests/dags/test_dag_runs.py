@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 import pytest
 import redis
+from pg_admin import SERVER_URL, admin
 from sqlalchemy import create_engine, text
 
 from lung_model import airflow_setup, db, dvc_data, services
@@ -27,7 +27,6 @@ from lung_model import settings as settings_module
 from lung_model.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow
-SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RAW = PROJECT_ROOT / "data" / "raw"
 # Three groups of two neighbouring slices per class: enough for a group split.
 TINY = {
@@ -44,14 +43,6 @@ class Deployment:
     env: dict[str, str]
     metadata_url: str
     tiny_data: Path
-
-
-def admin(sql: str) -> None:
-    connection = psycopg2.connect(SERVER_URL)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
 
 
 def tiny_dataset(target: Path) -> Path:

@@ -3,28 +3,18 @@ account; `signed_in` returns an AppTest of the dashboard after a real sign-in.""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import psycopg2
 import pytest
 from dashboard_helpers import PASSWORD, USER, new_app, seed_study
+from pg_admin import SERVER_URL
+from pg_admin import admin as _admin
 from streamlit.testing.v1 import AppTest
 
 from lung_model.review import accounts
 from lung_model.settings import Settings
-
-SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _admin(statement: str) -> None:
-    connection = psycopg2.connect(SERVER_URL)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(statement)
-    connection.close()
 
 
 @pytest.fixture(scope="session")
