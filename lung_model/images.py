@@ -3,7 +3,10 @@
 Formats are recognised by content, not by extension: JPEG and PNG (8- or 16-bit; gray,
 palette, RGB, RGBA, CMYK) through Pillow, DICOM through `lung_model.dicom`. Every decoder
 returns a 2-D float32 array in [0, 1]; `lung_model.preprocess` turns it into model input.
-Training and serving both read files through `read_gray`, so they see the same pixels.
+Given `reduce_to` (the model's input size), a JPEG is decoded at the strongest DCT reduction
+(1/2, 1/4 or 1/8, libjpeg's scaled IDCT) that keeps its longer side at least that large:
+several times cheaper than decoding 512x512 and resizing. Training and serving both read
+files this way (`lung_model.preprocess.load_file`), so they see the same pixels.
 Anything that cannot be scored raises `UnreadableImage` whose message is the reason stored
 with the quarantined file: empty, truncated, not an image, animated, decompression bombs
 and absurd sizes are refused before their pixels are decoded.
@@ -13,6 +16,7 @@ See https://pillow.readthedocs.io/en/stable/reference/Image.html
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -92,7 +96,14 @@ def _to_unit_gray(image: Image.Image) -> np.ndarray:
     return pixels
 
 
-def decode_raster(data: bytes, kind: str) -> DecodedImage:
+def _draft_size(width: int, height: int, reduce_to: int) -> tuple[int, int]:
+    """The size to ask `Image.draft` for: the longer side scaled to `reduce_to` (Pillow then
+    picks the largest DCT scale whose output is at least this big on both sides)."""
+    scale = min(1.0, reduce_to / max(width, height))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
+def decode_raster(data: bytes, kind: str, reduce_to: int | None = None) -> DecodedImage:
     """JPEG or PNG bytes to gray; refuses bombs, animations and truncated files."""
     try:
         with Image.open(io.BytesIO(data), formats=[kind.upper()]) as image:
@@ -103,8 +114,8 @@ def decode_raster(data: bytes, kind: str) -> DecodedImage:
                 raise UnreadableImage(f"image too small: {width}x{height} pixels")
             if getattr(image, "n_frames", 1) > 1:
                 raise UnreadableImage("animated or multi-image file: one slice per file expected")
-            if kind == "jpeg" and image.mode == "RGB":
-                image.draft("L", image.size)  # libjpeg emits luma itself: same pixels, faster
+            if kind == "jpeg":  # libjpeg emits luma itself, at a reduced scale if asked
+                image.draft("L", _draft_size(width, height, reduce_to or max(width, height)))
             image.load()
             gray = _to_unit_gray(image)
     except UnreadableImage:
@@ -118,15 +129,18 @@ def decode_raster(data: bytes, kind: str) -> DecodedImage:
     return DecodedImage(gray=gray, format=kind, width=width, height=height)
 
 
-def decode_bytes(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
-    """Decode a whole file's bytes; `id_key` keys the hash of DICOM patient identifiers."""
+def decode_bytes(
+    data: bytes, *, id_key: bytes | None = None, reduce_to: int | None = None
+) -> DecodedImage:
+    """Decode a whole file's bytes; `id_key` keys the hash of DICOM patient identifiers;
+    `reduce_to` allows a JPEG's longer side to be decoded down to that many pixels."""
     if not data:
         raise UnreadableImage("empty file")
     if len(data) > MAX_FILE_BYTES:
         raise UnreadableImage(f"file too large: {len(data)} bytes (limit {MAX_FILE_BYTES})")
     kind = sniff_format(data[:132])
     if kind in ("jpeg", "png"):
-        return decode_raster(data, kind)
+        return decode_raster(data, kind, reduce_to)
     if kind == "dicom":
         from lung_model.dicom import decode_dicom
 
@@ -156,6 +170,6 @@ def read_limited(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
-def read_gray(path: Path) -> DecodedImage:
-    """Decode the file at `path` (the one function training and serving both call)."""
-    return decode_bytes(read_limited(Path(path)))
+def read_gray(path: Path, reduce_to: int | None = None) -> DecodedImage:
+    """Decode the file at `path` (full size unless `reduce_to`, see `decode_bytes`)."""
+    return decode_bytes(read_limited(Path(path)), reduce_to=reduce_to)

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.images import read_gray
-from lung_model.preprocess import PreprocessConfig, prepare
+from lung_model.preprocess import PreprocessConfig, load_file, prepare
 from lung_model.settings import CLASSES, Settings, get_settings
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
@@ -86,6 +85,10 @@ class LoadedModel:
     def prepare(self, gray: np.ndarray) -> np.ndarray:
         return prepare(gray, self.preprocess)
 
+    def prepare_file(self, path: Path) -> np.ndarray:
+        """A slice file to this model's input, decoded and prepared as in training."""
+        return load_file(path, self.preprocess)
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """(N, size, size, 1) prepared slices -> (N, 3) calibrated probabilities."""
         if len(batch) == 0:
@@ -107,7 +110,8 @@ class LoadedModel:
 
     def predict_files(self, paths: Sequence[Path]) -> list[Prediction]:
         """Slice files -> one Prediction each (raises UnreadableImage on a bad file)."""
-        return self.predict_grays([read_gray(p).gray for p in paths])
+        batch = np.stack([self.prepare_file(p) for p in paths]) if paths else np.zeros((0,))
+        return [self._prediction(p) for p in self.predict_arrays(batch)]
 
     def _prediction(self, probabilities: np.ndarray) -> Prediction:
         return Prediction(

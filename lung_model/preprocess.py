@@ -3,9 +3,11 @@
 `prepare` turns a decoded gray slice (`lung_model.images.read_gray`) into a square
 (size, size, 1) float32 array: aspect-preserving resize of the longer side, robust intensity
 normalisation (percentiles to [0, 1]), then zero padding to a centred square, so the image's
-shape cannot tell the class. The `PreprocessConfig` is logged with every model (MLflow model
-metadata, see https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html) and
-serving reads it back from the model, so both sides always run the same steps.
+shape cannot tell the class. Files are decoded for it at reduced scale (`load_file`, i.e.
+`read_gray(path, reduce_to=image_size)`), in training and serving alike. The
+`PreprocessConfig` is logged with every model (MLflow model metadata, see
+https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html) and serving
+reads it back from the model, so both sides always run the same steps.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lung_model.crop import crop
 from lung_model.images import read_gray
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: JPEGs decoded at reduced DCT scale
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class PreprocessConfig:
     image_size: int = 160
     low_percentile: float = 0.5
     high_percentile: float = 99.5
+    crop: str = "none"  # "lungs", "body" or "none": what `lung_model.crop` cuts the slice to
     version: int = PREPROCESS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,6 +49,7 @@ class PreprocessConfig:
 
 def prepare(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """(H, W) gray in [0, 1] -> (size, size, 1) float32 model input."""
+    gray = crop(gray, config.crop)
     height, width = gray.shape
     size = config.image_size
     scale = size / max(height, width)
@@ -63,7 +68,7 @@ def prepare(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
 
 def load_file(path: Path, config: PreprocessConfig) -> np.ndarray:
     """Read and prepare one slice file (raises `UnreadableImage` with the reason)."""
-    return prepare(read_gray(path).gray, config)
+    return prepare(read_gray(path, reduce_to=config.image_size).gray, config)
 
 
 def load_files(

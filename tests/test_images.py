@@ -23,6 +23,13 @@ from lung_model.images import (
 from lung_model.settings import PROJECT_ROOT
 
 REAL_SLICE = PROJECT_ROOT / "data" / "raw" / "Normal cases" / "Normal case (1).jpg"
+WIDE_SLICE = (
+    Path(__file__).parent
+    / "fixtures"
+    / "iq-othnccd"
+    / "Malignant cases"
+    / "Malignant case (200).jpg"
+)
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -79,6 +86,25 @@ def test_a_real_slice_decodes() -> None:
     decoded = read_gray(REAL_SLICE)
 
     assert decoded.gray.shape == (512, 512) and 0.05 < float(decoded.gray.mean()) < 0.9
+
+
+def test_jpeg_is_decoded_at_reduced_scale_when_asked() -> None:
+    full = read_gray(REAL_SLICE)
+    reduced = read_gray(REAL_SLICE, reduce_to=128)  # 512 -> 1/4 DCT scale
+
+    assert reduced.gray.shape == (128, 128) and (reduced.width, reduced.height) == (512, 512)
+    box_mean = full.gray.reshape(128, 4, 128, 4).mean(axis=(1, 3))  # the same picture
+    assert np.abs(reduced.gray - box_mean).mean() < 0.02
+    assert read_gray(REAL_SLICE, reduce_to=100).gray.shape == (128, 128)  # never below
+    assert read_gray(REAL_SLICE, reduce_to=300).gray.shape == (512, 512)  # no 1/1.7 scale
+
+
+def test_reduced_scale_keeps_the_aspect_and_leaves_png_alone() -> None:
+    wide = read_gray(WIDE_SLICE, reduce_to=128)
+    png = decode_bytes(encode(Image.fromarray(GRADIENT), "PNG"), reduce_to=16)
+
+    assert wide.gray.shape == (128, 201) and (wide.width, wide.height) == (801, 512)
+    assert png.gray.shape == GRADIENT.shape
 
 
 def test_format_is_recognised_by_content_not_name(tmp_path: Path) -> None:

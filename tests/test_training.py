@@ -165,7 +165,7 @@ def test_serving_matches_training(trained: TrainResult, lenient: Settings) -> No
     assert (model.version, model.image_size) == (version, 32)
     split = Split.from_json(mlflow.artifacts.load_text(f"runs:/{trained.run_id}/{SPLIT_ARTIFACT}"))
     part = load_part(split, "test", FIXTURES, TINY.preprocess())
-    served = np.stack([model.prepare(read_gray(FIXTURES / p).gray) for p in part.paths])
+    served = np.stack([model.prepare_file(FIXTURES / p) for p in part.paths])
     np.testing.assert_array_equal(served, part.x)  # identical arrays, same function
 
     probabilities = model.predict(part.x)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from lung_model.images import read_gray
 from lung_model.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ def explain_file(
     cached = cache_path(settings, model, sha256, class_index)
     if cached.exists():
         return np.asarray(Image.open(cached).convert("RGB"))
-    image = explain_array(model, model.prepare(read_gray(path).gray), class_index)
+    image = explain_array(model, model.prepare_file(path), class_index)
     cached.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")

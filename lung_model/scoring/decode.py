@@ -64,7 +64,7 @@ def decode_file(
         "format": sniff_format(data[:132]),
     }
     try:
-        image = decode_bytes(data, id_key=id_key)
+        image = decode_bytes(data, id_key=id_key, reduce_to=image_size)
         facts.update(width=image.width, height=image.height)
         x = np.asarray(prepare(image.gray), dtype=np.float32)
     except UnreadableImage as error:
