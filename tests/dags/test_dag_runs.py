@@ -266,17 +266,20 @@ def celery_stack(deployment: Deployment) -> Iterator[CeleryStack]:
     settings = deployment.settings.model_copy(
         update={"airflow_url": f"http://127.0.0.1:{free_port()}"}
     )
+    run_id = uuid.uuid4().hex[:6]
     env = airflow_setup.environment(
         settings,
         executor="CeleryExecutor",
         metadata=deployment.metadata_url,
         broker_url="redis://127.0.0.1:6379/11",
     )
-    # Redis DB 11 is this test's own: drop messages a killed earlier run may have left, or
-    # the worker (concurrency 1) would pick those up first.
-    redis.Redis.from_url(env["AIRFLOW__CELERY__BROKER_URL"]).flushdb()
+    # Every Redis key (queues, bindings, pub/sub channels) of this run carries its own prefix,
+    # so concurrent test runs on one Redis never see each other's messages and nothing shared
+    # is flushed. See https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
+    prefix = f"lung-test-{run_id}:"
+    env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] = prefix
     airflow = str(Path(sys.executable).with_name("airflow"))
-    worker_name = f"lung-test-{uuid.uuid4().hex[:6]}"
+    worker_name = f"lung-test-{run_id}"
     stack = CeleryStack(
         settings,
         env,
@@ -313,6 +316,9 @@ def celery_stack(deployment: Deployment) -> Iterator[CeleryStack]:
     finally:
         for service in (stack.worker, stack.api):
             services.stop(settings, service.name, grace_seconds=10)
+        broker = redis.Redis.from_url(env["AIRFLOW__CELERY__BROKER_URL"])
+        for key in broker.scan_iter(match=f"{prefix}*"):  # this run's keys only
+            broker.delete(key)
 
 
 def test_celery_worker_runs_batch_score(
