@@ -1,0 +1,31 @@
+"""Fixtures for the attacks on the running system: the scoring tests' helpers, an engine,
+and a tiny champion registered once per session in an MLflow store of its own."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from lung_model.db import get_engine
+from lung_model.settings import Settings
+
+# The scoring tests' helpers (real slices, stand-in models) are plain modules in their folder.
+sys.path.insert(0, str(Path(__file__).parents[1] / "scoring"))
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Engine:
+    return get_engine(settings)
+
+
+@pytest.fixture(scope="session")
+def champion(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A one-epoch 32 px model trained on the fixture slices, registered and made champion
+    by operator override in its own MLflow store; the environment that finds it."""
+    from reliability_models import tiny_champion
+
+    yield tiny_champion(tmp_path_factory.mktemp("champion"), pg_url)

@@ -1,0 +1,119 @@
+"""Hostile inputs and the evidence the reliability tests compare: file snapshots, row counts."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+
+def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry below `root` (itself included): kind, content hash or link target, size,
+    mode and mtime in nanoseconds, never following a link. Equal snapshots: nothing changed."""
+    found: dict[str, tuple[object, ...]] = {}
+    for entry in [root, *sorted(root.rglob("*"))]:
+        info = entry.lstat()
+        if entry.is_symlink():
+            what: object = ("link", os.readlink(entry))
+        elif entry.is_file():
+            what = ("file", hashlib.sha256(entry.read_bytes()).hexdigest())
+        else:
+            what = ("dir",)
+        found[entry.relative_to(root).as_posix()] = (
+            what,
+            info.st_size,
+            info.st_mode,
+            info.st_mtime_ns,
+        )
+    return found
+
+
+def png_bytes(image: Image.Image, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(side: int = 30_000) -> bytes:
+    """A real decompression bomb: a valid 1-bit PNG of side x side black pixels (900 million
+    for 30000), about 110 kB on disk, 112 MB of zlib-compressed rows."""
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    rows = b"".join(packer.compress(row * 1000) for _ in range(side // 1000))
+    pixels = rows + packer.compress(row * (side % 1000)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", pixels)
+        + _chunk(b"IEND", b"")
+    )
+
+
+def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """A real JPEG whose frame header (SOF) claims another size: a bomb by its header."""
+    at = 2
+    while at < len(jpeg):
+        marker, length = jpeg[at + 1], struct.unpack(">H", jpeg[at + 2 : at + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            size = struct.pack(">HH", height, width)
+            return jpeg[: at + 5] + size + jpeg[at + 9 :]
+        at += 2 + length
+    raise ValueError("no SOF marker")
+
+
+def animated(kind: str) -> bytes:
+    frames = [Image.new("L", (64, 64), shade) for shade in (30, 200)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=kind, save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+def random_bytes(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def ct_slice(**elements: object) -> bytes:
+    """pydicom's bundled real CT slice (CT_small.dcm), with `elements` set; None deletes."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(str(get_testdata_file("CT_small.dcm", download=False)))
+    for name, value in elements.items():
+        if value is None:
+            delattr(ds, name)
+        else:
+            setattr(ds, name, value)
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def ct_no_decoder() -> bytes:
+    """The CT slice compressed (RLE), labelled with a transfer syntax no decoder exists for
+    (MPEG-2 video): what a site's archive may send that we cannot decode here."""
+    import pydicom
+    from pydicom.uid import MPEG2MPML, RLELossless
+
+    ds = pydicom.dcmread(io.BytesIO(ct_slice()))
+    ds.compress(RLELossless)
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def bundled_dicom(name: str) -> bytes:
+    from pydicom.data import get_testdata_file
+
+    return Path(str(get_testdata_file(name, download=False))).read_bytes()

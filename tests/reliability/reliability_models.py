@@ -1,0 +1,47 @@
+"""Real models for the reliability tests: trained by the training job on the fixture slices,
+registered in a temporary MLflow store (SQLite under its own LUNG_HOME), seconds each."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from lung_model.settings import PROJECT_ROOT, Settings
+
+FIXTURE_DATA = PROJECT_ROOT / "tests" / "fixtures" / "iq-othnccd"
+
+
+def store_settings(home: Path, pg_url: str) -> Settings:
+    """Settings of the store's owner: MLflow under `home`, results on the test database."""
+    return Settings(_env_file=None, home=home, database_url=pg_url)  # type: ignore[call-arg]
+
+
+def one_epoch_config() -> object:
+    from lung_model.trainer import TrainConfig
+
+    return replace(TrainConfig.tiny(), epochs=1, min_epochs=0, bootstrap_rounds=10)
+
+
+def train_and_register(settings: Settings) -> str:
+    """One training run (one epoch, 32 px), registered as the challenger; its version."""
+    from lung_model.registry import register
+    from lung_model.training import train_and_log
+
+    result = train_and_log(one_epoch_config(), FIXTURE_DATA, settings, progress=False)
+    return register(result.run_id, settings)
+
+
+def tiny_champion(home: Path, pg_url: str) -> dict[str, str]:
+    """A champion by operator override (a one-epoch model passes no gate); the environment
+    a scorer needs to find it from any LUNG_HOME."""
+    from lung_model.promotion import promote
+
+    settings = store_settings(home, pg_url)
+    version = train_and_register(settings)
+    promote(version, "reliability tests: a known champion", settings, actor="test")
+    return {
+        "version": version,
+        "home": str(home),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri(),
+        "LUNG_MODEL_NAME": settings.model_name,
+    }
