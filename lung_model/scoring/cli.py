@@ -130,6 +130,9 @@ def cli_score(args: argparse.Namespace) -> int:
         import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        # A server that went away mid-run makes the pool log a traceback per dead connection;
+        # the one-line error below says it (and --verbose shows everything).
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
     try:
         from lung_model.inference import NoChampion, load_model
 

