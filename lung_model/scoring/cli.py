@@ -5,8 +5,9 @@ score, archive; stranded claims first). With PATH (one study folder, or a folder
 folders) it scores every image below it in place, moving nothing. The model is loaded
 once, only when there is something to score. Exit codes: 0 the run completed (quarantined
 files included), 2 no model to score with, 3 database unavailable (also when it goes away
-mid-run: the claim is resumed by the next run), 4 PATH is not a folder; each failure
-prints one line.
+mid-run: the claim is resumed by the next run), 4 PATH is not a folder, 5 the model
+registry (MLflow) cannot be reached or read; each failure prints one line. Nothing is
+claimed before the model has loaded.
 """
 
 from __future__ import annotations
@@ -133,12 +134,17 @@ def cli_score(args: argparse.Namespace) -> int:
         # A server that went away mid-run makes the pool log a traceback per dead connection;
         # the one-line error below says it (and --verbose shows everything).
         logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
-    try:
-        from lung_model.inference import NoChampion, load_model
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from lung_model.inference import NoChampion, load_model
+
+    try:
         model = load_model(args.model, settings)
     except NoChampion as error:
         return _fail(f"no model to score with: {error}", 2)
+    except (MlflowException, SQLAlchemyError, OSError) as error:  # server down, store unreadable
+        return _fail(f"model registry unavailable: {_one_line(error)}", 5)
 
     bar = tqdm(
         total=_count_files(targets), unit="file", disable=not sys.stderr.isatty(), file=sys.stderr
