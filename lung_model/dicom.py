@@ -41,9 +41,9 @@ def patient_key(secrets_dir: Path) -> bytes:
         secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         staging = secrets_dir / f".{PATIENT_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(32))
-        try:
+        try:  # a full disk fails the write: leave no half-made key behind
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
             os.link(staging, path)
         except FileExistsError:
             pass  # another process won the race: use its key
