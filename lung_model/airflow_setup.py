@@ -169,6 +169,7 @@ def environment(
         "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": settings.bind_host,  # not 0.0.0.0
         f"AIRFLOW_CONN_{RESULTS_CONN_ID.upper()}": connection_json(db.database_url(settings)),
         f"AIRFLOW_CONN_{INBOX_CONN_ID.upper()}": json.dumps(
             {

@@ -45,9 +45,11 @@ def local_services(settings: Settings, env: dict[str, str]) -> list[services.Ser
             env,
             f"{settings.airflow_url.rstrip('/')}/api/v2/monitor/health",
         ),
-        services.Service("airflow-scheduler", [airflow, "scheduler"], env),
+        # Their log servers would listen on every interface (Airflow has no host setting for
+        # them); on one machine the api-server reads the task logs from AIRFLOW_HOME itself.
+        services.Service("airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"], env),
         services.Service("airflow-dag-processor", [airflow, "dag-processor"], env),
-        services.Service("airflow-triggerer", [airflow, "triggerer"], env),
+        services.Service("airflow-triggerer", [airflow, "triggerer", "--skip-serve-logs"], env),
         services.Service(
             "mlflow-ui",
             [str(BIN / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri()]

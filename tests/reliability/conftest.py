@@ -13,8 +13,10 @@ from sqlalchemy import Engine
 from lung_model.db import get_engine
 from lung_model.settings import Settings
 
-# The scoring tests' helpers (real slices, stand-in models) are plain modules in their folder.
-sys.path.insert(0, str(Path(__file__).parents[1] / "scoring"))
+# The scoring and DAG tests' helpers (real slices, stand-in models, an Airflow deployment)
+# are plain modules in their folders.
+for folder in ("scoring", "dags"):
+    sys.path.insert(0, str(Path(__file__).parents[1] / folder))
 
 
 @pytest.fixture
