@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         0,
         description="Threads decoding slices while the model predicts (0: half the CPUs, 1 to 4)",
     )
+    score_model_threads: int = Field(
+        0,
+        description="TensorFlow threads of the scorer's forward pass (0: the CPUs the decoding "
+        "threads leave, at least 1)",
+    )
 
     # Hosts and ports of the local services
     bind_host: str = Field("127.0.0.1", description="Address the local services listen on")

@@ -138,7 +138,9 @@ def cli_score(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from lung_model.inference import NoChampion, load_model
+    from lung_model.scoring.tasks import prepare_scoring_process
 
+    prepare_scoring_process(settings)
     try:
         model = load_model(args.model, settings)
     except NoChampion as error:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from lung_model.scoring import inbox
+from lung_model.scoring.decode import limit_model_threads, split_cpus
 from lung_model.scoring.engine import Scorer
 from lung_model.scoring.predictor import Predictor
 from lung_model.settings import Settings
@@ -47,6 +48,11 @@ def claim_ready(settings: Settings, engine: Engine | None = None) -> list[Path]:
     return claimed
 
 
+def prepare_scoring_process(settings: Settings) -> None:
+    """Share the CPUs between decoding and the model; call before the model is loaded."""
+    limit_model_threads(split_cpus(settings.score_workers, settings.score_model_threads)[1])
+
+
 def score_study(
     study_dir: Path, model: Predictor, settings: Settings, engine: Engine | None = None
 ) -> dict[str, Any]:
@@ -60,6 +66,7 @@ def score_claimed_study(
     """One mapped DAG task: load the champion (or `model_uri`) and score one claim."""
     from lung_model.inference import load_model
 
+    prepare_scoring_process(settings)
     return score_study(study_dir, load_model(model_uri, settings), settings)
 
 
