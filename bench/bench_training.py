@@ -42,7 +42,8 @@ def run(split_name: str, config: TrainConfig, data: Path) -> dict:
     minutes = (time.monotonic() - started) / 60
     test = parts["test"]
     probabilities = apply_temperature(predict_logits(fitted.network, test.x), fitted.temperature)
-    result = evaluate(test.y, probabilities, test.groups, config.bootstrap_rounds)
+    threshold = fitted.malignant_threshold
+    result = evaluate(test.y, probabilities, test.groups, config.bootstrap_rounds, threshold)
     return {"split": split_name, "leaky": leaky, "minutes": minutes, "n_test": len(test.y),
             "best_epoch": fitted.best_epoch, "temperature": fitted.temperature, **result}  # fmt: skip
 

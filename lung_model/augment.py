@@ -1,4 +1,4 @@
-"""Training-time augmentation in numpy: flips, small rotations, zooms and shifts, gamma.
+"""Training-time augmentation in numpy: flips, small rotations, zooms and shifts, gamma, mixup.
 
 Applied to training batches only, outside the model, so the served network never contains
 an augmentation layer. Geometry uses scipy.ndimage.affine_transform
@@ -40,6 +40,18 @@ def augment_slice(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return moved[..., None].astype(np.float32)
 
 
+def mix(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray, share: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mixup (Zhang et al., ICLR 2018): each slice blended with a random other one of the
+    batch, labels and weights in the same proportion (`share` of the slice itself)."""
+    other = rng.permutation(len(x))
+    blend = share.astype(np.float32)
+    x = blend[:, None, None, None] * x + (1 - blend[:, None, None, None]) * x[other]
+    y = blend[:, None] * y + (1 - blend[:, None]) * y[other]
+    return x, y, blend * weights + (1 - blend) * weights[other]
+
+
 class AugmentedSlices(keras.utils.PyDataset):
     """Shuffled, augmented (x, one-hot y, sample weight) batches of the training slices."""
 
@@ -51,11 +63,12 @@ class AugmentedSlices(keras.utils.PyDataset):
         batch_size: int,
         seed: int,
         augment: bool = True,
+        mixup: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.x, self.y, self.weights = x, y, weights
-        self.batch_size, self.augment = batch_size, augment
+        self.batch_size, self.augment, self.mixup = batch_size, augment, mixup
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x))
 
@@ -67,7 +80,10 @@ class AugmentedSlices(keras.utils.PyDataset):
         x = self.x[pick]
         if self.augment:
             x = np.stack([augment_slice(image, self.rng) for image in x])
-        return x, self.y[pick], self.weights[pick]
+        y, weights = self.y[pick], self.weights[pick]
+        if self.mixup > 0:
+            return mix(x, y, weights, self.rng.beta(self.mixup, self.mixup, len(x)), self.rng)
+        return x, y, weights
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.x))

@@ -10,17 +10,19 @@ T leaves the predicted class unchanged; it only makes the probabilities honest.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
 
 
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    from scipy.special import log_softmax
+
     log_p = log_softmax(logits / temperature, axis=1)
     return float(-log_p[np.arange(len(labels)), labels].mean())
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The T in [0.05, 20] that minimises the NLL of softmax(logits / T)."""
+    from scipy.optimize import minimize_scalar
+
     result = minimize_scalar(
         lambda log_t: negative_log_likelihood(logits, labels, float(np.exp(log_t))),
         bounds=(np.log(0.05), np.log(20.0)),
@@ -30,6 +32,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    from scipy.special import softmax
+
     return softmax(logits / temperature, axis=1)
 
 
@@ -55,3 +59,16 @@ def expected_calibration_error(
     mean_conf, accuracy, count = reliability_bins(probabilities, labels, bins)
     used = count > 0
     return float(np.sum(count[used] * np.abs(mean_conf[used] - accuracy[used])) / count.sum())
+
+
+def fit_malignant_threshold(
+    probabilities: np.ndarray, labels: np.ndarray, target_recall: float, malignant: int
+) -> float:
+    """The highest malignant threshold (at most 0.5) at which at least `target_recall` of the
+    malignant slices in `labels` have a malignant probability at or above it: sensitivity
+    first, chosen on validation patients, never on the test split."""
+    scores = np.sort(probabilities[labels == malignant, malignant])
+    if len(scores) == 0:
+        return 0.5
+    allowed_misses = int(np.floor((1.0 - target_recall) * len(scores) + 1e-9))
+    return float(min(0.5, scores[allowed_misses]))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from lung_model.metrics import classify
 from lung_model.preprocess import PreprocessConfig, load_file, prepare
 from lung_model.settings import CLASSES, Settings, get_settings
 
@@ -48,12 +49,15 @@ class LoadedModel:
         name: str,
         version: str,
         data_version: str = "",
+        malignant_threshold: float | None = None,
     ) -> None:
         self.keras_model = keras_model
         self.preprocess = preprocess
         self.name = name
         self.version = version
         self.data_version = data_version
+        # the decision rule fitted with the model (lung_model.metrics.classify); None: arg-max
+        self.malignant_threshold = malignant_threshold
 
     @property
     def image_size(self) -> int:
@@ -80,7 +84,15 @@ class LoadedModel:
             raise NoChampion(f"cannot load {model_uri}: {error}") from error
         metadata = info.metadata or {}
         preprocess = PreprocessConfig.from_dict(metadata.get("preprocess", {}))
-        return cls(model, preprocess, name, version, str(metadata.get("data_version", "")))
+        threshold = metadata.get("malignant_threshold")
+        return cls(
+            model,
+            preprocess,
+            name,
+            version,
+            str(metadata.get("data_version", "")),
+            None if threshold is None else float(threshold),
+        )
 
     def prepare(self, gray: np.ndarray) -> np.ndarray:
         return prepare(gray, self.preprocess)
@@ -116,7 +128,9 @@ class LoadedModel:
     def _prediction(self, probabilities: np.ndarray) -> Prediction:
         return Prediction(
             probabilities={c: float(p) for c, p in zip(CLASSES, probabilities, strict=True)},
-            predicted_class=CLASSES[int(np.argmax(probabilities))],
+            predicted_class=CLASSES[
+                int(classify(probabilities[None], self.malignant_threshold)[0])
+            ],
             model_name=self.name,
             model_version=self.version,
         )

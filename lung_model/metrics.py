@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from lung_model.calibration import expected_calibration_error
 from lung_model.settings import CLASSES
@@ -27,15 +26,31 @@ def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 def _auc(labels: np.ndarray, probabilities: np.ndarray, cls: int) -> float:
+    from sklearn.metrics import roc_auc_score  # not at import: serving needs only `classify`
+
     positive = labels == cls
     if positive.all() or not positive.any():
         return float("nan")
     return float(roc_auc_score(positive, probabilities[:, cls]))
 
 
-def point_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+def classify(probabilities: np.ndarray, malignant_threshold: float | None = None) -> np.ndarray:
+    """The decision rule: malignant when its probability reaches the threshold, otherwise
+    the likelier of normal and benign; without a threshold, the most probable class."""
+    if malignant_threshold is None:
+        return probabilities.argmax(axis=1)
+    others = probabilities.copy()
+    others[:, MALIGNANT] = -1.0
+    return np.where(
+        probabilities[:, MALIGNANT] >= malignant_threshold, MALIGNANT, others.argmax(axis=1)
+    )
+
+
+def point_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, malignant_threshold: float | None = None
+) -> dict[str, float]:
     """Accuracy, per-class precision / recall / F1, macro-F1, AUCs and ECE (flat floats)."""
-    matrix = confusion(labels, probabilities.argmax(axis=1)).astype(float)
+    matrix = confusion(labels, classify(probabilities, malignant_threshold)).astype(float)
     tp = np.diag(matrix)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.nan_to_num(tp / matrix.sum(axis=0))
@@ -65,6 +80,7 @@ def bootstrap_intervals(
     groups: np.ndarray,
     rounds: int = 1000,
     seed: int = 0,
+    malignant_threshold: float | None = None,
 ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals of CI_METRICS, resampling groups with replacement."""
     rng = np.random.default_rng(seed)
@@ -73,7 +89,7 @@ def bootstrap_intervals(
     samples: dict[str, list[float]] = {m: [] for m in CI_METRICS}
     for _ in range(rounds):
         pick = np.concatenate([members[g] for g in rng.integers(0, len(names), len(names))])
-        values = point_metrics(labels[pick], probabilities[pick])
+        values = point_metrics(labels[pick], probabilities[pick], malignant_threshold)
         for m in CI_METRICS:
             samples[m].append(values[m])
     return {
@@ -93,19 +109,30 @@ def study_level(
 
 
 def evaluate(
-    labels: np.ndarray, probabilities: np.ndarray, groups: np.ndarray, rounds: int = 1000
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    groups: np.ndarray,
+    rounds: int = 1000,
+    malignant_threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Slice metrics with intervals, the confusion matrix, and study-level metrics."""
-    slice_metrics = point_metrics(labels, probabilities)
-    intervals = bootstrap_intervals(labels, probabilities, groups, rounds) if rounds else {}
+    """Slice metrics with intervals, the confusion matrix, and study-level metrics, all with
+    the model's decision rule (`classify`)."""
+    threshold = malignant_threshold
+    slice_metrics = point_metrics(labels, probabilities, threshold)
+    intervals = (
+        bootstrap_intervals(labels, probabilities, groups, rounds, malignant_threshold=threshold)
+        if rounds
+        else {}
+    )
     study_labels, study_probs = study_level(labels, probabilities, groups)
     return {
         "slice": slice_metrics,
         "ci95": {m: list(v) for m, v in intervals.items()},
-        "confusion": confusion(labels, probabilities.argmax(axis=1)).tolist(),
-        "study": point_metrics(study_labels, study_probs),
-        "study_confusion": confusion(study_labels, study_probs.argmax(axis=1)).tolist(),
+        "confusion": confusion(labels, classify(probabilities, threshold)).tolist(),
+        "study": point_metrics(study_labels, study_probs, threshold),
+        "study_confusion": confusion(study_labels, classify(study_probs, threshold)).tolist(),
         "n_groups": int(len(np.unique(groups))),
+        "malignant_threshold": threshold,
     }
 
 

@@ -20,10 +20,43 @@ from lung_model.settings import CLASSES
 LAST_CONV = "last_conv"
 
 
-def _norm(kind: str, width: int) -> layers.Layer:
+def _norm(kind: str, width: int, name: str) -> layers.Layer:
     if kind == "group":
-        return layers.GroupNormalization(groups=min(8, width))
-    return layers.BatchNormalization(momentum=0.9)
+        return layers.GroupNormalization(groups=min(8, width), name=name)
+    return layers.BatchNormalization(momentum=0.9, name=name)
+
+
+def _tower(
+    inputs: keras.KerasTensor,
+    widths: tuple[int, ...],
+    dropout: float,
+    norm: str,
+    prefix: str = "",
+) -> keras.KerasTensor:
+    """The layers of one network on `inputs`, every layer named (`prefix` + a fixed name)."""
+    count = iter(range(1000))
+
+    def name(kind: str) -> str:
+        return f"{prefix}{kind}_{next(count)}"
+
+    x = layers.Conv2D(widths[0], 5, strides=2, padding="same", use_bias=False, name=name("conv"))(
+        inputs
+    )
+    x = _norm(norm, widths[0], name("norm"))(x)
+    x = layers.Activation("relu", name=name("relu"))(x)
+    for index, width in enumerate(widths):
+        last = index == len(widths) - 1
+        for repeat in range(2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=name("conv"))(x)
+            x = _norm(norm, width, name("norm"))(x)
+            final = last and repeat == 1
+            last_name = LAST_CONV if prefix in ("", "m0_") else prefix + LAST_CONV
+            x = layers.Activation("relu", name=last_name if final else name("relu"))(x)
+        if not last:
+            x = layers.MaxPooling2D(name=name("pool"))(x)
+    x = layers.GlobalAveragePooling2D(name=name("gap"))(x)
+    x = layers.Dropout(dropout, name=name("dropout"))(x)
+    return layers.Dense(len(CLASSES), name=prefix + "logits")(x)
 
 
 def build_network(
@@ -34,23 +67,25 @@ def build_network(
 ) -> keras.Model:
     """Input (size, size, 1) in [0, 1] -> class logits."""
     inputs = keras.Input((image_size, image_size, 1), name="slice")
-    x = layers.Conv2D(widths[0], 5, strides=2, padding="same", use_bias=False)(inputs)
-    x = _norm(norm, widths[0])(x)
-    x = layers.Activation("relu")(x)
-    for index, width in enumerate(widths):
-        last = index == len(widths) - 1
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = _norm(norm, width)(x)
-        x = layers.Activation("relu")(x)
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = _norm(norm, width)(x)
-        x = layers.Activation("relu", name=LAST_CONV if last else None)(x)
-        if not last:
-            x = layers.MaxPooling2D()(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(dropout)(x)
-    logits = layers.Dense(len(CLASSES), name="logits")(x)
-    return keras.Model(inputs, logits, name="lung_ct_cnn")
+    return keras.Model(inputs, _tower(inputs, widths, dropout, norm), name="lung_ct_cnn")
+
+
+def ensemble(
+    networks: list[keras.Model], widths: tuple[int, ...], dropout: float, norm: str
+) -> keras.Model:
+    """One flat model whose logits are the mean of the trained `networks`' logits (their
+    weights copied in; all plain Keras layers). The mean is named `logits` and member 0's
+    last convolution `last_conv`, so Grad-CAM shows where the first member looked."""
+    if len(networks) == 1:
+        return networks[0]
+    inputs = keras.Input(networks[0].input_shape[1:], name="slice")
+    outputs = [_tower(inputs, widths, dropout, norm, f"m{i}_") for i in range(len(networks))]
+    model = keras.Model(inputs, layers.Average(name="logits")(outputs), name="lung_ct_ensemble")
+    for i, network in enumerate(networks):
+        for layer in network.layers:
+            if layer.weights:
+                model.get_layer(f"m{i}_{layer.name}").set_weights(layer.get_weights())
+    return model
 
 
 def calibrated(network: keras.Model, temperature: float) -> keras.Model:

@@ -92,7 +92,9 @@ def test_metrics(
 
     labels = np.array([CLASSES.index(split.label[p]) for p in paths])
     groups = np.array([split.group[p] for p in paths])
-    result = metrics.evaluate(labels, probabilities, groups, rounds=0)
+    result = metrics.evaluate(
+        labels, probabilities, groups, rounds=0, malignant_threshold=classifier.malignant_threshold
+    )
     values = {k: result["slice"][k] for k in RECORDED}
     values["study_macro_f1"] = result["study"]["macro_f1"]
     return _clean(values)

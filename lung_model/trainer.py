@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lung_model.calibration import fit_temperature
+from lung_model.calibration import apply_temperature, fit_malignant_threshold, fit_temperature
 from lung_model.preprocess import PreprocessConfig, load_files
 from lung_model.settings import CLASSES
 from lung_model.split import Split
@@ -44,6 +44,11 @@ class TrainConfig:
     label_smoothing: float = 0.05
     ema: float = 0.98  # momentum of the weight average that is validated and kept (0: off)
     augment: bool = True
+    mixup: float = 0.0  # Beta(a, a) mixing of training slices (0: off)
+    crop: str = "none"  # lung_model.crop target: lungs, body or none
+    early_stopping: bool = True  # on validation macro-F1; off: train all epochs, keep the last
+    malignant_recall: float = 0.0  # validation recall the malignant threshold aims at (0: arg-max)
+    members: int = 1  # networks trained with different seeds whose logits are averaged
     seed: int = 42
     bootstrap_rounds: int = 1000
 
@@ -56,7 +61,7 @@ class TrainConfig:
         )  # fmt: skip
 
     def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig(image_size=self.image_size)
+        return PreprocessConfig(image_size=self.image_size, crop=self.crop)
 
     def params(self) -> dict[str, Any]:
         values = asdict(self)
@@ -99,7 +104,7 @@ def _batches(part: Part, config: TrainConfig, training: bool) -> Any:
     weights = class_weights(part.y)
     sample_weight = np.array([weights[int(c)] for c in part.y], dtype=np.float32)
     return AugmentedSlices(
-        part.x, one_hot, sample_weight, config.batch_size, config.seed, config.augment
+        part.x, one_hot, sample_weight, config.batch_size, config.seed, config.augment, config.mixup
     )
 
 
@@ -113,20 +118,18 @@ class Fitted:
     temperature: float
     history: dict[str, list[float]]
     best_epoch: int
+    malignant_threshold: float | None = None  # the decision rule, lung_model.metrics.classify
 
 
-def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = None) -> Fitted:
-    """Train from scratch on `train`, stop on `val`, fit the temperature on `val`."""
+def _fit_one(
+    config: TrainConfig, seed: int, train: Part, val: Part, show: bool
+) -> tuple[Any, dict[str, list[float]], int]:
+    """One network from scratch: (keras model, per-epoch curves, epoch whose weights it has)."""
     import keras
-    import tensorflow as tf
 
     from lung_model.network import build_network
 
-    keras.utils.set_random_seed(config.seed)
-    # Only possible before TensorFlow's first op; a process that already ran one (a test
-    # session, a DAG worker that scored) keeps its setting.
-    with contextlib.suppress(RuntimeError):
-        tf.config.threading.set_inter_op_parallelism_threads(2)
+    keras.utils.set_random_seed(seed)
     network = build_network(config.image_size, config.widths, config.dropout, config.norm)
     steps = max(1, -(-len(train.y) // config.batch_size)) * config.epochs
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.05)
@@ -145,32 +148,62 @@ def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = Non
             keras.metrics.F1Score(average="macro", name="macro_f1"),
         ],
     )
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_macro_f1",
-        mode="max",
-        patience=config.patience,
-        start_from_epoch=config.min_epochs,
-        restore_best_weights=True,
-    )
-    show = sys.stderr.isatty() if progress is None else progress
+    callbacks: list[Any] = []
+    if config.ema > 0:  # validate (and keep) the averaged weights
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    if config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_macro_f1",
+                mode="max",
+                patience=config.patience,
+                start_from_epoch=config.min_epochs,
+                restore_best_weights=True,
+            )
+        )
     history = network.fit(
-        _batches(train, config, training=True),
+        _batches(train, replace(config, seed=seed), training=True),
         validation_data=_batches(val, config, training=False),
         batch_size=config.batch_size,
         epochs=config.epochs,
-        # validate (and keep) the averaged weights: steadier on unseen patients than the last step
-        callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True), stopper]
-        if config.ema > 0
-        else [stopper],
+        callbacks=callbacks,
         verbose=1 if show else 2,
     )
     curves = {k: [float(v) for v in values] for k, values in history.history.items()}
     scores = curves.get("val_macro_f1", [0.0])
-    best_epoch = (
-        int(np.argmax(scores[config.min_epochs :]) + config.min_epochs + 1)
-        if len(scores) > config.min_epochs
-        else int(np.argmax(scores) + 1)
-    )
-    temperature = fit_temperature(predict_logits(network, val.x), val.y)
-    log.info("best epoch %d of %d, temperature %.3f", best_epoch, len(scores), temperature)
-    return Fitted(network, temperature, curves, best_epoch)
+    if not config.early_stopping:
+        return network, curves, len(scores)
+    first = config.min_epochs if len(scores) > config.min_epochs else 0
+    return network, curves, int(np.argmax(scores[first:]) + first + 1)
+
+
+def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = None) -> Fitted:
+    """Train `config.members` networks from scratch on `train` (seeds seed, seed + 1, ...),
+    average their logits, fit the temperature and the malignant threshold on `val`."""
+    import tensorflow as tf
+
+    from lung_model.network import ensemble
+
+    # Only possible before TensorFlow's first op; a process that already ran one (a test
+    # session, a DAG worker that scored) keeps its setting.
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    show = sys.stderr.isatty() if progress is None else progress
+    fitted = [_fit_one(config, config.seed + i, train, val, show) for i in range(config.members)]
+    network = ensemble([f[0] for f in fitted], config.widths, config.dropout, config.norm)
+    curves, best_epoch = fitted[0][1], fitted[0][2]
+    val_logits = predict_logits(network, val.x)
+    temperature = fit_temperature(val_logits, val.y)
+    threshold = None
+    if config.malignant_recall > 0:
+        threshold = fit_malignant_threshold(
+            apply_temperature(val_logits, temperature),
+            val.y,
+            config.malignant_recall,
+            CLASSES.index("malignant"),
+        )
+    log.info(
+        "%d network(s), epoch %d of %d kept, temperature %.3f, malignant threshold %s",
+        config.members, best_epoch, len(curves.get("loss", [])), temperature, threshold,
+    )  # fmt: skip
+    return Fitted(network, temperature, curves, best_epoch, threshold)

@@ -67,11 +67,11 @@ def git_commit(repo: Path = PROJECT_ROOT) -> str:
 
 
 def _log_evaluation(
-    part: Part, probabilities: np.ndarray, name: str, rounds: int
+    part: Part, probabilities: np.ndarray, name: str, rounds: int, threshold: float | None
 ) -> dict[str, Any]:
     import mlflow
 
-    result = metrics.evaluate(part.y, probabilities, part.groups, rounds)
+    result = metrics.evaluate(part.y, probabilities, part.groups, rounds, threshold)
     mlflow.log_metrics(metrics.flatten(result, name))
     mlflow.log_dict(result, f"reports/{name}_metrics.json")
     return result
@@ -180,17 +180,24 @@ def train_and_log(
             names = [f"epoch_{name}" for name in fitted.history]  # apart from the final metrics
             mlflow.log_metrics(dict(zip(names, values, strict=True)), step=step + 1)
         mlflow.log_metrics({"temperature": fitted.temperature, "best_epoch": fitted.best_epoch})
+        threshold = fitted.malignant_threshold
+        if threshold is not None:
+            mlflow.log_metric("malignant_threshold", threshold)
         probabilities = {
             p: apply_temperature(predict_logits(fitted.network, parts[p].x), fitted.temperature)
             for p in ("val", "test")
         }
-        _log_evaluation(parts["val"], probabilities["val"], "val", rounds=0)
+        _log_evaluation(parts["val"], probabilities["val"], "val", 0, threshold)
         test = _log_evaluation(
-            parts["test"], probabilities["test"], "test", config.bootstrap_rounds
+            parts["test"], probabilities["test"], "test", config.bootstrap_rounds, threshold
         )
         _log_plots(parts["test"], probabilities["test"], test, fitted.history)
         model = calibrated(fitted.network, fitted.temperature)
-        extra = {"data_version": split.data_version, "temperature": fitted.temperature}
+        extra = {
+            "data_version": split.data_version,
+            "temperature": fitted.temperature,
+            "malignant_threshold": threshold,  # the decision rule serving applies
+        }
         model_uri = _log_model(model, parts["test"].x[:1], config, extra)
         mlflow.set_tag("model_uri", model_uri)
         seconds = time.monotonic() - started

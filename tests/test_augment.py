@@ -48,3 +48,24 @@ def test_batches_cover_every_slice_once_per_epoch() -> None:
     # balanced weights: each class carries the same total weight
     totals = [weights[labels == c].sum() for c in range(3)]
     np.testing.assert_allclose(totals, totals[0])
+
+
+def test_mixup_blends_slices_labels_and_weights_alike() -> None:
+    from lung_model.augment import mix
+
+    x = np.stack([np.full((4, 4, 1), v, np.float32) for v in (0.0, 1.0)])
+    y = np.eye(3, dtype=np.float32)[[0, 2]]
+    weights = np.array([1.0, 3.0], np.float32)
+    rng = np.random.default_rng(0)
+    mixed_x, mixed_y, mixed_w = mix(x, y, weights, np.array([0.75, 0.75]), rng)
+    np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0)
+    for i in range(2):  # each slice's pixel value and its malignant share move together
+        np.testing.assert_allclose(mixed_x[i].mean(), mixed_y[i, 2], atol=1e-6)
+        np.testing.assert_allclose(mixed_w[i], 1.0 + 2.0 * mixed_y[i, 2], atol=1e-6)
+    labels = np.array([0, 2] * 4)
+    data = AugmentedSlices(
+        np.repeat(x, 4, axis=0), np.eye(3, dtype=np.float32)[labels], np.ones(8, np.float32),
+        batch_size=8, seed=0, augment=False, mixup=0.4,
+    )  # fmt: skip
+    _, batch_y, _ = data[0]
+    assert batch_y.shape == (8, 3) and not np.isin(batch_y, [0.0, 1.0]).all()

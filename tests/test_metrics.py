@@ -77,3 +77,21 @@ def test_study_level_and_flatten() -> None:
     assert flat["test_accuracy"] == pytest.approx(0.8)
     assert flat["test_macro_f1_ci_low"] <= flat["test_macro_f1"] <= flat["test_macro_f1_ci_high"]
     assert result["confusion"][2] == [1, 0, 2]
+
+
+def test_malignant_threshold_rule_and_its_fit() -> None:
+    from lung_model.calibration import fit_malignant_threshold
+    from lung_model.metrics import MALIGNANT, classify
+
+    probs = np.array([[0.6, 0.1, 0.3], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.5, 0.4, 0.1]])
+    np.testing.assert_array_equal(classify(probs), [0, 1, 2, 0])
+    np.testing.assert_array_equal(classify(probs, 0.25), [2, 2, 2, 0])  # not benign over normal
+    labels = np.array([0, 1, 2, 2, 2, 2])
+    scores = np.array([0.9, 0.8, 0.6, 0.45, 0.2, 0.05])
+    p = np.stack([1 - scores, np.zeros(6), scores], axis=1)
+    assert fit_malignant_threshold(p, labels, 0.75, MALIGNANT) == pytest.approx(0.2)  # 3 of 4
+    assert fit_malignant_threshold(p, labels, 1.0, MALIGNANT) == pytest.approx(0.05)
+    assert fit_malignant_threshold(p, labels, 0.25, MALIGNANT) == pytest.approx(0.5)  # never above
+    with_rule = evaluate(labels, p, np.arange(6).astype(str), rounds=0, malignant_threshold=0.2)
+    assert with_rule["slice"]["recall_malignant"] == pytest.approx(0.75)
+    assert point_metrics(labels, p)["recall_malignant"] == pytest.approx(0.25)  # arg-max
