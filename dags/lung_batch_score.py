@@ -11,28 +11,24 @@ nothing twice. The logic is `lung_model.scoring`; this file only wires it.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, get_current_context, task
 from lung_airflow import (
-    DEFAULT_ARGS,
+    DAG_POLICY,
     INBOX_CONN_ID,
     PREDICTIONS,
+    START_DATE,
     TENSORFLOW_QUEUE,
-    alert_on_failure,
     lung_settings,
 )
 
 
 @dag(
     schedule="*/10 * * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
+    start_date=START_DATE,
     tags=["lung", "scoring"],
     doc_md=__doc__,
+    **DAG_POLICY,
 )
 def lung_batch_score() -> None:
     wait = FileSensor(

@@ -7,20 +7,16 @@ The logic is `lung_model.feedback.export_reviews`; this file only wires it.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import dag, task
-from lung_airflow import DEFAULT_ARGS, DVC_POOL, LABELLED_DATA, alert_on_failure, lung_settings
+from lung_airflow import DAG_POLICY, DVC_POOL, LABELLED_DATA, START_DATE, lung_settings
 
 
 @dag(
     schedule="0 2 * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
+    start_date=START_DATE,
     tags=["lung", "feedback"],
     doc_md=__doc__,
+    **DAG_POLICY,
 )
 def lung_feedback() -> None:
     @task(outlets=[LABELLED_DATA], pool=DVC_POOL)

@@ -7,20 +7,16 @@ The logic is `lung_model.monitoring.run_checks`; this file only wires it.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import CronDataIntervalTimetable, dag, task
-from lung_airflow import DEFAULT_ARGS, alert_on_failure, lung_settings
+from lung_airflow import DAG_POLICY, START_DATE, lung_settings
 
 
 @dag(
     schedule=CronDataIntervalTimetable("0 6 * * *", timezone="UTC"),  # window: the past day
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
+    start_date=START_DATE,
     tags=["lung", "monitoring"],
     doc_md=__doc__,
+    **DAG_POLICY,
 )
 def lung_monitoring() -> None:
     @task

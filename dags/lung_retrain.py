@@ -17,11 +17,10 @@ from datetime import timedelta
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from lung_airflow import (
     CHAMPION,
-    DEFAULT_ARGS,
+    DAG_POLICY,
     DVC_POOL,
     LABELLED_DATA,
     TENSORFLOW_QUEUE,
-    alert_on_failure,
     lung_settings,
     push_mlflow_run_link,
 )
@@ -31,15 +30,14 @@ from lung_airflow import (
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=LABELLED_DATA
     ),
-    catchup=False,  # no start_date: unpausing starts nothing; the week or the data does
-    max_active_runs=1,
-    default_args={**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
+    # no start_date: unpausing starts nothing; the week or the data does
     params={
         "config": Param("default", enum=["default", "tiny"], description="training preset"),
         "data_dir": Param("", type="string", description="dataset folder; empty: data/raw"),
     },
     tags=["lung", "training"],
     doc_md=__doc__,
+    **DAG_POLICY,
 )
 def lung_retrain() -> None:
     data_dir = "{{ params.data_dir }}"

@@ -9,7 +9,7 @@ See https://airflow.apache.org/docs/apache-airflow/stable/administration-and-dep
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, Connection, get_current_context
@@ -79,6 +79,15 @@ def alert_on_failure(context: Any) -> None:
         },
     )
 
+
+# The @dag arguments every lung DAG shares: one run at a time, no backfill of missed
+# intervals, retries with backoff and an alert when a task fails for good.
+DAG_POLICY: dict[str, Any] = {
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": {**DEFAULT_ARGS, "on_failure_callback": alert_on_failure},
+}
+START_DATE = datetime(2026, 1, 1)
 
 # Assets shared by the DAGs: who produces them, who is scheduled on them.
 LABELLED_DATA = Asset(name="lung_labelled_data", uri="file:///lung/data/raw.dvc")
