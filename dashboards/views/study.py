@@ -46,29 +46,36 @@ if result["needs_review"]:
     st.warning("The model is uncertain about this study: review it with particular care.")
 
 user = ui.current_user() or ""
-with st.form("study-review", clear_on_submit=True):
-    st.subheader("Your review of the study")
-    label = st.radio(
-        "Label",
-        CLASSES,
-        index=CLASSES.index(result["predicted_class"]),
-        horizontal=True,
-        key="review_label",
-    )
-    comment = st.text_area("Comment", key="review_comment", max_chars=4000)
-    st.caption(f"Recorded as **{user}**, with model version {result['model_version']}.")
-    if st.form_submit_button("Submit review", type="primary"):
-        review_id = add_review(
-            engine,
-            batch_id=study["id"],
-            reviewer=user,
-            label=label,
-            predicted_class=result["predicted_class"],
-            model_name=result["model_name"],
-            model_version=result["model_version"],
-            comment=comment,
+
+
+def review_form(
+    container, key: str, label: str, button: str, predicted: str, image_id: int | None = None
+) -> None:
+    """An append-only review (of the study, or of one slice with `image_id`) by `user`."""
+    with container.form(f"{key}-review", clear_on_submit=True):
+        if image_id is None:
+            st.subheader("Your review of the study")
+        chosen = st.radio(
+            label, CLASSES, index=CLASSES.index(predicted), horizontal=True, key=f"{key}_label"
         )
-        st.success(f"Review {review_id} recorded.")
+        comment = st.text_area("Comment", key=f"{key}_comment", max_chars=4000)
+        st.caption(f"Recorded as **{user}**, with model version {result['model_version']}.")
+        if st.form_submit_button(button, type="primary" if image_id is None else "secondary"):
+            review_id = add_review(
+                engine,
+                batch_id=study["id"],
+                image_id=image_id,
+                reviewer=user,
+                label=chosen,
+                predicted_class=predicted,
+                model_name=result["model_name"],
+                model_version=result["model_version"],
+                comment=comment,
+            )
+            st.success(f"Review {review_id} recorded.")
+
+
+review_form(st, "study", "Label", "Submit review", result["predicted_class"])
 
 slices = study_slices(engine, study["id"], result["model_name"], result["model_version"])
 settings = ui.settings()
@@ -123,28 +130,14 @@ if scored:
             right.image(heat, caption=f"Grad-CAM for {explained}", width="stretch")
         except Exception as error:  # the model store may be unreachable
             right.warning(f"Grad-CAM unavailable: {type(error).__name__}: {error}")
-    with left.form("slice-review", clear_on_submit=True):
-        slice_label = st.radio(
-            "Label of this slice",
-            CLASSES,
-            index=CLASSES.index(chosen["predicted_class"]),
-            horizontal=True,
-            key="slice_label",
-        )
-        slice_comment = st.text_input("Comment", key="slice_comment", max_chars=4000)
-        if st.form_submit_button("Submit slice review"):
-            add_review(
-                engine,
-                batch_id=study["id"],
-                image_id=chosen["image_id"],
-                reviewer=user,
-                label=slice_label,
-                predicted_class=chosen["predicted_class"],
-                model_name=result["model_name"],
-                model_version=result["model_version"],
-                comment=slice_comment,
-            )
-            st.success(f"Review of {ui.plain(chosen['path'])} recorded.")
+    review_form(
+        left,
+        "slice",
+        "Label of this slice",
+        "Submit slice review",
+        chosen["predicted_class"],
+        chosen["image_id"],
+    )
 
 st.subheader("Review history")
 history = review_history(engine, study["id"])

@@ -18,6 +18,22 @@ MODEL = "lung-ct-classifier"
 RAW = PROJECT_ROOT / "data" / "raw"
 
 
+def stored_reviews(settings: Settings, batch_id: int, *, slices: bool = False) -> list[tuple]:
+    """The review rows of a study as the database holds them, oldest first: (image_id,
+    reviewer, decision, corrected_label, comment, model_version); study-level ones unless
+    `slices`."""
+    with db.get_engine(settings).connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT image_id, reviewer, decision, corrected_label, comment, model_version"
+                " FROM reviews WHERE batch_id = :b AND (image_id IS NOT NULL) = :slices"
+                " ORDER BY id"
+            ),
+            {"b": batch_id, "slices": slices},
+        ).all()
+    return [tuple(row) for row in rows]
+
+
 _components: list[object] = []
 
 

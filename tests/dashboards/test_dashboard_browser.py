@@ -17,10 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dashboard_helpers import APP, PASSWORD, USER
-from sqlalchemy import text
+from dashboard_helpers import APP, PASSWORD, USER, stored_reviews
 
-from lung_model import db
 from lung_model.settings import PROJECT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -111,12 +109,5 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         browser.close()
     assert shot.stat().st_size > 10_000
 
-    with db.get_engine(seeded.settings).connect() as connection:
-        row = connection.execute(
-            text(
-                "SELECT reviewer, decision, corrected_label, comment, model_version FROM reviews"
-                " WHERE batch_id = :b AND image_id IS NULL ORDER BY id DESC LIMIT 1"
-            ),
-            {"b": seeded.high},
-        ).one()
-    assert tuple(row) == (USER, "correct", "benign", "calcified granuloma, benign", "1")
+    newest = stored_reviews(seeded.settings, seeded.high)[-1]
+    assert newest[1:] == (USER, "correct", "benign", "calcified granuloma, benign", "1")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from dashboard_helpers import USER
-from sqlalchemy import text
-
-from lung_model import db
+from dashboard_helpers import USER, stored_reviews
 
 
 def _texts(app) -> str:
@@ -53,23 +50,15 @@ def test_review_is_appended_with_the_signed_in_reviewer(signed_in, seeded) -> No
     app.switch_page("views/study.py")
     app.query_params["batch"] = str(seeded.high)
     app.run()
-    app.radio(key="review_label").set_value("benign")
-    app.text_area(key="review_comment").input("nodule is calcified")
+    app.radio(key="study_label").set_value("benign")
+    app.text_area(key="study_comment").input("nodule is calcified")
     app.button[0].click().run()  # the study form's submit button comes first
     assert not app.exception, app.exception
     assert "recorded" in _texts(app)
-    app.radio(key="review_label").set_value("malignant")
+    app.radio(key="study_label").set_value("malignant")
     app.button[0].click().run()
 
-    with db.get_engine(seeded.settings).connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT reviewer, decision, corrected_label, comment, model_version FROM reviews"
-                " WHERE batch_id = :b AND image_id IS NULL ORDER BY id"
-            ),
-            {"b": seeded.high},
-        ).all()
-    assert [tuple(r) for r in rows] == [
+    assert [row[1:] for row in stored_reviews(seeded.settings, seeded.high)] == [
         (USER, "correct", "benign", "nodule is calcified", "1"),
         (USER, "confirm", None, None, "1"),
     ]
@@ -90,21 +79,14 @@ def test_slice_review_and_disagreement_filter(signed_in, seeded) -> None:
     app.query_params["batch"] = str(seeded.low)
     app.run()
     app.radio(key="slice_label").set_value("malignant")
-    app.text_input(key="slice_comment").input("missed lesion")
+    app.text_area(key="slice_comment").input("missed lesion")
     app.button(key="FormSubmitter:slice-review-Submit slice review").click().run()
     assert not app.exception, app.exception
-    app.radio(key="review_label").set_value("malignant")
+    app.radio(key="study_label").set_value("malignant")
     app.button[0].click().run()
-    with db.get_engine(seeded.settings).connect() as connection:
-        slice_reviews = connection.execute(
-            text(
-                "SELECT image_id, corrected_label FROM reviews WHERE batch_id = :b "
-                "AND image_id IS NOT NULL"
-            ),
-            {"b": seeded.low},
-        ).all()
-    assert [r.corrected_label for r in slice_reviews] == ["malignant"]
-    assert slice_reviews[0].image_id in seeded.image_ids[seeded.low]
+    slice_reviews = stored_reviews(seeded.settings, seeded.low, slices=True)
+    assert [row[3] for row in slice_reviews] == ["malignant"]
+    assert slice_reviews[0][0] in seeded.image_ids[seeded.low]
 
     app.switch_page("views/worklist.py")
     app.run()
