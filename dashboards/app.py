@@ -9,6 +9,7 @@ import ui
 st.set_page_config(page_title="Lung CT triage", page_icon=":lungs:", layout="wide")
 
 user = ui.current_user()
+ui.write_session_cookie()
 if user is None:
     ui.sign_in()
     st.stop()

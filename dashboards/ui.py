@@ -9,11 +9,12 @@ from typing import Any
 import streamlit as st
 from sqlalchemy import Engine
 
-from lung_model.review import accounts
+from lung_model.review import accounts, sessions
 from lung_model.review.database import dashboard_engine
 from lung_model.settings import Settings, get_settings
 
 USER_KEY = "signed_in_user"
+COOKIE_KEY = "session_cookie_to_write"
 
 
 def settings() -> Settings:
@@ -33,7 +34,30 @@ def current_user() -> str | None:
         identity = st.user.get("email") or st.user.get("preferred_username") or st.user.get("sub")
         return str(identity) if identity else None
     user = st.session_state.get(USER_KEY)
+    if not user:  # a reloaded page: a new Streamlit session, maybe with the session cookie
+        user = sessions.user_for(settings(), st.context.cookies.get(sessions.COOKIE))
+        st.session_state[USER_KEY] = user
     return str(user) if user else None
+
+
+_session_cookie = st.components.v2.component(
+    "lung_session_cookie",
+    js="""
+export default function ({ data }) {
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = `${data.name}=${data.value}; Max-Age=${data.max_age}; Path=/; SameSite=Strict${secure}`;
+}
+""",
+)
+
+
+def write_session_cookie() -> None:
+    """Set (after sign-in) or clear (after sign-out) the browser's session cookie."""
+    token = st.session_state.pop(COOKIE_KEY, None)
+    if token is not None:
+        max_age = sessions.LIFETIME if token else 0
+        data = {"name": sessions.COOKIE, "value": token, "max_age": max_age}
+        _session_cookie(data=data, key="session-cookie")
 
 
 def sign_in() -> None:
@@ -51,7 +75,9 @@ def sign_in() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         if accounts.sign_in(settings(), username, password):
-            st.session_state[USER_KEY] = username.strip().lower()
+            user = username.strip().lower()
+            st.session_state[USER_KEY] = user
+            st.session_state[COOKIE_KEY] = sessions.issue(settings(), user)
             st.rerun()
         if accounts.locked_out(username):
             st.error("Too many failed attempts: try again in a few minutes.")
@@ -62,7 +88,10 @@ def sign_in() -> None:
 def sign_out() -> None:
     if settings().dashboard_auth_provider:
         st.logout()
-    st.session_state.pop(USER_KEY, None)
+    elif user := st.session_state.get(USER_KEY):
+        sessions.end(settings(), user)
+        st.session_state[COOKIE_KEY] = ""  # cleared by the next run's write_session_cookie
+    st.session_state[USER_KEY] = None
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")

@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lung_model.images import MAX_PIXELS, MIN_SIDE, DecodedImage, UnreadableImage
+from lung_model.keys import site_key
 
 LUNG_WINDOW_LEVEL = -600.0  # HU
 LUNG_WINDOW_WIDTH = 1500.0  # HU
@@ -32,24 +31,8 @@ PATIENT_KEY_FILE = "patient-id.key"
 
 
 def patient_key(secrets_dir: Path) -> bytes:
-    """The site's key for hashing patient identifiers, created once (0600) on first use.
-
-    Created with a hard link so two processes starting at once end up with the same key.
-    """
-    path = secrets_dir / PATIENT_KEY_FILE
-    if not path.exists():
-        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        staging = secrets_dir / f".{PATIENT_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:  # a full disk fails the write: leave no half-made key behind
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(32))
-            os.link(staging, path)
-        except FileExistsError:
-            pass  # another process won the race: use its key
-        finally:
-            staging.unlink()
-    return path.read_bytes()
+    """The site's key for hashing patient identifiers (see `lung_model.keys`)."""
+    return site_key(secrets_dir / PATIENT_KEY_FILE)
 
 
 def pseudonym(value: str, key: bytes) -> str:

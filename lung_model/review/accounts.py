@@ -77,10 +77,19 @@ def add_account(settings: Settings, username: str, password: str | None = None) 
     accounts = load_accounts(settings)
     accounts[username] = {
         "hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=ROUNDS)).decode(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(),  # sessions issued before are refused
     }
     _write_private(settings.secrets_dir / ACCOUNTS_FILE, json.dumps(accounts, indent=2))
     return password
+
+
+def mark_signed_out(settings: Settings, username: str) -> None:
+    """Record that `username` signed out now (`lung_model.review.sessions` then refuses
+    every session token issued before)."""
+    accounts = load_accounts(settings)
+    if username in accounts:
+        accounts[username]["signed_out_at"] = datetime.now(UTC).isoformat()
+        _write_private(settings.secrets_dir / ACCOUNTS_FILE, json.dumps(accounts, indent=2))
 
 
 def locked_out(username: str, now: float | None = None) -> bool:

@@ -91,6 +91,8 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         artifacts = PROJECT_ROOT / "var" / "test-artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(artifacts / "dashboard-worklist.png"))
+        page.reload()  # a new Streamlit session: the session cookie keeps the reviewer in
+        expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
 
         page.get_by_label("Study or batch").fill(str(seeded.high))
         page.get_by_label("Study or batch").press("Enter")
@@ -106,6 +108,12 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
 
         shot = artifacts / "dashboard-review.png"
         page.screenshot(path=str(shot), full_page=True)
+
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("textbox", name="Password")).to_be_visible()
+        page.reload()  # signed out means the cookie no longer signs anyone in
+        expect(page.get_by_role("textbox", name="Password")).to_be_visible()
+        assert page.get_by_test_id("stSidebarNav").count() == 0
         browser.close()
     assert shot.stat().st_size > 10_000
 
