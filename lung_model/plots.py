@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
@@ -37,6 +38,15 @@ def confusion_figure(
     return figure
 
 
+def _with_diagonal(figure: Figure, axes: Axes, xlabel: str, ylabel: str, title: str) -> Figure:
+    """Finish a unit-square plot: the y = x reference, labels, legend."""
+    axes.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.legend(loc="best")
+    figure.tight_layout()
+    return figure
+
+
 def roc_figure(labels: np.ndarray, probabilities: np.ndarray) -> Figure:
     figure, axes = plt.subplots(figsize=(4.5, 4))
     for i, cls in enumerate(CLASSES):
@@ -44,13 +54,9 @@ def roc_figure(labels: np.ndarray, probabilities: np.ndarray) -> Figure:
         if positive.any() and not positive.all():
             fpr, tpr, _ = roc_curve(positive, probabilities[:, i])
             axes.plot(fpr, tpr, label=cls)
-    axes.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    axes.set_xlabel("false positive rate")
-    axes.set_ylabel("true positive rate")
-    axes.set_title("ROC, one vs rest")
-    axes.legend(loc="lower right")
-    figure.tight_layout()
-    return figure
+    return _with_diagonal(
+        figure, axes, "false positive rate", "true positive rate", "ROC, one vs rest"
+    )
 
 
 def reliability_figure(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> Figure:
@@ -62,13 +68,7 @@ def reliability_figure(labels: np.ndarray, probabilities: np.ndarray, bins: int 
         centres[used], accuracy[used], width=1 / bins, edgecolor="k", alpha=0.7, label="accuracy"
     )
     axes.plot(mean_conf[used], accuracy[used], "o", color="C1", label="mean confidence")
-    axes.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    axes.set_xlabel("confidence (top class)")
-    axes.set_ylabel("accuracy")
-    axes.set_title("Reliability")
-    axes.legend(loc="upper left")
-    figure.tight_layout()
-    return figure
+    return _with_diagonal(figure, axes, "confidence (top class)", "accuracy", "Reliability")
 
 
 def training_figure(history: dict[str, list[float]]) -> Figure:
