@@ -22,13 +22,13 @@ def one_epoch_config() -> object:
     return replace(TrainConfig.tiny(), epochs=1, min_epochs=0, bootstrap_rounds=10)
 
 
-def train_and_register(settings: Settings) -> str:
-    """One training run (one epoch, 32 px), registered as the challenger; its version."""
+def train_and_register(settings: Settings) -> tuple[str, str]:
+    """One training run (one epoch, 32 px), registered as the challenger: (run id, version)."""
     from lung_model.registry import register
     from lung_model.training import train_and_log
 
     result = train_and_log(one_epoch_config(), FIXTURE_DATA, settings, progress=False)
-    return register(result.run_id, settings)
+    return result.run_id, register(result.run_id, settings)
 
 
 def tiny_champion(home: Path, pg_url: str) -> dict[str, str]:
@@ -37,10 +37,11 @@ def tiny_champion(home: Path, pg_url: str) -> dict[str, str]:
     from lung_model.promotion import promote
 
     settings = store_settings(home, pg_url)
-    version = train_and_register(settings)
+    run_id, version = train_and_register(settings)
     promote(version, "reliability tests: a known champion", settings, actor="test")
     return {
         "version": version,
+        "run_id": run_id,
         "home": str(home),
         "MLFLOW_TRACKING_URI": settings.tracking_uri(),
         "LUNG_MODEL_NAME": settings.model_name,

@@ -1,0 +1,120 @@
+"""Model safety with real training runs and the real registry: a one-epoch model is gated
+and rejected, the champion untouched; a training run killed midway (SIGKILL, as the OOM killer
+does) registers nothing and leaves the champion serving. The tests use their own registered
+model name in the session's MLflow store, so the champion the other tests score with stays."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reliability_models import FIXTURE_DATA, store_settings, train_and_register
+from sqlalchemy import text
+
+from lung_model import db
+from lung_model.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def safety(champion: dict[str, str], pg_url: str) -> Iterator[Settings]:
+    """The session champion's run registered again under a model name of its own, made
+    champion there by operator override."""
+    from lung_model.promotion import promote
+    from lung_model.registry import register
+
+    settings = store_settings(Path(champion["home"]), pg_url).model_copy(
+        update={"model_name": "lung-safety"}
+    )
+    version = register(champion["run_id"], settings)
+    promote(version, "model safety tests: a known champion", settings, actor="test")
+    yield settings
+
+
+def _events(settings: Settings) -> list[tuple[str, str, str]]:
+    with db.get_engine(settings).connect() as connection:
+        found = connection.execute(
+            text(
+                "SELECT candidate_version, decision, actor FROM promotion_events"
+                " WHERE model_name = :n ORDER BY id"
+            ),
+            {"n": settings.model_name},
+        )
+        return [tuple(row) for row in found]  # type: ignore[misc]
+
+
+def _registered(settings: Settings) -> list[str]:
+    from lung_model.tracking import configure_mlflow
+
+    found = configure_mlflow(settings).search_model_versions(f"name = '{settings.model_name}'")
+    return sorted(str(v.version) for v in found)
+
+
+def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) -> None:
+    from lung_model.inference import LoadedModel
+    from lung_model.promotion import run_gate
+    from lung_model.retrain import champion_version
+
+    before = champion_version(safety)
+    _, worse = train_and_register(safety)
+
+    decision = run_gate(worse, FIXTURE_DATA, safety)  # the shipped floors, unchanged
+
+    assert decision.decision == "rejected" and decision.reason.startswith("below floor"), decision
+    assert champion_version(safety) == before
+    assert _events(safety)[-1] == (worse, "rejected", "gate")
+    assert LoadedModel.load(settings=safety).version == before  # what a scorer loads
+
+
+def test_a_training_run_killed_midway_leaves_the_champion_untouched(
+    safety: Settings, pg_url: str
+) -> None:
+    from lung_model.retrain import champion_version
+    from lung_model.tracking import configure_mlflow
+
+    before = champion_version(safety), _registered(safety), _events(safety)
+    client = configure_mlflow(safety)
+    experiment = client.get_experiment_by_name(safety.experiment)
+    env = {
+        **os.environ,
+        "LUNG_HOME": str(safety.home),
+        "DATABASE_URL": pg_url,
+        "LUNG_MODEL_NAME": safety.model_name,
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    training = subprocess.Popen(
+        [sys.executable, "-m", "lung_model", "train", "--epochs", "40", "--image-size", "64"]
+        + ["--data", str(FIXTURE_DATA)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline, running = time.monotonic() + 300, None
+        while time.monotonic() < deadline and training.poll() is None:
+            runs = client.search_runs(
+                [experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=5
+            )
+            running = next((r for r in runs if r.data.metrics), None)
+            if running:
+                break  # it has trained at least one epoch
+            time.sleep(0.3)
+        assert running is not None and training.poll() is None, "no epoch seen while training"
+        os.kill(training.pid, signal.SIGKILL)
+    finally:
+        training.kill()
+        training.wait(timeout=60)
+
+    assert training.returncode == -signal.SIGKILL
+    assert (champion_version(safety), _registered(safety), _events(safety)) == before
+    assert client.get_run(running.info.run_id).info.status == "RUNNING"  # never finished
+    from lung_model.inference import LoadedModel
+
+    assert LoadedModel.load(settings=safety).version == before[0]
