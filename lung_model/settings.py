@@ -62,7 +62,11 @@ class Settings(BaseSettings):
     )
 
     # Serving
-    malignant_threshold: float = Field(0.5, description="Slice counts as malignant above this")
+    malignant_threshold: float | None = Field(
+        None,
+        description="A slice makes its study malignant at this probability (unset: the "
+        "threshold fitted with the model, else 0.5)",
+    )
     uncertain_margin: float = Field(
         0.6, description="Flag a study for review when its top probability is below this"
     )

@@ -15,6 +15,7 @@ import numpy as np
 
 from lung_model.images import decode_bytes
 from lung_model.review.explain import explain_array
+from lung_model.scoring.predictor import slice_class
 from lung_model.settings import CLASSES
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def try_scan(data: bytes, model: LoadedModel) -> ScanVerdict:
     decoded = decode_bytes(data, reduce_to=model.image_size)
     model_input = model.prepare(decoded.gray)
     probabilities = model.predict(model_input[None, ...])[0]
-    best = int(np.argmax(probabilities))
+    best = CLASSES.index(slice_class(model, probabilities))
     return ScanVerdict(
         probabilities={name: float(p) for name, p in zip(CLASSES, probabilities, strict=True)},
         predicted_class=CLASSES[best],

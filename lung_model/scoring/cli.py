@@ -25,6 +25,7 @@ from typing import IO
 from lung_model.scoring.engine import FileOutcome, Scorer, StudySummary
 from lung_model.scoring.files import printable
 from lung_model.scoring.inbox import find_ready_studies
+from lung_model.scoring.predictor import slice_class
 from lung_model.settings import get_settings
 
 CSV_FIELDS = [
@@ -164,7 +165,7 @@ def cli_score(args: argparse.Namespace) -> int:
                     "study": outcome.study,
                     "status": outcome.status,
                     "reason": outcome.reason or "",
-                    "predicted_class": _label(probs),
+                    "predicted_class": slice_class(model, probs) if probs else "",
                     "p_normal": f"{probs[0]:.6f}" if probs else "",
                     "p_benign": f"{probs[1]:.6f}" if probs else "",
                     "p_malignant": f"{probs[2]:.6f}" if probs else "",
@@ -195,9 +196,3 @@ def cli_score(args: argparse.Namespace) -> int:
         f" with {model.name} v{model.version}"
     )
     return 0
-
-
-def _label(probs: tuple[float, float, float] | None) -> str:
-    from lung_model.scoring.store import predicted_class
-
-    return predicted_class(probs) if probs else ""

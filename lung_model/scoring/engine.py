@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from lung_model.scoring import inbox, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, split_cpus
 from lung_model.scoring.files import InputFile, list_inputs, printable
-from lung_model.scoring.predictor import Predictor, Prepare, preparer_for
+from lung_model.scoring.predictor import Predictor, Prepare, preparer_for, study_threshold
 from lung_model.scoring.study import SliceStats, study_verdict
 from lung_model.settings import Settings
 
@@ -137,7 +137,10 @@ class Scorer:
     def _finish(self, summary: StudySummary) -> StudySummary:
         assert summary.batch_id is not None
         stats = store.slice_stats(
-            self.engine, summary.batch_id, self.model, self.settings.malignant_threshold
+            self.engine,
+            summary.batch_id,
+            self.model,
+            study_threshold(self.model, self.settings.malignant_threshold),
         )
         verdict = (
             study_verdict(stats, self.settings.uncertain_margin).as_dict()

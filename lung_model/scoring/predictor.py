@@ -9,11 +9,13 @@ with `lung_model.preprocess.prepare` and the preprocessing config shipped with t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
 import numpy as np
+
+from lung_model.settings import CLASSES
 
 Prepare = Callable[[np.ndarray], np.ndarray]
 
@@ -36,6 +38,30 @@ class Predictor(Protocol):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """(N, size, size, 1) float32 to (N, 3) probabilities in `settings.CLASSES` order."""
         ...
+
+
+def model_threshold(model: Predictor) -> float | None:
+    """The malignant threshold fitted with the model (part of its decision rule, see
+    `lung_model.metrics.classify`); None: the model decides by arg-max."""
+    value = getattr(model, "malignant_threshold", None)
+    return None if value is None else float(value)
+
+
+def slice_class(model: Predictor, probabilities: Sequence[float]) -> str:
+    """The class the model's own decision rule gives one slice."""
+    from lung_model.metrics import classify
+
+    rule = classify(np.asarray([probabilities], dtype=np.float64), model_threshold(model))
+    return CLASSES[int(rule[0])]
+
+
+def study_threshold(model: Predictor, configured: float | None) -> float:
+    """The malignant probability at which a slice makes its study malignant: the site's
+    LUNG_MALIGNANT_THRESHOLD when set, else the model's own, else 0.5."""
+    if configured is not None:
+        return configured
+    own = model_threshold(model)
+    return 0.5 if own is None else own
 
 
 def preparer_for(model: Predictor) -> Prepare:

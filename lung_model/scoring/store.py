@@ -16,9 +16,8 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine, text
 
-from lung_model.scoring.predictor import Predictor
+from lung_model.scoring.predictor import Predictor, slice_class
 from lung_model.scoring.study import SliceStats
-from lung_model.settings import CLASSES
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def write_batch(
                 " ON CONFLICT (image_sha256, model_name, model_version) DO NOTHING",
                 [
                     (sha, model.name, model.version, model.data_version, *probs)
-                    + (predicted_class(probs),)
+                    + (slice_class(model, probs),)
                     for sha, probs in predictions.items()
                 ],
                 page_size=max(len(predictions), 1),
@@ -129,10 +128,6 @@ def write_batch(
         raw.close()
 
 
-def predicted_class(probs: Sequence[float]) -> str:
-    return CLASSES[max(range(len(CLASSES)), key=lambda i: probs[i])]
-
-
 def slice_stats(engine: Engine, batch_id: int, model: Predictor, threshold: float) -> SliceStats:
     """Aggregates over the batch's scored slices, as this model version predicted them."""
     with engine.connect() as conn:
@@ -140,7 +135,7 @@ def slice_stats(engine: Engine, batch_id: int, model: Predictor, threshold: floa
             text(
                 "SELECT count(*), coalesce(max(p.p_malignant), 0), coalesce(avg(p.p_malignant), 0),"
                 " coalesce(avg(p.p_normal), 0), coalesce(avg(p.p_benign), 0),"
-                " count(*) FILTER (WHERE p.p_malignant > :threshold)"
+                " count(*) FILTER (WHERE p.p_malignant >= :threshold)"
                 " FROM images i JOIN predictions p ON p.image_sha256 = i.sha256"
                 " AND p.model_name = :name AND p.model_version = :version"
                 " WHERE i.batch_id = :batch AND i.status = 'scored'"

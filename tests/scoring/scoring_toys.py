@@ -25,6 +25,7 @@ class ToyPredictor:
     image_size: int = 32
     kill_on_call: int = 0  # SIGKILL this process on that predict call (1-based); 0: never
     delay: float = 0.0  # seconds per predict call, to interleave concurrent scorers
+    malignant_threshold: float | None = None  # the decision rule fitted with a real model
     calls: int = field(default=0, init=False)
 
     @property

@@ -218,3 +218,33 @@ def test_batches_of_any_size_score_each_distinct_image_once(
     assert rows(
         engine, "SELECT count(*) FROM predictions WHERE model_version = :v", v=toy.version
     ) == [(4,)]
+
+
+@pytest.mark.parametrize(
+    ("own", "configured", "study_malignant"),
+    [(0.0, None, True), (1.1, None, False), (1.1, 0.0, True)],
+)
+def test_the_models_own_threshold_decides_slices_and_studies(
+    settings: Settings,
+    engine: Engine,
+    tmp_path: Path,
+    own: float,
+    configured: float | None,
+    study_malignant: bool,
+) -> None:
+    """Slices follow the model's decision rule; LUNG_MALIGNANT_THRESHOLD, when set, is the
+    site's rule for studies."""
+    model = ToyPredictor(version=f"toy-rule-{own}-{configured}", malignant_threshold=own)
+    study = make_study(tmp_path / "sites", "S-rule", real_slices(4))
+    settings = settings.model_copy(update={"malignant_threshold": configured})
+
+    summary = Scorer(model, engine, settings).score_in_place(study)
+
+    classes = rows(
+        engine, "SELECT predicted_class FROM predictions WHERE model_version = :v", v=model.version
+    )
+    slice_malignant = [c == "malignant" for (c,) in classes]
+    assert len(slice_malignant) == 4 and all(slice_malignant) is (own == 0.0)
+    assert any(slice_malignant) is (own == 0.0)
+    assert (summary.result["predicted_class"] == "malignant") is study_malignant
+    assert summary.result["n_malignant_slices"] == (4 if study_malignant else 0)
