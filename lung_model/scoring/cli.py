@@ -99,7 +99,7 @@ def _describe(summary: StudySummary) -> str:
 def cli_score(args: argparse.Namespace) -> int:
     import psycopg2
     from sqlalchemy import text
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import InterfaceError, OperationalError
     from tqdm import tqdm
 
     from lung_model.db import get_engine
@@ -180,12 +180,18 @@ def cli_score(args: argparse.Namespace) -> int:
             model, engine, settings, id_key=patient_key(settings.secrets_dir), on_file=on_file
         )
         summaries = []
+        gone = (
+            OperationalError,
+            InterfaceError,
+            psycopg2.OperationalError,
+            psycopg2.InterfaceError,
+        )
         try:
             for target in targets:
                 score = scorer.score_in_place if in_place else scorer.score_claimed
                 summaries.append(summary := score(target))
                 bar.write(_describe(summary), file=sys.stdout)
-        except (OperationalError, psycopg2.OperationalError) as error:  # server went away
+        except gone as error:  # the server went away ("closed the connection", "already closed")
             bar.close()  # the claim stays in processing/ and the next run resumes it
             return _fail(f"database unavailable: {_one_line(getattr(error, 'orig', error))}", 3)
     bar.close()

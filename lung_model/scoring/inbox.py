@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from lung_model.settings import Settings
 
@@ -162,4 +163,11 @@ def study_lock(engine: Engine, name: str) -> Iterator[bool]:
             yield held
         finally:
             if held:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                except DBAPIError as error:
+                    if not error.connection_invalidated:
+                        raise
+                    # The server lost this session (a restart) and the lock with it:
+                    # nothing is left to release. What was written under it is committed.
+                    log.warning("the session holding the lock of claim %s was lost", name)

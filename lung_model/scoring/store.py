@@ -121,7 +121,10 @@ def write_batch(
             )
         raw.commit()
     except BaseException:
-        raw.rollback()
+        if raw.dbapi_connection is not None and raw.dbapi_connection.closed:
+            raw.invalidate()  # the server closed it (a restart): nothing to roll back, and a
+        else:  # rollback would raise "connection already closed" in place of the real error
+            raw.rollback()
         raise
     finally:
         cursor.close()
