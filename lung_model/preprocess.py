@@ -23,7 +23,8 @@ from PIL import Image
 from lung_model.crop import crop
 from lung_model.images import read_gray
 
-PREPROCESS_VERSION = 2  # 2: JPEGs decoded at reduced DCT scale
+PREPROCESS_VERSION = 3  # 2: JPEGs decoded at reduced DCT scale; 3: optional lung-field crop
+READABLE_VERSIONS = (2, 3)  # a v2 config has no crop field: the same steps as crop "none"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
         config = cls(**{k: type(getattr(cls(), k))(v) for k, v in values.items()})
-        if config.version != PREPROCESS_VERSION:
+        if config.version not in READABLE_VERSIONS:
             raise ValueError(
                 f"model needs preprocessing v{config.version}, this is v{PREPROCESS_VERSION}"
             )

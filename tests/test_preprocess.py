@@ -52,5 +52,15 @@ def test_config_round_trip_and_version_check() -> None:
     config = PreprocessConfig(image_size=96)
     assert PreprocessConfig.from_dict(config.to_dict()) == config
     assert PreprocessConfig.from_dict({"image_size": "96"}).image_size == 96
+    older = PreprocessConfig.from_dict({"image_size": 96, "version": 2})  # before the crop
+    assert older.crop == "none"
     with pytest.raises(ValueError, match="preprocessing v99"):
         PreprocessConfig.from_dict({**config.to_dict(), "version": 99})
+
+
+def test_lung_crop_fills_the_square_with_chest() -> None:
+    plain = load_file(SQUARE, PreprocessConfig(image_size=64))[..., 0]
+    cropped = load_file(SQUARE, PreprocessConfig(image_size=64, crop="lungs"))[..., 0]
+    assert cropped.shape == plain.shape
+    # the uncropped slice has a wide dark border around the body; the crop has almost none
+    assert (cropped[:, :4] < 0.05).mean() < (plain[:, :4] < 0.05).mean()

@@ -22,6 +22,7 @@ from lung_model.cli import main
 from lung_model.gradcam import gradcam
 from lung_model.images import read_gray
 from lung_model.inference import LoadedModel, NoChampion, load_model
+from lung_model.metrics import classify
 from lung_model.promotion import promote, rollback, run_gate
 from lung_model.registry import CHALLENGER, CHAMPION, register
 from lung_model.settings import CLASSES, Settings
@@ -172,13 +173,15 @@ def test_serving_matches_training(trained: TrainResult, lenient: Settings) -> No
     assert probabilities.shape == (6, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     predictions = model.predict_files([FIXTURES / p for p in part.paths])
-    assert [p.predicted_class for p in predictions] == [CLASSES[i] for i in probabilities.argmax(1)]
+    # serving applies the decision rule fitted with the model, as the evaluation did
+    threshold = trained.test["malignant_threshold"]
+    assert threshold is not None and model.malignant_threshold == pytest.approx(threshold)
+    decided = classify(probabilities, threshold)
+    assert [p.predicted_class for p in predictions] == [CLASSES[i] for i in decided]
     assert predictions[0].model_version == version
-    # the logged run's test metrics came from the same probabilities
+    # the logged run's test metrics came from the same probabilities and rule
     labels = np.array([CLASSES.index(split.label[p]) for p in part.paths])
-    assert (probabilities.argmax(1) == labels).mean() == pytest.approx(
-        trained.test["slice"]["accuracy"]
-    )
+    assert (decided == labels).mean() == pytest.approx(trained.test["slice"]["accuracy"])
 
     heatmap = gradcam(model, part.x[0], CLASSES.index("malignant"))
     assert heatmap.shape == (32, 32) and heatmap.dtype == np.float32
