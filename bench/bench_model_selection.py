@@ -8,8 +8,10 @@ exactly as `lung_model.trainer.fit` trains the real one: a fifth of the training
 the malignant threshold and, if on, early stopping. Metrics are inference-mode metrics on
 the held-out fold, with the arg-max and with the model's decision rule. Prints one row per
 configuration (mean and standard deviation over folds, and the pooled out-of-fold figures)
-and appends every result to var/bench/model_selection.json. Run one or a few configurations
-at a time: `bench/bench_model_selection.py --configs probe,lungs96`.
+and appends every result to var/bench/model_selection.json (the fold probabilities to
+var/bench/model_selection-NAME.npz). Run one or a few configurations at a time:
+`bench/bench_model_selection.py --configs probe96,probe96-lungs`; `--show` prints the table
+of everything saved, `--rules NAME` compares malignant decision rules on NAME's folds.
 """
 
 from __future__ import annotations

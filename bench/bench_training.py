@@ -5,7 +5,7 @@ once on the leakage-free pseudo-patient split (the honest figure, the one the ga
 once on a per-image stratified random split (the seed project's method, for contrast: near-
 identical neighbouring slices land on both sides). Prints one table row per split, with group
 bootstrap 95% intervals, study-level macro-F1 and the wall time of each training, and writes
-the figures to var/bench/training.json. Run by hand or by `make bench` (about 2 x 10 minutes
+the figures to var/bench/training.json. Run by hand or by `make bench` (about 2 x 2 minutes
 on 2 cores). `--split group` runs only the honest one.
 """
 
