@@ -68,7 +68,7 @@ class TrainConfig:
         """Seconds on the CPU: for tests and smoke runs, never for a real model."""
         return cls(
             epochs=2, image_size=32, batch_size=8, patience=1, min_epochs=0,
-            widths=(4, 8), members=2, bootstrap_rounds=20,
+            widths=(4, 8), bootstrap_rounds=20,
         )  # fmt: skip
 
     def preprocess(self) -> PreprocessConfig:
