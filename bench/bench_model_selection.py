@@ -62,6 +62,7 @@ CONFIGS: dict[str, dict | None] = {
     "aug96-lungs-group": {**LUNGS96, "augment": True, "norm": "group"},
     "lungs96-ens3": {**LUNGS96, "members": 3},
     "lungs128": {**LUNGS96, "image_size": 128},
+    "lungs128-d256": {**LUNGS96, "image_size": 128, "decode_size": 256},
     "lungs96-e15": {**LUNGS96, "epochs": 15},
     "lungs96-e10": {**LUNGS96, "epochs": 10},
     "lungs96-e15-ens3": {**LUNGS96, "epochs": 15, "members": 3},
@@ -106,7 +107,8 @@ def part(split, paths: list[str], data: Path, preprocess: PreprocessConfig) -> P
     if preprocess not in _ARRAYS:
         cache = get_settings().home / "bench" / "arrays"
         key = (
-            f"v{PREPROCESS_VERSION}-{preprocess.image_size}-{preprocess.crop}-{split.data_version}"
+            f"v{PREPROCESS_VERSION}-{preprocess.image_size}-{preprocess.crop}"
+            f"-{preprocess.reduce_to}-{split.data_version}"
         )
         file = cache / f"{key}.npz"
         everything = sorted(split.part)

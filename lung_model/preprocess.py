@@ -4,7 +4,7 @@
 (size, size, 1) float32 array: aspect-preserving resize of the longer side, robust intensity
 normalisation (percentiles to [0, 1]), then zero padding to a centred square, so the image's
 shape cannot tell the class. Files are decoded for it at reduced scale (`load_file`, i.e.
-`read_gray(path, reduce_to=image_size)`), in training and serving alike. The
+`read_gray(path, reduce_to=config.reduce_to)`), in training and serving alike. The
 `PreprocessConfig` is logged with every model (MLflow model metadata, see
 https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html) and serving
 reads it back from the model, so both sides always run the same steps.
@@ -33,7 +33,13 @@ class PreprocessConfig:
     low_percentile: float = 0.5
     high_percentile: float = 99.5
     crop: str = "none"  # "lungs", "body" or "none": what `lung_model.crop` cuts the slice to
+    decode_size: int = 0  # a JPEG's longer side may be decoded down to this (0: image_size)
     version: int = PREPROCESS_VERSION
+
+    @property
+    def reduce_to(self) -> int:
+        """What `lung_model.images.read_gray` may reduce a JPEG to: a crop needs more."""
+        return self.decode_size or self.image_size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,7 +75,7 @@ def prepare(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
 
 def load_file(path: Path, config: PreprocessConfig) -> np.ndarray:
     """Read and prepare one slice file (raises `UnreadableImage` with the reason)."""
-    return prepare(read_gray(path, reduce_to=config.image_size).gray, config)
+    return prepare(read_gray(path, reduce_to=config.reduce_to).gray, config)
 
 
 def load_files(

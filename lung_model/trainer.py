@@ -54,6 +54,7 @@ class TrainConfig:
     augment: bool = False  # geometric / gamma augmentation (did not help in cross-validation)
     mixup: float = 0.0  # Beta(a, a) mixing of training slices (0: off)
     crop: str = "lungs"  # lung_model.crop target: lungs, body or none
+    decode_size: int = 0  # JPEGs decoded down to this longer side (0: image_size)
     early_stopping: bool = False  # on validation macro-F1; off: train all epochs, keep the last
     # the decision rule: malignant at this calibrated probability (None: arg-max), unless
     # malignant_recall > 0, which fits the threshold on validation for that recall instead
@@ -72,7 +73,9 @@ class TrainConfig:
         )  # fmt: skip
 
     def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig(image_size=self.image_size, crop=self.crop)
+        return PreprocessConfig(
+            image_size=self.image_size, crop=self.crop, decode_size=self.decode_size
+        )
 
     def params(self) -> dict[str, Any]:
         values = asdict(self)

@@ -64,3 +64,24 @@ def test_lung_crop_fills_the_square_with_chest() -> None:
     assert cropped.shape == plain.shape
     # the uncropped slice has a wide dark border around the body; the crop has almost none
     assert (cropped[:, :4] < 0.05).mean() < (plain[:, :4] < 0.05).mean()
+
+
+def test_a_crop_can_be_decoded_from_more_pixels_and_scoring_decodes_alike() -> None:
+    from lung_model.scoring.decode import decode_file
+    from lung_model.scoring.files import InputFile
+
+    plain = PreprocessConfig(image_size=64, crop="lungs")
+    detailed = PreprocessConfig(image_size=64, crop="lungs", decode_size=256)
+    assert (plain.reduce_to, detailed.reduce_to) == (64, 256)
+    assert PreprocessConfig.from_dict({"image_size": 64, "crop": "lungs", "version": 3}) == plain
+
+    x = load_file(SQUARE, detailed)
+    assert x.shape == (64, 64, 1) and not np.array_equal(x, load_file(SQUARE, plain))
+    scored = decode_file(
+        InputFile(SQUARE.name, SQUARE, SQUARE),
+        lambda gray: prepare(gray, detailed),
+        64,
+        None,
+        detailed.reduce_to,
+    )
+    np.testing.assert_array_equal(scored.x, x)  # the scorer decodes as training did

@@ -49,9 +49,14 @@ def _refused(file: InputFile, reason: str, **known: object) -> Decoded:
 
 
 def decode_file(
-    file: InputFile, prepare: Prepare, image_size: int, id_key: bytes | None
+    file: InputFile,
+    prepare: Prepare,
+    image_size: int,
+    id_key: bytes | None,
+    reduce_to: int | None = None,
 ) -> Decoded:
-    """One input file to a scored-to-be row with its model input, or a quarantine row."""
+    """One input file to a scored-to-be row with its model input, or a quarantine row;
+    `reduce_to` is the model's `PreprocessConfig.reduce_to` (default: `image_size`)."""
     if file.refusal:
         return _refused(file, file.refusal)
     try:
@@ -64,7 +69,7 @@ def decode_file(
         "format": sniff_format(data[:132]),
     }
     try:
-        image = decode_bytes(data, id_key=id_key, reduce_to=image_size)
+        image = decode_bytes(data, id_key=id_key, reduce_to=reduce_to or image_size)
         facts.update(width=image.width, height=image.height)
         x = np.asarray(prepare(image.gray), dtype=np.float32)
     except UnreadableImage as error:

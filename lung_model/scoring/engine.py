@@ -22,7 +22,13 @@ from sqlalchemy import Engine
 from lung_model.scoring import inbox, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, split_cpus
 from lung_model.scoring.files import InputFile, list_inputs, printable
-from lung_model.scoring.predictor import Predictor, Prepare, preparer_for, study_threshold
+from lung_model.scoring.predictor import (
+    Predictor,
+    Prepare,
+    preparer_for,
+    preprocess_for,
+    study_threshold,
+)
 from lung_model.scoring.study import SliceStats, study_verdict
 from lung_model.settings import Settings
 
@@ -71,12 +77,13 @@ class Scorer:
     ) -> None:
         self.model, self.engine, self.settings = model, engine, settings
         self.prepare = prepare or preparer_for(model)
+        self.reduce_to = preprocess_for(model).reduce_to
         self.id_key = id_key
         self.workers = workers or split_cpus(settings.score_workers, 0)[0]
         self.on_file = on_file
 
     def _decode(self, file: InputFile) -> Decoded:
-        return decode_file(file, self.prepare, self.model.image_size, self.id_key)
+        return decode_file(file, self.prepare, self.model.image_size, self.id_key, self.reduce_to)
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> dict[str, store.Probabilities]:
         if not inputs:

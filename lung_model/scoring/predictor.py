@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from lung_model.settings import CLASSES
+
+if TYPE_CHECKING:
+    from lung_model.preprocess import PreprocessConfig
 
 Prepare = Callable[[np.ndarray], np.ndarray]
 
@@ -64,11 +67,18 @@ def study_threshold(model: Predictor, configured: float | None) -> float:
     return 0.5 if own is None else own
 
 
-def preparer_for(model: Predictor) -> Prepare:
-    """(H, W) gray in [0, 1] to the model's input, with the model's preprocessing config."""
-    from lung_model.preprocess import PreprocessConfig, prepare
+def preprocess_for(model: Predictor) -> PreprocessConfig:
+    """The preprocessing config shipped with the model (the defaults at its input size)."""
+    from lung_model.preprocess import PreprocessConfig
 
     config = getattr(model, "preprocess", None)
     if not isinstance(config, PreprocessConfig):
         config = PreprocessConfig(image_size=model.image_size)
-    return partial(prepare, config=config)
+    return config
+
+
+def preparer_for(model: Predictor) -> Prepare:
+    """(H, W) gray in [0, 1] to the model's input, with the model's preprocessing config."""
+    from lung_model.preprocess import prepare
+
+    return partial(prepare, config=preprocess_for(model))
