@@ -54,14 +54,13 @@ def load_bench_model(settings: Settings) -> tuple[Any, str]:
 
         from lung_model.inference import LoadedModel
         from lung_model.network import build_network, calibrated
-        from lung_model.preprocess import PreprocessConfig
         from lung_model.trainer import TrainConfig
 
-        size = TrainConfig().image_size
+        config = TrainConfig().preprocess()  # the production steps, lung crop included
+        size = config.image_size
         keras.utils.set_random_seed(0)
         network = calibrated(build_network(size), 1.0)
         version = f"bench-{uuid.uuid4().hex[:8]}"
-        config = PreprocessConfig(image_size=size)
         model = LoadedModel(network, config, "bench-network", version, data_version="bench")
         why = type(error).__name__
         return model, f"untrained production network {size}px ({why})"
