@@ -15,6 +15,7 @@ The model is the registered champion when there is one, else the production netw
 on the configured server, dropped afterwards.
 
 usage: .venv/bin/python bench/bench_scoring.py [--sizes 1000 10000] [--seed-slices 200]
+                                              [--batch N] [--crop lungs|body|none]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,17 @@ from lung_model.settings import Settings  # noqa: E402
 STUDY_SIZE = 500  # slices per study folder (a CT series is a few hundred)
 
 
-def load_bench_model(settings: Settings) -> tuple[Any, str]:
-    """The champion if one is registered, else the untrained production network."""
+def load_bench_model(settings: Settings, crop: str | None = None) -> tuple[Any, str]:
+    """The champion if one is registered, else the untrained production network; `crop`
+    overrides the model's lung crop (to measure what the crop costs)."""
+    model, described = _bench_model(settings)
+    if crop is not None and crop != model.preprocess.crop:
+        model.preprocess = replace(model.preprocess, crop=crop)
+        described += f", crop {crop} instead of the model's"
+    return model, described
+
+
+def _bench_model(settings: Settings) -> tuple[Any, str]:
     try:
         from lung_model.inference import load_model
 
@@ -104,7 +115,7 @@ def child(args: argparse.Namespace) -> None:
 
     settings = Settings(home=Path(args.home), database_url=args.db, score_batch_size=args.batch)
     prepare_scoring_process(settings)  # as the CLI and the DAG do: decoding and TF share CPUs
-    model, _ = load_bench_model(settings)
+    model, _ = load_bench_model(settings, args.crop)
     engine = get_engine(settings)
     before = bare(model, args.batch, 8 * args.batch)  # also the warm-up
     baseline = vm_kib("VmRSS")
@@ -204,6 +215,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--seed-slices", type=int, default=200)
     parser.add_argument("--batch", type=int, default=None, help="default: LUNG_SCORE_BATCH_SIZE")
+    parser.add_argument("--crop", choices=["lungs", "body", "none"], help="default: the model's")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -219,7 +231,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lung-bench-"))
     runs = []
     try:
-        model, described = load_bench_model(settings)
+        model, described = load_bench_model(settings, args.crop)
         print(f"model: {described}; batch size {batch}; {os.cpu_count()} CPUs", flush=True)
         seed_rate, seed_cpu = seed_loop(model, db_url, args.seed_slices)
         print(f"(c) seed-style loop: {seed_rate:.1f} slices/s", flush=True)
@@ -230,6 +242,7 @@ def main() -> None:
             home = work / f"home-{size}"
             fill_inbox(home / "inbox", size, settings.ready_marker)
             command = [sys.executable, __file__, "--child", "--home", str(home), "--db", db_url]
+            command += ["--crop", args.crop] if args.crop else []
             out = subprocess.run(
                 [*command, "--batch", str(batch)], check=True, capture_output=True, text=True
             ).stdout

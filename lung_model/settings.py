@@ -73,12 +73,12 @@ class Settings(BaseSettings):
     score_batch_size: int = Field(64, description="Slices per prediction and DB transaction")
     score_workers: int = Field(
         0,
-        description="Threads decoding slices while the model predicts (0: half the CPUs, 1 to 4)",
+        description="Threads decoding slices while the model predicts (0: 60% of the CPUs rounded up, 1 to 4)",
     )
     score_model_threads: int = Field(
         0,
         description="TensorFlow threads of the scorer's forward pass (0: the CPUs the decoding "
-        "threads leave, at least 1)",
+        "threads leave, plus one)",
     )
 
     # Hosts and ports of the local services
