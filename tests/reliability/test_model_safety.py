@@ -82,13 +82,15 @@ def test_a_training_run_killed_midway_leaves_the_champion_untouched(
     client = configure_mlflow(safety)
     experiment = client.get_experiment_by_name(safety.experiment)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LUNG_", "MLFLOW_"))},
         "LUNG_HOME": str(safety.home),
         "DATABASE_URL": pg_url,
         "LUNG_MODEL_NAME": safety.model_name,
+        # the very store and experiment this test reads, whatever earlier tests left around
+        "MLFLOW_TRACKING_URI": safety.tracking_uri(),
+        "LUNG_EXPERIMENT": safety.experiment,
+        "PYTHONUNBUFFERED": "1",  # Keras' epoch lines reach the pipe as they are printed
     }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env["PYTHONUNBUFFERED"] = "1"  # Keras' epoch lines reach the pipe as they are printed
     training = subprocess.Popen(
         [sys.executable, "-m", "lung_model", "train", "--epochs", "400", "--image-size", "64"]
         + ["--data", str(FIXTURE_DATA)],
@@ -103,7 +105,9 @@ def test_a_training_run_killed_midway_leaves_the_champion_untouched(
             if line.startswith("Epoch 3/"):
                 break  # two epochs trained, the third under way: kill it inside `fit`
         assert training.poll() is None, "training ended before its third epoch"
-        [running] = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+        runs = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+        assert len(runs) == 1, f"{len(runs)} running runs in {safety.tracking_uri()}"
+        running = runs[0]
         os.kill(training.pid, signal.SIGKILL)
     finally:
         training.kill()
