@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.metrics import classify
 from lung_model.preprocess import PreprocessConfig, load_file, prepare
+from lung_model.scoring.predictor import slice_class
 from lung_model.settings import CLASSES, Settings, get_settings
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
@@ -128,9 +128,7 @@ class LoadedModel:
     def _prediction(self, probabilities: np.ndarray) -> Prediction:
         return Prediction(
             probabilities={c: float(p) for c, p in zip(CLASSES, probabilities, strict=True)},
-            predicted_class=CLASSES[
-                int(classify(probabilities[None], self.malignant_threshold)[0])
-            ],
+            predicted_class=slice_class(self, probabilities),
             model_name=self.name,
             model_version=self.version,
         )

@@ -44,12 +44,12 @@ def try_scan(data: bytes, model: LoadedModel) -> ScanVerdict:
     decoded = decode_bytes(data, reduce_to=model.preprocess.reduce_to)
     model_input = model.prepare(decoded.gray)
     probabilities = model.predict(model_input[None, ...])[0]
-    best = CLASSES.index(slice_class(model, probabilities))
+    predicted = slice_class(model, probabilities)
     return ScanVerdict(
         probabilities={name: float(p) for name, p in zip(CLASSES, probabilities, strict=True)},
-        predicted_class=CLASSES[best],
+        predicted_class=predicted,
         model_input=np.squeeze(model_input),
-        gradcam=explain_array(model, model_input, best),
+        gradcam=explain_array(model, model_input, CLASSES.index(predicted)),
         format=decoded.format,
         width=decoded.width,
         height=decoded.height,

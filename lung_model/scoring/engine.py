@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from lung_model.scoring import inbox, store
-from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, split_cpus
+from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
 from lung_model.scoring.files import InputFile, list_inputs, printable
 from lung_model.scoring.predictor import (
     Predictor,
@@ -79,7 +79,7 @@ class Scorer:
         self.prepare = prepare or preparer_for(model)
         self.reduce_to = preprocess_for(model).reduce_to
         self.id_key = id_key
-        self.workers = workers or split_cpus(settings.score_workers, 0)[0]
+        self.workers = workers or settings.score_workers or default_workers()
         self.on_file = on_file
 
     def _decode(self, file: InputFile) -> Decoded:

@@ -50,7 +50,7 @@ def model_threshold(model: Predictor) -> float | None:
     return None if value is None else float(value)
 
 
-def slice_class(model: Predictor, probabilities: Sequence[float]) -> str:
+def slice_class(model: Predictor, probabilities: Sequence[float] | np.ndarray) -> str:
     """The class the model's own decision rule gives one slice."""
     from lung_model.metrics import classify
 
