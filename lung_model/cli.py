@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
     split.add_argument("--json", type=Path, help="also write the split report to this file")
 
-    train = command("train", "lung_model.training:cli_train", "train, evaluate, register and gate")
+    train = command("train", "lung_model.training.job:cli_train", "train, evaluate, register and gate")
     train.add_argument("--epochs", type=int, help="maximum epochs (default: the real config)")
     train.add_argument("--image-size", type=int, help="input size in pixels")
     train.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")

@@ -64,7 +64,7 @@ def _clean(values: dict[str, Any]) -> dict[str, float | None]:
 def load_split(client: Any, version: Any) -> Split:
     import mlflow
 
-    from lung_model.training import SPLIT_ARTIFACT
+    from lung_model.training.job import SPLIT_ARTIFACT
 
     return Split.from_json(mlflow.artifacts.load_text(f"runs:/{version.run_id}/{SPLIT_ARTIFACT}"))
 

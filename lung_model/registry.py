@@ -26,7 +26,7 @@ def register(run_id: str, settings: Settings | None = None) -> str:
     """Register the run's logged model under the model name; give it `challenger`."""
     import mlflow
 
-    from lung_model.training import MODEL_ARTIFACT
+    from lung_model.training.job import MODEL_ARTIFACT
 
     settings = settings or get_settings()
     client = configure_mlflow(settings)

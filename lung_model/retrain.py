@@ -95,7 +95,7 @@ def train(
 ) -> dict[str, Any]:
     """Train, calibrate, evaluate and log one MLflow run; return its ids."""
     from lung_model.tracking import configure_mlflow
-    from lung_model.training import train_and_log
+    from lung_model.training.job import train_and_log
 
     settings = settings or get_settings()
     result = train_and_log(training_config(config), _data_dir(data_dir, settings), settings)

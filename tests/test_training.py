@@ -29,7 +29,7 @@ from lung_model.settings import CLASSES, Settings
 from lung_model.split import Split
 from lung_model.tracking import configure_mlflow
 from lung_model.trainer import TrainConfig, load_part
-from lung_model.training import SPLIT_ARTIFACT, DataIntegrityError, TrainResult, train_and_log
+from lung_model.training.job import SPLIT_ARTIFACT, DataIntegrityError, TrainResult, train_and_log
 
 pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"

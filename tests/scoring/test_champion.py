@@ -36,7 +36,7 @@ def _tiny_champion(settings: Settings) -> str:
     from lung_model.promotion import promote
     from lung_model.registry import register
     from lung_model.trainer import TrainConfig
-    from lung_model.training import train_and_log
+    from lung_model.training.job import train_and_log
 
     tiny = getattr(TrainConfig, "tiny", None)
     config = tiny() if tiny else TrainConfig()
