@@ -3,7 +3,7 @@
 The fixed test split is never loaded here. Its train and validation groups (67 pseudo-
 patients) are cut into `--folds` class-stratified folds of whole groups (scikit-learn's
 StratifiedGroupKFold); each fold is scored once by a model trained on the other folds,
-exactly as `lung_model.trainer.fit` trains the real one: a fifth of the training groups
+exactly as `lung_model.training.fit.fit` trains the real one: a fifth of the training groups
 (per class) is held back as the fold's own validation part, which fits the temperature,
 the malignant threshold and, if on, early stopping. Metrics are inference-mode metrics on
 the held-out fold, with the arg-max and with the model's decision rule. Prints one row per
@@ -34,7 +34,7 @@ from lung_model.metrics import MALIGNANT, point_metrics, study_level  # noqa: E4
 from lung_model.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
 from lung_model.split import make_split  # noqa: E402
-from lung_model.trainer import Part, TrainConfig, fit, predict_logits  # noqa: E402
+from lung_model.training.fit import Part, TrainConfig, fit, predict_logits  # noqa: E402
 
 # the configurations compared: each is the first default (V1, what the README measured before)
 # with these fields changed; "default" is today's TrainConfig() as it is

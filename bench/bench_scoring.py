@@ -65,7 +65,7 @@ def _bench_model(settings: Settings) -> tuple[Any, str]:
 
         from lung_model.inference import LoadedModel
         from lung_model.network import build_network, calibrated
-        from lung_model.trainer import TrainConfig
+        from lung_model.training.fit import TrainConfig
 
         config = TrainConfig().preprocess()  # the production steps, lung crop included
         size = config.image_size

@@ -25,7 +25,7 @@ from lung_model.calibration import apply_temperature  # noqa: E402
 from lung_model.metrics import evaluate  # noqa: E402
 from lung_model.settings import get_settings  # noqa: E402
 from lung_model.split import check, make_split, random_image_split  # noqa: E402
-from lung_model.trainer import TrainConfig, fit, load_part, predict_logits  # noqa: E402
+from lung_model.training.fit import TrainConfig, fit, load_part, predict_logits  # noqa: E402
 
 
 def run(split_name: str, config: TrainConfig, data: Path) -> dict:

@@ -36,7 +36,7 @@ def _data_dir(data_dir: str | None, settings: Settings) -> Path:
 
 def training_config(name: str) -> Any:
     """A named TrainConfig preset: `default` (the real one) or `tiny` (seconds, for tests)."""
-    from lung_model.trainer import TrainConfig
+    from lung_model.training.fit import TrainConfig
 
     if name == "default":
         return TrainConfig()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lung_model.augment import AugmentedSlices, augment_slice
-from lung_model.trainer import class_weights
+from lung_model.training.fit import class_weights
 
 
 def square(size: int = 32) -> np.ndarray:

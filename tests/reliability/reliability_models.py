@@ -17,7 +17,7 @@ def store_settings(home: Path, pg_url: str) -> Settings:
 
 
 def one_epoch_config() -> object:
-    from lung_model.trainer import TrainConfig
+    from lung_model.training.fit import TrainConfig
 
     return replace(TrainConfig.tiny(), epochs=1, min_epochs=0, bootstrap_rounds=10)
 
