@@ -11,7 +11,7 @@ In one run on this machine, with the same model and batch size:
 Slices are the real ones of data/raw; to have 10,000 distinct files, each copy gets a
 unique JPEG comment segment (same pixels, distinct sha256, so nothing is deduplicated).
 The model is the registered champion when there is one, else the production network
-(`lung_model.network`, untrained: the same compute). Results go to a temporary database
+(`lung_model.training.network`, untrained: the same compute). Results go to a temporary database
 on the configured server, dropped afterwards.
 
 usage: .venv/bin/python bench/bench_scoring.py [--sizes 1000 10000] [--seed-slices 200]
@@ -64,7 +64,7 @@ def _bench_model(settings: Settings) -> tuple[Any, str]:
         import keras
 
         from lung_model.inference import LoadedModel
-        from lung_model.network import build_network, calibrated
+        from lung_model.training.network import build_network, calibrated
         from lung_model.training.fit import TrainConfig
 
         config = TrainConfig().preprocess()  # the production steps, lung crop included

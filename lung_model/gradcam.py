@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.network import LAST_CONV
+from lung_model.training.network import LAST_CONV
 
 
 def _score_layer(model: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lung_model.gradcam import gradcam
-from lung_model.network import LAST_CONV, build_network, calibrated, ensemble
+from lung_model.training.network import LAST_CONV, build_network, calibrated, ensemble
 
 
 def test_ensemble_is_the_mean_of_its_members() -> None:

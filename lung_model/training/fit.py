@@ -141,7 +141,7 @@ def _fit_one(
     """One network from scratch: (keras model, per-epoch curves, epoch whose weights it has)."""
     import keras
 
-    from lung_model.network import build_network
+    from lung_model.training.network import build_network
 
     keras.utils.set_random_seed(seed)
     network = build_network(config.image_size, config.widths, config.dropout, config.norm)
@@ -196,7 +196,7 @@ def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = Non
     average their logits, fit the temperature and the malignant threshold on `val`."""
     import tensorflow as tf
 
-    from lung_model.network import ensemble
+    from lung_model.training.network import ensemble
 
     # Only possible before TensorFlow's first op; a process that already ran one (a test
     # session, a DAG worker that scored) keeps its setting.

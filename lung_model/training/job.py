@@ -144,7 +144,7 @@ def train_and_log(
     """Run the whole training job in one MLflow run; raise DataIntegrityError on bad data."""
     import mlflow
 
-    from lung_model.network import calibrated
+    from lung_model.training.network import calibrated
     from lung_model.tracking import configure_mlflow
 
     started = time.monotonic()

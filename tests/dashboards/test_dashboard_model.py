@@ -1,6 +1,6 @@
 """Model page, Grad-CAM in the study view and "try a scan" with a real registered champion.
 
-The champion is a real (untrained, tiny) Keras network of `lung_model.network`, logged with
+The champion is a real (untrained, tiny) Keras network of `lung_model.training.network`, logged with
 `mlflow.keras.log_model` and its preprocessing config, registered in a real MLflow store
 and given the champion alias: everything the dashboard touches is the real path.
 """
@@ -30,7 +30,7 @@ def register_champion(settings) -> str:
     from mlflow.models import infer_signature
 
     from lung_model import registry
-    from lung_model.network import build_network, calibrated
+    from lung_model.training.network import build_network, calibrated
     from lung_model.tracking import configure_mlflow
     from lung_model.training.job import MODEL_ARTIFACT
 
