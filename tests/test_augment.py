@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lung_model.augment import AugmentedSlices, augment_slice
+from lung_model.training.augment import AugmentedSlices, augment_slice
 from lung_model.training.fit import class_weights
 
 
@@ -51,7 +51,7 @@ def test_batches_cover_every_slice_once_per_epoch() -> None:
 
 
 def test_mixup_blends_slices_labels_and_weights_alike() -> None:
-    from lung_model.augment import mix
+    from lung_model.training.augment import mix
 
     x = np.stack([np.full((4, 4, 1), v, np.float32) for v in (0.0, 1.0)])
     y = np.eye(3, dtype=np.float32)[[0, 2]]

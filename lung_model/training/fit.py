@@ -5,7 +5,7 @@ on lung-field crops (`lung_model.crop`) at 128 px for a fixed number of epochs a
 the last weights (on ~50 training patients, validation macro-F1 swings too much from epoch
 to epoch for early stopping to pick well), and calls a slice malignant from a calibrated
 probability of 0.2 (recall first; see `lung_model.metrics.classify`). Options that did
-not beat it there stay available: augmentation (`lung_model.augment`, on training batches
+not beat it there stay available: augmentation (`lung_model.training.augment`, on training batches
 only, never inside the model), mixup, an EMA of the weights (keras `use_ema` and
 `SwapEMAWeights`), early stopping on validation macro-F1, an ensemble of networks trained
 from different seeds, and a malignant threshold fitted on validation (the highest that
@@ -110,7 +110,7 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
 
 def _batches(part: Part, config: TrainConfig, training: bool) -> Any:
     """Training: augmented, class-weighted, shuffled batches; validation: plain arrays."""
-    from lung_model.augment import AugmentedSlices
+    from lung_model.training.augment import AugmentedSlices
 
     one_hot = np.eye(len(CLASSES), dtype=np.float32)[part.y]
     if not training:
