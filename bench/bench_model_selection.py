@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lung_model.audit import inspect  # noqa: E402
-from lung_model.calibration import apply_temperature  # noqa: E402
+from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.metrics import MALIGNANT, point_metrics, study_level  # noqa: E402
 from lung_model.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
@@ -210,7 +210,7 @@ def table(results: list[dict]) -> str:
 def rules(name: str, folds: int) -> str:
     """Decision rules compared on one configuration's saved fold predictions: each fold's
     threshold is fitted on that fold's own validation groups (or fixed), scored out of fold."""
-    from lung_model.calibration import fit_malignant_threshold
+    from lung_model.training.calibration import fit_malignant_threshold
     from lung_model.metrics import classify
 
     saved = np.load(get_settings().home / "bench" / f"model_selection-{name}.npz")

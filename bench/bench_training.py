@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lung_model.audit import inspect  # noqa: E402
-from lung_model.calibration import apply_temperature  # noqa: E402
+from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.metrics import evaluate  # noqa: E402
 from lung_model.settings import get_settings  # noqa: E402
 from lung_model.split import check, make_split, random_image_split  # noqa: E402

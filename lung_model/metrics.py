@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.calibration import expected_calibration_error
+from lung_model.training.calibration import expected_calibration_error
 from lung_model.settings import CLASSES
 
 MALIGNANT = CLASSES.index("malignant")

@@ -25,7 +25,7 @@ import numpy as np
 
 from lung_model import metrics, plots
 from lung_model.audit import audit, inspect
-from lung_model.calibration import apply_temperature
+from lung_model.training.calibration import apply_temperature
 from lung_model.settings import CLASSES, PROJECT_ROOT, Settings, get_settings
 from lung_model.split import make_split, report
 from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
