@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from lung_model.audit import inspect  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
-from lung_model.metrics import MALIGNANT, point_metrics, study_level  # noqa: E402
+from lung_model.training.metrics import MALIGNANT, point_metrics, study_level  # noqa: E402
 from lung_model.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
 from lung_model.split import make_split  # noqa: E402
@@ -211,7 +211,7 @@ def rules(name: str, folds: int) -> str:
     """Decision rules compared on one configuration's saved fold predictions: each fold's
     threshold is fitted on that fold's own validation groups (or fixed), scored out of fold."""
     from lung_model.training.calibration import fit_malignant_threshold
-    from lung_model.metrics import classify
+    from lung_model.training.metrics import classify
 
     saved = np.load(get_settings().home / "bench" / f"model_selection-{name}.npz")
     candidates: dict[str, object] = {"argmax": None}

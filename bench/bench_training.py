@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from lung_model.audit import inspect  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
-from lung_model.metrics import evaluate  # noqa: E402
+from lung_model.training.metrics import evaluate  # noqa: E402
 from lung_model.settings import get_settings  # noqa: E402
 from lung_model.split import check, make_split, random_image_split  # noqa: E402
 from lung_model.training.fit import TrainConfig, fit, load_part, predict_logits  # noqa: E402

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from lung_model.settings import Settings
 
-# metric name in lung_model.metrics, and whether higher is better
+# metric name in lung_model.training.metrics, and whether higher is better
 GATED = {"recall_malignant": True, "macro_f1": True, "ece": False}
 
 

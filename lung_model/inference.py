@@ -56,7 +56,7 @@ class LoadedModel:
         self.name = name
         self.version = version
         self.data_version = data_version
-        # the decision rule fitted with the model (lung_model.metrics.classify); None: arg-max
+        # the decision rule fitted with the model (lung_model.training.metrics.classify); None: arg-max
         self.malignant_threshold = malignant_threshold
 
     @property

@@ -73,7 +73,7 @@ def test_metrics(
     name: str, version: str, split: Split, data_dir: Path, settings: Settings
 ) -> dict[str, float | None]:
     """Metrics of one registered version on the split's test slices, through serving."""
-    from lung_model import metrics
+    from lung_model.training import metrics
     from lung_model.inference import LoadedModel
     from lung_model.preprocess import load_files
     from lung_model.settings import CLASSES

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lung_model.training.calibration import apply_temperature, expected_calibration_error, fit_temperature
-from lung_model.metrics import bootstrap_intervals, evaluate, flatten, point_metrics, study_level
+from lung_model.training.metrics import bootstrap_intervals, evaluate, flatten, point_metrics, study_level
 
 
 def one_hot(labels: list[int], confidence: float = 0.9) -> np.ndarray:
@@ -81,7 +81,7 @@ def test_study_level_and_flatten() -> None:
 
 def test_malignant_threshold_rule_and_its_fit() -> None:
     from lung_model.training.calibration import fit_malignant_threshold
-    from lung_model.metrics import MALIGNANT, classify
+    from lung_model.training.metrics import MALIGNANT, classify
 
     probs = np.array([[0.6, 0.1, 0.3], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.5, 0.4, 0.1]])
     np.testing.assert_array_equal(classify(probs), [0, 1, 2, 0])

@@ -45,14 +45,14 @@ class Predictor(Protocol):
 
 def model_threshold(model: Predictor) -> float | None:
     """The malignant threshold fitted with the model (part of its decision rule, see
-    `lung_model.metrics.classify`); None: the model decides by arg-max."""
+    `lung_model.training.metrics.classify`); None: the model decides by arg-max."""
     value = getattr(model, "malignant_threshold", None)
     return None if value is None else float(value)
 
 
 def slice_class(model: Predictor, probabilities: Sequence[float] | np.ndarray) -> str:
     """The class the model's own decision rule gives one slice."""
-    from lung_model.metrics import classify
+    from lung_model.training.metrics import classify
 
     rule = classify(np.asarray([probabilities], dtype=np.float64), model_threshold(model))
     return CLASSES[int(rule[0])]

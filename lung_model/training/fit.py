@@ -4,7 +4,7 @@ The default, chosen by grouped cross-validation (`bench/bench_model_selection.py
 on lung-field crops (`lung_model.crop`) at 128 px for a fixed number of epochs and keeps
 the last weights (on ~50 training patients, validation macro-F1 swings too much from epoch
 to epoch for early stopping to pick well), and calls a slice malignant from a calibrated
-probability of 0.2 (recall first; see `lung_model.metrics.classify`). Options that did
+probability of 0.2 (recall first; see `lung_model.training.metrics.classify`). Options that did
 not beat it there stay available: augmentation (`lung_model.training.augment`, on training batches
 only, never inside the model), mixup, an EMA of the weights (keras `use_ema` and
 `SwapEMAWeights`), early stopping on validation macro-F1, an ensemble of networks trained
@@ -132,7 +132,7 @@ class Fitted:
     temperature: float
     history: dict[str, list[float]]
     best_epoch: int
-    malignant_threshold: float | None = None  # the decision rule, lung_model.metrics.classify
+    malignant_threshold: float | None = None  # the decision rule, lung_model.training.metrics.classify
 
 
 def _fit_one(

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from lung_model import metrics, plots
+from lung_model import plots
+
+from lung_model.training import metrics
 from lung_model.audit import audit, inspect
 from lung_model.training.calibration import apply_temperature
 from lung_model.settings import CLASSES, PROJECT_ROOT, Settings, get_settings
@@ -44,7 +46,7 @@ class TrainResult:
     run_id: str
     model_uri: str  # runs:/<run id>/model
     data_version: str
-    test: dict[str, Any]  # lung_model.metrics.evaluate output
+    test: dict[str, Any]  # lung_model.training.metrics.evaluate output
     seconds: float
 
 
