@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model import plots
+from lung_model.training import plots
 
 from lung_model.training import metrics
 from lung_model.audit import audit, inspect
