@@ -1,3 +1,3 @@
-from lung_model.cli import main
+from lung_model.cli.main import main
 
 raise SystemExit(main())

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from lung_model import db
 from lung_model import settings as settings_module
-from lung_model.cli import main
+from lung_model.cli.main import main
 from lung_model.gradcam import gradcam
 from lung_model.images import read_gray
 from lung_model.inference import LoadedModel, NoChampion, load_model

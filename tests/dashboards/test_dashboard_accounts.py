@@ -37,7 +37,7 @@ def test_unknown_users_and_bad_inputs(settings, monkeypatch) -> None:
 
 def test_users_command_adds_and_lists(settings, capsys, monkeypatch) -> None:
     monkeypatch.setattr(accounts, "ROUNDS", 4)
-    from lung_model.cli import main
+    from lung_model.cli.main import main
 
     assert main(["users", "add", "dora"]) == 0
     password = capsys.readouterr().out.split("password ")[1].split()[0]

@@ -12,7 +12,7 @@ from scoring_helpers import make_study, real_slices, rows
 from sqlalchemy import Engine
 
 from lung_model import settings as settings_module
-from lung_model.cli import main
+from lung_model.cli.main import main
 from lung_model.settings import Settings
 
 

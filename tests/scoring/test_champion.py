@@ -14,7 +14,7 @@ import pytest
 from scoring_helpers import make_study, real_slices, rows
 from sqlalchemy import Engine
 
-from lung_model.cli import main
+from lung_model.cli.main import main
 from lung_model.settings import PROJECT_ROOT, Settings
 
 FIXTURE_DATA = PROJECT_ROOT / "tests" / "fixtures" / "iq-othnccd"

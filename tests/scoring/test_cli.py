@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lung_model import settings as settings_module
-from lung_model.cli import main
+from lung_model.cli.main import main
 from lung_model.settings import Settings
 
 
