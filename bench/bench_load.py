@@ -57,7 +57,7 @@ def fill(inbox: Path, studies: int, size: int, first: int, marker: str) -> None:
 
 def child(args: argparse.Namespace) -> None:
     """Score every ready study of each given LUNG_HOME in turn; one JSON report per home."""
-    from lung_model.db import get_engine
+    from lung_model.platform.db import get_engine
     from lung_model.scoring import Scorer, claim_ready
 
     for home in args.homes:

@@ -109,7 +109,7 @@ def vm_kib(field_name: str) -> int:
 
 def child(args: argparse.Namespace) -> None:
     """(b) in this process: score every ready study of LUNG_HOME's inbox, report JSON."""
-    from lung_model.db import get_engine
+    from lung_model.platform.db import get_engine
     from lung_model.scoring import Scorer, find_ready_studies
     from lung_model.scoring.tasks import prepare_scoring_process
 
@@ -181,7 +181,7 @@ def temporary_database(settings: Settings) -> tuple[str, str]:
     """A fresh database on the configured (or embedded) server: (its URL, its name)."""
     import psycopg2
 
-    from lung_model.db import database_url, migrate
+    from lung_model.platform.db import database_url, migrate
 
     server = database_url(settings)
     name = f"lung_bench_{uuid.uuid4().hex[:8]}"
@@ -199,7 +199,7 @@ def temporary_database(settings: Settings) -> tuple[str, str]:
 def drop_database(settings: Settings, name: str) -> None:
     import psycopg2
 
-    from lung_model.db import database_url
+    from lung_model.platform.db import database_url
 
     admin = psycopg2.connect(database_url(settings))
     admin.autocommit = True

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 from sqlalchemy import create_engine, text
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.review.database import CONNECT_ARGS
 from lung_model.review.studies import study_slices
 from lung_model.review.worklist import WorklistFilter, worklist

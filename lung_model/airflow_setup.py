@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from lung_model import db, dvc_data
+from lung_model import dvc_data
+
+from lung_model.platform import db
 from lung_model.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)

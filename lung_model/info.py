@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 
-from lung_model import db, dvc_data
+from lung_model import dvc_data
+
+from lung_model.platform import db
 from lung_model.settings import get_settings
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.settings import CLASSES, Settings, get_settings
 
 log = logging.getLogger(__name__)

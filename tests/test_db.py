@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy import text
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.settings import Settings
 
 TABLES = {"scan_batches", "images", "predictions", "study_results", "reviews", "promotion_events"}
@@ -33,7 +33,7 @@ def test_migrations_apply_once_then_nothing(empty_pg_url: str) -> None:
 
 
 def test_two_processes_migrating_at_once_apply_each_migration_once(empty_pg_url: str) -> None:
-    code = "import json, sys; from lung_model.db import migrate; print(json.dumps(migrate(sys.argv[1])))"
+    code = "import json, sys; from lung_model.platform.db import migrate; print(json.dumps(migrate(sys.argv[1])))"
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", code, empty_pg_url], stdout=subprocess.PIPE, text=True

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model import settings as settings_module
 from lung_model.cli.main import main
 from lung_model.gradcam import gradcam

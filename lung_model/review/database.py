@@ -18,7 +18,7 @@ from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
 from sqlalchemy import Engine, create_engine
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.settings import Settings, get_settings
 
 ROLE = "lung_dashboard"

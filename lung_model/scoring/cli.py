@@ -102,7 +102,7 @@ def cli_score(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import InterfaceError, OperationalError
     from tqdm import tqdm
 
-    from lung_model.db import get_engine
+    from lung_model.platform.db import get_engine
     from lung_model.dicom import patient_key
 
     settings = get_settings()

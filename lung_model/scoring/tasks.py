@@ -22,7 +22,7 @@ from lung_model.settings import Settings
 
 
 def _engine(settings: Settings, engine: Engine | None) -> Engine:
-    from lung_model.db import get_engine
+    from lung_model.platform.db import get_engine
 
     return engine or get_engine(settings)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.settings import PROJECT_ROOT, Settings
 
 APP = PROJECT_ROOT / "dashboards" / "app.py"

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.review.database import ROLE, dashboard_engine, dashboard_url
 
 

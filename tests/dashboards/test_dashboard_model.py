@@ -15,7 +15,7 @@ import pytest
 from dashboard_helpers import MODEL, RAW
 from sqlalchemy import text
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.preprocess import PreprocessConfig
 
 pytestmark = pytest.mark.slow

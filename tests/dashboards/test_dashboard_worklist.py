@@ -8,7 +8,7 @@ import pytest
 from dashboard_helpers import MODEL
 from sqlalchemy import text
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.review.database import dashboard_engine
 from lung_model.review.reviews import add_review
 from lung_model.review.worklist import WorklistFilter, worklist

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from lung_model.db import get_engine
+from lung_model.platform.db import get_engine
 from lung_model.settings import Settings
 
 # The scoring and DAG tests' helpers (real slices, stand-in models, an Airflow deployment)

@@ -16,7 +16,7 @@ import pytest
 from reliability_models import FIXTURE_DATA, store_settings, train_and_register
 from sqlalchemy import text
 
-from lung_model import db
+from lung_model.platform import db
 from lung_model.settings import Settings
 
 pytestmark = pytest.mark.slow

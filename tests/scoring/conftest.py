@@ -8,7 +8,7 @@ import pytest
 from scoring_toys import ToyPredictor
 from sqlalchemy import Engine
 
-from lung_model.db import get_engine
+from lung_model.platform.db import get_engine
 from lung_model.settings import Settings
 
 
