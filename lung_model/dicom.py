@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from lung_model.images import MAX_PIXELS, MIN_SIDE, DecodedImage, UnreadableImage
-from lung_model.keys import site_key
+from lung_model.platform.keys import site_key
 
 LUNG_WINDOW_LEVEL = -600.0  # HU
 LUNG_WINDOW_WIDTH = 1500.0  # HU
@@ -31,7 +31,7 @@ PATIENT_KEY_FILE = "patient-id.key"
 
 
 def patient_key(secrets_dir: Path) -> bytes:
-    """The site's key for hashing patient identifiers (see `lung_model.keys`)."""
+    """The site's key for hashing patient identifiers (see `lung_model.platform.keys`)."""
     return site_key(secrets_dir / PATIENT_KEY_FILE)
 
 

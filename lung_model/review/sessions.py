@@ -17,7 +17,7 @@ import math
 import time
 from datetime import datetime
 
-from lung_model.keys import site_key
+from lung_model.platform.keys import site_key
 from lung_model.review import accounts
 from lung_model.settings import Settings
 
