@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, text
 
-from lung_model import airflow_setup, services
+from lung_model import airflow_setup
+
+from lung_model.platform import services
 
 from lung_model.platform import db
 from lung_model.settings import PROJECT_ROOT, Settings, get_settings

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lung_model import services
+from lung_model.platform import services
 from lung_model.settings import Settings
 
 

@@ -22,7 +22,9 @@ import redis
 from pg_admin import SERVER_URL, admin
 from sqlalchemy import create_engine, text
 
-from lung_model import airflow_setup, dvc_data, services
+from lung_model import airflow_setup, dvc_data
+
+from lung_model.platform import services
 
 from lung_model.platform import db
 from lung_model import settings as settings_module

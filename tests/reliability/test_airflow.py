@@ -21,7 +21,9 @@ from scoring_helpers import make_study, real_slices
 from sqlalchemy import create_engine, text
 from test_dag_runs import Deployment, deployment  # noqa: F401  (the module's Airflow)
 
-from lung_model import airflow_setup, demo, services
+from lung_model import airflow_setup, demo
+
+from lung_model.platform import services
 
 from lung_model.platform import db
 from lung_model.settings import PROJECT_ROOT
