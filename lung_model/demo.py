@@ -185,7 +185,7 @@ def trigger(env: dict[str, str], dag_id: str, conf: dict[str, object] | None = N
 
 
 def champion_version(settings: Settings) -> str | None:
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
 
     client = configure_mlflow(settings)
     try:

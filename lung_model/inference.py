@@ -69,7 +69,7 @@ class LoadedModel:
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        from lung_model.tracking import configure_mlflow
+        from lung_model.platform.tracking import configure_mlflow
 
         settings = settings or get_settings()
         configure_mlflow(settings)
@@ -168,7 +168,7 @@ def _pinned(uri: str, settings: Settings) -> str:
         return uri
     from mlflow.exceptions import MlflowException
 
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
 
     client = configure_mlflow(settings)
     try:

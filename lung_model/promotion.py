@@ -27,7 +27,7 @@ from lung_model.gate import GATED, Floors, decide
 from lung_model.registry import CHAMPION, latest_version, version_for_alias
 from lung_model.settings import Settings, get_settings
 from lung_model.split import Split
-from lung_model.tracking import configure_mlflow
+from lung_model.platform.tracking import configure_mlflow
 
 RECORDED = (
     "accuracy",

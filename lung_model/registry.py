@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from lung_model.settings import Settings, get_settings
-from lung_model.tracking import configure_mlflow
+from lung_model.platform.tracking import configure_mlflow
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -94,7 +94,7 @@ def train(
     config: str = "default", data_dir: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Train, calibrate, evaluate and log one MLflow run; return its ids."""
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
     from lung_model.training.job import train_and_log
 
     settings = settings or get_settings()
@@ -112,7 +112,7 @@ def train(
 
 def evaluate(trained: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
     """The run's held-out test metrics (group split, with 95% intervals), as logged."""
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
 
     settings = settings or get_settings()
     metrics = configure_mlflow(settings).get_run(trained["run_id"]).data.metrics
@@ -145,7 +145,7 @@ def gate(
 
 def champion_version(settings: Settings) -> str | None:
     from lung_model.registry import CHAMPION, version_for_alias
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
 
     current = version_for_alias(configure_mlflow(settings), settings.model_name, CHAMPION)
     return str(current.version) if current else None

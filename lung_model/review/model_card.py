@@ -92,7 +92,7 @@ def model_cards(settings: Settings) -> list[ModelCard]:
     """Champion and challenger, whichever exist (an empty list before the first training)."""
     from mlflow.exceptions import MlflowException
 
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
 
     client = configure_mlflow(settings)
     cards = []

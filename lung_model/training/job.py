@@ -147,7 +147,7 @@ def train_and_log(
     import mlflow
 
     from lung_model.training.network import calibrated
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
 
     started = time.monotonic()
     settings = settings or get_settings()

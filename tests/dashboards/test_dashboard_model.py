@@ -31,7 +31,7 @@ def register_champion(settings) -> str:
 
     from lung_model import registry
     from lung_model.training.network import build_network, calibrated
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
     from lung_model.training.job import MODEL_ARTIFACT
 
     client = configure_mlflow(settings)

@@ -50,7 +50,7 @@ def _events(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 def _registered(settings: Settings) -> list[str]:
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
 
     found = configure_mlflow(settings).search_model_versions(f"name = '{settings.model_name}'")
     return sorted(str(v.version) for v in found)
@@ -76,7 +76,7 @@ def test_a_training_run_killed_midway_leaves_the_champion_untouched(
     safety: Settings, pg_url: str
 ) -> None:
     from lung_model.retrain import champion_version
-    from lung_model.tracking import configure_mlflow
+    from lung_model.platform.tracking import configure_mlflow
 
     before = champion_version(safety), _registered(safety), _events(safety)
     client = configure_mlflow(safety)
