@@ -24,7 +24,7 @@ from sqlalchemy import text
 from lung_model.platform import db
 from lung_model.dvc_data import sha256_of
 from lung_model.gate import GATED, Floors, decide
-from lung_model.registry import CHAMPION, latest_version, version_for_alias
+from lung_model.platform.registry import CHAMPION, latest_version, version_for_alias
 from lung_model.settings import Settings, get_settings
 from lung_model.split import Split
 from lung_model.platform.tracking import configure_mlflow

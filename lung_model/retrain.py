@@ -126,7 +126,7 @@ def register_challenger(
     evaluated: dict[str, Any], settings: Settings | None = None
 ) -> dict[str, Any]:
     """Register the run's model; it becomes the `challenger`."""
-    from lung_model.registry import register
+    from lung_model.platform.registry import register
 
     version = register(evaluated["run_id"], settings or get_settings())
     return {**evaluated, "version": version}
@@ -144,7 +144,7 @@ def gate(
 
 
 def champion_version(settings: Settings) -> str | None:
-    from lung_model.registry import CHAMPION, version_for_alias
+    from lung_model.platform.registry import CHAMPION, version_for_alias
     from lung_model.platform.tracking import configure_mlflow
 
     current = version_for_alias(configure_mlflow(settings), settings.model_name, CHAMPION)

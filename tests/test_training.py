@@ -24,7 +24,7 @@ from lung_model.images import read_gray
 from lung_model.inference import LoadedModel, NoChampion, load_model
 from lung_model.training.metrics import classify
 from lung_model.promotion import promote, rollback, run_gate
-from lung_model.registry import CHALLENGER, CHAMPION, register
+from lung_model.platform.registry import CHALLENGER, CHAMPION, register
 from lung_model.settings import CLASSES, Settings
 from lung_model.split import Split
 from lung_model.platform.tracking import configure_mlflow

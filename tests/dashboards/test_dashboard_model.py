@@ -29,7 +29,7 @@ def register_champion(settings) -> str:
     import mlflow
     from mlflow.models import infer_signature
 
-    from lung_model import registry
+    from lung_model.platform import registry
     from lung_model.training.network import build_network, calibrated
     from lung_model.platform.tracking import configure_mlflow
     from lung_model.training.job import MODEL_ARTIFACT

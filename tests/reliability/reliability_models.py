@@ -24,7 +24,7 @@ def one_epoch_config() -> object:
 
 def train_and_register(settings: Settings) -> tuple[str, str]:
     """One training run (one epoch, 32 px), registered as the challenger: (run id, version)."""
-    from lung_model.registry import register
+    from lung_model.platform.registry import register
     from lung_model.training.job import train_and_log
 
     result = train_and_log(one_epoch_config(), FIXTURE_DATA, settings, progress=False)

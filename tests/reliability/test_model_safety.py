@@ -27,7 +27,7 @@ def safety(champion: dict[str, str], pg_url: str) -> Iterator[Settings]:
     """The session champion's run registered again under a model name of its own, made
     champion there by operator override."""
     from lung_model.promotion import promote
-    from lung_model.registry import register
+    from lung_model.platform.registry import register
 
     settings = store_settings(Path(champion["home"]), pg_url).model_copy(
         update={"model_name": "lung-safety"}
