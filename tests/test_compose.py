@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from lung_model.compose_env import GENERATORS, read_env, write_compose_env
+from lung_model.platform.compose_env import GENERATORS, read_env, write_compose_env
 from lung_model.settings import PROJECT_ROOT
 
 SCHEMAS = Path(__file__).parent / "fixtures" / "schemas"
