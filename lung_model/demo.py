@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, text
 
-from lung_model import airflow_setup
+from lung_model.platform import airflow
 
 from lung_model.platform import services
 
@@ -79,8 +79,8 @@ def local_services(settings: Settings, env: dict[str, str]) -> list[services.Ser
 def up(settings: Settings) -> dict[str, str]:
     """Bootstrap Airflow's metadata, start every service, wait for them; return the env."""
     say("Airflow metadata database (PostgreSQL) and pools")
-    env = airflow_setup.environment(settings)
-    airflow_setup.migrate_metadata(env)
+    env = airflow.environment(settings)
+    airflow.migrate_metadata(env)
     running = local_services(settings, env)
     for service in running:
         pid = services.start(settings, service)
@@ -88,7 +88,7 @@ def up(settings: Settings) -> dict[str, str]:
     for service in running:
         services.wait_until_up(settings, service, timeout=180)
     say("all services answer; parsing the DAGs into the metadata database")
-    airflow_setup.airflow("dags", "reserialize", env=env)
+    airflow.airflow("dags", "reserialize", env=env)
     return env
 
 
@@ -129,7 +129,7 @@ def _states(
 
 def last_output(settings: Settings, dag_id: str, run_id: str, task: str) -> str | None:
     """The newest line the running task printed (e.g. Keras' epoch line), from its log."""
-    folder = airflow_setup.airflow_home(settings) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    folder = airflow.airflow_home(settings) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
     logs = sorted((folder / f"task_id={task}").glob("**/attempt=*.log"))
     if not logs:
         return None
@@ -177,8 +177,8 @@ def watch(
 def trigger(env: dict[str, str], dag_id: str, conf: dict[str, object] | None = None) -> str:
     """Unpause the DAG and trigger a run; return its run id."""
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
-    airflow_setup.airflow("dags", "unpause", dag_id, env=env)
-    airflow_setup.airflow(
+    airflow.airflow("dags", "unpause", dag_id, env=env)
+    airflow.airflow(
         "dags", "trigger", dag_id, "--conf", json.dumps(conf or {}), "-r", run_id, env=env
     )
     return run_id
@@ -260,10 +260,10 @@ def study_results(
 
 
 def print_access(settings: Settings) -> None:
-    keys = airflow_setup.airflow_secrets(settings)
+    keys = airflow.airflow_secrets(settings)
     print("\nThe system is up (stop it with `make stop`):")
     print(
-        f"  Airflow UI    {settings.airflow_url}   login {airflow_setup.ADMIN_USER} / "
+        f"  Airflow UI    {settings.airflow_url}   login {airflow.ADMIN_USER} / "
         f"{keys['admin_password']}"
     )
     print(f"  MLflow UI     {settings.mlflow_ui_url}")
@@ -302,7 +302,7 @@ def cli_demo(args: argparse.Namespace) -> int:
     names = drop_into_inbox(settings, demo_studies(settings.raw_data, per_class=args.studies))
     say(f"dropped {len(names)} study folders into {settings.inbox}: {', '.join(names)}")
     for dag_id in ("lung_feedback", "lung_monitoring", "lung_batch_score"):
-        airflow_setup.airflow("dags", "unpause", dag_id, env=env)
+        airflow.airflow("dags", "unpause", dag_id, env=env)
     say("lung_batch_score is unpaused: its sensor notices the ready folders")
 
     def scored() -> bool:
@@ -336,6 +336,6 @@ def cli_stop(args: argparse.Namespace) -> int:
 
 def cli_airflow_env(args: argparse.Namespace) -> int:
     """Print `export` lines: `eval "$(python -m lung_model airflow-env)"; airflow dags list`."""
-    for key, value in airflow_setup.environment(get_settings()).items():
+    for key, value in airflow.environment(get_settings()).items():
         print(f"export {key}={json.dumps(value)}")
     return 0

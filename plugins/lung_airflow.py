@@ -34,7 +34,7 @@ DEFAULT_ARGS: dict[str, Any] = {
 def lung_settings() -> Settings:
     """The project settings, with the results database taken from the `lung_results`
     Airflow Connection when one is defined (as in every deployment we ship)."""
-    from lung_model.airflow_setup import url_from_connection
+    from lung_model.platform.airflow import url_from_connection
     from lung_model.settings import get_settings
 
     settings = get_settings()

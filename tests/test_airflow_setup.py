@@ -9,13 +9,13 @@ import uuid
 import psycopg2
 import pytest
 
-from lung_model import airflow_setup
+from lung_model.platform import airflow
 from lung_model.settings import Settings
 
 
 def test_secrets_are_generated_once_and_private(settings: Settings) -> None:
-    first = airflow_setup.airflow_secrets(settings)
-    assert airflow_setup.airflow_secrets(settings) == first
+    first = airflow.airflow_secrets(settings)
+    assert airflow.airflow_secrets(settings) == first
     assert len(set(first.values())) == len(first)  # all different
     for name in ("airflow.json", "airflow-passwords.json"):
         assert (settings.secrets_dir / name).stat().st_mode & 0o077 == 0
@@ -27,8 +27,8 @@ def test_environment_shares_one_configuration(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://x@db/airflow_meta")
-    env = airflow_setup.environment(settings, executor="CeleryExecutor")
-    keys = airflow_setup.airflow_secrets(settings)
+    env = airflow.environment(settings, executor="CeleryExecutor")
+    keys = airflow.airflow_secrets(settings)
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == keys["jwt_secret"]
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql://x@db/airflow_meta"
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql://x@db/airflow_meta"
@@ -37,7 +37,7 @@ def test_environment_shares_one_configuration(
     inbox = json.loads(env["AIRFLOW_CONN_LUNG_INBOX"])
     assert inbox["extra"] == {"path": str(settings.inbox), "ready_marker": "_READY"}
     results = json.loads(env["AIRFLOW_CONN_LUNG_RESULTS"])
-    url = airflow_setup.url_from_connection(
+    url = airflow.url_from_connection(
         results["host"],
         results["login"],
         results["password"],
@@ -56,9 +56,9 @@ def test_environment_shares_one_configuration(
     ],
 )
 def test_connection_round_trip(url: str) -> None:
-    fields = json.loads(airflow_setup.connection_json(url))
+    fields = json.loads(airflow.connection_json(url))
     assert fields["password"] in (None, "p@ss")
-    back = airflow_setup.url_from_connection(
+    back = airflow.url_from_connection(
         fields["host"],
         fields["login"],
         fields["password"],
@@ -74,10 +74,10 @@ SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.
 
 def test_ensure_database_creates_it_once() -> None:
     name = f"lung_af_{uuid.uuid4().hex[:8]}"
-    url = airflow_setup.with_database(SERVER_URL, name)
+    url = airflow.with_database(SERVER_URL, name)
     try:
-        airflow_setup.ensure_database(url)
-        airflow_setup.ensure_database(url)  # exists: nothing to do
+        airflow.ensure_database(url)
+        airflow.ensure_database(url)  # exists: nothing to do
         psycopg2.connect(url).close()
     finally:
         admin = psycopg2.connect(SERVER_URL)

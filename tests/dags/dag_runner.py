@@ -3,7 +3,7 @@ and TensorFlow load once (what `airflow dags test` does, per DAG, in a fresh pro
 
 Usage: python dag_runner.py '[{"dag_id": ..., "conf": {...}}, {"promote_if_no_champion": true}]'
 Prints one JSON line per DAG run: {"dag_id", "run_id", "state"}. Airflow is configured by the
-environment (see `lung_model.airflow_setup.environment`).
+environment (see `lung_model.platform.airflow.environment`).
 """
 
 from __future__ import annotations

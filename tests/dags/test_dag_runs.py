@@ -22,7 +22,9 @@ import redis
 from pg_admin import SERVER_URL, admin
 from sqlalchemy import create_engine, text
 
-from lung_model import airflow_setup, dvc_data
+from lung_model import dvc_data
+
+from lung_model.platform import airflow
 
 from lung_model.platform import services
 
@@ -80,10 +82,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterato
     settings.ensure_dirs()
     name = f"lung_airflow_{uuid.uuid4().hex[:8]}"
     admin(f"CREATE DATABASE {name}")
-    metadata = airflow_setup.with_database(db.sqlalchemy_url(SERVER_URL), name)
+    metadata = airflow.with_database(db.sqlalchemy_url(SERVER_URL), name)
     try:
-        env = airflow_setup.environment(settings, metadata=metadata)
-        airflow_setup.migrate_metadata(env)
+        env = airflow.environment(settings, metadata=metadata)
+        airflow.migrate_metadata(env)
         yield Deployment(settings, env, metadata, tiny_dataset(home / "tiny-data"))
     finally:
         os.environ.clear()
@@ -271,7 +273,7 @@ def celery_stack(deployment: Deployment) -> Iterator[CeleryStack]:
         update={"airflow_url": f"http://127.0.0.1:{free_port()}"}
     )
     run_id = uuid.uuid4().hex[:6]
-    env = airflow_setup.environment(
+    env = airflow.environment(
         settings,
         executor="CeleryExecutor",
         metadata=deployment.metadata_url,
@@ -332,7 +334,7 @@ def test_celery_worker_runs_batch_score(
     services.wait_until_up(settings, celery_stack.api, timeout=180)
     slices = sorted((deployment.tiny_data / "Normal cases").glob("*.jpg"))
     drop_study(settings, "celery-a", slices[:2])
-    airflow_setup.airflow(
+    airflow.airflow(
         "dags", "test", "lung_batch_score", "--use-executor", env=env, timeout=400
     )
     states = task_states(deployment.metadata_url, "lung_batch_score")

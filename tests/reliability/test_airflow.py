@@ -21,7 +21,9 @@ from scoring_helpers import make_study, real_slices
 from sqlalchemy import create_engine, text
 from test_dag_runs import Deployment, deployment  # noqa: F401  (the module's Airflow)
 
-from lung_model import airflow_setup, demo
+from lung_model import demo
+
+from lung_model.platform import airflow
 
 from lung_model.platform import services
 
@@ -146,7 +148,7 @@ def test_the_local_services_listen_on_loopback_only(deployment: Deployment) -> N
             "dashboard_url": f"http://127.0.0.1:{ports['dashboard']}",
         }
     )
-    env = airflow_setup.environment(settings, metadata=deployment.metadata_url)
+    env = airflow.environment(settings, metadata=deployment.metadata_url)
     env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"] = str(ports["health"])
     started = demo.local_services(settings, env)
     expected = set(ports.values())
