@@ -1,6 +1,6 @@
 """Audit the labelled dataset: readable files, duplicates, near-duplicates, classes, sizes.
 
-`inspect` decodes every slice once (through `lung_model.images.read_gray`, as training and
+`inspect` decodes every slice once (through `lung_model.imaging.images.read_gray`, as training and
 serving do) and keeps what the audit and the group split need: sha256, size, a perceptual
 hash (https://github.com/JohannesBuchner/imagehash) and a small thumbnail. `audit` turns that
 into a JSON-ready report; integrity errors (unreadable files, files that do not match
@@ -24,7 +24,7 @@ from PIL import Image
 
 from lung_model.dataset import scan
 from lung_model.dvc_data import data_version, sha256_of
-from lung_model.images import UnreadableImage, read_gray
+from lung_model.imaging.images import UnreadableImage, read_gray
 from lung_model.settings import CLASSES, get_settings
 
 THUMB = 32  # thumbnail side for slice-to-slice correlation

@@ -116,7 +116,7 @@ class LoadedModel:
         return np.concatenate(chunks) if chunks else self.predict(batch)
 
     def predict_grays(self, grays: Sequence[np.ndarray]) -> list[Prediction]:
-        """Decoded gray slices (`lung_model.images`) -> one Prediction each."""
+        """Decoded gray slices (`lung_model.imaging.images`) -> one Prediction each."""
         batch = np.stack([self.prepare(g) for g in grays]) if grays else np.zeros((0,))
         return [self._prediction(p) for p in self.predict_arrays(batch)]
 

@@ -1,6 +1,6 @@
 """Slice file to model input: the one preprocessing function of training and serving.
 
-`prepare` turns a decoded gray slice (`lung_model.images.read_gray`) into a square
+`prepare` turns a decoded gray slice (`lung_model.imaging.images.read_gray`) into a square
 (size, size, 1) float32 array: aspect-preserving resize of the longer side, robust intensity
 normalisation (percentiles to [0, 1]), then zero padding to a centred square, so the image's
 shape cannot tell the class. Files are decoded for it at reduced scale (`load_file`, i.e.
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from lung_model.crop import crop
-from lung_model.images import read_gray
+from lung_model.imaging.images import read_gray
 
 PREPROCESS_VERSION = 3  # 2: JPEGs decoded at reduced DCT scale; 3: optional lung-field crop
 READABLE_VERSIONS = (2, 3)  # a v2 config has no crop field: the same steps as crop "none"
@@ -38,7 +38,7 @@ class PreprocessConfig:
 
     @property
     def reduce_to(self) -> int:
-        """What `lung_model.images.read_gray` may reduce a JPEG to: a crop needs more."""
+        """What `lung_model.imaging.images.read_gray` may reduce a JPEG to: a crop needs more."""
         return self.decode_size or self.image_size
 
     def to_dict(self) -> dict[str, Any]:

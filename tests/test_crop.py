@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lung_model.crop import crop, lung_box, otsu_threshold
-from lung_model.images import read_gray
+from lung_model.imaging.images import read_gray
 
 FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
 SQUARE = FIXTURES / "Normal cases" / "Normal case (1).jpg"  # 512x512

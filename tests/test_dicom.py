@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from lung_model.dicom import decode_dicom, lung_window, patient_key
-from lung_model.images import UnreadableImage, decode_bytes, sniff_format
+from lung_model.imaging.images import UnreadableImage, decode_bytes, sniff_format
 
 KEY = b"k" * 32
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lung_model.images import (
+from lung_model.imaging.images import (
     MAX_FILE_BYTES,
     UnreadableImage,
     decode_bytes,

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import Engine, text
 
-from lung_model.images import read_gray
+from lung_model.imaging.images import read_gray
 from lung_model.settings import Settings
 
 _BATCH = text("SELECT * FROM scan_batches WHERE id = :batch_id")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lung_model.images import decode_bytes
+from lung_model.imaging.images import decode_bytes
 from lung_model.review.explain import explain_array
 from lung_model.scoring.predictor import slice_class
 from lung_model.settings import CLASSES
@@ -36,8 +36,8 @@ class ScanVerdict:
 
 
 def try_scan(data: bytes, model: LoadedModel) -> ScanVerdict:
-    """Predict one slice; raises `lung_model.images.UnreadableImage` with the reason."""
-    from lung_model.images import UnreadableImage
+    """Predict one slice; raises `lung_model.imaging.images.UnreadableImage` with the reason."""
+    from lung_model.imaging.images import UnreadableImage
 
     if len(data) > MAX_UPLOAD_BYTES:
         raise UnreadableImage(f"file too large: {len(data)} bytes")

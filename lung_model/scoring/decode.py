@@ -1,7 +1,7 @@
 """Files to model-ready arrays in parallel, a bounded number of batches ahead of the model.
 
 Each file is read (regular files only, size-capped, never through a symlink), hashed
-(sha256: the image's identity in `predictions`), decoded by content (`lung_model.images`)
+(sha256: the image's identity in `predictions`), decoded by content (`lung_model.imaging.images`)
 and prepared for the model, in a thread pool: Pillow, pydicom's codecs, hashlib and numpy
 release the GIL while they work. At most `prefetch` batches are in flight, so memory does
 not grow with the number of files. Whatever goes wrong with one file becomes its reason.
@@ -21,7 +21,7 @@ from itertools import islice
 
 import numpy as np
 
-from lung_model.images import UnreadableImage, decode_bytes, read_limited, sniff_format
+from lung_model.imaging.images import UnreadableImage, decode_bytes, read_limited, sniff_format
 from lung_model.scoring.files import InputFile
 from lung_model.scoring.predictor import Prepare
 from lung_model.scoring.store import ImageRow
