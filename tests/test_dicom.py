@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from lung_model.dicom import decode_dicom, lung_window, patient_key
+from lung_model.imaging.dicom import decode_dicom, lung_window, patient_key
 from lung_model.imaging.images import UnreadableImage, decode_bytes, sniff_format
 
 KEY = b"k" * 32

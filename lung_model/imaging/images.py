@@ -1,7 +1,7 @@
 """Decode one slice file into a grayscale array, whatever its format, or say why not.
 
 Formats are recognised by content, not by extension: JPEG and PNG (8- or 16-bit; gray,
-palette, RGB, RGBA, CMYK) through Pillow, DICOM through `lung_model.dicom`. Every decoder
+palette, RGB, RGBA, CMYK) through Pillow, DICOM through `lung_model.imaging.dicom`. Every decoder
 returns a 2-D float32 array in [0, 1]; `lung_model.preprocess` turns it into model input.
 Given `reduce_to` (the model's input size), a JPEG is decoded at the strongest DCT reduction
 (1/2, 1/4 or 1/8, libjpeg's scaled IDCT) that keeps its longer side at least that large:
@@ -142,7 +142,7 @@ def decode_bytes(
     if kind in ("jpeg", "png"):
         return decode_raster(data, kind, reduce_to)
     if kind == "dicom":
-        from lung_model.dicom import decode_dicom
+        from lung_model.imaging.dicom import decode_dicom
 
         return decode_dicom(data, id_key=id_key)
     if kind == "gif":

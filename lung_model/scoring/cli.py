@@ -103,7 +103,7 @@ def cli_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lung_model.platform.db import get_engine
-    from lung_model.dicom import patient_key
+    from lung_model.imaging.dicom import patient_key
 
     settings = get_settings()
     try:

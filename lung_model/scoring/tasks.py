@@ -28,7 +28,7 @@ def _engine(settings: Settings, engine: Engine | None) -> Engine:
 
 
 def _scorer(model: Predictor, settings: Settings, engine: Engine | None) -> Scorer:
-    from lung_model.dicom import patient_key
+    from lung_model.imaging.dicom import patient_key
 
     key = patient_key(settings.secrets_dir)
     return Scorer(model, _engine(settings, engine), settings, id_key=key)
