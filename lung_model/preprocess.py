@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lung_model.crop import crop
+from lung_model.imaging.crop import crop
 from lung_model.imaging.images import read_gray
 
 PREPROCESS_VERSION = 3  # 2: JPEGs decoded at reduced DCT scale; 3: optional lung-field crop
@@ -32,7 +32,7 @@ class PreprocessConfig:
     image_size: int = 160
     low_percentile: float = 0.5
     high_percentile: float = 99.5
-    crop: str = "none"  # "lungs", "body" or "none": what `lung_model.crop` cuts the slice to
+    crop: str = "none"  # "lungs", "body" or "none": what `lung_model.imaging.crop` cuts the slice to
     decode_size: int = 0  # a JPEG's longer side may be decoded down to this (0: image_size)
     version: int = PREPROCESS_VERSION
 

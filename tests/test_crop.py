@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lung_model.crop import crop, lung_box, otsu_threshold
+from lung_model.imaging.crop import crop, lung_box, otsu_threshold
 from lung_model.imaging.images import read_gray
 
 FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"

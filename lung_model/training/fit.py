@@ -1,7 +1,7 @@
 """Fit the CNN: class weights, fixed seeds, temperature scaling, a malignant threshold.
 
 The default, chosen by grouped cross-validation (`bench/bench_model_selection.py`), trains
-on lung-field crops (`lung_model.crop`) at 128 px for a fixed number of epochs and keeps
+on lung-field crops (`lung_model.imaging.crop`) at 128 px for a fixed number of epochs and keeps
 the last weights (on ~50 training patients, validation macro-F1 swings too much from epoch
 to epoch for early stopping to pick well), and calls a slice malignant from a calibrated
 probability of 0.2 (recall first; see `lung_model.training.metrics.classify`). Options that did
@@ -53,7 +53,7 @@ class TrainConfig:
     ema: float = 0.0  # momentum of a weight average that is validated and kept (0: off)
     augment: bool = False  # geometric / gamma augmentation (did not help in cross-validation)
     mixup: float = 0.0  # Beta(a, a) mixing of training slices (0: off)
-    crop: str = "lungs"  # lung_model.crop target: lungs, body or none
+    crop: str = "lungs"  # lung_model.imaging.crop target: lungs, body or none
     decode_size: int = 0  # JPEGs decoded down to this longer side (0: image_size)
     early_stopping: bool = False  # on validation macro-F1; off: train all epochs, keep the last
     # the decision rule: malignant at this calibrated probability (None: arg-max), unless
