@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from lung_model.audit import inspect  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.training.metrics import MALIGNANT, point_metrics, study_level  # noqa: E402
-from lung_model.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
+from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
 from lung_model.split import make_split  # noqa: E402
 from lung_model.training.fit import Part, TrainConfig, fit, predict_logits  # noqa: E402

@@ -140,7 +140,7 @@ def cpu_seconds() -> float:
 
 def bare(model: Any, batch: int, slices: int) -> tuple[float, float]:
     """(a) the model alone on prepared in-memory batches: (slices/s, CPU ms per slice)."""
-    from lung_model.preprocess import load_file
+    from lung_model.imaging.preprocess import load_file
 
     files = real_slices()[:batch]
     x = np.stack([load_file(p, model.preprocess) for p in files])
@@ -156,7 +156,7 @@ def seed_loop(model: Any, db_url: str, count: int) -> tuple[float, float]:
     """(c) open one, predict one, INSERT and commit one: (slices/s, CPU ms per slice)."""
     import psycopg2
 
-    from lung_model.preprocess import load_file
+    from lung_model.imaging.preprocess import load_file
 
     files = real_slices()[:count]
     connection = psycopg2.connect(db_url)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.preprocess import PreprocessConfig, load_file, prepare
+from lung_model.imaging.preprocess import PreprocessConfig, load_file, prepare
 from lung_model.scoring.predictor import slice_class
 from lung_model.settings import CLASSES, Settings, get_settings
 

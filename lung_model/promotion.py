@@ -75,7 +75,7 @@ def test_metrics(
     """Metrics of one registered version on the split's test slices, through serving."""
     from lung_model.training import metrics
     from lung_model.inference import LoadedModel
-    from lung_model.preprocess import load_files
+    from lung_model.imaging.preprocess import load_files
     from lung_model.settings import CLASSES
 
     paths = split.paths("test")

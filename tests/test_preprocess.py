@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lung_model.preprocess import PreprocessConfig, load_file, prepare
+from lung_model.imaging.preprocess import PreprocessConfig, load_file, prepare
 
 FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
 WIDE = FIXTURES / "Malignant cases" / "Malignant case (200).jpg"  # 801x512

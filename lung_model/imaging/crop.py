@@ -4,7 +4,7 @@ Outside the lungs, a slice shows things that identify the patient or the scanner
 the disease: the table, the body outline, the field of view, the image size. `lung_box`
 thresholds the body (Otsu), keeps its largest connected part (the table is a separate thin
 shape), fills it, and takes the dark air inside it as the lungs; the box around the lungs,
-with a small margin, is what `lung_model.preprocess.prepare` crops to. It works on a
+with a small margin, is what `lung_model.imaging.preprocess.prepare` crops to. It works on a
 downsampled copy (fast, and insensitive to noise) and falls back to the body's box, then
 to the whole slice, when a step finds nothing plausible.
 See https://docs.scipy.org/doc/scipy/reference/ndimage.html

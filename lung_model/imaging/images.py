@@ -2,11 +2,11 @@
 
 Formats are recognised by content, not by extension: JPEG and PNG (8- or 16-bit; gray,
 palette, RGB, RGBA, CMYK) through Pillow, DICOM through `lung_model.imaging.dicom`. Every decoder
-returns a 2-D float32 array in [0, 1]; `lung_model.preprocess` turns it into model input.
+returns a 2-D float32 array in [0, 1]; `lung_model.imaging.preprocess` turns it into model input.
 Given `reduce_to` (the model's input size), a JPEG is decoded at the strongest DCT reduction
 (1/2, 1/4 or 1/8, libjpeg's scaled IDCT) that keeps its longer side at least that large:
 several times cheaper than decoding 512x512 and resizing. Training and serving both read
-files this way (`lung_model.preprocess.load_file`), so they see the same pixels.
+files this way (`lung_model.imaging.preprocess.load_file`), so they see the same pixels.
 Anything that cannot be scored raises `UnreadableImage` whose message is the reason stored
 with the quarantined file: empty, truncated, not an image, animated, decompression bombs
 and absurd sizes are refused before their pixels are decoded.

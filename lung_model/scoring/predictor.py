@@ -3,7 +3,7 @@
 `lung_model.inference.LoadedModel` (the champion from the MLflow registry) fits
 `Predictor`; so does any object with the same attributes, which keeps the engine testable
 and benchmarkable with the model passed in rather than reached for. Slices are prepared
-with `lung_model.preprocess.prepare` and the preprocessing config shipped with the model
+with `lung_model.imaging.preprocess.prepare` and the preprocessing config shipped with the model
 (its `preprocess` attribute), so serving runs exactly the steps training ran.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from lung_model.settings import CLASSES
 
 if TYPE_CHECKING:
-    from lung_model.preprocess import PreprocessConfig
+    from lung_model.imaging.preprocess import PreprocessConfig
 
 Prepare = Callable[[np.ndarray], np.ndarray]
 
@@ -69,7 +69,7 @@ def study_threshold(model: Predictor, configured: float | None) -> float:
 
 def preprocess_for(model: Predictor) -> PreprocessConfig:
     """The preprocessing config shipped with the model (the defaults at its input size)."""
-    from lung_model.preprocess import PreprocessConfig
+    from lung_model.imaging.preprocess import PreprocessConfig
 
     config = getattr(model, "preprocess", None)
     if not isinstance(config, PreprocessConfig):
@@ -79,6 +79,6 @@ def preprocess_for(model: Predictor) -> PreprocessConfig:
 
 def preparer_for(model: Predictor) -> Prepare:
     """(H, W) gray in [0, 1] to the model's input, with the model's preprocessing config."""
-    from lung_model.preprocess import prepare
+    from lung_model.imaging.preprocess import prepare
 
     return partial(prepare, config=preprocess_for(model))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from lung_model.training.calibration import apply_temperature, fit_malignant_threshold, fit_temperature
-from lung_model.preprocess import PreprocessConfig, load_files
+from lung_model.imaging.preprocess import PreprocessConfig, load_files
 from lung_model.settings import CLASSES
 from lung_model.split import Split
 

@@ -16,7 +16,7 @@ from dashboard_helpers import MODEL, RAW
 from sqlalchemy import text
 
 from lung_model.platform import db
-from lung_model.preprocess import PreprocessConfig
+from lung_model.imaging.preprocess import PreprocessConfig
 
 pytestmark = pytest.mark.slow
 

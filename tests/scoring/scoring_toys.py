@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lung_model.preprocess import PreprocessConfig
+from lung_model.imaging.preprocess import PreprocessConfig
 
 
 @dataclass
