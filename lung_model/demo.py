@@ -210,7 +210,7 @@ def override_gate(settings: Settings) -> None:
 
 def demo_studies(data_dir: Path, per_class: int = 1, slices: int = 8) -> dict[str, list[Path]]:
     """A few study folders of consecutive slices per class, from the labelled data."""
-    from lung_model.dataset import scan
+    from lung_model.data.dataset import scan
 
     labelled, _ = scan(data_dir)
     studies: dict[str, list[Path]] = {}
