@@ -3,7 +3,7 @@
 The public release spells benign 'Bengin' and mixes case ('Normal cases', 'Malignant cases');
 `label_for_folder` accepts those and plain class names. Slices are numbered '(N)' within a
 class folder; consecutive numbers are mostly neighbouring slices of one patient, which the
-group split relies on (`lung_model.grouping`).
+group split relies on (`lung_model.data.grouping`).
 """
 
 from __future__ import annotations
