@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lung_model.audit import inspect  # noqa: E402
+from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.training.metrics import MALIGNANT, point_metrics, study_level  # noqa: E402
 from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lung_model.audit import inspect  # noqa: E402
+from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.training.metrics import evaluate  # noqa: E402
 from lung_model.settings import get_settings  # noqa: E402

@@ -63,7 +63,7 @@ def pull_data(data_dir: str | None = None) -> str:
 
 def audit_data(data_dir: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Audit the labelled data; raise DataIntegrityError when it must not be used."""
-    from lung_model.audit import audit, inspect
+    from lung_model.data.audit import audit, inspect
 
     settings = settings or get_settings()
     report = audit(inspect(_data_dir(data_dir, settings)))
@@ -79,7 +79,7 @@ def audit_data(data_dir: str | None = None, settings: Settings | None = None) ->
 
 def split_data(data_dir: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """The group-aware split: check no group crosses it; return its counts."""
-    from lung_model.audit import inspect
+    from lung_model.data.audit import inspect
     from lung_model.split import check, make_split, report
 
     settings = settings or get_settings()

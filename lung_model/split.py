@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lung_model.audit import Inventory, inspect
+from lung_model.data.audit import Inventory, inspect
 from lung_model.data.grouping import group_labels, pseudo_patients
 from lung_model.settings import CLASSES, get_settings
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lung_model.audit import Inventory, inspect
+from lung_model.data.audit import Inventory, inspect
 from lung_model.settings import CLASSES, get_settings
 from lung_model.split import (
     PARTS,

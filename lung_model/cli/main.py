@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--source", type=Path, help="dataset folder (default: LUNG_DATASET_SOURCE)")
     command("stop-db", "lung_model.info:cli_stop_db", "stop the embedded PostgreSQL")
 
-    audit = command("audit", "lung_model.audit:cli_audit", "audit the labelled dataset")
+    audit = command("audit", "lung_model.data.audit:cli_audit", "audit the labelled dataset")
     audit.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
     audit.add_argument("--json", type=Path, help="also write the report to this file")
 

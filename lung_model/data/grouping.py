@@ -1,7 +1,7 @@
 """Pseudo-patients: clusters of slices that probably come from one scan.
 
 The data has no patient id. Two slices share a group when they are the same file (sha256),
-near-duplicates (`lung_model.audit.near_duplicate_pairs`), or consecutive numbers in one
+near-duplicates (`lung_model.data.audit.near_duplicate_pairs`), or consecutive numbers in one
 class folder whose thumbnails still correlate (neighbouring slices of one scan). Groups are
 the connected components of those links (scipy.sparse.csgraph.connected_components), so a
 chain of neighbours is one group even when its ends look different. Splitting by group keeps
@@ -16,7 +16,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from lung_model.audit import Inventory, near_duplicate_pairs, thumbnail_correlation
+from lung_model.data.audit import Inventory, near_duplicate_pairs, thumbnail_correlation
 from lung_model.settings import CLASSES
 
 CONSECUTIVE_CORRELATION = 0.80  # neighbours below this are taken as a new scan

@@ -26,7 +26,7 @@ import numpy as np
 from lung_model.training import plots
 
 from lung_model.training import metrics
-from lung_model.audit import audit, inspect
+from lung_model.data.audit import audit, inspect
 from lung_model.training.calibration import apply_temperature
 from lung_model.settings import CLASSES, PROJECT_ROOT, Settings, get_settings
 from lung_model.split import make_split, report
