@@ -26,7 +26,7 @@ from lung_model.dvc_data import sha256_of
 from lung_model.gate import GATED, Floors, decide
 from lung_model.platform.registry import CHAMPION, latest_version, version_for_alias
 from lung_model.settings import Settings, get_settings
-from lung_model.split import Split
+from lung_model.data.split import Split
 from lung_model.platform.tracking import configure_mlflow
 
 RECORDED = (

@@ -80,7 +80,7 @@ def audit_data(data_dir: str | None = None, settings: Settings | None = None) ->
 def split_data(data_dir: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """The group-aware split: check no group crosses it; return its counts."""
     from lung_model.data.audit import inspect
-    from lung_model.split import check, make_split, report
+    from lung_model.data.split import check, make_split, report
 
     settings = settings or get_settings()
     split = make_split(inspect(_data_dir(data_dir, settings)))

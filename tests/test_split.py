@@ -11,7 +11,7 @@ import pytest
 
 from lung_model.data.audit import Inventory, inspect
 from lung_model.settings import CLASSES, get_settings
-from lung_model.split import (
+from lung_model.data.split import (
     PARTS,
     LeakageError,
     Split,

@@ -26,7 +26,7 @@ from lung_model.training.metrics import classify
 from lung_model.promotion import promote, rollback, run_gate
 from lung_model.platform.registry import CHALLENGER, CHAMPION, register
 from lung_model.settings import CLASSES, Settings
-from lung_model.split import Split
+from lung_model.data.split import Split
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.training.fit import TrainConfig, load_part
 from lung_model.training.job import SPLIT_ARTIFACT, DataIntegrityError, TrainResult, train_and_log

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
     audit.add_argument("--json", type=Path, help="also write the report to this file")
 
-    split = command("split", "lung_model.split:cli_split", "group-aware train/val/test split")
+    split = command("split", "lung_model.data.split:cli_split", "group-aware train/val/test split")
     split.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
     split.add_argument("--json", type=Path, help="also write the split report to this file")
 

@@ -28,7 +28,7 @@ import numpy as np
 from lung_model.training.calibration import apply_temperature, fit_malignant_threshold, fit_temperature
 from lung_model.imaging.preprocess import PreprocessConfig, load_files
 from lung_model.settings import CLASSES
-from lung_model.split import Split
+from lung_model.data.split import Split
 
 log = logging.getLogger(__name__)
 

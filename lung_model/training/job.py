@@ -29,7 +29,7 @@ from lung_model.training import metrics
 from lung_model.data.audit import audit, inspect
 from lung_model.training.calibration import apply_temperature
 from lung_model.settings import CLASSES, PROJECT_ROOT, Settings, get_settings
-from lung_model.split import make_split, report
+from lung_model.data.split import make_split, report
 from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
 
 MODEL_ARTIFACT = "model"
