@@ -2,7 +2,7 @@
 
 export_reviews (skipped when there is nothing new) -> emits `lung_labelled_data`, which
 schedules `lung_retrain`. Runs in the `dvc` pool (one slot): DVC must not run twice at once.
-The logic is `lung_model.feedback.export_reviews`; this file only wires it.
+The logic is `lung_model.data.feedback.export_reviews`; this file only wires it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def lung_feedback() -> None:
     def export_reviews() -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from lung_model.feedback import export_reviews
+        from lung_model.data.feedback import export_reviews
 
         result = export_reviews(lung_settings())
         if not result["exported"]:  # no new data version: do not trigger a retrain

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from lung_model import dvc_data, feedback
+from lung_model import dvc_data
+
+from lung_model.data import feedback
 
 from lung_model.platform import db
 from lung_model import settings as settings_module

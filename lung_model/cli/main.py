@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("up", "lung_model.demo:cli_up", "start Airflow, the MLflow UI and the dashboard")
     command("stop", "lung_model.demo:cli_stop", "stop what `demo`/`up` started and the database")
     command("airflow-env", "lung_model.demo:cli_airflow_env", "print the Airflow environment")
-    command("export-reviews", "lung_model.feedback:cli_export", "reviews -> new data version")
+    command("export-reviews", "lung_model.data.feedback:cli_export", "reviews -> new data version")
     command("compose-env", "lung_model.platform.compose_env:cli_compose_env", "secrets for docker compose")
     users = command("users", "lung_model.review.accounts:cli_users", "local dashboard accounts")
     users.add_argument("action", choices=["add", "list"], help="add (or reset) an account, or list")
