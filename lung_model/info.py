@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 
-from lung_model import dvc_data
+from lung_model.data import dvc
 
 from lung_model.platform import db
 from lung_model.settings import get_settings
@@ -29,7 +29,7 @@ def cli_migrate(args: argparse.Namespace) -> int:
 
 
 def cli_data(args: argparse.Namespace) -> int:
-    version = dvc_data.import_dataset(source=args.source)
+    version = dvc.import_dataset(source=args.source)
     print(f"data/raw is data version {version}; DVC remote {get_settings().dvc_remote_url}")
     return 0
 
@@ -53,7 +53,7 @@ def cli_info(args: argparse.Namespace) -> int:
         "mlflow": settings.tracking_uri(),
         "LUNG_HOME": str(settings.home),
         "inbox": str(settings.inbox),
-        "data version": dvc_data.data_version(),
+        "data version": dvc.data_version(),
         "DVC remote": settings.dvc_remote_url,
         "rows": ", ".join(f"{table} {n}" for table, n in counts.items()),
     }

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import text
 
 from lung_model.platform import db
-from lung_model.dvc_data import sha256_of
+from lung_model.data.dvc import sha256_of
 from lung_model.gate import GATED, Floors, decide
 from lung_model.platform.registry import CHAMPION, latest_version, version_for_alias
 from lung_model.settings import Settings, get_settings

@@ -53,7 +53,7 @@ def training_config(name: str) -> Any:
 def pull_data(data_dir: str | None = None) -> str:
     """Restore data/raw from the DVC remote at the committed version; return that version.
     A run given another data folder (`data_dir`) trains on what is there: nothing to pull."""
-    from lung_model.dvc_data import pull
+    from lung_model.data.dvc import pull
 
     if data_dir:
         log.info("data folder %s given: not pulling data/raw", data_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from lung_model import dvc_data
+from lung_model.data import dvc
 
 from lung_model.data import feedback
 
@@ -79,7 +79,7 @@ def scored_study(settings: Settings, study: str) -> int:
             connection.execute(
                 text("""INSERT INTO images (batch_id, path, sha256, status)
                         VALUES (:b, :p, :sha, 'scored')"""),
-                {"b": batch, "p": file.name, "sha": dvc_data.sha256_of(file)},
+                {"b": batch, "p": file.name, "sha": dvc.sha256_of(file)},
             )
         connection.execute(
             text("""INSERT INTO study_results (batch_id, model_name, model_version, data_version,
@@ -106,7 +106,7 @@ def manifest_labels(repo: Path) -> dict[str, str]:
 
 
 def test_reviews_become_a_new_data_version_once(fresh: Settings, repo: Path) -> None:
-    before = dvc_data.data_version(repo / "data" / "raw.dvc")
+    before = dvc.data_version(repo / "data" / "raw.dvc")
     batch = scored_study(fresh, "CT-0042")
     assert feedback.export_reviews(fresh, repo)["exported"] == 0  # nothing reviewed yet
 
@@ -114,7 +114,7 @@ def test_reviews_become_a_new_data_version_once(fresh: Settings, repo: Path) -> 
     result = feedback.export_reviews(fresh, repo)
     assert result["exported"] == 1 and result["images"] == 3
     assert result["data_version"] != before
-    assert result["data_version"] == dvc_data.data_version(repo / "data" / "raw.dvc")
+    assert result["data_version"] == dvc.data_version(repo / "data" / "raw.dvc")
     labels = manifest_labels(repo)
     assert len(labels) == 3 and set(labels.values()) == {"malignant"}
     assert all(p.startswith(f"Malignant cases/reviewed/{batch}-CT-0042/") for p in labels)

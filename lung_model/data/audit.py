@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from lung_model.data.dataset import scan
-from lung_model.dvc_data import data_version, sha256_of
+from lung_model.data.dvc import data_version, sha256_of
 from lung_model.imaging.images import UnreadableImage, read_gray
 from lung_model.settings import CLASSES, get_settings
 

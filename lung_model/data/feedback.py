@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from lung_model import dvc_data
+from lung_model.data import dvc
 
 from lung_model.platform import db
 from lung_model.settings import PROJECT_ROOT, Settings, get_settings
@@ -61,7 +61,7 @@ def find_file(relative: str, sha256: str, folders: list[Path]) -> Path | None:
     """The first copy of a scored file in `folders` whose content still matches."""
     for folder in folders:
         candidate = folder / relative
-        if candidate.is_file() and dvc_data.sha256_of(candidate) == sha256.strip():
+        if candidate.is_file() and dvc.sha256_of(candidate) == sha256.strip():
             return candidate
     return None
 
@@ -106,7 +106,7 @@ def place_study(data_dir: Path, key: str, label: str, files: list[tuple[str, Pat
             {
                 "path": destination.relative_to(data_dir).as_posix(),
                 "label": label,
-                "sha256": dvc_data.sha256_of(destination),
+                "sha256": dvc.sha256_of(destination),
             }
         )
     _rewrite_manifest(data_dir, key, rows)
@@ -145,12 +145,12 @@ def export_reviews(settings: Settings | None = None, repo: Path = PROJECT_ROOT) 
         return {
             "exported": 0,
             "images": 0,
-            "data_version": dvc_data.data_version(dvc_file),
+            "data_version": dvc.data_version(dvc_file),
             "skipped": skipped,
         }
-    dvc_data.dvc("add", "--quiet", "data/raw", repo=repo)
-    dvc_data.dvc("push", "--quiet", "data/raw.dvc", repo=repo)
-    version = dvc_data.data_version(dvc_file)
+    dvc.dvc("add", "--quiet", "data/raw", repo=repo)
+    dvc.dvc("push", "--quiet", "data/raw.dvc", repo=repo)
+    version = dvc.data_version(dvc_file)
     with engine.begin() as connection:
         for review, n_images in done:
             connection.execute(

@@ -22,7 +22,7 @@ import redis
 from pg_admin import SERVER_URL, admin
 from sqlalchemy import create_engine, text
 
-from lung_model import dvc_data
+from lung_model.data import dvc
 
 from lung_model.platform import airflow
 
@@ -60,7 +60,7 @@ def tiny_dataset(target: Path) -> Path:
             shutil.copyfile(RAW / relative, target / relative)
             label = LABELS[prefix.split()[0]]
             rows.append(
-                {"path": relative, "label": label, "sha256": dvc_data.sha256_of(RAW / relative)}
+                {"path": relative, "label": label, "sha256": dvc.sha256_of(RAW / relative)}
             )
     with (target / "MANIFEST.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "sha256"])
