@@ -56,14 +56,14 @@ def load_bench_model(settings: Settings, crop: str | None = None) -> tuple[Any, 
 
 def _bench_model(settings: Settings) -> tuple[Any, str]:
     try:
-        from lung_model.inference import load_model
+        from lung_model.scoring.inference import load_model
 
         model = load_model(None, settings)
         return model, f"champion {model.name} v{model.version}"
     except Exception as error:  # no inference module yet, no champion, no registry
         import keras
 
-        from lung_model.inference import LoadedModel
+        from lung_model.scoring.inference import LoadedModel
         from lung_model.training.network import build_network, calibrated
         from lung_model.training.fit import TrainConfig
 

@@ -97,7 +97,7 @@ def sign_out() -> None:
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
 def load_model(uri: str | None = None) -> Any:
     """The model at `uri` (default: the champion), loaded once per process."""
-    from lung_model.inference import load_model as load
+    from lung_model.scoring.inference import load_model as load
 
     return load(uri, settings())
 

@@ -24,7 +24,7 @@ def _score_layer(model: Any) -> Any:
 def gradcam(model: Any, x: np.ndarray, class_index: int | None = None) -> np.ndarray:
     """(size, size, 1) prepared slice -> (size, size) float32 heatmap in [0, 1].
 
-    `model` is a Keras model or a `lung_model.inference.LoadedModel`."""
+    `model` is a Keras model or a `lung_model.scoring.inference.LoadedModel`."""
     import keras
     import tensorflow as tf
 

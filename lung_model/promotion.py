@@ -1,7 +1,7 @@
 """Apply promotion decisions: gate a challenger, operator override, rollback; record each one.
 
 `run_gate` evaluates the challenger and the current champion through the serving path
-(`lung_model.inference`) on the challenger's fixed test split, asks `lung_model.gate.decide`,
+(`lung_model.scoring.inference`) on the challenger's fixed test split, asks `lung_model.gate.decide`,
 moves the `champion` alias when it promotes, and records every decision twice: as tags on
 the model version (`gate.*`) and as a row in `promotion_events`. Each new champion remembers
 the one it replaced (`previous_champion` tag), which is where `rollback` goes back to.
@@ -74,7 +74,7 @@ def test_metrics(
 ) -> dict[str, float | None]:
     """Metrics of one registered version on the split's test slices, through serving."""
     from lung_model.training import metrics
-    from lung_model.inference import LoadedModel
+    from lung_model.scoring.inference import LoadedModel
     from lung_model.imaging.preprocess import load_files
     from lung_model.settings import CLASSES
 

@@ -21,7 +21,7 @@ from lung_model import settings as settings_module
 from lung_model.cli.main import main
 from lung_model.gradcam import gradcam
 from lung_model.imaging.images import read_gray
-from lung_model.inference import LoadedModel, NoChampion, load_model
+from lung_model.scoring.inference import LoadedModel, NoChampion, load_model
 from lung_model.training.metrics import classify
 from lung_model.promotion import promote, rollback, run_gate
 from lung_model.platform.registry import CHALLENGER, CHAMPION, register

@@ -19,7 +19,7 @@ from PIL import Image
 from lung_model.settings import Settings
 
 if TYPE_CHECKING:
-    from lung_model.inference import LoadedModel
+    from lung_model.scoring.inference import LoadedModel
 
 
 def explain_array(model: LoadedModel, model_input: np.ndarray, class_index: int) -> np.ndarray:

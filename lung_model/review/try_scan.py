@@ -19,7 +19,7 @@ from lung_model.scoring.predictor import slice_class
 from lung_model.settings import CLASSES
 
 if TYPE_CHECKING:
-    from lung_model.inference import LoadedModel
+    from lung_model.scoring.inference import LoadedModel
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 

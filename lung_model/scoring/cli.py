@@ -138,7 +138,7 @@ def cli_score(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
-    from lung_model.inference import NoChampion, load_model
+    from lung_model.scoring.inference import NoChampion, load_model
     from lung_model.scoring.tasks import prepare_scoring_process
 
     prepare_scoring_process(settings)

@@ -1,6 +1,6 @@
 """What the scoring engine needs from a model, and how it turns a slice into model input.
 
-`lung_model.inference.LoadedModel` (the champion from the MLflow registry) fits
+`lung_model.scoring.inference.LoadedModel` (the champion from the MLflow registry) fits
 `Predictor`; so does any object with the same attributes, which keeps the engine testable
 and benchmarkable with the model passed in rather than reached for. Slices are prepared
 with `lung_model.imaging.preprocess.prepare` and the preprocessing config shipped with the model

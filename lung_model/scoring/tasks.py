@@ -64,7 +64,7 @@ def score_claimed_study(
     study_dir: Path, settings: Settings, model_uri: str | None = None
 ) -> dict[str, Any]:
     """One mapped DAG task: load the champion (or `model_uri`) and score one claim."""
-    from lung_model.inference import load_model
+    from lung_model.scoring.inference import load_model
 
     prepare_scoring_process(settings)
     return score_study(study_dir, load_model(model_uri, settings), settings)

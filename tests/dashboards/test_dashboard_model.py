@@ -148,7 +148,7 @@ def _predictions(settings) -> tuple[int, int]:
 
 def score_a_study(settings) -> str:
     """Drop three real slices into the inbox and score them with the champion."""
-    from lung_model.inference import load_model
+    from lung_model.scoring.inference import load_model
     from lung_model.scoring.engine import Scorer
 
     folder = settings.inbox / "scored-for-real"

@@ -57,7 +57,7 @@ def _registered(settings: Settings) -> list[str]:
 
 
 def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) -> None:
-    from lung_model.inference import LoadedModel
+    from lung_model.scoring.inference import LoadedModel
     from lung_model.promotion import run_gate
     from lung_model.retrain import champion_version
 
@@ -116,6 +116,6 @@ def test_a_training_run_killed_midway_leaves_the_champion_untouched(
     assert training.returncode == -signal.SIGKILL
     assert (champion_version(safety), _registered(safety), _events(safety)) == before
     assert client.get_run(running.info.run_id).info.status == "RUNNING"  # never finished
-    from lung_model.inference import LoadedModel
+    from lung_model.scoring.inference import LoadedModel
 
     assert LoadedModel.load(settings=safety).version == before[0]
