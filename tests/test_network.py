@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lung_model.gradcam import gradcam
+from lung_model.scoring.gradcam import gradcam
 from lung_model.training.network import LAST_CONV, build_network, calibrated, ensemble
 
 

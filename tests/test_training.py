@@ -19,7 +19,7 @@ from sqlalchemy import text
 from lung_model.platform import db
 from lung_model import settings as settings_module
 from lung_model.cli.main import main
-from lung_model.gradcam import gradcam
+from lung_model.scoring.gradcam import gradcam
 from lung_model.imaging.images import read_gray
 from lung_model.scoring.inference import LoadedModel, NoChampion, load_model
 from lung_model.training.metrics import classify

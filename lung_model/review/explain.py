@@ -1,6 +1,6 @@
 """Grad-CAM overlays for the study view and "try a scan", computed on demand and cached.
 
-The heatmap comes from `lung_model.gradcam.gradcam` on the slice exactly as the model saw it
+The heatmap comes from `lung_model.scoring.gradcam.gradcam` on the slice exactly as the model saw it
 (the model's own preprocessing, `LoadedModel.prepare`) and is drawn over that same padded,
 resized image. Overlays are cached as PNG under `LUNG_HOME/cache/gradcam/<model>/<version>/`,
 keyed by the slice's sha256 and the class, so a slice explained twice costs one Grad-CAM.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def explain_array(model: LoadedModel, model_input: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM overlay (RGB uint8, model input size) for one prepared slice and one class."""
-    from lung_model.gradcam import gradcam, overlay
+    from lung_model.scoring.gradcam import gradcam, overlay
 
     heatmap = gradcam(model, model_input, class_index)
     return np.asarray(overlay(np.squeeze(model_input), heatmap), dtype=np.uint8)

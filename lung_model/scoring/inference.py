@@ -135,8 +135,8 @@ class LoadedModel:
 
     def gradcam(self, gray: np.ndarray, class_name: str | None = None) -> np.ndarray:
         """Grad-CAM heatmap in [0, 1] over the prepared slice for `class_name` (default: the
-        predicted class); shape (size, size). See `lung_model.gradcam`."""
-        from lung_model.gradcam import gradcam
+        predicted class); shape (size, size). See `lung_model.scoring.gradcam`."""
+        from lung_model.scoring.gradcam import gradcam
 
         x = self.prepare(gray)
         index = None if class_name is None else CLASSES.index(class_name)
