@@ -1,7 +1,7 @@
 """Apply promotion decisions: gate a challenger, operator override, rollback; record each one.
 
 `run_gate` evaluates the challenger and the current champion through the serving path
-(`lung_model.scoring.inference`) on the challenger's fixed test split, asks `lung_model.gate.decide`,
+(`lung_model.scoring.inference`) on the challenger's fixed test split, asks `lung_model.lifecycle.gate.decide`,
 moves the `champion` alias when it promotes, and records every decision twice: as tags on
 the model version (`gate.*`) and as a row in `promotion_events`. Each new champion remembers
 the one it replaced (`previous_champion` tag), which is where `rollback` goes back to.
@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from lung_model.platform import db
 from lung_model.data.dvc import sha256_of
-from lung_model.gate import GATED, Floors, decide
+from lung_model.lifecycle.gate import GATED, Floors, decide
 from lung_model.platform.registry import CHAMPION, latest_version, version_for_alias
 from lung_model.settings import Settings, get_settings
 from lung_model.data.split import Split

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lung_model.gate import Floors, decide
+from lung_model.lifecycle.gate import Floors, decide
 
 FLOORS = Floors(min_malignant_recall=0.95, min_macro_f1=0.70, max_ece=0.10, tolerance=0.01)
 CHAMPION = {"recall_malignant": 0.97, "macro_f1": 0.80, "ece": 0.05}
