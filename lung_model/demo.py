@@ -197,7 +197,7 @@ def champion_version(settings: Settings) -> str | None:
 def override_gate(settings: Settings) -> None:
     """No champion after the retrain (the gate rejected the model): for the demo only, promote
     the newest version by operator override, recorded with its reason, and say so loudly."""
-    from lung_model.promotion import promote
+    from lung_model.lifecycle.promotion import promote
 
     reason = "make demo: no champion yet and the gate rejected the newest model"
     decision = promote("latest", reason, settings, actor="make-demo")

@@ -136,7 +136,7 @@ def gate(
     registered: dict[str, Any], data_dir: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Gate the challenger against the floors and the champion; record the decision."""
-    from lung_model.promotion import run_gate
+    from lung_model.lifecycle.promotion import run_gate
 
     settings = settings or get_settings()
     decision = run_gate(registered["version"], _data_dir(data_dir, settings), settings)

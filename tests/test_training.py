@@ -23,7 +23,7 @@ from lung_model.scoring.gradcam import gradcam
 from lung_model.imaging.images import read_gray
 from lung_model.scoring.inference import LoadedModel, NoChampion, load_model
 from lung_model.training.metrics import classify
-from lung_model.promotion import promote, rollback, run_gate
+from lung_model.lifecycle.promotion import promote, rollback, run_gate
 from lung_model.platform.registry import CHALLENGER, CHAMPION, register
 from lung_model.settings import CLASSES, Settings
 from lung_model.data.split import Split

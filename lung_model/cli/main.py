@@ -57,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=int, help="input size in pixels")
     train.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
 
-    promote = command("promote", "lung_model.promotion:cli_promote", "operator override: promote")
+    promote = command("promote", "lung_model.lifecycle.promotion:cli_promote", "operator override: promote")
     promote.add_argument("version", help="model version number, or 'latest'")
     promote.add_argument("--reason", default="operator override", help="recorded with it")
-    rollback = command("rollback", "lung_model.promotion:cli_rollback", "restore previous champion")
+    rollback = command("rollback", "lung_model.lifecycle.promotion:cli_rollback", "restore previous champion")
     rollback.add_argument("--reason", default="operator rollback", help="recorded with it")
 
     score = command("score", "lung_model.scoring.cli:cli_score", "score studies into PostgreSQL")

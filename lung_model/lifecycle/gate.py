@@ -3,7 +3,7 @@
 A challenger is promoted when, on the same fixed test split, it clears every absolute floor
 (malignant recall, macro-F1, expected calibration error; `LUNG_GATE_*` settings) and no
 gated metric is worse than the champion's by more than the tolerance. Equal is good enough.
-The thresholds are code and settings, reviewed like code; `lung_model.promotion` applies the
+The thresholds are code and settings, reviewed like code; `lung_model.lifecycle.promotion` applies the
 decision to the registry and the database.
 """
 

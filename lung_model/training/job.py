@@ -1,7 +1,7 @@
 """The training job: audit, split, fit, calibrate, evaluate, and log it all to one MLflow run.
 
 `train_and_log` returns the run id; `lung_model.platform.registry.register` turns the logged model
-into a registered version and `lung_model.promotion.run_gate` decides on it. `cli_train`
+into a registered version and `lung_model.lifecycle.promotion.run_gate` decides on it. `cli_train`
 runs the three in order (`python -m lung_model train`), as the retrain DAG does task by task.
 Logged: parameters, metrics (test and validation, with 95% intervals, slice and study level),
 per-epoch curves, plots, the audit and split reports, the data version and git commit, and
@@ -209,7 +209,7 @@ def train_and_log(
 
 
 def cli_train(args: argparse.Namespace) -> int:
-    from lung_model.promotion import run_gate
+    from lung_model.lifecycle.promotion import run_gate
     from lung_model.platform.registry import register
 
     config = TrainConfig()

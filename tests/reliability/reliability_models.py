@@ -34,7 +34,7 @@ def train_and_register(settings: Settings) -> tuple[str, str]:
 def tiny_champion(home: Path, pg_url: str) -> dict[str, str]:
     """A champion by operator override (a one-epoch model passes no gate); the environment
     a scorer needs to find it from any LUNG_HOME."""
-    from lung_model.promotion import promote
+    from lung_model.lifecycle.promotion import promote
 
     settings = store_settings(home, pg_url)
     run_id, version = train_and_register(settings)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def safety(champion: dict[str, str], pg_url: str) -> Iterator[Settings]:
     """The session champion's run registered again under a model name of its own, made
     champion there by operator override."""
-    from lung_model.promotion import promote
+    from lung_model.lifecycle.promotion import promote
     from lung_model.platform.registry import register
 
     settings = store_settings(Path(champion["home"]), pg_url).model_copy(
@@ -58,7 +58,7 @@ def _registered(settings: Settings) -> list[str]:
 
 def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) -> None:
     from lung_model.scoring.inference import LoadedModel
-    from lung_model.promotion import run_gate
+    from lung_model.lifecycle.promotion import run_gate
     from lung_model.retrain import champion_version
 
     before = champion_version(safety)

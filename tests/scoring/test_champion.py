@@ -33,7 +33,7 @@ def test_no_champion_exits_2_with_one_line(
 
 
 def _tiny_champion(settings: Settings) -> str:
-    from lung_model.promotion import promote
+    from lung_model.lifecycle.promotion import promote
     from lung_model.platform.registry import register
     from lung_model.training.fit import TrainConfig
     from lung_model.training.job import train_and_log
