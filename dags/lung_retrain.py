@@ -7,7 +7,7 @@ Runs weekly and whenever the labelled data changes (the `lung_labelled_data` ass
 by `lung_feedback`). One run at a time; the DVC task takes the one-slot `dvc` pool. The
 TensorFlow tasks go to the `tensorflow` queue (Celery workers can specialise). Trigger with
 `{"config": "tiny"}` for a seconds-long smoke run. The logic is `lung_model`'s training steps;
-this file only wires `lung_model.retrain`, passing small JSON values (run ids, versions).
+this file only wires `lung_model.pipelines.retrain`, passing small JSON values (run ids, versions).
 """
 
 from __future__ import annotations
@@ -44,25 +44,25 @@ def lung_retrain() -> None:
 
     @task(pool=DVC_POOL)
     def dvc_pull(data_dir: str) -> str:
-        from lung_model.retrain import pull_data
+        from lung_model.pipelines.retrain import pull_data
 
         return pull_data(data_dir or None)
 
     @task
     def audit(data_version: str, data_dir: str) -> dict:
-        from lung_model.retrain import audit_data
+        from lung_model.pipelines.retrain import audit_data
 
         return audit_data(data_dir or None, lung_settings())
 
     @task
     def split(audited: dict, data_dir: str) -> dict:
-        from lung_model.retrain import split_data
+        from lung_model.pipelines.retrain import split_data
 
         return split_data(data_dir or None, lung_settings())
 
     @task(queue=TENSORFLOW_QUEUE, execution_timeout=timedelta(hours=3))
     def train(split_report: dict, config: str, data_dir: str) -> dict:
-        from lung_model.retrain import train
+        from lung_model.pipelines.retrain import train
 
         trained = train(config, data_dir or None, lung_settings())
         push_mlflow_run_link(trained)
@@ -70,7 +70,7 @@ def lung_retrain() -> None:
 
     @task
     def evaluate(trained: dict) -> dict:
-        from lung_model.retrain import evaluate
+        from lung_model.pipelines.retrain import evaluate
 
         evaluated = evaluate(trained, lung_settings())
         push_mlflow_run_link(evaluated)
@@ -78,7 +78,7 @@ def lung_retrain() -> None:
 
     @task
     def register_challenger(evaluated: dict) -> dict:
-        from lung_model.retrain import register_challenger
+        from lung_model.pipelines.retrain import register_challenger
 
         registered = register_challenger(evaluated, lung_settings())
         push_mlflow_run_link(registered)
@@ -86,7 +86,7 @@ def lung_retrain() -> None:
 
     @task(queue=TENSORFLOW_QUEUE)
     def gate(registered: dict, data_dir: str) -> dict:
-        from lung_model.retrain import gate
+        from lung_model.pipelines.retrain import gate
 
         return gate(registered, data_dir or None, lung_settings())
 
@@ -96,19 +96,19 @@ def lung_retrain() -> None:
 
     @task(outlets=[CHAMPION])
     def promote(decided: dict) -> dict:
-        from lung_model.retrain import confirm_promotion
+        from lung_model.pipelines.retrain import confirm_promotion
 
         return confirm_promotion(decided, lung_settings())
 
     @task
     def reject(decided: dict) -> dict:
-        from lung_model.retrain import record_rejection
+        from lung_model.pipelines.retrain import record_rejection
 
         return record_rejection(decided, lung_settings())
 
     @task(trigger_rule="none_failed_min_one_success")
     def notify(decided: dict) -> str:
-        from lung_model.retrain import outcome
+        from lung_model.pipelines.retrain import outcome
 
         return outcome(decided, lung_settings())
 

@@ -208,7 +208,7 @@ def test_retrain_runs_every_step_and_takes_one_branch(
 
 @pytest.fixture(scope="module")
 def champion(deployment: Deployment, dag_runs: dict[str, dict[str, str]]) -> str:
-    from lung_model.retrain import champion_version
+    from lung_model.pipelines.retrain import champion_version
 
     version = champion_version(deployment.settings)
     assert version is not None

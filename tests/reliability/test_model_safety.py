@@ -59,7 +59,7 @@ def _registered(settings: Settings) -> list[str]:
 def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) -> None:
     from lung_model.scoring.inference import LoadedModel
     from lung_model.lifecycle.promotion import run_gate
-    from lung_model.retrain import champion_version
+    from lung_model.pipelines.retrain import champion_version
 
     before = champion_version(safety)
     _, worse = train_and_register(safety)
@@ -75,7 +75,7 @@ def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) 
 def test_a_training_run_killed_midway_leaves_the_champion_untouched(
     safety: Settings, pg_url: str
 ) -> None:
-    from lung_model.retrain import champion_version
+    from lung_model.pipelines.retrain import champion_version
     from lung_model.platform.tracking import configure_mlflow
 
     before = champion_version(safety), _registered(safety), _events(safety)
