@@ -2,7 +2,7 @@
 
 check over the run's data interval -> stored in `monitoring_checks`; a breached threshold
 fails the task, and its failure callback alerts (log always, LUNG_ALERT_WEBHOOK when set).
-The logic is `lung_model.monitoring.run_checks`; this file only wires it.
+The logic is `lung_model.pipelines.monitoring.run_checks`; this file only wires it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def lung_monitoring() -> None:
     def check(data_interval_start=None, data_interval_end=None) -> dict:  # noqa: ANN001
         from airflow.sdk.exceptions import AirflowFailException
 
-        from lung_model.monitoring import run_checks
+        from lung_model.pipelines.monitoring import run_checks
 
         report = run_checks(data_interval_start, data_interval_end, lung_settings())
         if report["breaches"]:  # not transient: fail now (no retries) and alert

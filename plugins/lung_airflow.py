@@ -62,7 +62,7 @@ def push_mlflow_run_link(result: dict[str, Any]) -> None:
 
 def alert_on_failure(context: Any) -> None:
     """Failure callback: log the failure and POST it to LUNG_ALERT_WEBHOOK when set."""
-    from lung_model.monitoring import alert
+    from lung_model.pipelines.monitoring import alert
 
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")

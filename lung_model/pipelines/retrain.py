@@ -171,7 +171,7 @@ def record_rejection(decided: dict[str, Any], settings: Settings | None = None) 
 
 def outcome(decided: dict[str, Any], settings: Settings | None = None) -> str:
     """One line for people (log, and the alert webhook when configured)."""
-    from lung_model.monitoring import notify
+    from lung_model.pipelines.monitoring import notify
 
     message = (
         f"lung_retrain: model version {decided['candidate_version']} {decided['decision']} "
