@@ -43,7 +43,7 @@ def lung_batch_score() -> None:
 
     @task
     def claim_ready_studies() -> list[str]:
-        from lung_model.scoring import claim_ready
+        from lung_model.pipelines.batch_score import claim_ready
 
         return [str(path) for path in claim_ready(lung_settings())]
 
@@ -51,14 +51,16 @@ def lung_batch_score() -> None:
     def score_study(study_dir: str) -> dict:
         from pathlib import Path
 
-        from lung_model.scoring import score_claimed_study, study_name
+        from lung_model.pipelines.batch_score import score_claimed_study
+
+        from lung_model.scoring.inbox import study_name
 
         get_current_context()["study"] = study_name(Path(study_dir))  # type: ignore[typeddict-unknown-key]
         return score_claimed_study(Path(study_dir), lung_settings())
 
     @task(outlets=[PREDICTIONS])
     def publish(summaries: list[dict]) -> dict:
-        from lung_model.scoring import summarise
+        from lung_model.pipelines.batch_score import summarise
 
         return summarise(list(summaries))
 

@@ -139,7 +139,7 @@ def cli_score(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from lung_model.scoring.inference import NoChampion, load_model
-    from lung_model.scoring.tasks import prepare_scoring_process
+    from lung_model.pipelines.batch_score import prepare_scoring_process
 
     prepare_scoring_process(settings)
     try:

@@ -17,7 +17,7 @@ from scoring_helpers import make_study, real_slices
 from scoring_toys import ToyPredictor
 from sqlalchemy import Engine
 
-from lung_model.scoring import claim_ready, score_study
+from lung_model.pipelines.batch_score import claim_ready, score_study
 from lung_model.settings import Settings
 
 

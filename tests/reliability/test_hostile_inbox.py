@@ -26,7 +26,7 @@ from scoring_helpers import real_slices, rows
 from scoring_toys import ToyPredictor
 from sqlalchemy import Engine
 
-from lung_model.scoring import claim_ready, score_study
+from lung_model.pipelines.batch_score import claim_ready, score_study
 from lung_model.settings import Settings
 
 SQL_NAMES = [

@@ -9,7 +9,9 @@ from scoring_helpers import make_study, real_slices
 from scoring_toys import ToyPredictor
 from sqlalchemy import Engine
 
-from lung_model.scoring import Scorer, claim_ready
+from lung_model.pipelines.batch_score import claim_ready
+
+from lung_model.scoring.engine import Scorer
 from lung_model.settings import Settings
 
 

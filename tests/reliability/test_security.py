@@ -12,7 +12,7 @@ from reliability_helpers import ct_slice
 from scoring_toys import ToyPredictor
 from sqlalchemy import Engine
 
-from lung_model.scoring import claim_ready, score_study
+from lung_model.pipelines.batch_score import claim_ready, score_study
 from lung_model.settings import PROJECT_ROOT, Settings
 
 SECRET_PATTERNS = {

@@ -9,7 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from lung_model.scoring import claim, claim_ready, find_ready_studies, inbox
+from lung_model.pipelines.batch_score import claim_ready
+
+from lung_model.scoring import inbox
+
+from lung_model.scoring.inbox import claim, find_ready_studies
 from lung_model.settings import Settings
 
 
