@@ -38,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=_handler(target))
         return sub
 
-    command("info", "lung_model.info:cli_info", "show where everything is and what it holds")
-    command("migrate", "lung_model.info:cli_migrate", "start the database and apply migrations")
-    data = command("data", "lung_model.info:cli_data", "import the dataset into DVC")
+    command("info", "lung_model.cli.setup:cli_info", "show where everything is and what it holds")
+    command("migrate", "lung_model.cli.setup:cli_migrate", "start the database and apply migrations")
+    data = command("data", "lung_model.cli.setup:cli_data", "import the dataset into DVC")
     data.add_argument("--source", type=Path, help="dataset folder (default: LUNG_DATASET_SOURCE)")
-    command("stop-db", "lung_model.info:cli_stop_db", "stop the embedded PostgreSQL")
+    command("stop-db", "lung_model.cli.setup:cli_stop_db", "stop the embedded PostgreSQL")
 
     audit = command("audit", "lung_model.data.audit:cli_audit", "audit the labelled dataset")
     audit.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
