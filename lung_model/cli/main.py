@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = command("rollback", "lung_model.lifecycle.promotion:cli_rollback", "restore previous champion")
     rollback.add_argument("--reason", default="operator rollback", help="recorded with it")
 
-    score = command("score", "lung_model.scoring.cli:cli_score", "score studies into PostgreSQL")
+    score = command("score", "lung_model.cli.score:cli_score", "score studies into PostgreSQL")
     score.add_argument("path", nargs="?", type=Path, help="score in place (default: the inbox)")
     score.add_argument("--model", help="model URI (default: models:/<name>@champion)")
     score.add_argument("--csv", type=Path, help="write one row per input file here")
