@@ -20,7 +20,7 @@ def main(steps: list[dict]) -> None:
     assert not bag.import_errors, bag.import_errors
     for step in steps:
         if step.get("promote_if_no_champion"):
-            from lung_model.demo import override_gate  # what `make demo` does in that case
+            from lung_model.cli.demo import override_gate  # what `make demo` does in that case
             from lung_model.pipelines.retrain import champion_version
             from lung_model.settings import get_settings
 

@@ -21,7 +21,7 @@ from scoring_helpers import make_study, real_slices
 from sqlalchemy import create_engine, text
 from test_dag_runs import Deployment, deployment  # noqa: F401  (the module's Airflow)
 
-from lung_model import demo
+from lung_model.cli import demo
 
 from lung_model.platform import airflow
 
