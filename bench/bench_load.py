@@ -57,8 +57,8 @@ def fill(inbox: Path, studies: int, size: int, first: int, marker: str) -> None:
 
 def child(args: argparse.Namespace) -> None:
     """Score every ready study of each given LUNG_HOME in turn; one JSON report per home."""
-    from lung_model.platform.db import get_engine
     from lung_model.pipelines.batch_score import claim_ready
+    from lung_model.platform.db import get_engine
     from lung_model.scoring.engine import Scorer
 
     for home in args.homes:

@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lung_model.data.audit import inspect  # noqa: E402
-from lung_model.training.calibration import apply_temperature  # noqa: E402
-from lung_model.training.metrics import MALIGNANT, point_metrics, study_level  # noqa: E402
+from lung_model.data.split import make_split  # noqa: E402
 from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
-from lung_model.data.split import make_split  # noqa: E402
+from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.training.fit import Part, TrainConfig, fit, predict_logits  # noqa: E402
+from lung_model.training.metrics import MALIGNANT, point_metrics, study_level  # noqa: E402
 
 # the configurations compared: each is the first default (V1, what the README measured before)
 # with these fields changed; "default" is today's TrainConfig() as it is

@@ -64,8 +64,8 @@ def _bench_model(settings: Settings) -> tuple[Any, str]:
         import keras
 
         from lung_model.scoring.inference import LoadedModel
-        from lung_model.training.network import build_network, calibrated
         from lung_model.training.fit import TrainConfig
+        from lung_model.training.network import build_network, calibrated
 
         config = TrainConfig().preprocess()  # the production steps, lung crop included
         size = config.image_size
@@ -109,10 +109,10 @@ def vm_kib(field_name: str) -> int:
 
 def child(args: argparse.Namespace) -> None:
     """(b) in this process: score every ready study of LUNG_HOME's inbox, report JSON."""
+    from lung_model.pipelines.batch_score import prepare_scoring_process
     from lung_model.platform.db import get_engine
     from lung_model.scoring.engine import Scorer
     from lung_model.scoring.inbox import find_ready_studies
-    from lung_model.pipelines.batch_score import prepare_scoring_process
 
     settings = Settings(home=Path(args.home), database_url=args.db, score_batch_size=args.batch)
     prepare_scoring_process(settings)  # as the CLI and the DAG do: decoding and TF share CPUs

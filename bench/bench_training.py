@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lung_model.data.audit import inspect  # noqa: E402
-from lung_model.training.calibration import apply_temperature  # noqa: E402
-from lung_model.training.metrics import evaluate  # noqa: E402
-from lung_model.settings import get_settings  # noqa: E402
 from lung_model.data.split import check, make_split, random_image_split  # noqa: E402
+from lung_model.settings import get_settings  # noqa: E402
+from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.training.fit import TrainConfig, fit, load_part, predict_logits  # noqa: E402
+from lung_model.training.metrics import evaluate  # noqa: E402
 
 
 def run(split_name: str, config: TrainConfig, data: Path) -> dict:

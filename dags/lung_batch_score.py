@@ -52,7 +52,6 @@ def lung_batch_score() -> None:
         from pathlib import Path
 
         from lung_model.pipelines.batch_score import score_claimed_study
-
         from lung_model.scoring.inbox import study_name
 
         get_current_context()["study"] = study_name(Path(study_dir))  # type: ignore[typeddict-unknown-key]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lung_model.data.audit import audit, inspect, near_duplicate_pairs, summary
 from lung_model.cli.main import main
+from lung_model.data.audit import audit, inspect, near_duplicate_pairs, summary
 from lung_model.data.dataset import label_for_folder, scan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"

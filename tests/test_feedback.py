@@ -13,18 +13,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from lung_model.data import dvc
-
-from lung_model.data import feedback
-
-from lung_model.platform import db
 from lung_model import settings as settings_module
+from lung_model.data import dvc, feedback
+from lung_model.platform import db
 from lung_model.settings import PROJECT_ROOT, Settings
 
 RAW = PROJECT_ROOT / "data" / "raw"
 
 
-def dvc(repo: Path, *args: str) -> None:
+def run_dvc(repo: Path, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True, capture_output=True)
 
 
@@ -46,9 +43,9 @@ def labelled_folder(repo: Path) -> Path:
 def repo(tmp_path: Path) -> Path:
     """A DVC repository (with a local remote) tracking that folder."""
     repo = labelled_folder(tmp_path / "repo")
-    dvc(repo, "init", "--no-scm", "-q")
-    dvc(repo, "remote", "add", "-d", "local", str(tmp_path / "remote"))
-    dvc(repo, "add", "-q", "data/raw")
+    run_dvc(repo, "init", "--no-scm", "-q")
+    run_dvc(repo, "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    run_dvc(repo, "add", "-q", "data/raw")
     return repo
 
 

@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lung_model.training.calibration import apply_temperature, expected_calibration_error, fit_temperature
-from lung_model.training.metrics import bootstrap_intervals, evaluate, flatten, point_metrics, study_level
+from lung_model.training.calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+)
+from lung_model.training.metrics import (
+    bootstrap_intervals,
+    evaluate,
+    flatten,
+    point_metrics,
+    study_level,
+)
 
 
 def one_hot(labels: list[int], confidence: float = 0.9) -> np.ndarray:

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from lung_model.pipelines import monitoring
-
-from lung_model.platform import db
 from lung_model import settings as settings_module
+from lung_model.pipelines import monitoring
+from lung_model.platform import db
 from lung_model.settings import Settings
 
 

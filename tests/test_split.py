@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from lung_model.data.audit import Inventory, inspect
-from lung_model.settings import CLASSES, get_settings
 from lung_model.data.split import (
     PARTS,
     LeakageError,
@@ -20,6 +19,7 @@ from lung_model.data.split import (
     random_image_split,
     report,
 )
+from lung_model.settings import CLASSES, get_settings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
 

@@ -21,11 +21,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import create_engine, text
 
-from lung_model.platform import airflow
-
-from lung_model.platform import services
-
-from lung_model.platform import db
+from lung_model.platform import airflow, db, services
 from lung_model.settings import PROJECT_ROOT, Settings, get_settings
 
 BIN = Path(sys.executable).parent

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command("info", "lung_model.cli.setup:cli_info", "show where everything is and what it holds")
-    command("migrate", "lung_model.cli.setup:cli_migrate", "start the database and apply migrations")
+    command(
+        "migrate", "lung_model.cli.setup:cli_migrate", "start the database and apply migrations"
+    )
     data = command("data", "lung_model.cli.setup:cli_data", "import the dataset into DVC")
     data.add_argument("--source", type=Path, help="dataset folder (default: LUNG_DATASET_SOURCE)")
     command("stop-db", "lung_model.cli.setup:cli_stop_db", "stop the embedded PostgreSQL")
@@ -52,15 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
     split.add_argument("--json", type=Path, help="also write the split report to this file")
 
-    train = command("train", "lung_model.training.job:cli_train", "train, evaluate, register and gate")
+    train = command(
+        "train", "lung_model.training.job:cli_train", "train, evaluate, register and gate"
+    )
     train.add_argument("--epochs", type=int, help="maximum epochs (default: the real config)")
     train.add_argument("--image-size", type=int, help="input size in pixels")
     train.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
 
-    promote = command("promote", "lung_model.lifecycle.promotion:cli_promote", "operator override: promote")
+    promote = command(
+        "promote", "lung_model.lifecycle.promotion:cli_promote", "operator override: promote"
+    )
     promote.add_argument("version", help="model version number, or 'latest'")
     promote.add_argument("--reason", default="operator override", help="recorded with it")
-    rollback = command("rollback", "lung_model.lifecycle.promotion:cli_rollback", "restore previous champion")
+    rollback = command(
+        "rollback", "lung_model.lifecycle.promotion:cli_rollback", "restore previous champion"
+    )
     rollback.add_argument("--reason", default="operator rollback", help="recorded with it")
 
     score = command("score", "lung_model.cli.score:cli_score", "score studies into PostgreSQL")
@@ -68,16 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model", help="model URI (default: models:/<name>@champion)")
     score.add_argument("--csv", type=Path, help="write one row per input file here")
 
-    demo = command("demo", "lung_model.cli.demo:cli_demo", "start everything, train once, score a few")
+    demo = command(
+        "demo", "lung_model.cli.demo:cli_demo", "start everything, train once, score a few"
+    )
     demo.add_argument("--config", default="default", help="training preset (default, tiny)")
     demo.add_argument("--retrain", action="store_true", help="retrain even if a champion exists")
     demo.add_argument("--studies", type=int, default=1, help="demo studies per class")
     demo.add_argument("--timeout", type=float, default=3600, help="seconds to wait per DAG")
     command("up", "lung_model.cli.demo:cli_up", "start Airflow, the MLflow UI and the dashboard")
-    command("stop", "lung_model.cli.demo:cli_stop", "stop what `demo`/`up` started and the database")
+    command(
+        "stop", "lung_model.cli.demo:cli_stop", "stop what `demo`/`up` started and the database"
+    )
     command("airflow-env", "lung_model.cli.demo:cli_airflow_env", "print the Airflow environment")
     command("export-reviews", "lung_model.data.feedback:cli_export", "reviews -> new data version")
-    command("compose-env", "lung_model.platform.compose_env:cli_compose_env", "secrets for docker compose")
+    command(
+        "compose-env",
+        "lung_model.platform.compose_env:cli_compose_env",
+        "secrets for docker compose",
+    )
     users = command("users", "lung_model.review.accounts:cli_users", "local dashboard accounts")
     users.add_argument("action", choices=["add", "list"], help="add (or reset) an account, or list")
     users.add_argument("name", nargs="?", help="username for add")

@@ -102,8 +102,8 @@ def cli_score(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import InterfaceError, OperationalError
     from tqdm import tqdm
 
-    from lung_model.platform.db import get_engine
     from lung_model.imaging.dicom import patient_key
+    from lung_model.platform.db import get_engine
 
     settings = get_settings()
     try:
@@ -138,8 +138,8 @@ def cli_score(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
-    from lung_model.scoring.inference import NoChampion, load_model
     from lung_model.pipelines.batch_score import prepare_scoring_process
+    from lung_model.scoring.inference import NoChampion, load_model
 
     prepare_scoring_process(settings)
     try:

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 
 from lung_model.data import dvc
-
 from lung_model.platform import db
 from lung_model.settings import get_settings
 

@@ -32,7 +32,9 @@ class PreprocessConfig:
     image_size: int = 160
     low_percentile: float = 0.5
     high_percentile: float = 99.5
-    crop: str = "none"  # "lungs", "body" or "none": what `lung_model.imaging.crop` cuts the slice to
+    crop: str = (
+        "none"  # "lungs", "body" or "none": what `lung_model.imaging.crop` cuts the slice to
+    )
     decode_size: int = 0  # a JPEG's longer side may be decoded down to this (0: image_size)
     version: int = PREPROCESS_VERSION
 

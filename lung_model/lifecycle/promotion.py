@@ -21,13 +21,13 @@ from typing import Any
 
 from sqlalchemy import text
 
-from lung_model.platform import db
 from lung_model.data.dvc import sha256_of
-from lung_model.lifecycle.gate import GATED, Floors, decide
-from lung_model.platform.registry import CHAMPION, latest_version, version_for_alias
-from lung_model.settings import Settings, get_settings
 from lung_model.data.split import Split
+from lung_model.lifecycle.gate import GATED, Floors, decide
+from lung_model.platform import db
+from lung_model.platform.registry import CHAMPION, latest_version, version_for_alias
 from lung_model.platform.tracking import configure_mlflow
+from lung_model.settings import Settings, get_settings
 
 RECORDED = (
     "accuracy",
@@ -73,10 +73,10 @@ def test_metrics(
     name: str, version: str, split: Split, data_dir: Path, settings: Settings
 ) -> dict[str, float | None]:
     """Metrics of one registered version on the split's test slices, through serving."""
-    from lung_model.training import metrics
-    from lung_model.scoring.inference import LoadedModel
     from lung_model.imaging.preprocess import load_files
+    from lung_model.scoring.inference import LoadedModel
     from lung_model.settings import CLASSES
+    from lung_model.training import metrics
 
     paths = split.paths("test")
     changed = [p for p in paths if sha256_of(data_dir / p) != split.sha256[p]]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from lung_model.settings import Settings, get_settings
 from lung_model.platform.tracking import configure_mlflow
+from lung_model.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -25,10 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.training.calibration import apply_temperature, fit_malignant_threshold, fit_temperature
+from lung_model.data.split import Split
 from lung_model.imaging.preprocess import PreprocessConfig, load_files
 from lung_model.settings import CLASSES
-from lung_model.data.split import Split
+from lung_model.training.calibration import (
+    apply_temperature,
+    fit_malignant_threshold,
+    fit_temperature,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +136,9 @@ class Fitted:
     temperature: float
     history: dict[str, list[float]]
     best_epoch: int
-    malignant_threshold: float | None = None  # the decision rule, lung_model.training.metrics.classify
+    malignant_threshold: float | None = (
+        None  # the decision rule, lung_model.training.metrics.classify
+    )
 
 
 def _fit_one(

@@ -23,13 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.training import plots
-
-from lung_model.training import metrics
 from lung_model.data.audit import audit, inspect
-from lung_model.training.calibration import apply_temperature
-from lung_model.settings import CLASSES, PROJECT_ROOT, Settings, get_settings
 from lung_model.data.split import make_split, report
+from lung_model.settings import CLASSES, PROJECT_ROOT, Settings, get_settings
+from lung_model.training import metrics, plots
+from lung_model.training.calibration import apply_temperature
 from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
 
 MODEL_ARTIFACT = "model"
@@ -146,8 +144,8 @@ def train_and_log(
     """Run the whole training job in one MLflow run; raise DataIntegrityError on bad data."""
     import mlflow
 
-    from lung_model.training.network import calibrated
     from lung_model.platform.tracking import configure_mlflow
+    from lung_model.training.network import calibrated
 
     started = time.monotonic()
     settings = settings or get_settings()

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.training.calibration import expected_calibration_error
 from lung_model.settings import CLASSES
+from lung_model.training.calibration import expected_calibration_error
 
 MALIGNANT = CLASSES.index("malignant")
 CI_METRICS = ("accuracy", "macro_f1", "recall_malignant", "recall_benign", "ece", "roc_auc_macro")

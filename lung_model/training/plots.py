@@ -16,8 +16,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from lung_model.training.calibration import reliability_bins  # noqa: E402
 from lung_model.settings import CLASSES  # noqa: E402
+from lung_model.training.calibration import reliability_bins  # noqa: E402
 
 
 def confusion_figure(

@@ -22,14 +22,9 @@ import redis
 from pg_admin import SERVER_URL, admin
 from sqlalchemy import create_engine, text
 
-from lung_model.data import dvc
-
-from lung_model.platform import airflow
-
-from lung_model.platform import services
-
-from lung_model.platform import db
 from lung_model import settings as settings_module
+from lung_model.data import dvc
+from lung_model.platform import airflow, db, services
 from lung_model.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow
@@ -59,9 +54,7 @@ def tiny_dataset(target: Path) -> Path:
             (target / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(RAW / relative, target / relative)
             label = LABELS[prefix.split()[0]]
-            rows.append(
-                {"path": relative, "label": label, "sha256": dvc.sha256_of(RAW / relative)}
-            )
+            rows.append({"path": relative, "label": label, "sha256": dvc.sha256_of(RAW / relative)})
     with (target / "MANIFEST.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "sha256"])
         writer.writeheader()
@@ -284,21 +277,21 @@ def celery_stack(deployment: Deployment) -> Iterator[CeleryStack]:
     # is flushed. See https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
     prefix = f"lung-test-{run_id}:"
     env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] = prefix
-    airflow = str(Path(sys.executable).with_name("airflow"))
+    airflow_cli = str(Path(sys.executable).with_name("airflow"))
     worker_name = f"lung-test-{run_id}"
     stack = CeleryStack(
         settings,
         env,
         services.Service(
             "test-api-server",
-            [airflow, "api-server", "--host", "127.0.0.1", "--port", env["AIRFLOW__API__PORT"]],
+            [airflow_cli, "api-server", "--host", "127.0.0.1", "--port", env["AIRFLOW__API__PORT"]],
             env,
             f"{settings.airflow_url}/api/v2/monitor/health",
         ),
         services.Service(
             "test-celery-worker",
             [
-                airflow,
+                airflow_cli,
                 "celery",
                 "worker",
                 "--queues",
@@ -334,9 +327,7 @@ def test_celery_worker_runs_batch_score(
     services.wait_until_up(settings, celery_stack.api, timeout=180)
     slices = sorted((deployment.tiny_data / "Normal cases").glob("*.jpg"))
     drop_study(settings, "celery-a", slices[:2])
-    airflow.airflow(
-        "dags", "test", "lung_batch_score", "--use-executor", env=env, timeout=400
-    )
+    airflow.airflow("dags", "test", "lung_batch_score", "--use-executor", env=env, timeout=400)
     states = task_states(deployment.metadata_url, "lung_batch_score")
     assert set(states.values()) == {"success"} and "score_study[0]" in states
     assert scored(settings, ["celery-a"])["celery-a"][:2] == ("done", 2)

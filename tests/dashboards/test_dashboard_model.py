@@ -15,8 +15,8 @@ import pytest
 from dashboard_helpers import MODEL, RAW
 from sqlalchemy import text
 
-from lung_model.platform import db
 from lung_model.imaging.preprocess import PreprocessConfig
+from lung_model.platform import db
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,9 @@ def register_champion(settings) -> str:
     from mlflow.models import infer_signature
 
     from lung_model.platform import registry
-    from lung_model.training.network import build_network, calibrated
     from lung_model.platform.tracking import configure_mlflow
     from lung_model.training.job import MODEL_ARTIFACT
+    from lung_model.training.network import build_network, calibrated
 
     client = configure_mlflow(settings)
     preprocess = PreprocessConfig(image_size=32)
@@ -148,8 +148,8 @@ def _predictions(settings) -> tuple[int, int]:
 
 def score_a_study(settings) -> str:
     """Drop three real slices into the inbox and score them with the champion."""
-    from lung_model.scoring.inference import load_model
     from lung_model.scoring.engine import Scorer
+    from lung_model.scoring.inference import load_model
 
     folder = settings.inbox / "scored-for-real"
     folder.mkdir(parents=True)

@@ -22,12 +22,7 @@ from sqlalchemy import create_engine, text
 from test_dag_runs import Deployment, deployment  # noqa: F401  (the module's Airflow)
 
 from lung_model.cli import demo
-
-from lung_model.platform import airflow
-
-from lung_model.platform import services
-
-from lung_model.platform import db
+from lung_model.platform import airflow, db, services
 from lung_model.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,6 @@ from scoring_toys import ToyPredictor
 from sqlalchemy import Engine
 
 from lung_model.pipelines.batch_score import claim_ready
-
 from lung_model.scoring.engine import Scorer
 from lung_model.settings import Settings
 

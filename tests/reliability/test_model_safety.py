@@ -57,9 +57,9 @@ def _registered(settings: Settings) -> list[str]:
 
 
 def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) -> None:
-    from lung_model.scoring.inference import LoadedModel
     from lung_model.lifecycle.promotion import run_gate
     from lung_model.pipelines.retrain import champion_version
+    from lung_model.scoring.inference import LoadedModel
 
     before = champion_version(safety)
     _, worse = train_and_register(safety)

@@ -18,8 +18,8 @@ from scoring_helpers import make_study, real_slices, rows
 from scoring_toys import ToyPredictor
 from sqlalchemy import Engine, create_engine, text
 
-from lung_model.platform import db
 from lung_model.pipelines.batch_score import claim_ready, score_study
+from lung_model.platform import db
 from lung_model.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,6 @@ import json
 from scoring_toys import ToyPredictor
 
 from lung_model.pipelines.batch_score import score_study
-
 from lung_model.scoring.inbox import find_ready_studies
 from lung_model.settings import get_settings
 

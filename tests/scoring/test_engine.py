@@ -12,10 +12,8 @@ from scoring_helpers import make_study, real_slices, rows
 from scoring_toys import KerasPredictor, ToyPredictor, tiny_keras_model
 from sqlalchemy import Engine
 
-from lung_model.scoring.engine import Scorer
-
+from lung_model.scoring.engine import FileOutcome, Scorer
 from lung_model.scoring.inbox import find_ready_studies
-from lung_model.scoring.engine import FileOutcome
 from lung_model.settings import Settings
 
 IMAGE_ROWS = (

@@ -10,9 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from lung_model.pipelines.batch_score import claim_ready
-
 from lung_model.scoring import inbox
-
 from lung_model.scoring.inbox import claim, find_ready_studies
 from lung_model.settings import Settings
 
