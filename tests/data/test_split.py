@@ -21,7 +21,7 @@ from lung_model.data.split import (
 )
 from lung_model.settings import CLASSES, get_settings
 
-FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 from lung_model.imaging.crop import crop, lung_box, otsu_threshold
 from lung_model.imaging.images import read_gray
 
-FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 SQUARE = FIXTURES / "Normal cases" / "Normal case (1).jpg"  # 512x512
 WIDE = FIXTURES / "Malignant cases" / "Malignant case (200).jpg"  # 801x512
 

@@ -9,7 +9,7 @@ import pytest
 
 from lung_model.imaging.preprocess import PreprocessConfig, load_file, prepare
 
-FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 WIDE = FIXTURES / "Malignant cases" / "Malignant case (200).jpg"  # 801x512
 SQUARE = FIXTURES / "Normal cases" / "Normal case (1).jpg"
 

@@ -12,7 +12,7 @@ from lung_model.cli.main import main
 from lung_model.data.audit import audit, inspect, near_duplicate_pairs, summary
 from lung_model.data.dataset import label_for_folder, scan
 
-FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from lung_model.settings import PROJECT_ROOT
 
 REAL_SLICE = PROJECT_ROOT / "data" / "raw" / "Normal cases" / "Normal case (1).jpg"
 WIDE_SLICE = (
-    Path(__file__).parent
+    Path(__file__).parents[1]
     / "fixtures"
     / "iq-othnccd"
     / "Malignant cases"

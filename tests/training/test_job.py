@@ -32,7 +32,7 @@ from lung_model.training.job import SPLIT_ARTIFACT, DataIntegrityError, TrainRes
 from lung_model.training.metrics import classify
 
 pytestmark = pytest.mark.slow
-FIXTURES = Path(__file__).parent / "fixtures" / "iq-othnccd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 TINY = TrainConfig.tiny()
 
 

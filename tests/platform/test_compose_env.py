@@ -15,7 +15,7 @@ import yaml
 from lung_model.platform.compose_env import GENERATORS, read_env, write_compose_env
 from lung_model.settings import PROJECT_ROOT
 
-SCHEMAS = Path(__file__).parent / "fixtures" / "schemas"
+SCHEMAS = Path(__file__).parents[1] / "fixtures" / "schemas"
 AIRFLOW = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 LONG_RUNNING = (*AIRFLOW, "airflow-worker", "postgres", "redis", "mlflow", "dashboard")
 
