@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,33 @@ def test_a_prediction_is_unique_per_image_and_model_version(pg_url: str) -> None
             for v in ("1", "1", "2")
         ]
     assert added == [1, 0, 1]
+
+
+# Numbers two migrations already share. yoyo knows an applied migration by its file name, so
+# renaming one would apply it again on a database that has it; these stay as they are.
+SHARED_NUMBERS_GRANDFATHERED = {
+    "0003": {"0003.dashboard-role.sql", "0003.dashboard-worklist.sql"},
+}
+
+
+def test_every_migration_has_a_number_of_its_own() -> None:
+    """yoyo applies `sql/` in file-name order; two files with one number leave their order
+    to the rest of the name, so every new migration takes the next free number."""
+    files = sorted(p.name for p in db.MIGRATIONS_DIR.glob("*.sql"))
+    assert files, f"no migrations found in {db.MIGRATIONS_DIR}"
+    misnamed = [
+        name for name in files if not re.fullmatch(r"\d{4}\.[a-z0-9-]+(\.rollback)?\.sql", name)
+    ]
+    assert not misnamed, f"migration files not named NNNN.name.sql: {misnamed}"
+
+    by_number: dict[str, set[str]] = {}
+    for name in files:
+        if not name.endswith(".rollback.sql"):  # a rollback shares its migration's number
+            by_number.setdefault(name[:4], set()).add(name)
+    shared = {number: names for number, names in by_number.items() if len(names) > 1}
+
+    assert shared == SHARED_NUMBERS_GRANDFATHERED, (
+        f"migrations sharing a number: {shared}; only {SHARED_NUMBERS_GRANDFATHERED} may "
+        f"(applied before the rule); give the new file the next free number, "
+        f"{max(map(int, by_number)) + 1:04d}"
+    )
