@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import psycopg2
 import pytest
+from pg_admin import SERVER_URL, admin
 
 from lung_model.platform import airflow
 from lung_model.settings import Settings
@@ -69,18 +69,33 @@ def test_connection_round_trip(url: str) -> None:
     assert back == url
 
 
-SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+def databases_named(name: str) -> int:
+    connection = psycopg2.connect(SERVER_URL)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+            return int(cursor.fetchone()[0])
+    finally:
+        connection.close()
 
 
 def test_ensure_database_creates_it_once() -> None:
     name = f"lung_af_{uuid.uuid4().hex[:8]}"
     url = airflow.with_database(SERVER_URL, name)
+    assert databases_named(name) == 0
     try:
         airflow.ensure_database(url)
+        assert databases_named(name) == 1
+        with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE kept (x int)")
+        connection.close()
+
         airflow.ensure_database(url)  # exists: nothing to do
-        psycopg2.connect(url).close()
+
+        assert databases_named(name) == 1
+        with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('kept') IS NOT NULL")
+            assert cursor.fetchone() == (True,), "the existing database was replaced"
+        connection.close()
     finally:
-        admin = psycopg2.connect(SERVER_URL)
-        admin.autocommit = True
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+        admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
