@@ -58,7 +58,7 @@ def _bench_model(settings: Settings) -> tuple[Any, str]:
     try:
         from lung_model.scoring.inference import load_model
 
-        model = load_model(None, settings)
+        model = load_model(settings)
         return model, f"champion {model.name} v{model.version}"
     except Exception as error:  # no inference module yet, no champion, no registry
         import keras

@@ -28,6 +28,7 @@ from lung_model.platform import db
 from lung_model.review.database import CONNECT_ARGS
 from lung_model.review.studies import study_slices
 from lung_model.review.worklist import WorklistFilter, worklist
+from lung_model.settings import get_settings
 
 FILL = """
 INSERT INTO scan_batches (id, study, source_path, status, n_files, n_scored, started_at,
@@ -118,7 +119,7 @@ QUERIES: dict[str, WorklistFilter] = {
 
 
 def run(predictions: int, per_study: int, label: str, rows: list[list[str]]) -> None:
-    url, drop = scratch_database(db.database_url())
+    url, drop = scratch_database(db.database_url(get_settings()))
     try:
         db.migrate(url)
         engine = create_engine(db.sqlalchemy_url(url), connect_args=CONNECT_ARGS)

@@ -99,7 +99,7 @@ def load_model(uri: str | None = None) -> Any:
     """The model at `uri` (default: the champion), loaded once per process."""
     from lung_model.scoring.inference import load_model as load
 
-    return load(uri, settings())
+    return load(settings(), uri)
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)

@@ -1,9 +1,10 @@
 """What the lung DAGs share: default task arguments, settings wired to Airflow Connections,
 and the failure callback that raises an alert.
 
-Airflow puts the plugins folder on `sys.path`, so DAG files import this module by name. It
-imports only Airflow's task SDK and the standard library at the top; `lung_model` is imported
-inside the functions, when a task runs.
+Airflow puts the plugins folder on `sys.path`, so DAG files import this module by name. At
+the top it imports only Airflow's task SDK, the standard library and the names `lung_model`
+defines for Airflow (light modules: no TensorFlow, MLflow or DVC); everything else of
+`lung_model` is imported inside the functions, when a task runs.
 See https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/modules_management.html
 """
 
@@ -14,13 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, Connection, get_current_context
 
+from lung_model.platform.airflow import (
+    DVC_POOL,
+    INBOX_CONN_ID,
+    RESULTS_CONN_ID,
+    TENSORFLOW_QUEUE,
+)
+from lung_model.platform.registry import champion_uri
+from lung_model.settings import get_settings
+
 if TYPE_CHECKING:
     from lung_model.settings import Settings
 
-RESULTS_CONN_ID = "lung_results"  # PostgreSQL holding the results (AIRFLOW_CONN_LUNG_RESULTS)
-INBOX_CONN_ID = "lung_inbox"  # fs connection: {"path": <inbox>, "ready_marker": "_READY"}
-TENSORFLOW_QUEUE = "tensorflow"  # Celery queue of the tasks that load TensorFlow
-DVC_POOL = "dvc"  # one slot: DVC must not run twice at once on one checkout
+__all__ = ["DVC_POOL", "INBOX_CONN_ID", "RESULTS_CONN_ID", "TENSORFLOW_QUEUE"]
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "lung-ml",
@@ -35,7 +42,6 @@ def lung_settings() -> Settings:
     """The project settings, with the results database taken from the `lung_results`
     Airflow Connection when one is defined (as in every deployment we ship)."""
     from lung_model.platform.airflow import url_from_connection
-    from lung_model.settings import get_settings
 
     settings = get_settings()
     try:
@@ -53,16 +59,15 @@ def push_mlflow_run_link(result: dict[str, Any]) -> None:
     run_id, experiment_id = result.get("run_id"), result.get("experiment_id")
     if not (run_id and experiment_id):
         return
-    from lung_model.settings import get_settings
+    from lung_model.platform.tracking import run_url
 
-    base = get_settings().mlflow_ui_url.rstrip("/")
-    url = f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    url = run_url(get_settings().mlflow_ui_url, experiment_id, run_id)
     get_current_context()["ti"].xcom_push(key="mlflow_run_url", value=url)
 
 
 def alert_on_failure(context: Any) -> None:
     """Failure callback: log the failure and POST it to LUNG_ALERT_WEBHOOK when set."""
-    from lung_model.pipelines.monitoring import alert
+    from lung_model.platform.alerts import alert
 
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
@@ -77,6 +82,7 @@ def alert_on_failure(context: Any) -> None:
             "run_id": run_id,
             "error": str(context.get("exception") or context.get("reason") or ""),
         },
+        get_settings(),
     )
 
 
@@ -92,4 +98,4 @@ START_DATE = datetime(2026, 1, 1)
 # Assets shared by the DAGs: who produces them, who is scheduled on them.
 LABELLED_DATA = Asset(name="lung_labelled_data", uri="file:///lung/data/raw.dvc")
 PREDICTIONS = Asset(name="lung_predictions")  # the predictions and study_results tables
-CHAMPION = Asset(name="lung_champion_model", uri="models:/lung-ct-classifier@champion")
+CHAMPION = Asset(name="lung_champion_model", uri=champion_uri(get_settings().model_name))

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from lung_model.cli.exit_codes import ExitCode
 from lung_model.settings import get_settings
 
 
@@ -46,29 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--source", type=Path, help="dataset folder (default: LUNG_DATASET_SOURCE)")
     command("stop-db", "lung_model.cli.setup:cli_stop_db", "stop the embedded PostgreSQL")
 
-    audit = command("audit", "lung_model.data.audit:cli_audit", "audit the labelled dataset")
+    audit = command("audit", "lung_model.cli.data:cli_audit", "audit the labelled dataset")
     audit.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
     audit.add_argument("--json", type=Path, help="also write the report to this file")
 
-    split = command("split", "lung_model.data.split:cli_split", "group-aware train/val/test split")
+    split = command("split", "lung_model.cli.data:cli_split", "group-aware train/val/test split")
     split.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
     split.add_argument("--json", type=Path, help="also write the split report to this file")
 
-    train = command(
-        "train", "lung_model.training.job:cli_train", "train, evaluate, register and gate"
-    )
+    train = command("train", "lung_model.cli.model:cli_train", "train, evaluate, register and gate")
     train.add_argument("--epochs", type=int, help="maximum epochs (default: the real config)")
     train.add_argument("--image-size", type=int, help="input size in pixels")
     train.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
 
-    promote = command(
-        "promote", "lung_model.lifecycle.promotion:cli_promote", "operator override: promote"
-    )
+    promote = command("promote", "lung_model.cli.model:cli_promote", "operator override: promote")
     promote.add_argument("version", help="model version number, or 'latest'")
     promote.add_argument("--reason", default="operator override", help="recorded with it")
-    rollback = command(
-        "rollback", "lung_model.lifecycle.promotion:cli_rollback", "restore previous champion"
-    )
+    rollback = command("rollback", "lung_model.cli.model:cli_rollback", "restore previous champion")
     rollback.add_argument("--reason", default="operator rollback", help="recorded with it")
 
     score = command("score", "lung_model.cli.score:cli_score", "score studies into PostgreSQL")
@@ -83,18 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="retrain even if a champion exists")
     demo.add_argument("--studies", type=int, default=1, help="demo studies per class")
     demo.add_argument("--timeout", type=float, default=3600, help="seconds to wait per DAG")
-    command("up", "lung_model.cli.demo:cli_up", "start Airflow, the MLflow UI and the dashboard")
+    command("up", "lung_model.cli.system:cli_up", "start Airflow, the MLflow UI and the dashboard")
     command(
-        "stop", "lung_model.cli.demo:cli_stop", "stop what `demo`/`up` started and the database"
+        "stop", "lung_model.cli.system:cli_stop", "stop what `demo`/`up` started and the database"
     )
-    command("airflow-env", "lung_model.cli.demo:cli_airflow_env", "print the Airflow environment")
-    command("export-reviews", "lung_model.data.feedback:cli_export", "reviews -> new data version")
+    command("airflow-env", "lung_model.cli.system:cli_airflow_env", "print the Airflow environment")
+    command("export-reviews", "lung_model.cli.data:cli_export", "reviews -> new data version")
     command(
         "compose-env",
-        "lung_model.platform.compose_env:cli_compose_env",
+        "lung_model.cli.system:cli_compose_env",
         "secrets for docker compose",
     )
-    users = command("users", "lung_model.review.accounts:cli_users", "local dashboard accounts")
+    users = command("users", "lung_model.cli.system:cli_users", "local dashboard accounts")
     users.add_argument("action", choices=["add", "list"], help="add (or reset) an account, or list")
     users.add_argument("name", nargs="?", help="username for add")
     return parser
@@ -112,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as error:  # one line for people; the traceback with --verbose
         if args.verbose:
             raise
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        return ExitCode.ERROR

@@ -3,11 +3,10 @@
 Without PATH it scores every ready study of the inbox by the inbox protocol (claim,
 score, archive; stranded claims first). With PATH (one study folder, or a folder of study
 folders) it scores every image below it in place, moving nothing. The model is loaded
-once, only when there is something to score. Exit codes: 0 the run completed (quarantined
-files included), 2 no model to score with, 3 database unavailable (also when it goes away
-mid-run: the claim is resumed by the next run), 4 PATH is not a folder, 5 the model
-registry (MLflow) cannot be reached or read; each failure prints one line. Nothing is
-claimed before the model has loaded.
+once, only when there is something to score. Exit codes (`ExitCode`): OK when the run
+completed (quarantined files included), NO_MODEL, DATABASE_UNAVAILABLE (also when it goes
+away mid-run: the claim is resumed by the next run), NOT_A_FOLDER, REGISTRY_UNAVAILABLE; each
+failure prints one line. Nothing is claimed before the model has loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from lung_model.cli.exit_codes import ExitCode
 from lung_model.scoring.engine import FileOutcome, Scorer, StudySummary
 from lung_model.scoring.files import printable
 from lung_model.scoring.inbox import find_ready_studies
@@ -57,7 +57,7 @@ def _count_files(folders: list[Path]) -> int:
     return sum(len(files) for folder in folders for _, _, files in os.walk(folder))
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, code: ExitCode) -> ExitCode:
     print(f"error: {message}", file=sys.stderr)
     return code
 
@@ -96,7 +96,7 @@ def _describe(summary: StudySummary) -> str:
     return head + (f" [{summary.error}]" if summary.error else "")
 
 
-def cli_score(args: argparse.Namespace) -> int:
+def cli_score(args: argparse.Namespace) -> ExitCode:
     import psycopg2
     from sqlalchemy import text
     from sqlalchemy.exc import InterfaceError, OperationalError
@@ -111,11 +111,11 @@ def cli_score(args: argparse.Namespace) -> int:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as error:
-        return _fail(f"database unavailable: {_one_line(error)}", 3)
+        return _fail(f"database unavailable: {_one_line(error)}", ExitCode.DATABASE_UNAVAILABLE)
 
     in_place = args.path is not None
     if in_place and not args.path.is_dir():
-        return _fail(f"{args.path} is not a folder", 4)
+        return _fail(f"{args.path} is not a folder", ExitCode.NOT_A_FOLDER)
     targets = (
         studies_below(args.path, settings.ready_marker)
         if in_place
@@ -126,7 +126,7 @@ def cli_score(args: argparse.Namespace) -> int:
             print(
                 "nothing to score" + ("" if in_place else f": no ready study in {settings.inbox}")
             )
-        return 0
+        return ExitCode.OK
 
     if not getattr(args, "verbose", False):  # MLflow's store set-up chatter is not news here
         import mlflow  # noqa: F401  (configures its loggers on import; quiet them after)
@@ -143,11 +143,13 @@ def cli_score(args: argparse.Namespace) -> int:
 
     prepare_scoring_process(settings)
     try:
-        model = load_model(args.model, settings)
+        model = load_model(settings, args.model)
     except NoChampion as error:
-        return _fail(f"no model to score with: {error}", 2)
+        return _fail(f"no model to score with: {error}", ExitCode.NO_MODEL)
     except (MlflowException, SQLAlchemyError, OSError) as error:  # server down, store unreadable
-        return _fail(f"model registry unavailable: {_one_line(error)}", 5)
+        return _fail(
+            f"model registry unavailable: {_one_line(error)}", ExitCode.REGISTRY_UNAVAILABLE
+        )
 
     bar = tqdm(
         total=_count_files(targets), unit="file", disable=not sys.stderr.isatty(), file=sys.stderr
@@ -193,7 +195,10 @@ def cli_score(args: argparse.Namespace) -> int:
                 bar.write(_describe(summary), file=sys.stdout)
         except gone as error:  # the server went away ("closed the connection", "already closed")
             bar.close()  # the claim stays in processing/ and the next run resumes it
-            return _fail(f"database unavailable: {_one_line(getattr(error, 'orig', error))}", 3)
+            return _fail(
+                f"database unavailable: {_one_line(getattr(error, 'orig', error))}",
+                ExitCode.DATABASE_UNAVAILABLE,
+            )
     bar.close()
     done = [s for s in summaries if s.status in ("done", "failed")]
     print(
@@ -201,4 +206,4 @@ def cli_score(args: argparse.Namespace) -> int:
         f" {sum(s.n_quarantined for s in done)}, in {len(done)} studies"
         f" with {model.name} v{model.version}"
     )
-    return 0
+    return ExitCode.OK

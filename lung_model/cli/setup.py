@@ -3,52 +3,39 @@
 from __future__ import annotations
 
 import argparse
-from urllib.parse import urlsplit
 
-from sqlalchemy import text
-
+from lung_model.cli.exit_codes import ExitCode
 from lung_model.data import dvc
 from lung_model.platform import db
 from lung_model.settings import get_settings
 
 
-def redact(url: str) -> str:
-    """A URL safe to print: the password replaced."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
-
-
-def cli_migrate(args: argparse.Namespace) -> int:
-    url = db.database_url()
+def cli_migrate(args: argparse.Namespace) -> ExitCode:
+    url = db.database_url(get_settings())
     applied = db.migrate(url)
-    print(f"database {redact(url)}: applied {applied or 'nothing (up to date)'}")
-    return 0
+    print(f"database {db.redact(url)}: applied {applied or 'nothing (up to date)'}")
+    return ExitCode.OK
 
 
-def cli_data(args: argparse.Namespace) -> int:
-    version = dvc.import_dataset(source=args.source)
-    print(f"data/raw is data version {version}; DVC remote {get_settings().dvc_remote_url}")
-    return 0
+def cli_data(args: argparse.Namespace) -> ExitCode:
+    settings = get_settings()
+    version = dvc.import_dataset(settings, source=args.source)
+    print(f"data/raw is data version {version}; DVC remote {settings.dvc_remote_url}")
+    return ExitCode.OK
 
 
-def cli_stop_db(args: argparse.Namespace) -> int:
+def cli_stop_db(args: argparse.Namespace) -> ExitCode:
     stopped = db.stop_embedded(get_settings())
     print("embedded PostgreSQL stopped" if stopped else "no embedded PostgreSQL was running")
-    return 0
+    return ExitCode.OK
 
 
-def cli_info(args: argparse.Namespace) -> int:
+def cli_info(args: argparse.Namespace) -> ExitCode:
     settings = get_settings()
     url = db.database_url(settings)
-    with db.engine_for(url).connect() as connection:
-        counts = {
-            table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()  # noqa: S608
-            for table in ("scan_batches", "predictions", "reviews", "promotion_events")
-        }
+    counts = db.row_counts(db.engine_for(url))
     lines = {
-        "database": redact(url),
+        "database": db.redact(url),
         "mlflow": settings.tracking_uri(),
         "LUNG_HOME": str(settings.home),
         "inbox": str(settings.inbox),
@@ -58,4 +45,4 @@ def cli_info(args: argparse.Namespace) -> int:
     }
     for key, value in lines.items():
         print(f"{key:>13}  {value}")
-    return 0
+    return ExitCode.OK

@@ -9,7 +9,6 @@ MANIFEST.csv, an empty class) are listed under `errors` and fail `python -m lung
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -23,9 +22,9 @@ import numpy as np
 from PIL import Image
 
 from lung_model.data.dataset import scan
-from lung_model.data.dvc import data_version, sha256_of
+from lung_model.data.dvc import RAW_DVC_FILE, data_version, sha256_of
 from lung_model.imaging.images import UnreadableImage, read_gray
-from lung_model.settings import CLASSES, get_settings
+from lung_model.settings import CLASSES
 
 THUMB = 32  # thumbnail side for slice-to-slice correlation
 NEAR_DUPLICATE_BITS = 2  # perceptual hashes this close (of 64 bits) are near-duplicates
@@ -59,7 +58,7 @@ class Inventory:
     @property
     def data_version(self) -> str:
         """The DVC hash for `data/raw`; elsewhere a digest of the (path, sha256) list."""
-        if self.data_dir.resolve() == get_settings().raw_data.resolve():
+        if self.data_dir.resolve() == RAW_DVC_FILE.with_suffix("").resolve():
             return data_version()
         listing = "\n".join(
             f"{s.path}\t{s.sha256}" for s in sorted(self.slices, key=lambda s: s.path)
@@ -214,12 +213,3 @@ def summary(report: dict[str, Any]) -> str:
     lines += [f"ERROR: {e}" for e in report["errors"]]
     lines.append("audit " + ("FAILED" if report["errors"] else "passed"))
     return "\n".join(lines)
-
-
-def cli_audit(args: argparse.Namespace) -> int:
-    data_dir = args.data or get_settings().raw_data
-    report = audit(inspect(data_dir, progress=True))
-    print(summary(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 1 if report["errors"] else 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from lung_model.settings import PROJECT_ROOT, Settings, get_settings
+from lung_model.settings import PROJECT_ROOT, Settings
 
 RAW_DVC_FILE = PROJECT_ROOT / "data" / "raw.dvc"
 PUBLIC_REPOSITORY = "https://github.com/hamdalla93/The-IQ-OTHNCCD-lung-cancer-dataset"
@@ -111,14 +111,13 @@ def fetch_public_release(settings: Settings) -> Path:
     return target
 
 
-def import_dataset(settings: Settings | None = None, source: Path | None = None) -> str:
+def import_dataset(settings: Settings, source: Path | None = None) -> str:
     """Make `data/raw` and the remote hold the dataset; return the data version.
 
     When the remote already holds the committed version this is a `dvc pull`; otherwise the
     source is copied in, verified, added to DVC and pushed. A source that differs from the
     committed version becomes a new data version (data/raw.dvc changes: commit it).
     """
-    settings = settings or get_settings()
     configure_remote(settings)
     committed = data_version()
     if RAW_DVC_FILE.exists():

@@ -11,7 +11,6 @@ See https://dvc.org/doc/command-reference/add
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
@@ -25,7 +24,7 @@ from sqlalchemy import text
 from lung_model.data import dvc
 
 from lung_model.platform import db
-from lung_model.settings import PROJECT_ROOT, Settings, get_settings
+from lung_model.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 CLASS_FOLDERS = {"normal": "Normal cases", "benign": "Bengin cases", "malignant": "Malignant cases"}
@@ -113,13 +112,12 @@ def place_study(data_dir: Path, key: str, label: str, files: list[tuple[str, Pat
     return len(rows)
 
 
-def export_reviews(settings: Settings | None = None, repo: Path = PROJECT_ROOT) -> dict[str, Any]:
+def export_reviews(settings: Settings, repo: Path = PROJECT_ROOT) -> dict[str, Any]:
     """Export every not-yet-exported latest review into `repo`'s data/raw; return what changed.
 
     `{"exported": n_studies, "images": n, "data_version": hash, "skipped": [...]}`;
     `exported == 0` means the data version did not change.
     """
-    settings = settings or get_settings()
     data_dir, dvc_file = repo / "data" / "raw", repo / "data" / "raw.dvc"
     engine = db.get_engine(settings)
     with engine.connect() as connection:
@@ -167,11 +165,3 @@ def export_reviews(settings: Settings | None = None, repo: Path = PROJECT_ROOT) 
         "data_version": version,
         "skipped": skipped,
     }
-
-
-def cli_export(args: argparse.Namespace) -> int:
-    result = export_reviews()
-    print(json.dumps(result, indent=2))
-    if result["exported"]:
-        print("data/raw.dvc changed: commit it to publish the new data version")
-    return 0

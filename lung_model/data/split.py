@@ -9,7 +9,6 @@ on the same cases. `check` asserts that no group and no file content crosses a s
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from collections import Counter, defaultdict
@@ -152,20 +151,3 @@ def report(split: Split) -> dict[str, Any]:
         "groups": {p: {c: len(groups[p][c]) for c in CLASSES} for p in PARTS},
         "test_paths": split.paths("test"),
     }
-
-
-def cli_split(args: argparse.Namespace) -> int:
-    data_dir: Path = args.data or get_settings().raw_data
-    split = make_split(inspect(data_dir, progress=True))
-    summary = report(split)
-    print(f"data version {split.data_version}: {summary['n_groups']} pseudo-patient groups")
-    for part in PARTS:
-        line = ", ".join(
-            f"{c} {summary['slices'][part][c]} ({summary['groups'][part][c]} groups)"
-            for c in CLASSES
-        )
-        print(f"{part:>5}  {line}")
-    print("no group and no duplicate crosses the split")
-    if args.json:
-        args.json.write_text(split.to_json())
-    return 0

@@ -10,7 +10,6 @@ See https://mlflow.org/docs/latest/api_reference/python_api/mlflow.client.html
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import logging
@@ -27,7 +26,7 @@ from lung_model.lifecycle.gate import GATED, Floors, decide
 from lung_model.platform import db
 from lung_model.platform.registry import CHAMPION, latest_version, version_for_alias
 from lung_model.platform.tracking import configure_mlflow
-from lung_model.settings import Settings, get_settings
+from lung_model.settings import Settings
 
 RECORDED = (
     "accuracy",
@@ -84,7 +83,7 @@ def test_metrics(
         raise RuntimeError(
             f"{len(changed)} test files differ from the split's data version, e.g. {changed[0]}"
         )
-    classifier = LoadedModel.load(f"models:/{name}/{version}", settings)
+    classifier = LoadedModel.load(settings, f"models:/{name}/{version}")
     probabilities = classifier.predict_arrays(
         load_files([data_dir / p for p in paths], classifier.preprocess)
     )
@@ -149,11 +148,8 @@ def _make_champion(client: Any, settings: Settings, version: str, previous: str 
     client.set_registered_model_alias(settings.model_name, CHAMPION, version)
 
 
-def run_gate(
-    version: str, data_dir: Path | None = None, settings: Settings | None = None
-) -> Decision:
+def run_gate(version: str, settings: Settings, data_dir: Path | None = None) -> Decision:
     """Gate `version` against the floors and the champion on its fixed test split."""
-    settings = settings or get_settings()
     client = configure_mlflow(settings)
     data_dir = data_dir or settings.raw_data
     name = settings.model_name
@@ -195,11 +191,8 @@ def _run_metrics(client: Any, settings: Settings, version: str) -> dict[str, flo
     )
 
 
-def promote(
-    version: str, reason: str, settings: Settings | None = None, actor: str | None = None
-) -> Decision:
+def promote(version: str, reason: str, settings: Settings, actor: str | None = None) -> Decision:
     """Operator override: make `version` (or 'latest') the champion, whatever the gate said."""
-    settings = settings or get_settings()
     client = configure_mlflow(settings)
     if version == "latest":
         version = latest_version(client, settings.model_name)
@@ -218,9 +211,8 @@ def promote(
     return decision
 
 
-def rollback(reason: str, settings: Settings | None = None, actor: str | None = None) -> Decision:
+def rollback(reason: str, settings: Settings, actor: str | None = None) -> Decision:
     """Give `champion` back to the version the current champion replaced."""
-    settings = settings or get_settings()
     client = configure_mlflow(settings)
     current = version_for_alias(client, settings.model_name, CHAMPION)
     if current is None:
@@ -241,19 +233,3 @@ def rollback(reason: str, settings: Settings | None = None, actor: str | None = 
     client.set_registered_model_alias(settings.model_name, CHAMPION, target)
     record(decision, actor or f"operator:{getpass.getuser()}", settings)
     return decision
-
-
-def cli_promote(args: argparse.Namespace) -> int:
-    decision = promote(args.version, args.reason)
-    print(
-        f"version {decision.candidate_version} is now champion (was {decision.champion_version}); recorded as override"
-    )
-    return 0
-
-
-def cli_rollback(args: argparse.Namespace) -> int:
-    decision = rollback(args.reason)
-    print(
-        f"rolled back: champion is version {decision.candidate_version} again (was {decision.champion_version})"
-    )
-    return 0

@@ -67,7 +67,7 @@ def score_claimed_study(
     from lung_model.scoring.inference import load_model
 
     prepare_scoring_process(settings)
-    return score_study(study_dir, load_model(model_uri, settings), settings)
+    return score_study(study_dir, load_model(settings, model_uri), settings)
 
 
 def summarise(summaries: list[dict[str, Any]]) -> dict[str, Any]:

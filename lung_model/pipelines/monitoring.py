@@ -1,11 +1,10 @@
-"""Daily health checks of the running system, and the alert they (and failed tasks) raise.
+"""Daily health checks of the running system.
 
 Over a time window: does the mix of predicted classes drift from the labels the model was
 trained on (population stability index over normal/benign/malignant)? How many scored
 studies wait for a clinician's review? How many study folders failed, how many files were
-quarantined? Each run is stored in `monitoring_checks`; a breached threshold becomes an
-alert: always logged, and POSTed as JSON to `LUNG_ALERT_WEBHOOK` when that is set.
-See https://docs.python.org/3/library/urllib.request.html
+quarantined? Each run is stored in `monitoring_checks` and returned with its `breaches`;
+the DAG raises each as an alert (`lung_model.platform.alerts`).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import csv
 import json
 import logging
 import math
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,34 +23,6 @@ from lung_model.platform import db
 from lung_model.settings import CLASSES, Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-
-def _post(message: str, details: dict[str, Any], settings: Settings) -> bool:
-    """POST the message to LUNG_ALERT_WEBHOOK; True when it was accepted."""
-    if not settings.alert_webhook:
-        return False
-    body = json.dumps({"text": message, "details": details}, default=str).encode()
-    request = urllib.request.Request(  # noqa: S310 (the operator configures the URL)
-        settings.alert_webhook, data=body, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return bool(200 <= response.status < 300)
-    except OSError as error:  # the message is logged already; a dead webhook must not mask it
-        log.error("alert webhook %s failed: %s", settings.alert_webhook, error)
-        return False
-
-
-def alert(message: str, details: dict[str, Any], settings: Settings | None = None) -> bool:
-    """Log the alert; POST it to the webhook when configured. True when the POST worked."""
-    log.error("ALERT %s %s", message, json.dumps(details, default=str))
-    return _post(message, details, settings or get_settings())
-
-
-def notify(message: str, details: dict[str, Any], settings: Settings | None = None) -> bool:
-    """Like `alert`, for good news (a retrain's outcome): logged at INFO."""
-    log.info("%s %s", message, json.dumps(details, default=str))
-    return _post(message, details, settings or get_settings())
 
 
 def psi(expected: dict[str, float], actual: dict[str, float], floor: float = 1e-4) -> float:

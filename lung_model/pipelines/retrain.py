@@ -98,7 +98,7 @@ def train(
     from lung_model.training.job import train_and_log
 
     settings = settings or get_settings()
-    result = train_and_log(training_config(config), _data_dir(data_dir, settings), settings)
+    result = train_and_log(settings, training_config(config), _data_dir(data_dir, settings))
     run = configure_mlflow(settings).get_run(result.run_id)
     return {
         "run_id": result.run_id,
@@ -139,7 +139,7 @@ def gate(
     from lung_model.lifecycle.promotion import run_gate
 
     settings = settings or get_settings()
-    decision = run_gate(registered["version"], _data_dir(data_dir, settings), settings)
+    decision = run_gate(registered["version"], settings, _data_dir(data_dir, settings))
     return {**registered, **dataclasses.asdict(decision)}
 
 
@@ -171,13 +171,12 @@ def record_rejection(decided: dict[str, Any], settings: Settings | None = None) 
 
 def outcome(decided: dict[str, Any], settings: Settings | None = None) -> str:
     """One line for people (log, and the alert webhook when configured)."""
-    from lung_model.pipelines.monitoring import notify
+    from lung_model.platform.alerts import notify
 
     message = (
         f"lung_retrain: model version {decided['candidate_version']} {decided['decision']} "
         f"({decided['reason']}); data version {decided.get('data_version', '?')}"
     )
-    notify(
-        message, {k: decided.get(k) for k in ("run_id", "candidate_version", "decision")}, settings
-    )
+    details = {k: decided.get(k) for k in ("run_id", "candidate_version", "decision")}
+    notify(message, details, settings or get_settings())
     return message

@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 
 ADMIN_USER = "admin"
 METADATA_DATABASE = "airflow"
-RESULTS_CONN_ID = "lung_results"
-INBOX_CONN_ID = "lung_inbox"
-DVC_POOL = "dvc"  # one slot: the DAG tasks that run DVC take turns
+RESULTS_CONN_ID = "lung_results"  # PostgreSQL holding the results (AIRFLOW_CONN_LUNG_RESULTS)
+INBOX_CONN_ID = "lung_inbox"  # fs connection: {"path": <inbox>, "ready_marker": "_READY"}
+TENSORFLOW_QUEUE = "tensorflow"  # Celery queue of the tasks that load TensorFlow
+DVC_POOL = "dvc"  # one slot: DVC must not run twice at once on one checkout
 
 
 def airflow_home(settings: Settings) -> Path:

@@ -8,7 +8,6 @@ See https://docs.docker.com/compose/how-tos/environment-variables/variable-inter
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import secrets
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from lung_model.settings import PROJECT_ROOT
 
+COMPOSE_ENV_FILE = PROJECT_ROOT / ".env"  # docker compose reads it beside the compose file
 GENERATORS: dict[str, Callable[[], str]] = {
     "POSTGRES_PASSWORD": lambda: secrets.token_hex(16),  # URL-safe: it goes into URLs
     "AIRFLOW_FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
@@ -36,7 +36,7 @@ def read_env(path: Path) -> dict[str, str]:
     return values
 
 
-def write_compose_env(path: Path = PROJECT_ROOT / ".env") -> dict[str, str]:
+def write_compose_env(path: Path = COMPOSE_ENV_FILE) -> dict[str, str]:
     """Add the missing secrets to `path` (mode 0600); return every compose secret."""
     existing = read_env(path)
     added = {key: make() for key, make in GENERATORS.items() if key not in existing}
@@ -47,10 +47,3 @@ def write_compose_env(path: Path = PROJECT_ROOT / ".env") -> dict[str, str]:
         with path.open("a") as handle:
             handle.write(prefix + "".join(f"{k}={v}\n" for k, v in added.items()))
     return {key: {**existing, **added}[key] for key in GENERATORS}
-
-
-def cli_compose_env(args: argparse.Namespace) -> int:
-    values = write_compose_env()
-    print(f"{PROJECT_ROOT / '.env'} holds the compose secrets (git-ignored, mode 0600)")
-    print(f"Airflow login after `docker compose up -d`: admin / {values['AIRFLOW_ADMIN_PASSWORD']}")
-    return 0

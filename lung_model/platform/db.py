@@ -15,11 +15,12 @@ import os
 from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 
-from lung_model.settings import PROJECT_ROOT, Settings, get_settings
+from lung_model.settings import PROJECT_ROOT, Settings
 
 MIGRATIONS_DIR = PROJECT_ROOT / "sql"
+RESULT_TABLES = ("scan_batches", "predictions", "reviews", "promotion_events")
 log = logging.getLogger(__name__)
 
 
@@ -48,9 +49,8 @@ def stop_embedded(settings: Settings) -> bool:
     return True
 
 
-def database_url(settings: Settings | None = None) -> str:
+def database_url(settings: Settings) -> str:
     """The configured PostgreSQL URL, or the embedded server's."""
-    settings = settings or get_settings()
     return settings.database_url or embedded_url(settings)
 
 
@@ -90,5 +90,22 @@ def engine_for(url: str) -> Engine:
     return create_engine(sqlalchemy_url(url), pool_pre_ping=True, future=True)
 
 
-def get_engine(settings: Settings | None = None) -> Engine:
+def get_engine(settings: Settings) -> Engine:
     return engine_for(database_url(settings))
+
+
+def redact(url: str) -> str:
+    """The URL safe to print: its password replaced."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def row_counts(engine: Engine, tables: tuple[str, ...] = RESULT_TABLES) -> dict[str, int]:
+    """Rows per results table (what `python -m lung_model info` shows)."""
+    with engine.connect() as connection:
+        return {
+            table: int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
+            for table in tables
+        }

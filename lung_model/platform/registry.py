@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from lung_model.platform.tracking import configure_mlflow
-from lung_model.settings import Settings, get_settings
+from lung_model.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -22,13 +22,12 @@ CHALLENGER = "challenger"
 log = logging.getLogger(__name__)
 
 
-def register(run_id: str, settings: Settings | None = None) -> str:
+def register(run_id: str, settings: Settings) -> str:
     """Register the run's logged model under the model name; give it `challenger`."""
     import mlflow
 
     from lung_model.training.job import MODEL_ARTIFACT
 
-    settings = settings or get_settings()
     client = configure_mlflow(settings)
     run = client.get_run(run_id)
     version = mlflow.register_model(
@@ -42,6 +41,17 @@ def register(run_id: str, settings: Settings | None = None) -> str:
     client.set_registered_model_alias(settings.model_name, CHALLENGER, version.version)
     log.info("registered %s version %s as %s", settings.model_name, version.version, CHALLENGER)
     return str(version.version)
+
+
+def champion_uri(name: str) -> str:
+    """The registry URI of the model's current champion."""
+    return f"models:/{name}@{CHAMPION}"
+
+
+def champion_version(client: MlflowClient, name: str) -> str | None:
+    """The version number holding `champion`, or None when there is none."""
+    current = version_for_alias(client, name, CHAMPION)
+    return str(current.version) if current else None
 
 
 def version_for_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lung_model.settings import Settings, get_settings
+from lung_model.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-def configure_mlflow(settings: Settings | None = None) -> MlflowClient:
+def configure_mlflow(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured store, make sure the experiment exists, return a client."""
     import mlflow
 
-    settings = settings or get_settings()
     uri = settings.tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -30,3 +29,8 @@ def configure_mlflow(settings: Settings | None = None) -> MlflowClient:
         mlflow.create_experiment(settings.experiment, artifact_location=location)
     mlflow.set_experiment(settings.experiment)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def run_url(mlflow_ui_url: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI."""
+    return f"{mlflow_ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -9,12 +9,10 @@ See https://github.com/pyca/bcrypt
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import secrets
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,7 +22,7 @@ from typing import NamedTuple
 
 import bcrypt
 
-from lung_model.settings import Settings, get_settings
+from lung_model.settings import Settings
 
 ACCOUNTS_FILE = "dashboard-accounts.json"
 FIRST_LOGIN_FILE = "dashboard-first-login.txt"
@@ -123,9 +121,8 @@ def verify(settings: Settings, username: str, password: str) -> bool:
     return bool(account) and matches
 
 
-def ensure_first_account(settings: Settings | None = None) -> FirstLogin:
+def ensure_first_account(settings: Settings) -> FirstLogin:
     """Create the first account at setup if there is none; return its login for `make demo`."""
-    settings = settings or get_settings()
     note = settings.secrets_dir / FIRST_LOGIN_FILE
     if not load_accounts(settings):
         password = add_account(settings, FIRST_USER)
@@ -135,18 +132,3 @@ def ensure_first_account(settings: Settings | None = None) -> FirstLogin:
         username, password = note.read_text().split("\n")[:2]
         return FirstLogin(username, password)
     return FirstLogin(FIRST_USER, None)
-
-
-def cli_users(args: argparse.Namespace) -> int:
-    """`python -m lung_model users [add NAME | list]`: manage local dashboard accounts."""
-    settings = get_settings()
-    if args.action == "add":
-        if not args.name:
-            print("error: users add needs a NAME", file=sys.stderr)
-            return 2
-        password = add_account(settings, args.name)
-        print(f"dashboard account {args.name}: password {password} (shown once)")
-        return 0
-    for name, account in sorted(load_accounts(settings).items()):
-        print(f"{name}  created {account['created_at']}")
-    return 0

@@ -19,7 +19,7 @@ from psycopg2.extensions import encrypt_password
 from sqlalchemy import Engine, create_engine
 
 from lung_model.platform import db
-from lung_model.settings import Settings, get_settings
+from lung_model.settings import Settings
 
 ROLE = "lung_dashboard"
 # Short interactive queries: JIT compilation costs more than it saves (up to a second).
@@ -63,9 +63,8 @@ def with_user(url: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def dashboard_url(settings: Settings | None = None) -> str:
+def dashboard_url(settings: Settings) -> str:
     """Where the dashboard connects: migrated first (as the owner), then as the role."""
-    settings = settings or get_settings()
     if settings.dashboard_database_url:
         return settings.dashboard_database_url
     owner_url = db.database_url(settings)
@@ -79,6 +78,6 @@ def _engine(url: str) -> Engine:
     )
 
 
-def dashboard_engine(settings: Settings | None = None) -> Engine:
+def dashboard_engine(settings: Settings) -> Engine:
     """A pooled engine logged in as the dashboard role (one per URL and process)."""
     return _engine(dashboard_url(settings))

@@ -16,9 +16,11 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from lung_model.platform.registry import CHALLENGER, CHAMPION
+from lung_model.platform.tracking import run_url
 from lung_model.settings import Settings
 
-ALIASES = ("champion", "challenger")
+ALIASES = (CHAMPION, CHALLENGER)
 # Shown first: the gate's criteria on the fixed test split (training logs them as test_*).
 KEY_METRICS = (
     "test_recall_malignant",
@@ -60,10 +62,6 @@ def promotion_history(engine: Engine, model_name: str, limit: int = 200) -> list
     with engine.connect() as connection:
         rows = connection.execute(_HISTORY, {"model_name": model_name, "limit": limit})
         return [dict(row) for row in rows.mappings()]
-
-
-def run_url(settings: Settings, experiment_id: str, run_id: str) -> str:
-    return f"{settings.mlflow_ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _plots(client: Any, settings: Settings, run_id: str) -> list[Path]:
@@ -115,7 +113,7 @@ def model_cards(settings: Settings) -> list[ModelCard]:
             run = client.get_run(version.run_id)
             card.metrics = dict(run.data.metrics)
             card.params = dict(run.data.params)
-            card.run_url = run_url(settings, run.info.experiment_id, version.run_id)
+            card.run_url = run_url(settings.mlflow_ui_url, run.info.experiment_id, version.run_id)
             card.plots = _plots(client, settings, version.run_id)
         cards.append(card)
     return cards

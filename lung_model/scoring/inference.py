@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from lung_model.imaging.preprocess import PreprocessConfig, load_file, prepare
+from lung_model.platform.registry import champion_uri
 from lung_model.scoring.predictor import slice_class
-from lung_model.settings import CLASSES, Settings, get_settings
+from lung_model.settings import CLASSES, Settings
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -64,16 +65,15 @@ class LoadedModel:
         return self.preprocess.image_size
 
     @classmethod
-    def load(cls, model_uri: str | None = None, settings: Settings | None = None) -> LoadedModel:
+    def load(cls, settings: Settings, model_uri: str | None = None) -> LoadedModel:
         """Load `model_uri` (default `models:/<name>@champion`) pinned to one version."""
         import mlflow
         from mlflow.exceptions import MlflowException
 
         from lung_model.platform.tracking import configure_mlflow
 
-        settings = settings or get_settings()
         configure_mlflow(settings)
-        model_uri = _pinned(model_uri or f"models:/{settings.model_name}@champion", settings)
+        model_uri = _pinned(model_uri or champion_uri(settings.model_name), settings)
         name, version = settings.model_name, model_uri
         if match := _VERSION_URI.match(model_uri):
             name, version = match["name"], match["version"]
@@ -147,17 +147,16 @@ _LOADED: dict[tuple[str, str, str], LoadedModel] = {}
 _LOCK = threading.Lock()
 
 
-def load_model(model_uri: str | None = None, settings: Settings | None = None) -> LoadedModel:
+def load_model(settings: Settings, model_uri: str | None = None) -> LoadedModel:
     """The model at `model_uri` (default: the champion), loaded once per process.
 
     An alias URI is resolved on every call, so a newly promoted champion is picked up by the
     next call while the version already loaded is reused."""
-    settings = settings or get_settings()
-    uri = model_uri or f"models:/{settings.model_name}@champion"
+    uri = model_uri or champion_uri(settings.model_name)
     key = (settings.tracking_uri(), settings.model_name, _pinned(uri, settings))
     with _LOCK:
         if key not in _LOADED:
-            _LOADED[key] = LoadedModel.load(key[2], settings)
+            _LOADED[key] = LoadedModel.load(settings, key[2])
         return _LOADED[key]
 
 

@@ -11,12 +11,11 @@ See https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html
 
 from __future__ import annotations
 
-import argparse
 import logging
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 
 from lung_model.data.audit import audit, inspect
 from lung_model.data.split import make_split, report
-from lung_model.settings import CLASSES, PROJECT_ROOT, Settings, get_settings
+from lung_model.settings import CLASSES, PROJECT_ROOT, Settings
 from lung_model.training import metrics, plots
 from lung_model.training.calibration import apply_temperature
 from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
@@ -136,9 +135,9 @@ def _log_model(model: Any, example: np.ndarray, config: TrainConfig, extra: dict
 
 
 def train_and_log(
+    settings: Settings,
     config: TrainConfig | None = None,
     data_dir: Path | None = None,
-    settings: Settings | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
     """Run the whole training job in one MLflow run; raise DataIntegrityError on bad data."""
@@ -148,7 +147,6 @@ def train_and_log(
     from lung_model.training.network import calibrated
 
     started = time.monotonic()
-    settings = settings or get_settings()
     config = config or TrainConfig()
     data_dir = data_dir or settings.raw_data
     configure_mlflow(settings)
@@ -204,32 +202,3 @@ def train_and_log(
         mlflow.log_metric("train_seconds", seconds)
         log.info("run %s: model %s", run.info.run_id, model_uri)
     return TrainResult(run.info.run_id, model_uri, split.data_version, test, seconds)
-
-
-def cli_train(args: argparse.Namespace) -> int:
-    from lung_model.lifecycle.promotion import run_gate
-    from lung_model.platform.registry import register
-
-    config = TrainConfig()
-    if args.epochs:
-        config = replace(
-            config, epochs=args.epochs, min_epochs=min(config.min_epochs, args.epochs - 1)
-        )
-    if args.image_size:
-        config = replace(config, image_size=args.image_size)
-    result = train_and_log(config, args.data, progress=None)
-    test = result.test["slice"]
-    ci = result.test["ci95"]
-    print(
-        f"run {result.run_id} ({result.seconds / 60:.1f} min), data version {result.data_version}"
-    )
-    print(
-        f"test (group split): accuracy {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f} "
-        f"[{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}], malignant recall "
-        f"{test['recall_malignant']:.3f} [{ci['recall_malignant'][0]:.3f}, {ci['recall_malignant'][1]:.3f}], "
-        f"ECE {test['ece']:.3f}"
-    )
-    version = register(result.run_id)
-    decision = run_gate(version, data_dir=args.data)
-    print(f"model version {version}: {decision.decision} ({decision.reason})")
-    return 0

@@ -158,7 +158,7 @@ def score_a_study(settings) -> str:
                                   "Normal cases/Normal case (2).jpg"]):  # fmt: skip
         (folder / f"{index}.jpg").write_bytes((RAW / name).read_bytes())
     (folder / settings.ready_marker).touch()
-    summary = Scorer(load_model(None, settings), db.get_engine(settings), settings, workers=1)
+    summary = Scorer(load_model(settings), db.get_engine(settings), settings, workers=1)
     result = summary.score_claimed(folder)
     assert result.batch_id, result
     return folder.name

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -77,36 +74,3 @@ def test_checks_find_drift_backlog_and_failures(fresh: Settings) -> None:
     assert len(rows) == 1 and len(rows[0][0]) == 3
     quiet = monitoring.run_checks(end, end + timedelta(days=1), fresh)  # the next day
     assert quiet["psi"] is None and quiet["failed_batches"] == 0
-
-
-class Recorder(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Recorder.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_alert_logs_always_and_posts_to_the_webhook(
-    settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    assert monitoring.alert("no webhook", {"n": 1}, settings) is False
-    assert "ALERT no webhook" in caplog.text
-    server = HTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        hooked = settings.model_copy(
-            update={"alert_webhook": f"http://127.0.0.1:{server.server_port}/hook"}
-        )
-        assert monitoring.alert("lung_batch_score failed", {"run_id": "r1"}, hooked) is True
-    finally:
-        server.shutdown()
-    assert Recorder.received[-1] == {"text": "lung_batch_score failed", "details": {"run_id": "r1"}}
-    dead = settings.model_copy(update={"alert_webhook": "http://127.0.0.1:9/nothing"})
-    assert monitoring.alert("still logged", {}, dead) is False
-    assert "ALERT still logged" in caplog.text

@@ -27,7 +27,7 @@ def train_and_register(settings: Settings) -> tuple[str, str]:
     from lung_model.platform.registry import register
     from lung_model.training.job import train_and_log
 
-    result = train_and_log(one_epoch_config(), FIXTURE_DATA, settings, progress=False)
+    result = train_and_log(settings, one_epoch_config(), FIXTURE_DATA, progress=False)
     return result.run_id, register(result.run_id, settings)
 
 

@@ -21,8 +21,7 @@ from scoring_helpers import make_study, real_slices
 from sqlalchemy import create_engine, text
 from test_dag_runs import Deployment, deployment  # noqa: F401  (the module's Airflow)
 
-from lung_model.cli import demo
-from lung_model.platform import airflow, db, services
+from lung_model.platform import airflow, db, services, stack
 from lung_model.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -145,7 +144,7 @@ def test_the_local_services_listen_on_loopback_only(deployment: Deployment) -> N
     )
     env = airflow.environment(settings, metadata=deployment.metadata_url)
     env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"] = str(ports["health"])
-    started = demo.local_services(settings, env)
+    started = stack.local_services(settings, env)
     expected = set(ports.values())
     try:
         pids = {s.name: services.start(settings, s) for s in started}

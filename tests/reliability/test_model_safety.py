@@ -64,12 +64,12 @@ def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) 
     before = champion_version(safety)
     _, worse = train_and_register(safety)
 
-    decision = run_gate(worse, FIXTURE_DATA, safety)  # the shipped floors, unchanged
+    decision = run_gate(worse, safety, FIXTURE_DATA)  # the shipped floors, unchanged
 
     assert decision.decision == "rejected" and decision.reason.startswith("below floor"), decision
     assert champion_version(safety) == before
     assert _events(safety)[-1] == (worse, "rejected", "gate")
-    assert LoadedModel.load(settings=safety).version == before  # what a scorer loads
+    assert LoadedModel.load(safety).version == before  # what a scorer loads
 
 
 def test_a_training_run_killed_midway_leaves_the_champion_untouched(
@@ -118,4 +118,4 @@ def test_a_training_run_killed_midway_leaves_the_champion_untouched(
     assert client.get_run(running.info.run_id).info.status == "RUNNING"  # never finished
     from lung_model.scoring.inference import LoadedModel
 
-    assert LoadedModel.load(settings=safety).version == before[0]
+    assert LoadedModel.load(safety).version == before[0]

@@ -42,7 +42,7 @@ def _tiny_champion(settings: Settings) -> str:
     config = tiny() if tiny else TrainConfig()
     config = replace(config, epochs=1, min_epochs=0, image_size=32, widths=(4, 8))
     config = replace(config, bootstrap_rounds=10, augment=False)
-    result = train_and_log(config, FIXTURE_DATA, settings, progress=False)
+    result = train_and_log(settings, config, FIXTURE_DATA, progress=False)
     version = register(result.run_id, settings)
     promote(version, "test champion", settings, actor="test")
     return version

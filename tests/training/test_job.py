@@ -64,7 +64,7 @@ def lenient(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 @pytest.fixture(scope="module")
 def trained(lenient: Settings) -> TrainResult:
-    return train_and_log(TINY, FIXTURES, lenient, progress=False)
+    return train_and_log(lenient, TINY, FIXTURES, progress=False)
 
 
 def test_training_run_logs_everything(trained: TrainResult, lenient: Settings) -> None:
@@ -108,17 +108,17 @@ def test_gate_promote_and_rollback(trained: TrainResult, lenient: Settings) -> N
     client = configure_mlflow(lenient)
     name = lenient.model_name
     with pytest.raises(NoChampion):
-        LoadedModel.load(settings=lenient)
+        LoadedModel.load(lenient)
 
     v1 = register(trained.run_id, lenient)
     assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v1
-    first = run_gate(v1, FIXTURES, lenient)
+    first = run_gate(v1, lenient, FIXTURES)
     assert first.decision == "promoted" and "first model" in first.reason
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v1
 
     # the same model again is "equal": promoted, and it remembers whom it replaced
     v2 = register(trained.run_id, lenient)
-    equal = run_gate(v2, FIXTURES, lenient)
+    equal = run_gate(v2, lenient, FIXTURES)
     assert equal.decision == "promoted" and equal.champion_version == v1
     assert equal.champion_metrics == equal.candidate_metrics
     assert client.get_model_version(name, v2).tags["previous_champion"] == v1
@@ -126,7 +126,7 @@ def test_gate_promote_and_rollback(trained: TrainResult, lenient: Settings) -> N
     # a floor it cannot clear: rejected, champion unchanged, reason recorded as tags and row
     strict = lenient.model_copy(update={"gate_min_macro_f1": 1.01})
     v3 = register(trained.run_id, strict)
-    rejected = run_gate(v3, FIXTURES, strict)
+    rejected = run_gate(v3, strict, FIXTURES)
     assert rejected.decision == "rejected" and "floor" in rejected.reason
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2
     assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v3
@@ -162,7 +162,7 @@ def test_gate_promote_and_rollback(trained: TrainResult, lenient: Settings) -> N
 def test_serving_matches_training(trained: TrainResult, lenient: Settings) -> None:
     lenient = lenient.model_copy(update={"model_name": "lung-test-serving"})
     version = register(trained.run_id, lenient)
-    model = LoadedModel.load(f"models:/{lenient.model_name}/{version}", lenient)
+    model = LoadedModel.load(lenient, f"models:/{lenient.model_name}/{version}")
     assert (model.version, model.image_size) == (version, 32)
     split = Split.from_json(mlflow.artifacts.load_text(f"runs:/{trained.run_id}/{SPLIT_ARTIFACT}"))
     part = load_part(split, "test", FIXTURES, TINY.preprocess())
@@ -190,7 +190,7 @@ def test_serving_matches_training(trained: TrainResult, lenient: Settings) -> No
 
     client = configure_mlflow(lenient)
     client.set_registered_model_alias(lenient.model_name, CHAMPION, version)
-    assert load_model(settings=lenient) is load_model(settings=lenient)  # loaded once
+    assert load_model(lenient) is load_model(lenient)  # loaded once
 
 
 def test_bad_data_fails_before_any_run(lenient: Settings, tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_bad_data_fails_before_any_run(lenient: Settings, tmp_path: Path) -> Non
     shutil.copytree(FIXTURES, data)
     (data / "Normal cases" / "Normal case (1).jpg").write_bytes(b"not an image")
     with pytest.raises(DataIntegrityError, match="unreadable"):
-        train_and_log(TINY, data, lenient, progress=False)
+        train_and_log(lenient, TINY, data, progress=False)
 
 
 def test_cli_train_prints_run_version_and_decision(
