@@ -3,7 +3,7 @@
 import streamlit as st
 import ui
 
-from lung_model.imaging.images import UnreadableImage
+from lung_model.imaging.errors import UnreadableImage
 from lung_model.review.try_scan import try_scan
 
 st.title("Try a scan")

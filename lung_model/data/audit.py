@@ -23,7 +23,8 @@ from PIL import Image
 
 from lung_model.data.dataset import scan
 from lung_model.data.dvc import RAW_DVC_FILE, data_version, sha256_of
-from lung_model.imaging.images import UnreadableImage, read_gray
+from lung_model.imaging.images import read_gray
+from lung_model.imaging.errors import UnreadableImage
 from lung_model.settings import CLASSES
 
 THUMB = 32  # thumbnail side for slice-to-slice correlation

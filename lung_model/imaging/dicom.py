@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.imaging.images import MAX_PIXELS, MIN_SIDE, DecodedImage, UnreadableImage
+from lung_model.imaging.errors import MAX_PIXELS, MIN_SIDE, DecodedImage, UnreadableImage
 from lung_model.platform.keys import site_key
 
 LUNG_WINDOW_LEVEL = -600.0  # HU

@@ -7,7 +7,7 @@ Given `reduce_to` (the model's input size), a JPEG is decoded at the strongest D
 (1/2, 1/4 or 1/8, libjpeg's scaled IDCT) that keeps its longer side at least that large:
 several times cheaper than decoding 512x512 and resizing. Training and serving both read
 files this way (`lung_model.imaging.preprocess.load_file`), so they see the same pixels.
-Anything that cannot be scored raises `UnreadableImage` whose message is the reason stored
+Anything that cannot be scored raises `UnreadableImage` (`lung_model.imaging.errors`) whose message is the reason stored
 with the quarantined file: empty, truncated, not an image, animated, decompression bombs
 and absurd sizes are refused before their pixels are decoded.
 See https://pillow.readthedocs.io/en/stable/reference/Image.html
@@ -19,29 +19,19 @@ import io
 import math
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MAX_PIXELS = 4096 * 4096  # CT slices are 512x512; anything this big is refused
-MIN_SIDE = 16
-MAX_FILE_BYTES = 64 * 1024 * 1024  # a CT slice is well under 1 MiB, even uncompressed DICOM
-
-
-class UnreadableImage(ValueError):
-    """The file cannot be scored; the message is the reason stored with the quarantine."""
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    gray: np.ndarray  # (height, width) float32 in [0, 1]
-    format: str  # jpeg, png, dicom, ...
-    width: int
-    height: int
-    patient_hash: str | None = None  # keyed hash of the DICOM PatientID, never the ID itself
-    instance_number: int | None = None  # DICOM InstanceNumber: the slice's place in its series
+from lung_model.imaging.dicom import decode_dicom
+from lung_model.imaging.errors import (
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    MIN_SIDE,
+    DecodedImage,
+    UnreadableImage,
+)
 
 
 def _looks_like_bare_dicom(head: bytes) -> bool:
@@ -142,8 +132,6 @@ def decode_bytes(
     if kind in ("jpeg", "png"):
         return decode_raster(data, kind, reduce_to)
     if kind == "dicom":
-        from lung_model.imaging.dicom import decode_dicom
-
         return decode_dicom(data, id_key=id_key)
     if kind == "gif":
         raise UnreadableImage("GIF is not a supported slice format (JPEG, PNG or DICOM)")

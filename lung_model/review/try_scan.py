@@ -37,7 +37,7 @@ class ScanVerdict:
 
 def try_scan(data: bytes, model: LoadedModel) -> ScanVerdict:
     """Predict one slice; raises `lung_model.imaging.images.UnreadableImage` with the reason."""
-    from lung_model.imaging.images import UnreadableImage
+    from lung_model.imaging.errors import UnreadableImage
 
     if len(data) > MAX_UPLOAD_BYTES:
         raise UnreadableImage(f"file too large: {len(data)} bytes")

@@ -21,7 +21,8 @@ from itertools import islice
 
 import numpy as np
 
-from lung_model.imaging.images import UnreadableImage, decode_bytes, read_limited, sniff_format
+from lung_model.imaging.errors import UnreadableImage
+from lung_model.imaging.images import decode_bytes, read_limited, sniff_format
 from lung_model.scoring.files import InputFile
 from lung_model.scoring.predictor import Prepare
 from lung_model.scoring.store import ImageRow

@@ -15,7 +15,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from lung_model.imaging.dicom import decode_dicom, lung_window, patient_key
-from lung_model.imaging.images import UnreadableImage, decode_bytes, sniff_format
+from lung_model.imaging.errors import UnreadableImage
+from lung_model.imaging.images import decode_bytes, sniff_format
 
 KEY = b"k" * 32
 

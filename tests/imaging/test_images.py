@@ -12,14 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lung_model.imaging.images import (
-    MAX_FILE_BYTES,
-    UnreadableImage,
-    decode_bytes,
-    read_gray,
-    read_limited,
-    sniff_format,
-)
+from lung_model.imaging.errors import MAX_FILE_BYTES, UnreadableImage
+from lung_model.imaging.images import decode_bytes, read_gray, read_limited, sniff_format
 from lung_model.settings import PROJECT_ROOT
 
 REAL_SLICE = PROJECT_ROOT / "data" / "raw" / "Normal cases" / "Normal case (1).jpg"
