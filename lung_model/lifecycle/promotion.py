@@ -24,7 +24,7 @@ from lung_model.data.dvc import sha256_of
 from lung_model.data.split import Split
 from lung_model.lifecycle.gate import GATED, Floors, decide
 from lung_model.platform import db
-from lung_model.platform.registry import CHAMPION, latest_version, version_for_alias
+from lung_model.platform.registry import CHAMPION, SPLIT_ARTIFACT, latest_version, version_for_alias
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.settings import Settings
 
@@ -62,8 +62,6 @@ def _clean(values: dict[str, Any]) -> dict[str, float | None]:
 
 def load_split(client: Any, version: Any) -> Split:
     import mlflow
-
-    from lung_model.training.job import SPLIT_ARTIFACT
 
     return Split.from_json(mlflow.artifacts.load_text(f"runs:/{version.run_id}/{SPLIT_ARTIFACT}"))
 

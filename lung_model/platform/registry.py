@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+MODEL_ARTIFACT = "model"  # where a training run logs its model
+SPLIT_ARTIFACT = "reports/split.json"  # and the split it was trained and tested on
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 log = logging.getLogger(__name__)
@@ -25,8 +27,6 @@ log = logging.getLogger(__name__)
 def register(run_id: str, settings: Settings) -> str:
     """Register the run's logged model under the model name; give it `challenger`."""
     import mlflow
-
-    from lung_model.training.job import MODEL_ARTIFACT
 
     client = configure_mlflow(settings)
     run = client.get_run(run_id)

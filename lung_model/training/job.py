@@ -24,13 +24,12 @@ import numpy as np
 
 from lung_model.data.audit import audit, inspect
 from lung_model.data.split import make_split, report
+from lung_model.platform.registry import MODEL_ARTIFACT, SPLIT_ARTIFACT
 from lung_model.settings import CLASSES, PROJECT_ROOT, Settings
 from lung_model.training import metrics, plots
 from lung_model.training.calibration import apply_temperature
 from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
 
-MODEL_ARTIFACT = "model"
-SPLIT_ARTIFACT = "reports/split.json"
 log = logging.getLogger(__name__)
 
 

@@ -30,8 +30,8 @@ def register_champion(settings) -> str:
     from mlflow.models import infer_signature
 
     from lung_model.platform import registry
+    from lung_model.platform.registry import MODEL_ARTIFACT
     from lung_model.platform.tracking import configure_mlflow
-    from lung_model.training.job import MODEL_ARTIFACT
     from lung_model.training.network import build_network, calibrated
 
     client = configure_mlflow(settings)

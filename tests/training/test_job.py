@@ -22,13 +22,13 @@ from lung_model.data.split import Split
 from lung_model.imaging.images import read_gray
 from lung_model.lifecycle.promotion import promote, rollback, run_gate
 from lung_model.platform import db
-from lung_model.platform.registry import CHALLENGER, CHAMPION, register
+from lung_model.platform.registry import CHALLENGER, CHAMPION, SPLIT_ARTIFACT, register
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.scoring.gradcam import gradcam
 from lung_model.scoring.inference import LoadedModel, NoChampion, load_model
 from lung_model.settings import CLASSES, Settings
 from lung_model.training.fit import TrainConfig, load_part
-from lung_model.training.job import SPLIT_ARTIFACT, DataIntegrityError, TrainResult, train_and_log
+from lung_model.training.job import DataIntegrityError, TrainResult, train_and_log
 from lung_model.training.metrics import classify
 
 pytestmark = pytest.mark.slow
