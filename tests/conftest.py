@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pg_admin import SERVER_URL
 from pg_admin import admin as _admin
+from tiny_models import FIXTURE_DATA, TrainedRun, store_settings, train_and_register
 
 from lung_model import settings as settings_module
 from lung_model.settings import Settings
@@ -50,3 +51,13 @@ def settings(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> It
     current.ensure_dirs()
     yield current
     settings_module.get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def trained_run(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """A one-epoch 32 px network trained on the fixture slices (seconds); register it under
+    as many model names as a test needs."""
+    home = tmp_path_factory.mktemp("trained-run")
+    settings = store_settings(home, pg_url).model_copy(update={"model_name": "lung-test-trained"})
+    run_id, _ = train_and_register(settings)
+    return TrainedRun(home, run_id, FIXTURE_DATA)

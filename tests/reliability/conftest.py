@@ -28,6 +28,6 @@ def engine(settings: Settings) -> Engine:
 def champion(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A one-epoch 32 px model trained on the fixture slices, registered and made champion
     by operator override in its own MLflow store; the environment that finds it."""
-    from reliability_models import tiny_champion
+    from tiny_models import tiny_champion
 
     yield tiny_champion(tmp_path_factory.mktemp("champion"), pg_url)

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_models import FIXTURE_DATA, store_settings, train_and_register
 from sqlalchemy import text
+from tiny_models import FIXTURE_DATA, store_settings, train_and_register
 
 from lung_model.platform import db
 from lung_model.settings import Settings

@@ -1,9 +1,9 @@
-"""Real models for the reliability tests: trained by the training job on the fixture slices,
+"""Real tiny models for the tests: trained by the training job on the fixture slices,
 registered in a temporary MLflow store (SQLite under its own LUNG_HOME), seconds each."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lung_model.settings import PROJECT_ROOT, Settings
@@ -46,3 +46,18 @@ def tiny_champion(home: Path, pg_url: str) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": settings.tracking_uri(),
         "LUNG_MODEL_NAME": settings.model_name,
     }
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """One real training run in an MLflow store of its own, shared by the session."""
+
+    home: Path  # LUNG_HOME of the store
+    run_id: str
+    data_dir: Path  # the slices it was trained and split on
+
+    def settings(self, pg_url: str, model_name: str, **overrides: object) -> Settings:
+        """Settings on this store under a model name of the caller's own."""
+        return store_settings(self.home, pg_url).model_copy(
+            update={"model_name": model_name, **overrides}
+        )
