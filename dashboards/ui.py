@@ -75,7 +75,7 @@ def sign_in() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         if accounts.sign_in(settings(), username, password):
-            user = username.strip().lower()
+            user = accounts.normalise_username(username)
             st.session_state[USER_KEY] = user
             st.session_state[COOKIE_KEY] = sessions.issue(settings(), user)
             st.rerun()

@@ -57,6 +57,11 @@ def _dummy_hash(rounds: int) -> bytes:
     return bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=rounds))
 
 
+def normalise_username(username: str) -> str:
+    """How a typed username is matched: surrounding spaces dropped, case folded."""
+    return username.strip().lower()
+
+
 def load_accounts(settings: Settings) -> dict[str, dict[str, str]]:
     path = settings.secrets_dir / ACCOUNTS_FILE
     if not path.exists():
@@ -95,9 +100,9 @@ def locked_out(username: str, now: float | None = None) -> bool:
     now = time.monotonic() if now is None else now
     with _failures_lock:
         recent = [
-            t for t in _failures.get(username.strip().lower(), []) if now - t < FAILURE_WINDOW
+            t for t in _failures.get(normalise_username(username), []) if now - t < FAILURE_WINDOW
         ]
-        _failures[username.strip().lower()] = recent
+        _failures[normalise_username(username)] = recent
         return len(recent) >= MAX_FAILURES
 
 
@@ -108,13 +113,13 @@ def sign_in(settings: Settings, username: str, password: str) -> bool:
     if verify(settings, username, password):
         return True
     with _failures_lock:
-        _failures.setdefault(username.strip().lower(), []).append(time.monotonic())
+        _failures.setdefault(normalise_username(username), []).append(time.monotonic())
     return False
 
 
 def verify(settings: Settings, username: str, password: str) -> bool:
     """True when the password matches; takes the same time whether or not the user exists."""
-    account = load_accounts(settings).get(username.strip().lower())
+    account = load_accounts(settings).get(normalise_username(username))
     hashed = account["hash"].encode() if account else _dummy_hash(ROUNDS)
     secret = password.encode()[:72]  # bcrypt reads at most 72 bytes; newer versions refuse more
     matches = bcrypt.checkpw(secret, hashed) and len(password.encode()) <= 72
