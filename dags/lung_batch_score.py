@@ -1,12 +1,13 @@
 """lung_batch_score: score every study folder that is ready in the inbox into PostgreSQL.
 
 wait_for_ready_study (deferrable: waits in the triggerer, holding no worker slot)
-  -> claim_ready_studies -> score_study (one mapped task per study, named after it)
-  -> publish (emits the `lung_predictions` asset)
+  -> claim_ready -> score_claimed_study (one mapped task per study, named after it)
+  -> summarise (emits the `lung_predictions` asset)
 
 The inbox and the results database are Airflow Connections (`lung_inbox`, `lung_results`).
 Scoring upserts (one row per image content and model version), so a retried task adds
-nothing twice. The logic is `lung_model.scoring`; this file only wires it.
+nothing twice. The logic is `lung_model.scoring`; this file only wires the task functions
+of `lung_model.pipelines.batch_score`, each task named after the function it calls.
 """
 
 from __future__ import annotations
@@ -42,30 +43,30 @@ def lung_batch_score() -> None:
     )
 
     @task
-    def claim_ready_studies() -> list[str]:
-        from lung_model.pipelines.batch_score import claim_ready
+    def claim_ready() -> list[str]:
+        from lung_model.pipelines import batch_score
 
-        return [str(path) for path in claim_ready(lung_settings())]
+        return [str(path) for path in batch_score.claim_ready(lung_settings())]
 
     @task(queue=TENSORFLOW_QUEUE, map_index_template="{{ study }}", max_active_tis_per_dagrun=2)
-    def score_study(study_dir: str) -> dict:
+    def score_claimed_study(study_dir: str) -> dict:
         from pathlib import Path
 
-        from lung_model.pipelines.batch_score import score_claimed_study
+        from lung_model.pipelines import batch_score
         from lung_model.scoring.inbox import study_name
 
         get_current_context()["study"] = study_name(Path(study_dir))  # type: ignore[typeddict-unknown-key]
-        return score_claimed_study(Path(study_dir), lung_settings())
+        return batch_score.score_claimed_study(Path(study_dir), lung_settings())
 
     @task(outlets=[PREDICTIONS])
-    def publish(summaries: list[dict]) -> dict:
-        from lung_model.pipelines.batch_score import summarise
+    def summarise(summaries: list[dict]) -> dict:
+        from lung_model.pipelines import batch_score
 
-        return summarise(list(summaries))
+        return batch_score.summarise(list(summaries))
 
-    claimed = claim_ready_studies()
+    claimed = claim_ready()
     wait >> claimed
-    publish(score_study.expand(study_dir=claimed))
+    summarise(score_claimed_study.expand(study_dir=claimed))
 
 
 lung_batch_score()

@@ -20,17 +20,17 @@ from lung_airflow import DAG_POLICY, START_DATE, lung_settings
 )
 def lung_monitoring() -> None:
     @task
-    def check(data_interval_start=None, data_interval_end=None) -> dict:  # noqa: ANN001
+    def run_checks(data_interval_start=None, data_interval_end=None) -> dict:  # noqa: ANN001
         from airflow.sdk.exceptions import AirflowFailException
 
-        from lung_model.pipelines.monitoring import run_checks
+        from lung_model.pipelines import monitoring
 
-        report = run_checks(data_interval_start, data_interval_end, lung_settings())
+        report = monitoring.run_checks(data_interval_start, data_interval_end, lung_settings())
         if report["breaches"]:  # not transient: fail now (no retries) and alert
             raise AirflowFailException("; ".join(report["breaches"]))
         return report
 
-    check()
+    run_checks()
 
 
 lung_monitoring()

@@ -200,6 +200,19 @@ def audit(inventory: Inventory) -> dict[str, Any]:
     }
 
 
+class DataIntegrityError(RuntimeError):
+    """The audit found errors: the data must not be trained on."""
+
+
+def require_clean(report: dict[str, Any]) -> dict[str, Any]:
+    """The audit report, or DataIntegrityError naming its first errors."""
+    if report["errors"]:
+        raise DataIntegrityError(
+            f"{len(report['errors'])} errors: " + "; ".join(report["errors"][:5])
+        )
+    return report
+
+
 def summary(report: dict[str, Any]) -> str:
     """The report as a few readable lines."""
     lines = [

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lung_model.settings import Settings
+from lung_model.training.metrics import LOWER_IS_BETTER
 
-# metric name in lung_model.training.metrics, and whether higher is better
-GATED = {"recall_malignant": True, "macro_f1": True, "ece": False}
+# the headline metrics with a floor; each is also compared with the champion's
+GATED = ("recall_malignant", "macro_f1", "ece")
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ def decide(
     if champion is None:
         return Verdict(True, "first model: clears every floor and there is no champion")
     worse = []
-    for name, higher_is_better in GATED.items():
+    for name in GATED:
         change = candidate[name] - champion[name]
-        if (change < -floors.tolerance) if higher_is_better else (change > floors.tolerance):
+        if (change > floors.tolerance) if name in LOWER_IS_BETTER else (change < -floors.tolerance):
             worse.append(f"{name} {candidate[name]:.3f} vs champion {champion[name]:.3f}")
     if worse:
         return Verdict(

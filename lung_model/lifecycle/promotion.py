@@ -27,17 +27,8 @@ from lung_model.platform import db
 from lung_model.platform.registry import CHAMPION, SPLIT_ARTIFACT, latest_version, version_for_alias
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.settings import Settings
+from lung_model.training.metrics import HEADLINE
 
-RECORDED = (
-    "accuracy",
-    "macro_f1",
-    "recall_normal",
-    "recall_benign",
-    "recall_malignant",
-    "ece",
-    "roc_auc_macro",
-    "n",
-)
 log = logging.getLogger(__name__)
 
 
@@ -66,7 +57,7 @@ def load_split(client: Any, version: Any) -> Split:
     return Split.from_json(mlflow.artifacts.load_text(f"runs:/{version.run_id}/{SPLIT_ARTIFACT}"))
 
 
-def test_metrics(
+def metrics_on_test_split(
     name: str, version: str, split: Split, data_dir: Path, settings: Settings
 ) -> dict[str, float | None]:
     """Metrics of one registered version on the split's test slices, through serving."""
@@ -92,7 +83,7 @@ def test_metrics(
     result = metrics.evaluate(
         labels, probabilities, groups, rounds=0, malignant_threshold=classifier.malignant_threshold
     )
-    values = {k: result["slice"][k] for k in RECORDED}
+    values = {k: result["slice"][k] for k in HEADLINE}
     values["study_macro_f1"] = result["study"]["macro_f1"]
     return _clean(values)
 
@@ -153,12 +144,12 @@ def run_gate(version: str, settings: Settings, data_dir: Path | None = None) -> 
     name = settings.model_name
     candidate = client.get_model_version(name, version)
     split = load_split(client, candidate)
-    candidate_metrics = test_metrics(name, version, split, data_dir, settings)
+    candidate_metrics = metrics_on_test_split(name, version, split, data_dir, settings)
     current = version_for_alias(client, name, CHAMPION)
     champion_version = str(current.version) if current else None
     champion_metrics = None
     if champion_version and champion_version != str(version):
-        champion_metrics = test_metrics(name, champion_version, split, data_dir, settings)
+        champion_metrics = metrics_on_test_split(name, champion_version, split, data_dir, settings)
     as_floats = {k: v if v is not None else math.nan for k, v in candidate_metrics.items()}
     champion_floats = (
         None
@@ -185,7 +176,7 @@ def run_gate(version: str, settings: Settings, data_dir: Path | None = None) -> 
 def _run_metrics(client: Any, settings: Settings, version: str) -> dict[str, float | None]:
     run = client.get_run(client.get_model_version(settings.model_name, version).run_id)
     return _clean(
-        {k: run.data.metrics[f"test_{k}"] for k in RECORDED if f"test_{k}" in run.data.metrics}
+        {k: run.data.metrics[f"test_{k}"] for k in HEADLINE if f"test_{k}" in run.data.metrics}
     )
 
 

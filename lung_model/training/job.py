@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.data.audit import audit, inspect
+from lung_model.data.audit import audit, inspect, require_clean
 from lung_model.data.split import make_split, report
 from lung_model.platform.registry import MODEL_ARTIFACT, SPLIT_ARTIFACT
 from lung_model.settings import CLASSES, PROJECT_ROOT, Settings
@@ -31,10 +31,6 @@ from lung_model.training.calibration import apply_temperature
 from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
 
 log = logging.getLogger(__name__)
-
-
-class DataIntegrityError(RuntimeError):
-    """The audit found errors; the data must not be trained on."""
 
 
 @dataclass
@@ -151,9 +147,7 @@ def train_and_log(
     configure_mlflow(settings)
     progress = sys.stderr.isatty() if progress is None else progress
     inventory = inspect(data_dir, progress=progress)
-    audit_report = audit(inventory)
-    if audit_report["errors"]:
-        raise DataIntegrityError("; ".join(audit_report["errors"][:5]))
+    audit_report = require_clean(audit(inventory))
     split = make_split(inventory)
     with mlflow.start_run(run_name=f"train-{split.data_version[:8]}") as run:
         mlflow.set_tags(

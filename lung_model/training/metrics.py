@@ -18,6 +18,14 @@ from lung_model.training.calibration import expected_calibration_error
 MALIGNANT = CLASSES.index("malignant")
 CI_METRICS = ("accuracy", "macro_f1", "recall_malignant", "recall_benign", "ece", "roc_auc_macro")
 
+# A model's headline figures on its test split: what a retrain passes on, what every promotion
+# decision records, and the names the gate's floors use (logged as test_<name> in MLflow).
+HEADLINE = (
+    "accuracy", "macro_f1", "recall_normal", "recall_benign", "recall_malignant", "ece",
+    "roc_auc_macro", "n",
+)  # fmt: skip
+LOWER_IS_BETTER = frozenset({"ece"})
+
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Rows: true class; columns: predicted class."""

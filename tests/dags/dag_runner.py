@@ -20,11 +20,11 @@ def main(steps: list[dict]) -> None:
     assert not bag.import_errors, bag.import_errors
     for step in steps:
         if step.get("promote_if_no_champion"):
+            from lung_model.cli.demo import champion as current_champion
             from lung_model.cli.demo import override_gate  # what `make demo` does in that case
-            from lung_model.pipelines.retrain import champion_version
             from lung_model.settings import get_settings
 
-            if champion_version(get_settings()) is None:
+            if current_champion(get_settings()) is None:
                 override_gate(get_settings())
             continue
         run = bag.dags[step["dag_id"]].test(run_conf=step.get("conf"))

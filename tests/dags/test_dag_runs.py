@@ -166,11 +166,22 @@ def retrained(dag_runs: dict[str, dict[str, str]]) -> dict[str, str]:
 def test_retrain_runs_every_step_and_takes_one_branch(
     deployment: Deployment, celery_stack: CeleryStack, retrained: dict[str, str]
 ) -> None:
-    steps = ["dvc_pull", "audit", "split", "train", "evaluate", "register_challenger", "gate"]
+    steps = [
+        "pull_data",
+        "audit_data",
+        "split_data",
+        "train",
+        "evaluate",
+        "register_challenger",
+        "gate",
+    ]
     assert {t: retrained[t] for t in steps} == dict.fromkeys(steps, "success")
     assert retrained["promote_or_reject"] == "success" and retrained["notify"] == "success"
     assert retrained["state"] == "success"
-    assert sorted([retrained["promote"], retrained["reject"]]) == ["skipped", "success"]
+    assert sorted([retrained["confirm_promotion"], retrained["record_rejection"]]) == [
+        "skipped",
+        "success",
+    ]
     with db.get_engine(deployment.settings).connect() as connection:
         events = connection.execute(
             text(
@@ -184,7 +195,7 @@ def test_retrain_runs_every_step_and_takes_one_branch(
                 text("SELECT actor FROM promotion_events WHERE decision = 'override'")
             ).scalar_one()
         assert actor == "make-demo"
-    decided = "promote" if events[0][0] == "promoted" else "reject"
+    decided = "confirm_promotion" if events[0][0] == "promoted" else "record_rejection"
     assert retrained[decided] == "success"
     engine = create_engine(deployment.metadata_url)
     with engine.connect() as connection:  # what the plugin's "MLflow run" button opens
@@ -201,9 +212,9 @@ def test_retrain_runs_every_step_and_takes_one_branch(
 
 @pytest.fixture(scope="module")
 def champion(deployment: Deployment, dag_runs: dict[str, dict[str, str]]) -> str:
-    from lung_model.pipelines.retrain import champion_version
+    from lung_model.cli.demo import champion as current_champion
 
-    version = champion_version(deployment.settings)
+    version = current_champion(deployment.settings)
     assert version is not None
     return version
 
@@ -216,10 +227,10 @@ def test_batch_score_scores_and_quarantines_into_postgres(
     assert states == {
         "state": "success",
         "wait_for_ready_study": "success",
-        "claim_ready_studies": "success",
-        "score_study[0]": "success",
-        "score_study[1]": "success",
-        "publish": "success",
+        "claim_ready": "success",
+        "score_claimed_study[0]": "success",
+        "score_claimed_study[1]": "success",
+        "summarise": "success",
     }
     results = scored(settings, ["dagtest-a", "dagtest-b"])
     assert results["dagtest-a"][:3] == ("done", 3, 0) and results["dagtest-a"][3] is not None
@@ -230,7 +241,7 @@ def test_batch_score_scores_and_quarantines_into_postgres(
     with engine.connect() as connection:
         labels = connection.execute(
             text("""SELECT rendered_map_index FROM task_instance
-                    WHERE dag_id = 'lung_batch_score' AND task_id = 'score_study'""")
+                    WHERE dag_id = 'lung_batch_score' AND task_id = 'score_claimed_study'""")
         ).scalars()
         assert sorted(labels) == ["dagtest-a", "dagtest-b"]  # map_index_template names studies
         events = connection.execute(
@@ -329,7 +340,7 @@ def test_celery_worker_runs_batch_score(
     drop_study(settings, "celery-a", slices[:2])
     airflow.airflow("dags", "test", "lung_batch_score", "--use-executor", env=env, timeout=400)
     states = task_states(deployment.metadata_url, "lung_batch_score")
-    assert set(states.values()) == {"success"} and "score_study[0]" in states
+    assert set(states.values()) == {"success"} and "score_claimed_study[0]" in states
     assert scored(settings, ["celery-a"])["celery-a"][:2] == ("done", 2)
     log = services.log_file(settings, "test-celery-worker").read_text(errors="replace")
     assert celery_stack.worker_name in log and "succeeded" in log
@@ -346,14 +357,14 @@ def test_celery_worker_runs_batch_score(
             text("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
         ).scalar()
     engine.dispose()
-    assert queues["score_study"] == "tensorflow" and queues["publish"] == "default"
+    assert queues["score_claimed_study"] == "tensorflow" and queues["summarise"] == "default"
     assert results and results >= 1  # task results went through the PostgreSQL backend
 
 
 def test_monitoring_and_feedback_runs(
     deployment: Deployment, dag_runs: dict[str, dict[str, str]]
 ) -> None:
-    assert dag_runs["lung_monitoring"] == {"state": "success", "check": "success"}
+    assert dag_runs["lung_monitoring"] == {"state": "success", "run_checks": "success"}
     with db.get_engine(deployment.settings).connect() as connection:
         window = connection.execute(
             text("SELECT window_end - window_start FROM monitoring_checks")

@@ -36,27 +36,38 @@ def downstream(dag: Any, task_id: str) -> set[str]:
 
 def test_batch_score_graph(dagbag: Any) -> None:
     dag = dagbag.dags["lung_batch_score"]
-    assert downstream(dag, "wait_for_ready_study") == {"claim_ready_studies"}
-    assert downstream(dag, "claim_ready_studies") == {"score_study"}
-    assert downstream(dag, "score_study") == {"publish"}
+    assert downstream(dag, "wait_for_ready_study") == {"claim_ready"}
+    assert downstream(dag, "claim_ready") == {"score_claimed_study"}
+    assert downstream(dag, "score_claimed_study") == {"summarise"}
     sensor = dag.get_task("wait_for_ready_study")
     assert sensor.deferrable and sensor.soft_fail
-    score = dag.get_task("score_study")
+    score = dag.get_task("score_claimed_study")
     assert score.map_index_template and score.queue == "tensorflow"
-    assert [o.name for o in dag.get_task("publish").outlets] == ["lung_predictions"]
+    assert [o.name for o in dag.get_task("summarise").outlets] == ["lung_predictions"]
 
 
 def test_retrain_graph(dagbag: Any) -> None:
     dag = dagbag.dags["lung_retrain"]
-    chain = ["dvc_pull", "audit", "split", "train", "evaluate", "register_challenger", "gate"]
+    chain = [
+        "pull_data",
+        "audit_data",
+        "split_data",
+        "train",
+        "evaluate",
+        "register_challenger",
+        "gate",
+    ]
     for before, after in zip(chain, chain[1:], strict=False):
         assert after in downstream(dag, before), f"{before} -> {after}"
     assert "promote_or_reject" in downstream(dag, "gate")
-    assert downstream(dag, "promote_or_reject") == {"promote", "reject"}  # the visible branch
-    assert downstream(dag, "promote") == downstream(dag, "reject") == {"notify"}
-    assert dag.get_task("dvc_pull").pool == "dvc"
+    assert downstream(dag, "promote_or_reject") == {
+        "confirm_promotion",
+        "record_rejection",
+    }  # the visible branch
+    assert downstream(dag, "confirm_promotion") == downstream(dag, "record_rejection") == {"notify"}
+    assert dag.get_task("pull_data").pool == "dvc"
     assert dag.get_task("train").queue == dag.get_task("gate").queue == "tensorflow"
-    assert [o.name for o in dag.get_task("promote").outlets] == ["lung_champion_model"]
+    assert [o.name for o in dag.get_task("confirm_promotion").outlets] == ["lung_champion_model"]
     assert dag.timetable.asset_condition.name == "lung_labelled_data"  # data changed, or
     assert dag.timetable.timetable.expression == "0 3 * * 0"  # weekly
 

@@ -42,13 +42,13 @@ def _batch_score_run(env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _study_outcomes(airflow: Deployment) -> list[tuple[str, dict[str, Any]]]:
-    """(run id, the summary a score_study task returned) for every mapped task of every run."""
+    """(run id, the summary a score_claimed_study task returned) for every mapped task of every run."""
     engine = create_engine(airflow.metadata_url)
     with engine.connect() as connection:
         found = connection.execute(
             text(
                 "SELECT run_id, value FROM xcom WHERE dag_id = 'lung_batch_score'"
-                " AND task_id = 'score_study' AND key = 'return_value'"
+                " AND task_id = 'score_claimed_study' AND key = 'return_value'"
             )
         ).all()
     engine.dispose()

@@ -57,17 +57,17 @@ def _registered(settings: Settings) -> list[str]:
 
 
 def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) -> None:
+    from lung_model.cli.demo import champion as current_champion
     from lung_model.lifecycle.promotion import run_gate
-    from lung_model.pipelines.retrain import champion_version
     from lung_model.scoring.inference import LoadedModel
 
-    before = champion_version(safety)
+    before = current_champion(safety)
     _, worse = train_and_register(safety)
 
     decision = run_gate(worse, safety, FIXTURE_DATA)  # the shipped floors, unchanged
 
     assert decision.decision == "rejected" and decision.reason.startswith("below floor"), decision
-    assert champion_version(safety) == before
+    assert current_champion(safety) == before
     assert _events(safety)[-1] == (worse, "rejected", "gate")
     assert LoadedModel.load(safety).version == before  # what a scorer loads
 
@@ -75,10 +75,10 @@ def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) 
 def test_a_training_run_killed_midway_leaves_the_champion_untouched(
     safety: Settings, pg_url: str
 ) -> None:
-    from lung_model.pipelines.retrain import champion_version
+    from lung_model.cli.demo import champion as current_champion
     from lung_model.platform.tracking import configure_mlflow
 
-    before = champion_version(safety), _registered(safety), _events(safety)
+    before = current_champion(safety), _registered(safety), _events(safety)
     client = configure_mlflow(safety)
     experiment = client.get_experiment_by_name(safety.experiment)
     env = {
@@ -114,7 +114,7 @@ def test_a_training_run_killed_midway_leaves_the_champion_untouched(
         training.wait(timeout=60)
 
     assert training.returncode == -signal.SIGKILL
-    assert (champion_version(safety), _registered(safety), _events(safety)) == before
+    assert (current_champion(safety), _registered(safety), _events(safety)) == before
     assert client.get_run(running.info.run_id).info.status == "RUNNING"  # never finished
     from lung_model.scoring.inference import LoadedModel
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from lung_model import settings as settings_module
 from lung_model.cli.main import main
+from lung_model.data.audit import DataIntegrityError
 from lung_model.data.split import Split
 from lung_model.imaging.images import read_gray
 from lung_model.lifecycle.promotion import promote, rollback, run_gate
@@ -28,7 +29,7 @@ from lung_model.scoring.gradcam import gradcam
 from lung_model.scoring.inference import LoadedModel, NoChampion, load_model
 from lung_model.settings import CLASSES, Settings
 from lung_model.training.fit import TrainConfig, load_part
-from lung_model.training.job import DataIntegrityError, TrainResult, train_and_log
+from lung_model.training.job import TrainResult, train_and_log
 from lung_model.training.metrics import classify
 
 pytestmark = pytest.mark.slow
