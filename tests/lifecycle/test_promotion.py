@@ -85,6 +85,22 @@ def test_the_gate_rejects_a_model_below_a_floor_and_records_why(
     assert row["candidate_metrics"]["macro_f1"] is not None
 
 
+def test_an_equal_model_is_promoted_over_the_champion_and_remembers_it(
+    trained_run: TrainedRun, lenient: Settings
+) -> None:
+    first = register(trained_run.run_id, lenient)
+    run_gate(first, lenient, trained_run.data_dir)
+    same = register(trained_run.run_id, lenient)  # the same network: every metric equal
+
+    decision = run_gate(same, lenient, trained_run.data_dir)
+
+    assert (decision.decision, decision.champion_version) == ("promoted", first)
+    assert decision.champion_metrics == decision.candidate_metrics  # one split, one serving path
+    assert "no worse than the champion" in decision.reason
+    tags = configure_mlflow(lenient).get_model_version(lenient.model_name, same).tags
+    assert tags["previous_champion"] == first and champion(lenient) == same
+
+
 def test_promote_latest_by_override_then_roll_back_to_the_previous_champion(
     trained_run: TrainedRun, lenient: Settings
 ) -> None:

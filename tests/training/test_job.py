@@ -6,7 +6,6 @@ Real MLflow (a temporary SQLite store) and the real PostgreSQL; a tiny network a
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +13,16 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from sqlalchemy import text
 
 from lung_model import settings as settings_module
 from lung_model.cli.main import main
 from lung_model.data.audit import DataIntegrityError
 from lung_model.data.split import Split
 from lung_model.imaging.images import read_gray
-from lung_model.lifecycle.promotion import promote, rollback, run_gate
-from lung_model.platform import db
-from lung_model.platform.registry import CHALLENGER, CHAMPION, SPLIT_ARTIFACT, register
+from lung_model.platform.registry import CHAMPION, SPLIT_ARTIFACT, register
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.scoring.gradcam import gradcam
-from lung_model.scoring.inference import LoadedModel, NoChampion, load_model
+from lung_model.scoring.inference import LoadedModel, load_model
 from lung_model.settings import CLASSES, Settings
 from lung_model.training.fit import TrainConfig, load_part
 from lung_model.training.job import TrainResult, train_and_log
@@ -35,15 +31,6 @@ from lung_model.training.metrics import classify
 pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 TINY = TrainConfig.tiny()
-
-
-def events(settings: Settings) -> list[dict]:
-    with db.get_engine(settings).connect() as connection:
-        rows = connection.execute(
-            text("SELECT * FROM promotion_events WHERE model_name = :n ORDER BY id"),
-            {"n": settings.model_name},
-        )
-        return [dict(row._mapping) for row in rows]
 
 
 @pytest.fixture(scope="module")
@@ -103,61 +90,6 @@ def test_training_run_logs_everything(trained: TrainResult, lenient: Settings) -
     assert 0 <= trained.test["slice"]["accuracy"] <= 1
     history = client.get_metric_history(trained.run_id, "epoch_val_macro_f1")
     assert len(history) == TINY.epochs
-
-
-def test_gate_promote_and_rollback(trained: TrainResult, lenient: Settings) -> None:
-    client = configure_mlflow(lenient)
-    name = lenient.model_name
-    with pytest.raises(NoChampion):
-        LoadedModel.load(lenient)
-
-    v1 = register(trained.run_id, lenient)
-    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v1
-    first = run_gate(v1, lenient, FIXTURES)
-    assert first.decision == "promoted" and "first model" in first.reason
-    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v1
-
-    # the same model again is "equal": promoted, and it remembers whom it replaced
-    v2 = register(trained.run_id, lenient)
-    equal = run_gate(v2, lenient, FIXTURES)
-    assert equal.decision == "promoted" and equal.champion_version == v1
-    assert equal.champion_metrics == equal.candidate_metrics
-    assert client.get_model_version(name, v2).tags["previous_champion"] == v1
-
-    # a floor it cannot clear: rejected, champion unchanged, reason recorded as tags and row
-    strict = lenient.model_copy(update={"gate_min_macro_f1": 1.01})
-    v3 = register(trained.run_id, strict)
-    rejected = run_gate(v3, strict, FIXTURES)
-    assert rejected.decision == "rejected" and "floor" in rejected.reason
-    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2
-    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v3
-    tags = client.get_model_version(name, v3).tags
-    assert tags["gate.decision"] == "rejected" and tags["gate.actor"] == "gate"
-    assert json.loads(tags["gate.champion_metrics"])["macro_f1"] is not None
-
-    override = promote("latest", "ticket 42", lenient, actor="operator:test")
-    assert override.decision == "override" and override.candidate_version == v3
-    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v3
-
-    back = rollback("bad night", lenient, actor="operator:test")
-    assert (back.candidate_version, back.champion_version) == (v2, v3)
-    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v2
-    assert rollback("again", lenient).candidate_version == v1
-
-    rows = events(lenient)
-    assert [r["decision"] for r in rows] == [
-        "promoted",
-        "promoted",
-        "rejected",
-        "override",
-        "rollback",
-        "rollback",
-    ]
-    assert rows[0]["champion_version"] is None and rows[0]["champion_metrics"] is None
-    assert rows[2]["candidate_metrics"]["recall_malignant"] is not None
-    assert rows[3]["actor"] == "operator:test" and rows[3]["reason"] == "ticket 42"
-    with pytest.raises(LookupError, match="no previous champion"):
-        rollback("nothing left", lenient)
 
 
 def test_serving_matches_training(trained: TrainResult, lenient: Settings) -> None:
