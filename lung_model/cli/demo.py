@@ -22,8 +22,7 @@ from lung_model.cli.exit_codes import ExitCode
 from lung_model.cli.system import print_access
 from lung_model.platform import airflow, db, stack
 from lung_model.platform.airflow_runs import last_output, run_states, trigger
-from lung_model.platform.registry import champion_version
-from lung_model.platform.tracking import configure_mlflow
+from lung_model.platform.registry import current_champion
 from lung_model.settings import Settings, get_settings
 
 
@@ -128,22 +127,18 @@ def study_results(
         )
 
 
-def champion(settings: Settings) -> str | None:
-    return champion_version(configure_mlflow(settings), settings.model_name)
-
-
 def cli_demo(args: argparse.Namespace) -> ExitCode:
     settings = get_settings()
     env = stack.up(settings, report=say)
-    current = champion(settings)
+    current = current_champion(settings)
     if current and not args.retrain:
         say(f"champion version {current} exists: not retraining (--retrain to force)")
     else:
         say(f"triggering lung_retrain (config {args.config}); training takes a while")
         run_id = trigger(env, "lung_retrain", {"config": args.config})
         state = watch(settings, env, "lung_retrain", run_id, timeout=args.timeout)
-        say(f"lung_retrain finished: {state}; champion now {champion(settings)}")
-    if champion(settings) is None:
+        say(f"lung_retrain finished: {state}; champion now {current_champion(settings)}")
+    if current_champion(settings) is None:
         override_gate(settings)
     before = last_batch_id(settings)
     names = drop_into_inbox(settings, demo_studies(settings.raw_data, per_class=args.studies))

@@ -200,16 +200,11 @@ def promote_or_reject(decided: Decided) -> str:
     return "confirm_promotion" if decided.decision == "promoted" else "record_rejection"
 
 
-def _champion(settings: Settings) -> str | None:
-    from lung_model.platform.registry import champion_version
-    from lung_model.platform.tracking import configure_mlflow
-
-    return champion_version(configure_mlflow(settings), settings.model_name)
-
-
 def confirm_promotion(decided: Decided, settings: Settings | None = None) -> Outcome:
     """After a `promoted` decision: check the champion alias moved to the candidate."""
-    champion = _champion(settings or get_settings())
+    from lung_model.platform.registry import current_champion
+
+    champion = current_champion(settings or get_settings())
     if champion != decided.candidate_version:
         raise RuntimeError(f"gate promoted {decided.candidate_version} but champion is {champion}")
     return Outcome(champion=champion, previous=decided.champion_version)
@@ -217,10 +212,11 @@ def confirm_promotion(decided: Decided, settings: Settings | None = None) -> Out
 
 def record_rejection(decided: Decided, settings: Settings | None = None) -> Outcome:
     """After a `rejected` decision: the champion stays; say why."""
+    from lung_model.platform.registry import current_champion
+
     log.warning("version %s rejected: %s", decided.candidate_version, decided.reason)
-    return Outcome(
-        champion=_champion(settings or get_settings()), rejected=decided.candidate_version
-    )
+    champion = current_champion(settings or get_settings())
+    return Outcome(champion=champion, rejected=decided.candidate_version)
 
 
 def notify(decided: Decided, settings: Settings | None = None) -> str:

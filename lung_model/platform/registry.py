@@ -54,6 +54,11 @@ def champion_version(client: MlflowClient, name: str) -> str | None:
     return str(current.version) if current else None
 
 
+def current_champion(settings: Settings) -> str | None:
+    """The champion's version number under the configured model name, or None."""
+    return champion_version(configure_mlflow(settings), settings.model_name)
+
+
 def version_for_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version holding `alias`, or None when no version has it (or no model exists)."""
     from mlflow.exceptions import MlflowException

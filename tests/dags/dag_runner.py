@@ -20,8 +20,8 @@ def main(steps: list[dict]) -> None:
     assert not bag.import_errors, bag.import_errors
     for step in steps:
         if step.get("promote_if_no_champion"):
-            from lung_model.cli.demo import champion as current_champion
             from lung_model.cli.demo import override_gate  # what `make demo` does in that case
+            from lung_model.platform.registry import current_champion
             from lung_model.settings import get_settings
 
             if current_champion(get_settings()) is None:

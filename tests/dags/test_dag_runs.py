@@ -212,7 +212,7 @@ def test_retrain_runs_every_step_and_takes_one_branch(
 
 @pytest.fixture(scope="module")
 def champion(deployment: Deployment, dag_runs: dict[str, dict[str, str]]) -> str:
-    from lung_model.cli.demo import champion as current_champion
+    from lung_model.platform.registry import current_champion
 
     version = current_champion(deployment.settings)
     assert version is not None

@@ -13,7 +13,7 @@ from tiny_models import TrainedRun
 
 from lung_model.lifecycle.promotion import promote, rollback, run_gate
 from lung_model.platform import db
-from lung_model.platform.registry import CHAMPION, register, version_for_alias
+from lung_model.platform.registry import current_champion, register
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.settings import Settings
 
@@ -36,11 +36,6 @@ def events(settings: Settings) -> list[dict]:
         return [dict(row._mapping) for row in rows]
 
 
-def champion(settings: Settings) -> str | None:
-    current = version_for_alias(configure_mlflow(settings), settings.model_name, CHAMPION)
-    return None if current is None else str(current.version)
-
-
 def test_the_gate_promotes_a_first_model_that_clears_the_floors(
     trained_run: TrainedRun, lenient: Settings
 ) -> None:
@@ -50,7 +45,7 @@ def test_the_gate_promotes_a_first_model_that_clears_the_floors(
 
     assert (decision.decision, decision.candidate_version) == ("promoted", version)
     assert decision.champion_version is None and decision.champion_metrics is None
-    assert champion(lenient) == version
+    assert current_champion(lenient) == version
     tags = configure_mlflow(lenient).get_model_version(lenient.model_name, version).tags
     assert tags["gate.decision"] == "promoted" and tags["gate.actor"] == "gate"
     assert json.loads(tags["gate.candidate_metrics"]) == decision.candidate_metrics
@@ -72,7 +67,7 @@ def test_the_gate_rejects_a_model_below_a_floor_and_records_why(
     decision = run_gate(version, strict, trained_run.data_dir)
 
     assert decision.decision == "rejected" and "floor" in decision.reason
-    assert champion(strict) is None  # nothing became champion
+    assert current_champion(strict) is None  # nothing became champion
     tags = configure_mlflow(strict).get_model_version(strict.model_name, version).tags
     assert tags["gate.decision"] == "rejected" and tags["gate.reason"] == decision.reason
     assert json.loads(tags["gate.champion_metrics"]) is None
@@ -98,7 +93,7 @@ def test_an_equal_model_is_promoted_over_the_champion_and_remembers_it(
     assert decision.champion_metrics == decision.candidate_metrics  # one split, one serving path
     assert "no worse than the champion" in decision.reason
     tags = configure_mlflow(lenient).get_model_version(lenient.model_name, same).tags
-    assert tags["previous_champion"] == first and champion(lenient) == same
+    assert tags["previous_champion"] == first and current_champion(lenient) == same
 
 
 def test_promote_latest_by_override_then_roll_back_to_the_previous_champion(
@@ -111,7 +106,7 @@ def test_promote_latest_by_override_then_roll_back_to_the_previous_champion(
     override = promote("latest", "ticket 42", lenient, actor="operator:test")
 
     assert (override.decision, override.candidate_version) == ("override", second)
-    assert override.champion_version == first and champion(lenient) == second
+    assert override.champion_version == first and current_champion(lenient) == second
 
     back = rollback("bad night", lenient, actor="operator:test")
 
@@ -120,7 +115,7 @@ def test_promote_latest_by_override_then_roll_back_to_the_previous_champion(
         first,
         second,
     )
-    assert champion(lenient) == first
+    assert current_champion(lenient) == first
     rows = [(r["decision"], r["candidate_version"], r["reason"]) for r in events(lenient)]
     assert rows == [
         ("override", first, "first"),
@@ -129,7 +124,7 @@ def test_promote_latest_by_override_then_roll_back_to_the_previous_champion(
     ]
     with pytest.raises(LookupError, match="no previous champion"):
         rollback("again", lenient)  # the first champion replaced nobody
-    assert champion(lenient) == first
+    assert current_champion(lenient) == first
 
 
 def test_rollback_without_a_champion_raises_lookup_error(

@@ -57,8 +57,8 @@ def _registered(settings: Settings) -> list[str]:
 
 
 def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) -> None:
-    from lung_model.cli.demo import champion as current_champion
     from lung_model.lifecycle.promotion import run_gate
+    from lung_model.platform.registry import current_champion
     from lung_model.scoring.inference import LoadedModel
 
     before = current_champion(safety)
@@ -75,7 +75,7 @@ def test_a_one_epoch_model_is_rejected_and_the_champion_stays(safety: Settings) 
 def test_a_training_run_killed_midway_leaves_the_champion_untouched(
     safety: Settings, pg_url: str
 ) -> None:
-    from lung_model.cli.demo import champion as current_champion
+    from lung_model.platform.registry import current_champion
     from lung_model.platform.tracking import configure_mlflow
 
     before = current_champion(safety), _registered(safety), _events(safety)
