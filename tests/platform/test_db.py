@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,36 @@ def test_embedded_postgres_starts_migrates_and_is_reused(tmp_path: Path) -> None
         assert db.migrate(url) == []
     finally:
         assert db.stop_embedded(settings)
+
+
+def test_make_stop_stops_the_embedded_server_once_and_quietly() -> None:
+    """`python -m lung_model stop` in its own process, as `make stop` runs it: the server
+    stops, and no second `pg_ctl stop` (from the server handle's exit hook) logs an error."""
+    # Not tmp_path: another pytest session starting meanwhile may prune this one's old
+    # temporary folders, and the server's data folder with them.
+    with tempfile.TemporaryDirectory(prefix="lung-stop-") as folder:
+        _stop_quietly(Settings(_env_file=None, home=Path(folder) / "home"))
+
+
+def _stop_quietly(settings: Settings) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["LUNG_HOME"] = str(settings.home)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "lung_model", command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        for command in ("migrate", "stop")  # `make db`, later `make stop`: no process in common
+    ]
+    assert [run.returncode for run in runs] == [0, 0], [run.stderr[-2000:] for run in runs]
+    done = runs[1]
+    assert "embedded PostgreSQL stopped" in done.stdout
+    output = done.stdout + done.stderr
+    assert "Failed postgres command" not in output and "does not exist" not in output, output
+    assert not (settings.pgdata / "postmaster.pid").exists()
 
 
 def test_reviews_are_append_only(pg_url: str) -> None:
