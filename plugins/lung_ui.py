@@ -1,6 +1,7 @@
 """The lung triage system inside the Airflow UI: links to the review dashboard and MLflow.
 
-- Navigation entries "Review dashboard" and "MLflow" (Airflow 3 external views).
+- Navigation entries "Review dashboard" and "MLflow" (Airflow 3 external views; MLflow opens
+  in its model-training view).
 - On every task instance, an "MLflow run" button when the task recorded one (the training
   and registration tasks push `mlflow_run_url`), and on `lung_batch_score` tasks a
   "Review worklist" button opening the dashboard.
@@ -68,10 +69,12 @@ class ReviewWorklistLink(BaseOperatorLink):
 
 
 def _external_views() -> list[dict[str, str]]:
+    from lung_model.platform.tracking import experiments_url
+
     dashboard, mlflow = _urls()
     return [
         {"name": "Review dashboard", "href": dashboard, "destination": "nav"},
-        {"name": "MLflow", "href": mlflow, "destination": "nav"},
+        {"name": "MLflow", "href": experiments_url(mlflow), "destination": "nav"},
     ]
 
 

@@ -208,6 +208,7 @@ def test_retrain_runs_every_step_and_takes_one_branch(
     engine.dispose()
     assert {task for task, _ in links} == {"train", "evaluate", "register_challenger"}
     assert all("http://127.0.0.1:5000/#/experiments/" in str(value) for _, value in links)
+    assert all(str(value).endswith("?workflowType=machine_learning") for _, value in links)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,11 @@ def test_the_plugin_registers_links_and_views(urls: None) -> None:
     assert names == {"MLflow run", "Review worklist"}
     views = {v["name"]: v for v in lung_ui._external_views()}
     assert views["Review dashboard"]["href"] == "https://review.example"
-    assert views["MLflow"]["href"] == "https://mlflow.example"
+    # the experiment list in its model-training view, not the GenAI view MLflow opens in
+    assert (
+        views["MLflow"]["href"]
+        == "https://mlflow.example/#/experiments?workflowType=machine_learning"
+    )
     assert {v["destination"] for v in views.values()} == {"nav"}
     assert plugins_manager.AirflowPlugin in lung_ui.LungTriagePlugin.__mro__
 
