@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="retrain even if a champion exists")
     demo.add_argument("--studies", type=int, default=1, help="demo studies per class")
     demo.add_argument("--timeout", type=float, default=3600, help="seconds to wait per DAG")
+    demo.add_argument(
+        "--started-at", type=float, help="epoch seconds `make demo` began (times set-up)"
+    )
     command("up", "lung_model.cli.system:cli_up", "start Airflow, the MLflow UI and the dashboard")
     command(
         "stop", "lung_model.cli.system:cli_stop", "stop what `demo`/`up` started and the database"

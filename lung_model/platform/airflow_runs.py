@@ -16,14 +16,54 @@ from lung_model.platform import airflow, db
 from lung_model.settings import Settings
 
 
-def trigger(env: dict[str, str], dag_id: str, conf: dict[str, object] | None = None) -> str:
-    """Unpause the DAG and trigger a run; return its run id."""
+def trigger(
+    env: dict[str, str],
+    dag_id: str,
+    conf: dict[str, object] | None = None,
+    logical_date: str | None = None,
+) -> str:
+    """Trigger a run (for `logical_date` when given), then unpause the DAG; return the run id.
+
+    Unpausing a DAG with a time schedule and `catchup=False` makes the scheduler create a
+    run for the schedule's latest past tick (Airflow's trigger timetables do that whatever
+    `run_immediately` says). Triggering for that tick first (`scheduled_tick`) makes this run
+    that tick: the scheduler sees a run for it and moves on to the next tick, so unpausing
+    starts nothing more."""
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
+    command = ["dags", "trigger", dag_id, "--conf", json.dumps(conf or {}), "-r", run_id]
+    if logical_date:
+        command += ["--logical-date", logical_date]
+    airflow.airflow(*command, env=env)
     airflow.airflow("dags", "unpause", dag_id, env=env)
-    airflow.airflow(
-        "dags", "trigger", dag_id, "--conf", json.dumps(conf or {}), "-r", run_id, env=env
-    )
     return run_id
+
+
+def scheduled_tick(env: dict[str, str], dag_id: str) -> str | None:
+    """The logical date (ISO) of the run the scheduler will create next for the DAG, as the
+    DAG processor computed it (None before the DAG is parsed, or without a time schedule)."""
+    engine = create_engine(db.sqlalchemy_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]))
+    try:
+        with engine.connect() as connection:
+            tick = connection.execute(
+                text("SELECT next_dagrun FROM dag WHERE dag_id = :d"), {"d": dag_id}
+            ).scalar()
+    finally:
+        engine.dispose()
+    return tick.isoformat() if tick is not None else None
+
+
+def runs(env: dict[str, str], dag_id: str) -> list[tuple[str, str, str]]:
+    """(run id, run type, state) of every run of the DAG, oldest first."""
+    engine = create_engine(db.sqlalchemy_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]))
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT run_id, run_type, state FROM dag_run WHERE dag_id = :d ORDER BY id"),
+                {"d": dag_id},
+            ).all()
+    finally:
+        engine.dispose()
+    return [(str(r), str(t), str(s)) for r, t, s in rows]
 
 
 def run_states(
