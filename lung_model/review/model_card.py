@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from lung_model.lifecycle.gate import Floors
 from lung_model.platform.registry import CHALLENGER, CHAMPION
 from lung_model.platform.tracking import run_url
 from lung_model.settings import Settings
@@ -34,7 +35,7 @@ KEY_METRICS = (
     "test_study_macro_f1",
 )
 _HISTORY = text("""
-SELECT created_at, decision, candidate_version, champion_version, reason, actor,
+SELECT id, created_at, decision, candidate_version, champion_version, reason, actor,
        candidate_metrics, champion_metrics
 FROM promotion_events WHERE model_name = :model_name
 ORDER BY created_at DESC, id DESC LIMIT :limit
@@ -87,18 +88,21 @@ def _plots(client: Any, settings: Settings, run_id: str) -> list[Path]:
 
 
 def model_cards(settings: Settings) -> list[ModelCard]:
-    """Champion and challenger, whichever exist (an empty list before the first training)."""
+    """Champion and challenger, whichever exist (an empty list before the first training);
+    a challenger that is the champion's own version is not shown twice."""
     from mlflow.exceptions import MlflowException
 
     from lung_model.platform.tracking import configure_mlflow
 
     client = configure_mlflow(settings)
-    cards = []
+    cards: list[ModelCard] = []
     for alias in ALIASES:
         try:
             version = client.get_model_version_by_alias(settings.model_name, alias)
         except MlflowException:
             continue
+        if cards and str(version.version) == cards[0].version:
+            continue  # the challenger became champion: one model, shown once
         card = ModelCard(
             alias=alias,
             version=str(version.version),
@@ -117,3 +121,59 @@ def model_cards(settings: Settings) -> list[ModelCard]:
             card.plots = _plots(client, settings, version.run_id)
         cards.append(card)
     return cards
+
+
+# The gate's metrics with their floor (>=) or ceiling (<=), then the rest, with plain names.
+METRIC_NAMES = {
+    "recall_malignant": "malignant recall",
+    "macro_f1": "macro-F1",
+    "ece": "calibration error (ECE)",
+    "study_macro_f1": "macro-F1 per study",
+    "accuracy": "accuracy",
+    "recall_normal": "normal recall",
+    "recall_benign": "benign recall",
+    "roc_auc_macro": "ROC AUC (macro)",
+    "n": "test slices",
+}
+
+
+def decision_sentence(event: dict[str, Any]) -> str:
+    """One promotion event in words."""
+    when = f"{event['created_at']:%Y-%m-%d %H:%M}"
+    version, previous = event["candidate_version"], event["champion_version"]
+    actor, reason = event["actor"], event["reason"]
+    if event["decision"] == "promoted":
+        over = f" over version {previous}" if previous else ""
+        return f"{when}: the gate promoted version {version}{over}: {reason}."
+    if event["decision"] == "rejected":
+        kept = f"; version {previous} stayed champion" if previous else "; no champion yet"
+        return f"{when}: the gate rejected version {version}{kept}: {reason}."
+    if event["decision"] == "override":
+        replacing = f", replacing version {previous}" if previous else ""
+        return (
+            f"{when}: {actor} made version {version} champion by operator override{replacing}, "
+            f"without the gate's approval: {reason}."
+        )
+    return f"{when}: {actor} rolled back from version {previous} to version {version}: {reason}."
+
+
+def metrics_table(event: dict[str, Any], floors: Floors) -> list[dict[str, Any]]:
+    """Candidate and champion metrics of one decision side by side, with the gate's limits."""
+    limits = {
+        "recall_malignant": f">= {floors.min_malignant_recall:.2f}",
+        "macro_f1": f">= {floors.min_macro_f1:.2f}",
+        "ece": f"<= {floors.max_ece:.2f}",
+    }
+    candidate = event.get("candidate_metrics") or {}
+    champion = event.get("champion_metrics") or {}
+    names = [n for n in METRIC_NAMES if n in candidate or n in champion]
+    names += sorted((set(candidate) | set(champion)) - set(names))
+    ours = f"version {event['candidate_version']}"
+    theirs = f"version {event['champion_version']} (champion then)"
+    rows = []
+    for name in names:
+        row = {"metric": METRIC_NAMES.get(name, name), ours: candidate.get(name)}
+        if event["champion_version"]:
+            row[theirs] = champion.get(name)
+        rows.append({**row, "gate": limits.get(name, "")})
+    return rows

@@ -2,7 +2,8 @@
 
 Drift here is the shift of the predicted-class mix and of the mean malignant probability
 between the last `days` days and everything scored before (total variation distance of the
-two class distributions), per model version, straight from the predictions table.
+two class distributions), per model version, over the scored slices (the ones "Slices
+scored" counts) with the prediction of the version that scored their study.
 See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
 """
 
@@ -12,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from lung_model.settings import CLASSES
+from lung_model.scoring.inbox import waiting_folders
+from lung_model.settings import CLASSES, Settings
 
 _STATUS = text("""
 SELECT count(*) FILTER (WHERE status = 'processing') AS processing,
@@ -49,11 +51,19 @@ _REASONS = text("""
 SELECT reason, count(*) AS files FROM images WHERE status = 'quarantined'
 GROUP BY reason ORDER BY files DESC, reason
 """)
+# One row per scored slice and model version that scored its study (the same slices that
+# "Slices scored" counts), not per distinct image content: predictions are stored once per
+# content and version, and a study may hold exact duplicates or repeat another study.
 _DRIFT = text("""
-SELECT model_name, model_version,
-       created_at >= now() - make_interval(days => :days) AS recent,
-       predicted_class, count(*) AS n, avg(p_malignant) AS mean_p_malignant
-FROM predictions GROUP BY 1, 2, 3, 4
+SELECT p.model_name, p.model_version,
+       sr.created_at >= now() - make_interval(days => :days) AS recent,
+       p.predicted_class, count(*) AS n, avg(p.p_malignant) AS mean_p_malignant
+FROM images i
+JOIN study_results sr ON sr.batch_id = i.batch_id
+JOIN predictions p ON p.image_sha256 = i.sha256
+    AND p.model_name = sr.model_name AND p.model_version = sr.model_version
+WHERE i.status = 'scored'
+GROUP BY 1, 2, 3, 4
 """)
 
 _CHECKS = text("""
@@ -97,8 +107,29 @@ def monitoring_history(engine: Engine, limit: int = 30) -> list[dict[str, Any]]:
     return _rows(engine, _CHECKS, limit=limit)
 
 
+def age(seconds: float) -> str:
+    """'45 s', '12 min', '3 h 20 min', '2 d 4 h'."""
+    minutes, hours, days = int(seconds // 60), int(seconds // 3600), int(seconds // 86400)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if hours < 1:
+        return f"{minutes} min"
+    if days < 1:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
+
+
+def inbox_waiting(settings: Settings) -> list[dict[str, Any]]:
+    """Inbox entries the scorer will not take yet (no ready marker, ...), oldest first."""
+    return [
+        {"in inbox": item.name, "unchanged for": age(item.age_seconds), "waiting because": item.why}
+        for item in waiting_folders(settings)
+    ]
+
+
 def drift_summary(engine: Engine, days: int = 7) -> list[dict[str, Any]]:
-    """Per model version: class shares recently and before, and their distance (0 to 1)."""
+    """Per model version: scored slices, class shares recently and before, and their
+    distance (0 to 1). Recent means the version scored the slice's study in the last `days`."""
     windows: dict[tuple[str, str], dict[bool, dict[str, Any]]] = {}
     for row in _rows(engine, _DRIFT, days=days):
         key = (row["model_name"], row["model_version"])

@@ -33,6 +33,32 @@ WHERE v.batch_id = :batch_id
 ORDER BY v.created_at DESC, v.id DESC
 """)
 
+_LATEST_STUDY_REVIEW = text("""
+SELECT v.reviewer, v.decision, v.created_at, v.model_version,
+       coalesce(v.corrected_label, sr.predicted_class) AS label
+FROM reviews v
+LEFT JOIN study_results sr ON sr.batch_id = v.batch_id
+    AND sr.model_name = v.model_name AND sr.model_version = v.model_version
+WHERE v.batch_id = :batch_id AND v.image_id IS NULL
+ORDER BY v.created_at DESC, v.id DESC LIMIT 1
+""")
+
+
+def reviewed_label(
+    decision: str | None, corrected: str | None, predicted: str | None
+) -> str | None:
+    """The label a review settled on: the correction, or the model's label it confirmed."""
+    if decision is None:
+        return None
+    return corrected if decision == "correct" else predicted
+
+
+def latest_study_review(engine: Engine, batch_id: int) -> dict[str, Any] | None:
+    """The review that counts for the study (reviewer, decision, label, when), if any."""
+    with engine.connect() as connection:
+        row = connection.execute(_LATEST_STUDY_REVIEW, {"batch_id": batch_id}).mappings().first()
+    return dict(row) if row else None
+
 
 def add_review(
     engine: Engine,

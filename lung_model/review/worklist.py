@@ -25,9 +25,10 @@ SELECT w.batch_id, w.study, w.received_at AS started_at,
        r.max_p_malignant, r.mean_p_malignant, r.n_malignant_slices,
        r.predicted_class, r.needs_review, r.created_at AS scored_at,
        v.reviewer, v.decision, v.corrected_label, v.created_at AS reviewed_at,
-       w.reviewed_label
+       w.reviewed_label, b.n_files, b.n_scored, b.n_quarantined
 FROM worklist_entries w
 JOIN study_results r ON r.id = w.result_id
+JOIN scan_batches b ON b.id = w.batch_id
 LEFT JOIN reviews v ON v.id = w.review_id
 """
 
@@ -56,6 +57,12 @@ class WorklistPage:
     total: int
     page: int
     pages: int
+
+
+def files_summary(row: dict[str, Any]) -> str:
+    """'3 of 4 scored, 1 quarantined': what became of every file of the study."""
+    summary = f"{row['n_scored']} of {row['n_files']} scored"
+    return summary + (f", {row['n_quarantined']} quarantined" if row["n_quarantined"] else "")
 
 
 def _where(wanted: WorklistFilter) -> tuple[str, dict[str, Any]]:

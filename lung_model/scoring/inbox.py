@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,6 +78,35 @@ def _drop_empty_claim(claim_dir: Path, now: float | None, grace: float = 60.0) -
             claim_dir.rmdir()
     except OSError:
         pass  # not empty after all, or gone: someone else's business
+
+
+@dataclass(frozen=True)
+class Waiting:
+    name: str
+    age_seconds: float  # since anything in it last changed
+    why: str
+
+
+def waiting_folders(settings: Settings, now: float | None = None) -> list[Waiting]:
+    """What sits in the inbox and will not be scored yet: folders without the ready marker,
+    ones still within the quiet period, and stray files; oldest first."""
+    now = time.time() if now is None else now
+    found = []
+    for entry in sorted(settings.inbox.iterdir()) if settings.inbox.is_dir() else []:
+        if is_ready(entry, settings, now):
+            continue
+        try:
+            age = now - (_newest_change(entry) if entry.is_dir() else entry.lstat().st_mtime)
+        except FileNotFoundError:
+            continue  # claimed or removed while we looked
+        if not entry.is_dir():
+            why = "a file, not a study folder"
+        elif not (entry / settings.ready_marker).is_file():
+            why = f"no {settings.ready_marker} marker"
+        else:
+            why = f"changed less than {settings.ready_quiet_seconds:g} s ago"
+        found.append(Waiting(entry.name, max(age, 0.0), why))
+    return sorted(found, key=lambda waiting: -waiting.age_seconds)
 
 
 def claim_token() -> str:

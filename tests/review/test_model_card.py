@@ -1,0 +1,50 @@
+"""Gate decisions in sentences and tables, not tag lists (issue 13, item 3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from lung_model.lifecycle.gate import Floors
+from lung_model.review.model_card import decision_sentence, metrics_table
+
+FLOORS = Floors(min_malignant_recall=0.95, min_macro_f1=0.7, max_ece=0.1, tolerance=0.01)
+
+
+def rejected() -> dict:
+    return {
+        "created_at": datetime(2025, 3, 1, 9, 30),
+        "decision": "rejected",
+        "candidate_version": "3",
+        "champion_version": "2",
+        "actor": "gate",
+        "reason": "below floor: malignant recall 0.900 < floor 0.950",
+        "candidate_metrics": {"ece": 0.05, "recall_malignant": 0.9, "macro_f1": 0.8},
+        "champion_metrics": {"ece": 0.04, "recall_malignant": 0.97, "macro_f1": 0.78},
+    }
+
+
+def test_a_rejection_reads_as_a_sentence() -> None:
+    assert decision_sentence(rejected()) == (
+        "2025-03-01 09:30: the gate rejected version 3; version 2 stayed champion: "
+        "below floor: malignant recall 0.900 < floor 0.950."
+    )
+    override = {**rejected(), "decision": "override", "actor": "make-demo", "reason": "demo"}
+    assert "make-demo made version 3 champion by operator override, replacing version 2" in (
+        decision_sentence(override)
+    )
+
+
+def test_metrics_side_by_side_with_the_gates_limits_gated_first() -> None:
+    rows = metrics_table(rejected(), FLOORS)
+    assert [row["metric"] for row in rows] == [
+        "malignant recall",
+        "macro-F1",
+        "calibration error (ECE)",
+    ]
+    assert rows[0] == {
+        "metric": "malignant recall",
+        "version 3": 0.9,
+        "version 2 (champion then)": 0.97,
+        "gate": ">= 0.95",
+    }
+    assert rows[2]["gate"] == "<= 0.10"
