@@ -11,6 +11,8 @@ from sqlalchemy import Engine
 
 from lung_model.review import accounts, sessions
 from lung_model.review.database import dashboard_engine
+from lung_model.review.rules import VerdictRule, fitted_threshold, rule_for
+from lung_model.review.standing import Standing, champion_standing, version_standing
 from lung_model.settings import Settings, get_settings
 
 USER_KEY = "signed_in_user"
@@ -125,3 +127,31 @@ MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|~$:")
 
 def percent(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.1f}%"
+
+
+def override_banner(
+    version: str | None = None, subject: str = "The model in use"
+) -> Standing | None:
+    """A red banner while the champion (or `version`) serves without having passed the gate;
+    returns that model's standing (None: no champion yet)."""
+    name = settings().model_name
+    if version is None:
+        standing = champion_standing(engine(), name)
+    else:
+        standing = version_standing(engine(), name, version)
+    if standing is not None and (warning := standing.warning(subject)):
+        st.error(plain(warning), icon=":material/gpp_maybe:")
+    return standing
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _fitted_threshold(model_name: str, version: str) -> float | None:
+    return fitted_threshold(settings(), model_name, version)
+
+
+def verdict_rule(model_name: str, version: str) -> VerdictRule | None:
+    """The decision rule of a registered version; None when the registry cannot say."""
+    try:
+        return rule_for(settings(), _fitted_threshold(model_name, str(version)))
+    except Exception:  # noqa: BLE001 - unregistered version or registry unreachable
+        return None

@@ -6,6 +6,7 @@ import ui
 
 from lung_model.review.operations import (
     drift_summary,
+    inbox_waiting,
     monitoring_history,
     quarantine_reasons,
     quarantined_files,
@@ -51,10 +52,23 @@ if batches:
 else:
     st.caption("No batch yet: drop a study folder with a `_READY` marker into the inbox.")
 
+st.subheader("Waiting in the inbox")
+waiting = inbox_waiting(ui.settings())
+if waiting:
+    marker = ui.settings().ready_marker
+    st.warning(
+        f"{len(waiting)} item(s) in the inbox will not be scored until they hold a `{marker}` "
+        "marker (drop an empty file of that name into the study folder when it is complete)."
+    )
+    st.dataframe(pd.DataFrame(waiting), hide_index=True, width="stretch")
+else:
+    st.caption("Nothing waiting: every study folder in the inbox has been taken up.")
+
 st.subheader("Quarantine")
 reasons = quarantine_reasons(engine)
 if reasons:
     st.dataframe(pd.DataFrame(reasons), hide_index=True)
+    st.caption("Each quarantined file, with its study and why it could not be scored:")
     st.dataframe(pd.DataFrame(quarantined_files(engine)), hide_index=True, width="stretch")
 else:
     st.caption("Nothing quarantined.")
@@ -70,8 +84,9 @@ if drift:
         column_config={"class_shift": st.column_config.NumberColumn(format="%.3f")},
     )
     st.caption(
-        "class_shift: total variation distance between the predicted-class mix of the recent "
-        "window and of everything before it (0: same mix, 1: disjoint)."
+        "recent_n, before_n: scored slices (as counted in Slices scored) of the studies each "
+        "model version scored in the window and before it. class_shift: total variation "
+        "distance between the two predicted-class mixes (0: same mix, 1: disjoint)."
     )
 else:
     st.caption("No predictions yet.")

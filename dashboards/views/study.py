@@ -5,7 +5,13 @@ import streamlit as st
 import ui
 
 from lung_model.review.explain import explain_file
-from lung_model.review.reviews import add_review, review_history
+from lung_model.review.reviews import (
+    add_review,
+    latest_study_review,
+    review_history,
+    reviewed_label,
+)
+from lung_model.review.rules import probabilities_line
 from lung_model.review.studies import get_study, slice_file, study_slices
 from lung_model.settings import CLASSES
 
@@ -30,6 +36,7 @@ st.caption(
 if result is None:
     st.warning("This study has not been scored yet.")
     st.stop()
+ui.override_banner(result["model_version"], "The model that scored this study")
 
 verdict, risk, slices_over, lineage = st.columns(4)
 verdict.metric("Model says", result["predicted_class"])
@@ -42,40 +49,86 @@ st.caption(
     f"Model {result['model_name']} v{result['model_version']} · data version "
     f"`{result['data_version']}` · scored {result['created_at']:%Y-%m-%d %H:%M}"
 )
+rule = ui.verdict_rule(result["model_name"], result["model_version"])
+if rule:
+    st.caption(f"{rule.study_line()}  \n{rule.slice_line()}")
+else:
+    st.caption(
+        "Verdict rule unavailable: this model version is not in the registry, or the registry cannot be read."
+    )
 if result["needs_review"]:
     st.warning("The model is uncertain about this study: review it with particular care.")
 
 user = ui.current_user() or ""
+latest = latest_study_review(engine, study["id"])
+if latest:
+    st.info(
+        f"Reviewed as **{latest['label']}** by {ui.plain(latest['reviewer'])} on "
+        f"{latest['created_at']:%Y-%m-%d %H:%M} ({latest['decision']}, model version "
+        f"{latest['model_version']})."
+    )
+
+
+def save_review(key: str, predicted: str, image_id: int | None) -> None:
+    """The form's callback: record the review, keep the chosen label, clear the comment."""
+    try:
+        review_id = add_review(
+            engine,
+            batch_id=study["id"],
+            image_id=image_id,
+            reviewer=user,
+            label=st.session_state[f"{key}_label"],
+            predicted_class=predicted,
+            model_name=result["model_name"],
+            model_version=result["model_version"],
+            comment=st.session_state[f"{key}_comment"],
+        )
+    except Exception as error:  # the database may refuse or be unreachable
+        st.session_state["review_outcome"] = ("error", f"Review not recorded: {error}")
+        return
+    st.session_state[f"{key}_comment"] = ""
+    chosen = st.session_state[f"{key}_label"]
+    st.session_state["review_outcome"] = ("success", f"Review {review_id} recorded: {chosen}.")
 
 
 def review_form(
-    container, key: str, label: str, button: str, predicted: str, image_id: int | None = None
+    container,
+    key: str,
+    label: str,
+    button: str,
+    predicted: str,
+    current: str | None,
+    image_id: int | None = None,
 ) -> None:
-    """An append-only review (of the study, or of one slice with `image_id`) by `user`."""
-    with container.form(f"{key}-review", clear_on_submit=True):
+    """An append-only review (of the study, or of one slice with `image_id`) by `user`; the
+    label starts at the latest review's (`current`), else at the model's."""
+    with container.form(f"{key}-review"):
         if image_id is None:
             st.subheader("Your review of the study")
-        chosen = st.radio(
-            label, CLASSES, index=CLASSES.index(predicted), horizontal=True, key=f"{key}_label"
-        )
-        comment = st.text_area("Comment", key=f"{key}_comment", max_chars=4000)
+        st.radio(
+            label, CLASSES, index=CLASSES.index(current or predicted), horizontal=True,
+            key=f"{key}_label",
+        )  # fmt: skip
+        st.text_area("Comment", key=f"{key}_comment", max_chars=4000)
         st.caption(f"Recorded as **{user}**, with model version {result['model_version']}.")
-        if st.form_submit_button(button, type="primary" if image_id is None else "secondary"):
-            review_id = add_review(
-                engine,
-                batch_id=study["id"],
-                image_id=image_id,
-                reviewer=user,
-                label=chosen,
-                predicted_class=predicted,
-                model_name=result["model_name"],
-                model_version=result["model_version"],
-                comment=comment,
-            )
-            st.success(f"Review {review_id} recorded.")
+        st.form_submit_button(
+            button,
+            type="primary" if image_id is None else "secondary",
+            on_click=save_review,
+            args=(key, predicted, image_id),
+        )
+    if outcome := st.session_state.pop("review_outcome", None):
+        (container.success if outcome[0] == "success" else container.error)(outcome[1])
 
 
-review_form(st, "study", "Label", "Submit review", result["predicted_class"])
+review_form(
+    st,
+    f"study_{study['id']}",
+    "Label",
+    "Submit review",
+    result["predicted_class"],
+    latest["label"] if latest else None,
+)
 
 slices = study_slices(engine, study["id"], result["model_name"], result["model_version"])
 settings = ui.settings()
@@ -97,10 +150,10 @@ for position, item in enumerate(slices[(page - 1) * per_page : page * per_page])
         reviewed = (
             f" · reviewed {item['corrected_label'] or 'confirmed'}" if item["decision"] else ""
         )
+        shares = {c: item[f"p_{c}"] for c in CLASSES}
         column.caption(
             f"**{ui.plain(item['path'])}** → {item['predicted_class']}  \n"
-            f"N {ui.percent(item['p_normal'])} · B {ui.percent(item['p_benign'])} · "
-            f"M {ui.percent(item['p_malignant'])}{reviewed}"
+            f"{probabilities_line(shares)}{reviewed}"
         )
 
 scored = [item for item in slices if item["p_malignant"] is not None]
@@ -132,10 +185,11 @@ if scored:
             right.warning(f"Grad-CAM unavailable: {type(error).__name__}: {error}")
     review_form(
         left,
-        "slice",
+        f"slice_{chosen['image_id']}",
         "Label of this slice",
         "Submit slice review",
         chosen["predicted_class"],
+        reviewed_label(chosen["decision"], chosen["corrected_label"], chosen["predicted_class"]),
         chosen["image_id"],
     )
 

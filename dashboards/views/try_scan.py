@@ -4,9 +4,12 @@ import streamlit as st
 import ui
 
 from lung_model.imaging.errors import UnreadableImage
+from lung_model.review.rules import rule_for
 from lung_model.review.try_scan import try_scan
+from lung_model.settings import CLASSES
 
 st.title("Try a scan")
+champion = ui.override_banner()
 st.caption(
     "Upload one CT slice (JPEG, PNG or DICOM). The current champion scores it with the same "
     "preprocessing as training. Nothing is stored and the worklist does not change."
@@ -27,8 +30,12 @@ except UnreadableImage as error:
     st.error(f"This file cannot be scored: {error}")
     st.stop()
 
+if champion is None or champion.version != model.version:  # a cached, older champion
+    ui.override_banner(model.version, "The model that scored this slice")
 st.metric("Model says", verdict.predicted_class)
-for name, probability in verdict.probabilities.items():
+st.caption(rule_for(ui.settings(), model.malignant_threshold).slice_line())
+for name in CLASSES:  # the same order on every page
+    probability = verdict.probabilities[name]
     st.progress(probability, text=f"{name}: {ui.percent(probability)}")
 left, right = st.columns(2)
 left.image(verdict.model_input, caption="What the model saw", clamp=True, width="stretch")

@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 import ui
 
-from lung_model.review.worklist import STATUSES, WorklistFilter, worklist
+from lung_model.review.worklist import STATUSES, WorklistFilter, files_summary, worklist
 
 st.title("Worklist")
+ui.override_banner()
 st.caption("Studies ordered by the highest malignant probability of any slice. A person decides.")
 
 status = st.segmented_control(
@@ -44,6 +45,7 @@ table = pd.DataFrame(
         "risk": [row["max_p_malignant"] for row in found.rows],
         "model says": [row["predicted_class"] for row in found.rows],
         "uncertain": [row["needs_review"] for row in found.rows],
+        "files": [files_summary(row) for row in found.rows],
         "malignant slices": [
             f"{row['n_malignant_slices']}/{row['n_slices']}" for row in found.rows
         ],
@@ -67,6 +69,11 @@ selection = st.dataframe(
         "received": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
     },
 )
+
+for name, version in sorted({(row["model_name"], row["model_version"]) for row in found.rows}):
+    rule = ui.verdict_rule(name, version)
+    line = rule.study_line() if rule else "verdict rule unavailable (not in the registry?)"
+    st.caption(f"Model v{version}: {line}")
 
 
 def open_study(batch_id: int) -> None:

@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from dashboard_helpers import PASSWORD, USER, new_app, seed_study
+from dashboard_helpers import MODEL, PASSWORD, USER, new_app, override_champion, seed_study
 from pg_admin import SERVER_URL
 from pg_admin import admin as _admin
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
+from lung_model.platform import db
 from lung_model.review import accounts
 from lung_model.settings import Settings
 
@@ -65,3 +67,13 @@ def signed_in(seeded: Seeded) -> Callable[[], AppTest]:
         return app
 
     return make
+
+
+@pytest.fixture
+def overridden(seeded: Seeded) -> Iterator[Seeded]:
+    """Version 1 became champion by operator override after the gate rejected it (what
+    `make demo` records); the events go again afterwards, so later tests start with none."""
+    override_champion(seeded.settings)
+    yield seeded
+    with db.get_engine(seeded.settings).begin() as connection:
+        connection.execute(text("DELETE FROM promotion_events WHERE model_name = :m"), {"m": MODEL})

@@ -123,3 +123,24 @@ def seed_study(
             },
         )
     return int(batch_id), image_ids
+
+
+REJECTED = "below floor: malignant recall 0.600 < floor 0.950"
+
+
+def record_event(settings: Settings, version: str, decision: str, reason: str, actor: str) -> None:
+    """One promotion_events row for MODEL, as lung_model.lifecycle.promotion records them."""
+    with db.get_engine(settings).begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO promotion_events (model_name, candidate_version, decision, reason,"
+                " actor) VALUES (:m, :v, :d, :r, :a)"
+            ),
+            {"m": MODEL, "v": version, "d": decision, "r": reason, "a": actor},
+        )
+
+
+def override_champion(settings: Settings, version: str = "1") -> None:
+    """What `make demo` records when the gate rejects its model."""
+    record_event(settings, version, "rejected", REJECTED, "gate")
+    record_event(settings, version, "override", "make demo: no champion yet", "make-demo")

@@ -34,13 +34,14 @@ def _free_port() -> int:
 
 @pytest.fixture
 def dashboard(seeded) -> Iterator[str]:
+    """The dashboard as `make demo` starts it: from the project root, so Streamlit reads the
+    project's `.streamlit/config.toml` (no toolbar flag here: the config must do it)."""
     port = _free_port()
     env = {**os.environ, "LUNG_HOME": str(seeded.settings.home)}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
          f"--server.port={port}", "--server.address=127.0.0.1",
-         "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
-         "--client.toolbarMode=viewer"],
+         "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
         env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -59,6 +60,18 @@ def dashboard(seeded) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def _sign_in(page, url: str) -> None:
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(60_000)  # generous: CI machines are shared
+    expect.set_options(timeout=60_000)
+    page.goto(url)
+    page.get_by_role("textbox", name="Username").fill(USER)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
 
 
 def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
@@ -104,7 +117,7 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         form.get_by_text("benign", exact=True).click()
         form.get_by_label("Comment").fill("calcified granuloma, benign")
         form.get_by_role("button", name="Submit review").click()
-        expect(page.get_by_text("recorded.")).to_be_visible()
+        expect(page.get_by_text("recorded: benign.")).to_be_visible()
 
         shot = artifacts / "dashboard-review.png"
         page.screenshot(path=str(shot), full_page=True)
@@ -119,3 +132,83 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
 
     newest = stored_reviews(seeded.settings, seeded.high)[-1]
     assert newest[1:] == (USER, "correct", "benign", "calcified granuloma, benign", "1")
+
+
+BANNER = "was promoted by operator override"
+
+
+def _cell(grid, column: str, row: int):
+    """One cell of a st.dataframe, found through the grid's accessible table."""
+    header = grid.locator("th[role=columnheader]", has_text=column).first
+    index = header.get_attribute("aria-colindex")
+    return grid.get_by_test_id(f"glide-cell-{index}-{row}")
+
+
+def test_override_banner_and_the_saved_review_in_a_browser(
+    dashboard: str, overridden, tmp_path: Path
+) -> None:
+    """Issue 13: every clinical page warns while the champion is an override; after a review
+    is saved the form shows the reviewer's choice and the worklist row shows the review; no
+    developer chrome (Deploy, rerun, clear cache) for clinicians."""
+    from playwright.sync_api import expect, sync_playwright
+
+    seeded = overridden
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        _sign_in(page, dashboard)
+        expect(page.get_by_text(BANNER)).to_be_visible()
+        expect(page.get_by_text("Not for clinical use.")).to_be_visible()
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+        assert page.get_by_test_id("stAppDeployButton").count() == 0
+        assert page.get_by_test_id("stMainMenu").count() == 0
+        page.wait_for_timeout(1000)  # the grid paints on a canvas
+        page.screenshot(path=str(tmp_path / "worklist-override.png"))
+
+        page.get_by_test_id("stSidebarNav").get_by_text("Try a scan").click()
+        expect(page.get_by_role("heading", name="Try a scan")).to_be_visible()
+        expect(page.get_by_text(BANNER)).to_be_visible()
+
+        page.get_by_test_id("stSidebarNav").get_by_text("Worklist").click()
+        page.get_by_label("Study or batch").fill(str(seeded.high))
+        page.get_by_label("Study or batch").press("Enter")
+        expect(page.get_by_text("1 studies · page 1 of 1")).to_be_visible()
+        page.get_by_role("button", name="Open study").click()
+        expect(page.get_by_role("heading", name="Study study-high-")).to_be_visible()
+        expect(page.get_by_text("The model that scored this study (version 1)")).to_be_visible()
+
+        form = page.get_by_test_id("stForm").first
+        expect(form.get_by_role("radio", name="malignant")).to_be_checked()  # the model's
+        form.get_by_text("benign", exact=True).click()
+        form.get_by_label("Comment").fill("calcified granuloma")
+        form.get_by_role("button", name="Submit review").click()
+        expect(page.get_by_text("recorded: benign.")).to_be_visible()
+        expect(form.get_by_role("radio", name="benign")).to_be_checked()  # not reset
+        expect(page.get_by_text("Reviewed as benign by alice")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "study-reviewed.png"), full_page=True)
+
+        page.reload()  # a new session opening the study starts from the saved review
+        expect(page.get_by_role("heading", name="Study study-high-")).to_be_visible()
+        expect(
+            page.get_by_test_id("stForm").first.get_by_role("radio", name="benign")
+        ).to_be_checked()
+
+        page.get_by_test_id("stSidebarNav").get_by_text("Worklist").click()
+        page.get_by_text("Reviewed", exact=True).click()
+        page.get_by_label("Study or batch").fill(str(seeded.high))
+        page.get_by_label("Study or batch").press("Enter")
+        expect(page.get_by_text("1 studies · page 1 of 1")).to_be_visible()
+        grid = page.get_by_test_id("stDataFrame")  # a canvas, with an accessible table in it
+        expect(_cell(grid, "reviewed as", 0)).to_have_text("benign")
+        expect(_cell(grid, "reviewer", 0)).to_have_text(USER)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(tmp_path / "worklist-reviewed.png"))
+        browser.close()
+    for name in ("worklist-override.png", "study-reviewed.png", "worklist-reviewed.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    shots = PROJECT_ROOT / "var" / "test-artifacts"  # kept for a person to look at
+    shots.mkdir(parents=True, exist_ok=True)
+    for shot in tmp_path.glob("*.png"):
+        (shots / f"dashboard-issue13-{shot.name}").write_bytes(shot.read_bytes())

@@ -49,11 +49,16 @@ def register_champion(settings) -> str:
             network,
             name=MODEL_ARTIFACT,
             signature=signature,
-            metadata={"preprocess": preprocess.to_dict(), "data_version": "data-v1"},
+            metadata={
+                "preprocess": preprocess.to_dict(),
+                "data_version": "data-v1",
+                "malignant_threshold": 0.2,
+            },
             pip_requirements=["tensorflow-cpu", "keras"],  # no requirement inference: 30 s
         )
     version = registry.register(run.info.run_id, settings)
     client.set_registered_model_alias(settings.model_name, "champion", version)
+    client.set_registered_model_alias(settings.model_name, "challenger", version)  # promoted
     with db.get_engine(settings).begin() as connection:
         connection.execute(
             text(
@@ -80,12 +85,19 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
 
     app.run(timeout=120)
     assert not app.exception, app.exception
-    assert [h.value for h in app.subheader][:1] == ["Champion: version 1"]
+    # the challenger that became champion is one model: shown once, not side by side
+    assert [h.value for h in app.subheader][:2] == ["Champion: version 1", "Promotion history"]
+    assert "Version 1 passed the safety gate." in [s.value for s in app.success]
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["recall malignant"] == "0.980"
     assert any("roc" in (caption or "") for image in app.image for caption in image.captions)
-    history = app.dataframe[-1].value
-    assert list(history["reason"]) == ["first champion: clears every floor"]
+    history = next(d.value for d in app.dataframe if "what happened" in d.value.columns)
+    (sentence,) = history["what happened"]
+    assert sentence.endswith(": the gate promoted version 1: first champion: clears every floor.")
+    behind = app.dataframe[-1].value  # the metrics behind the chosen decision, as a table
+    assert list(behind.columns) == ["metric", "version 1", "gate"]
+    assert behind.set_index("metric").loc["macro-F1", "gate"] == ">= 0.70"
+    assert not any("{" in str(m.value) for m in app.markdown)  # no JSON dumped
 
     app.switch_page("views/study.py")
     app.query_params["batch"] = str(seeded.high)
@@ -110,6 +122,8 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     assert app.title[0].value.replace("\\", "") == f"Study {scored}"
     assert len(app.image) >= 3  # thumbnails read from where the scorer archived the study
     assert "Model lung-ct-classifier v1" in "\n".join(c.value for c in app.caption)
+    rule = "Study verdict: malignant when any slice reaches 20%: recall first"
+    assert rule in "\n".join(c.value for c in app.caption)  # the fitted threshold, in words
 
     app.switch_page("views/try_scan.py")
     app.run()
@@ -121,6 +135,10 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     assert {m.label for m in app.metric} == {"Model says"}
     shares = [p.value for p in app.get("progress")]
     assert len(shares) == 3 and abs(sum(shares) - 100) <= 3  # percentages of one distribution
+    names = [p.proto.text.split(":")[0] for p in app.get("progress")]
+    assert names == ["normal", "benign", "malignant"]
+    rule = "Slice verdict: malignant from 20%: recall first"
+    assert rule in "\n".join(c.value for c in app.caption)  # why 'malignant' at 20%
     captions = [caption for image in app.image for caption in image.captions]
     assert "What the model saw" in captions
     assert _predictions(seeded.settings) == before  # nothing stored, no study added

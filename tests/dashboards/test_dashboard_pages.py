@@ -41,7 +41,8 @@ def test_study_view_shows_slices_lineage_and_flag(signed_in, seeded) -> None:
     page = _texts(app)
     assert "data version `data-v1`" in page
     assert "uncertain" in page
-    assert "slice-00.jpg" in page and "M 55.0%" in page
+    assert "slice-00.jpg" in page
+    assert "normal 22.5% · benign 22.5% · malignant 55.0%" in page  # one order everywhere
     assert len(app.image) >= 2  # thumbnails rendered from the archived files
 
 
@@ -50,12 +51,23 @@ def test_review_is_appended_with_the_signed_in_reviewer(signed_in, seeded) -> No
     app.switch_page("views/study.py")
     app.query_params["batch"] = str(seeded.high)
     app.run()
-    app.radio(key="study_label").set_value("benign")
-    app.text_area(key="study_comment").input("nodule is calcified")
+    label, comment = f"study_{seeded.high}_label", f"study_{seeded.high}_comment"
+    app.radio(key=label).set_value("benign")
+    app.text_area(key=comment).input("nodule is calcified")
     app.button[0].click().run()  # the study form's submit button comes first
     assert not app.exception, app.exception
-    assert "recorded" in _texts(app)
-    app.radio(key="study_label").set_value("malignant")
+    assert "recorded: benign" in _texts(app)
+    assert app.radio(key=label).value == "benign"  # the reviewer's choice, not the model's
+    assert app.text_area(key=comment).value == ""  # ready for the next note
+    assert "Reviewed as **benign** by alice" in "\n".join(i.value for i in app.info)
+
+    again = signed_in()  # a new session opening the study starts from the review too
+    again.switch_page("views/study.py")
+    again.query_params["batch"] = str(seeded.high)
+    again.run()
+    assert again.radio(key=label).value == "benign"
+
+    app.radio(key=label).set_value("malignant")
     app.button[0].click().run()
 
     assert [row[1:] for row in stored_reviews(seeded.settings, seeded.high)] == [
@@ -78,11 +90,13 @@ def test_slice_review_and_disagreement_filter(signed_in, seeded) -> None:
     app.switch_page("views/study.py")
     app.query_params["batch"] = str(seeded.low)
     app.run()
-    app.radio(key="slice_label").set_value("malignant")
-    app.text_area(key="slice_comment").input("missed lesion")
-    app.button(key="FormSubmitter:slice-review-Submit slice review").click().run()
+    form = f"slice_{seeded.image_ids[seeded.low][0]}"  # the riskiest slice comes first
+    app.radio(key=f"{form}_label").set_value("malignant")
+    app.text_area(key=f"{form}_comment").input("missed lesion")
+    app.button(key=f"FormSubmitter:{form}-review-Submit slice review").click().run()
     assert not app.exception, app.exception
-    app.radio(key="study_label").set_value("malignant")
+    assert app.radio(key=f"{form}_label").value == "malignant"
+    app.radio(key=f"study_{seeded.low}_label").set_value("malignant")
     app.button[0].click().run()
     slice_reviews = stored_reviews(seeded.settings, seeded.low, slices=True)
     assert [row[3] for row in slice_reviews] == ["malignant"]
