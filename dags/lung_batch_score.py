@@ -4,6 +4,11 @@ wait_for_ready_study (deferrable: waits in the triggerer, holding no worker slot
   -> claim_ready -> score_claimed_study (one mapped task per study, named after it)
   -> summarise (emits the `lung_predictions` asset)
 
+Scheduled `@continuous` with one active run: a run waits for a ready study, scores what is
+ready, and the next run starts waiting as soon as it ends, so something always watches the
+inbox (the sensor looks every 5 s; a study is claimed within seconds, or, when it arrives
+while a run is scoring, as soon as that run ends).
+
 The inbox and the results database are Airflow Connections (`lung_inbox`, `lung_results`).
 Scoring upserts (one row per image content and model version), so a retried task adds
 nothing twice. The logic is `lung_model.scoring`; this file only wires the task functions
@@ -11,6 +16,9 @@ of `lung_model.pipelines.batch_score`, each task named after the function it cal
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
 
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, get_current_context, task
@@ -23,9 +31,11 @@ from lung_airflow import (
     lung_settings,
 )
 
+IDLE_SECONDS = 30
+
 
 @dag(
-    schedule="*/10 * * * *",
+    schedule="@continuous",  # with DAG_POLICY's max_active_runs=1: one run waits at a time
     start_date=START_DATE,
     tags=["lung", "scoring"],
     doc_md=__doc__,
@@ -37,16 +47,21 @@ def lung_batch_score() -> None:
         fs_conn_id=INBOX_CONN_ID,
         filepath="*/{{ conn.lung_inbox.extra_dejson.get('ready_marker', '_READY') }}",
         deferrable=True,
-        poke_interval=15,
-        timeout=9 * 60,
-        soft_fail=True,  # nothing arrived before the next run: skipped, not failed
+        poke_interval=5,
+        timeout=timedelta(days=1),
+        soft_fail=True,  # a quiet day: skipped, not failed, and the next run waits on
     )
 
     @task
     def claim_ready() -> list[str]:
+        import time
+
         from lung_model.pipelines import batch_score
 
-        return [str(path) for path in batch_score.claim_ready(lung_settings())]
+        claimed = [str(path) for path in batch_score.claim_ready(lung_settings())]
+        if not claimed:  # the sensor saw a marker nobody may claim yet (e.g. still changing
+            time.sleep(IDLE_SECONDS)  # within LUNG_READY_QUIET_SECONDS): do not spin runs
+        return claimed
 
     @task(queue=TENSORFLOW_QUEUE, map_index_template="{{ study }}", max_active_tis_per_dagrun=2)
     def score_claimed_study(study_dir: str) -> dict:
@@ -59,10 +74,13 @@ def lung_batch_score() -> None:
         return batch_score.score_claimed_study(Path(study_dir), lung_settings())
 
     @task(outlets=[PREDICTIONS])
-    def summarise(summaries: list[dict]) -> dict:
+    def summarise(summaries: Sequence[dict]) -> dict:
         from lung_model.pipelines import batch_score
 
-        return batch_score.summarise(list(summaries))
+        # One slice reads every mapped result at once. Iterating the lazy sequence instead
+        # reads them one by one until a read fails, and each run logged that last read as
+        # "[error] XCom not found ... offset=<n>".
+        return batch_score.summarise(list(summaries[:]))
 
     claimed = claim_ready()
     wait >> claimed

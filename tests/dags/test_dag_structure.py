@@ -41,6 +41,10 @@ def test_batch_score_graph(dagbag: Any) -> None:
     assert downstream(dag, "score_claimed_study") == {"summarise"}
     sensor = dag.get_task("wait_for_ready_study")
     assert sensor.deferrable and sensor.soft_fail
+    # Something always watches the inbox: a new run waits as soon as the last one ends
+    # (one at a time), and its sensor looks often enough to pick a study up within a minute.
+    assert type(dag.timetable).__name__ == "ContinuousTimetable" and dag.max_active_runs == 1
+    assert sensor.poke_interval <= 10
     score = dag.get_task("score_claimed_study")
     assert score.map_index_template and score.queue == "tensorflow"
     assert [o.name for o in dag.get_task("summarise").outlets] == ["lung_predictions"]
@@ -95,3 +99,23 @@ def test_dag_files_import_nothing_heavy() -> None:
         check=True,
     )
     assert done.stdout.strip() == "", f"DAG files import {done.stdout.strip()}"
+
+
+def test_unpausing_retrain_would_schedule_the_latest_past_tick() -> None:
+    """Why `make demo` triggers its retrain for the schedule's tick (`airflow_runs.trigger`):
+    with catchup=False Airflow's cron trigger timetable schedules the latest past tick as
+    soon as the DAG is unpaused, whatever `run_immediately` says, so a plain manual run plus
+    the unpause trained twice. If Airflow ever stops doing this, the demo needs no claim."""
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable
+    from airflow.utils import timezone
+
+    for run_immediately in (False, True):
+        timetable = CronTriggerTimetable(
+            "0 3 * * 0", timezone="UTC", run_immediately=run_immediately
+        )
+        info = timetable.next_dagrun_info(
+            last_automated_data_interval=None,
+            restriction=TimeRestriction(earliest=None, latest=None, catchup=False),
+        )
+        assert info is not None and info.logical_date <= timezone.utcnow()
