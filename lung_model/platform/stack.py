@@ -8,6 +8,7 @@ See https://airflow.apache.org/docs/apache-airflow/stable/howto/usage-cli.html
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -68,8 +69,10 @@ def up(settings: Settings, report: Callable[[str], None]) -> dict[str, str]:
     for service in running:
         pid = services.start(settings, service)
         report(f"{service.name}: pid {pid}, log {services.log_file(settings, service.name)}")
-    for service in running:
+    began = time.monotonic()
+    for service in running:  # one line per service as it answers: no silent minute
         services.wait_until_up(settings, service, timeout=180)
+        report(f"{service.name} answers ({time.monotonic() - began:.0f} s)")
     report("all services answer; parsing the DAGs into the metadata database")
     airflow.airflow("dags", "reserialize", env=env)
     return env
