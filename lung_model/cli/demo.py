@@ -26,7 +26,7 @@ from sqlalchemy import text
 from lung_model.cli.exit_codes import ExitCode
 from lung_model.cli.system import print_access
 from lung_model.platform import airflow, db, stack
-from lung_model.platform.airflow_runs import last_output, run_states, scheduled_tick, trigger
+from lung_model.platform.airflow_runs import due_tick, last_output, run_states, trigger
 from lung_model.platform.registry import current_champion
 from lung_model.settings import Settings, get_settings
 
@@ -258,10 +258,11 @@ def retrain(settings: Settings, env: dict[str, str], args: argparse.Namespace) -
     if current and not args.retrain:
         say(f"champion version {current} exists: not retraining (--retrain to force)")
     else:
-        tick = scheduled_tick(env, "lung_retrain")
+        tick = due_tick(env, "lung_retrain")
         say(f"triggering lung_retrain (config {args.config}); training takes a while")
         run_id = trigger(env, "lung_retrain", {"config": args.config}, logical_date=tick)
-        say(f"  run {run_id} is the scheduled run of {tick or 'now'}: it trains once")
+        if tick:
+            say(f"  run {run_id} is the scheduled run of {tick}: unpausing adds no other")
         state = watch(settings, env, "lung_retrain", run_id, timeout=args.timeout)
         say(f"lung_retrain finished: {state}; champion now {current_champion(settings)}")
     if current_champion(settings) is None:

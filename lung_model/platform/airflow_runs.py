@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, text
 
@@ -26,7 +27,7 @@ def trigger(
 
     Unpausing a DAG with a time schedule and `catchup=False` makes the scheduler create a
     run for the schedule's latest past tick (Airflow's trigger timetables do that whatever
-    `run_immediately` says). Triggering for that tick first (`scheduled_tick`) makes this run
+    `run_immediately` says). Triggering for that tick first (`due_tick`) makes this run
     that tick: the scheduler sees a run for it and moves on to the next tick, so unpausing
     starts nothing more."""
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
@@ -50,6 +51,16 @@ def scheduled_tick(env: dict[str, str], dag_id: str) -> str | None:
     finally:
         engine.dispose()
     return tick.isoformat() if tick is not None else None
+
+
+def due_tick(env: dict[str, str], dag_id: str) -> str | None:
+    """The scheduled tick the scheduler would run as soon as the DAG is unpaused (its next
+    logical date, when that is not in the future); None when nothing is due. A future tick is
+    not claimed: a run for it would stand in for that week's retrain."""
+    tick = scheduled_tick(env, dag_id)
+    if tick is None or datetime.fromisoformat(tick) > datetime.now(UTC):
+        return None
+    return tick
 
 
 def runs(env: dict[str, str], dag_id: str) -> list[tuple[str, str, str]]:

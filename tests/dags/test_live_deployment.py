@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from test_dag_runs import Deployment, deployment, free_port  # noqa: F401  (the module's Airflow)
 
 from lung_model.platform import airflow, db, services, stack
-from lung_model.platform.airflow_runs import run_states, runs, scheduled_tick, trigger
+from lung_model.platform.airflow_runs import due_tick, run_states, runs, scheduled_tick, trigger
 from lung_model.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def demo_retrain(live: Live) -> dict[str, object]:
     from lung_model.cli.demo import override_gate
     from lung_model.platform.registry import current_champion
 
-    tick = scheduled_tick(live.env, "lung_retrain")
+    tick = due_tick(live.env, "lung_retrain")
     conf = {"config": "tiny", "data_dir": str(live.tiny_data)}
     run_id = trigger(live.env, "lung_retrain", conf, logical_date=tick)
 
@@ -97,6 +97,7 @@ def demo_retrain(live: Live) -> dict[str, object]:
         "state": state,
         "runs": runs(live.env, "lung_retrain"),
         "next_tick": scheduled_tick(live.env, "lung_retrain"),
+        "due_after": due_tick(live.env, "lung_retrain"),
     }
 
 
@@ -107,6 +108,7 @@ def test_the_demo_retrain_trains_once(demo_retrain: dict[str, object]) -> None:
     assert demo_retrain["runs"] == [(demo_retrain["run_id"], "manual", "success")]
     # the scheduler took the demo's run for that tick and moved on to the next one
     assert isinstance(next_tick, str) and datetime.fromisoformat(next_tick) > datetime.now(UTC)
+    assert demo_retrain["due_after"] is None  # a second demo claims no future tick
 
 
 def _drop(settings: Settings, name: str, files: list[Path]) -> float:
