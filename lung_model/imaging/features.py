@@ -1,0 +1,209 @@
+"""Lung-field features of one CT slice: the input of the lung-field feature model family.
+
+`slice_features(gray, config)` takes a decoded slice at FULL resolution
+(`lung_model.imaging.images.read_gray(path).gray`: a DCT-reduced decode averages away the
+fine texture the model relies on), finds its lung field (`lung_model.imaging.lung_field`),
+cuts that box out, resizes it to `crop_side` px and returns, in `feature_names` order:
+
+- nod_  dense structures inside the lung field (tissue-bright, not aerated, 8-connected):
+        the largest's and the three largest's share of the field, how many exceed each of
+        `nodule_shares`, and the dense share;
+- log_  Laplacian of Gaussian, sigma 1.5, 3, 6, 12 crop px (a Gaussian of sigma 1.5 then a
+        5-point Laplacian on each level of a 2x2-mean pyramid, scaled by -sigma², so bright
+        blobs are positive), inside the field: max, 99th and 95th order statistic, mean, sd;
+- int_  intensity order statistics, mean and sd inside the field;
+- glcm_, lbp_  texture of the whole crop (`lung_model.imaging.texture`).
+
+`nodule_candidates` returns the dense structures the nod_ features measured, outlined in the
+input's pixel coordinates, for display. Research and cross-validation: issue 12, variant
+"fast6a". APIs: https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.gaussian_filter.html,
+https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.laplace.html,
+https://scikit-image.org/docs/stable/api/skimage.measure.html#skimage.measure.find_contours
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from skimage.measure import find_contours
+
+from lung_model.imaging.lung_field import LungCrop, crop_lung_field, lung_masks
+from lung_model.imaging.texture import GLCM_PROPERTIES, LBP_BINS, glcm_features, lbp_histogram
+
+FEATURES_VERSION = 1
+EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    crop_side: int = 256  # the lung-field crop's longer side
+    mask_side: int = 128  # the masks' copy's longer side (about)
+    close_radius: float = 40.0  # full-resolution px (lung_model.imaging.lung_field)
+    nodule_shares: tuple[float, ...] = (0.001, 0.005, 0.02)  # of the lung field
+    log_sigma: float = 1.5  # crop px, doubled at each pyramid level
+    log_levels: int = 4
+    intensity_percentiles: tuple[int, ...] = (1, 5, 25, 50, 75, 95, 99)
+    glcm_levels: int = 32
+    glcm_distances: tuple[int, ...] = (1, 3, 6)
+    version: int = FEATURES_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
+        if values.get("version") != FEATURES_VERSION:
+            raise ValueError(
+                f"model needs features v{values.get('version')}, this is v{FEATURES_VERSION}"
+            )
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown feature settings: {sorted(unknown)}")
+        default = cls()
+        return cls(**{k: _like(getattr(default, k), v) for k, v in values.items()})
+
+
+def _like(default: Any, value: Any) -> Any:
+    """`value` (e.g. read back from JSON) in the type of the default."""
+    if isinstance(default, tuple):
+        return tuple(type(default[0])(v) for v in value)
+    return type(default)(value)
+
+
+def feature_names(config: FeatureConfig) -> list[str]:
+    sigmas = [config.log_sigma * 2**k for k in range(config.log_levels)]
+    return [
+        "nod_largest",
+        "nod_top3",
+        *(f"nod_n{s:g}" for s in config.nodule_shares),
+        "nod_dense",
+        *(f"log_s{s:g}_{k}" for s in sigmas for k in ("max", "p99", "p95", "mean", "sd")),
+        *(f"int_p{q}" for q in config.intensity_percentiles),
+        "int_mean",
+        "int_sd",
+        *(f"glcm_{p}_d{d}" for p in GLCM_PROPERTIES for d in config.glcm_distances),
+        *(f"lbp_{i}" for i in range(LBP_BINS)),
+    ]
+
+
+def lung_crop(gray: np.ndarray, config: FeatureConfig) -> LungCrop:
+    masks = lung_masks(gray, config.mask_side, config.close_radius)
+    return crop_lung_field(gray, masks, config.crop_side)
+
+
+def _dense_components(crop: LungCrop) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dense mask, labels, component sizes as shares of the lung field)."""
+    dense = crop.filled & ~crop.air & (crop.gray > crop.threshold)
+    labels, _ = ndimage.label(dense, structure=EIGHT_NEIGHBOURS)
+    area = max(float(crop.filled.sum()), 1.0)
+    return dense, labels, np.bincount(labels.ravel())[1:] / area
+
+
+def nodule_features(crop: LungCrop, config: FeatureConfig) -> list[float]:
+    dense, _, shares = _dense_components(crop)
+    if len(shares) == 0:
+        return [0.0] * (len(config.nodule_shares) + 3)
+    shares = np.sort(shares)[::-1]
+    counts = [float((shares >= s).sum()) for s in config.nodule_shares]
+    area = max(float(crop.filled.sum()), 1.0)
+    return [float(shares[0]), float(shares[:3].sum()), *counts, float(dense.sum() / area)]
+
+
+def _order_statistics(values: np.ndarray, percentiles: list[float]) -> list[float]:
+    """`np.percentile(values, percentiles, method="lower")`, by one partition."""
+    last = values.size - 1
+    at = [int(q / 100 * last) for q in percentiles]
+    part = np.partition(values, at)
+    return [float(part[i]) for i in at]
+
+
+def _half(image: np.ndarray) -> np.ndarray:
+    """2x2 block means (an odd last row or column is dropped)."""
+    h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    a = image[:h, :w]
+    return 0.25 * (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2])
+
+
+def log_features(crop: LungCrop, config: FeatureConfig) -> list[float]:
+    out: list[float] = []
+    level, inside = crop.gray, crop.filled
+    sigma = config.log_sigma
+    for k in range(config.log_levels):
+        if k:
+            level, inside = _half(level), _half(inside.astype(np.float32)) >= 0.5
+        smooth = ndimage.gaussian_filter(level, sigma, mode="nearest", truncate=3.0)
+        response = -(sigma**2) * ndimage.laplace(smooth)
+        values = response[inside] if inside.any() else response.ravel()
+        p99, p95 = _order_statistics(values, [99, 95])
+        out += [float(values.max()), p99, p95, float(values.mean()), float(values.std())]
+    return out
+
+
+def intensity_features(crop: LungCrop, config: FeatureConfig) -> list[float]:
+    values = crop.gray[crop.filled] if crop.filled.any() else crop.gray.ravel()
+    percentiles = [float(q) for q in config.intensity_percentiles]
+    return [*_order_statistics(values, percentiles), float(values.mean()), float(values.std())]
+
+
+def glcm_group(crop: LungCrop, config: FeatureConfig) -> list[float]:
+    return glcm_features(crop.gray, config.glcm_levels, config.glcm_distances)
+
+
+def lbp_group(crop: LungCrop, config: FeatureConfig) -> list[float]:
+    return lbp_histogram(crop.gray)
+
+
+FEATURE_GROUPS: dict[str, Callable[[LungCrop, FeatureConfig], list[float]]] = {
+    "nod": nodule_features,
+    "log": log_features,
+    "int": intensity_features,
+    "glcm": glcm_group,
+    "lbp": lbp_group,
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A dense structure in the lung field, in the input gray's pixel coordinates."""
+
+    share: float  # of the lung field's area
+    box: tuple[int, int, int, int]  # top, bottom, left, right (exclusive ends)
+    outline: tuple[tuple[float, float], ...]  # closed polygon of (row, column) points
+
+
+def nodule_candidates(gray: np.ndarray, config: FeatureConfig) -> list[Candidate]:
+    """The dense structures nod_ measures, largest first, down to the smallest share counted."""
+    crop = lung_crop(gray, config)
+    _, labels, shares = _dense_components(crop)
+    top, bottom, left, right = crop.box
+    scale_y = (bottom - top) / crop.gray.shape[0]
+    scale_x = (right - left) / crop.gray.shape[1]
+    height, width = gray.shape
+    found = []
+    for k in np.argsort(-shares, kind="stable"):
+        if shares[k] < min(config.nodule_shares):
+            break
+        one = np.pad(labels == k + 1, 1)
+        contour = max(find_contours(one.astype(np.float32), 0.5), key=len) - 1
+        rows = np.clip(top + (contour[:, 0] + 0.5) * scale_y - 0.5, 0, height - 1)
+        cols = np.clip(left + (contour[:, 1] + 0.5) * scale_x - 0.5, 0, width - 1)
+        box = (
+            int(rows.min()),
+            min(height, int(np.ceil(rows.max())) + 1),
+            int(cols.min()),
+            min(width, int(np.ceil(cols.max())) + 1),
+        )
+        outline = tuple((float(r), float(c)) for r, c in zip(rows, cols, strict=True))
+        found.append(Candidate(float(shares[k]), box, outline))
+    return found
+
+
+def slice_features(gray: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(n,) float32 features of a (H, W) gray slice in [0, 1], in `feature_names` order."""
+    crop = lung_crop(gray, config)
+    values = [v for group in FEATURE_GROUPS.values() for v in group(crop, config)]
+    return np.asarray(values, dtype=np.float32)

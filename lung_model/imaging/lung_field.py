@@ -1,0 +1,143 @@
+"""The lung field of a full-resolution CT slice: body, aerated lung, filled lung mask, box.
+
+`lung_masks` works on a copy subsampled to about `mask_side` px (every step-th pixel of the
+full-resolution decode): the body is the largest Otsu-bright part (2-px opening), holes
+filled; the air is the dark inside of the body (1-px opening). The air is cut along the
+body's vertical midline, so lungs touching at the anterior junction stay two lungs and the
+heart between them is not enclosed (filling would make it the largest "nodule"). Each air
+part of at least a tenth of the largest is a lung: it is closed with a Euclidean disk of
+`close_radius` full-resolution px (40 px keeps big juxta-pleural and hilar masses inside;
+12-20 px cut them off) and its holes filled, so masses inside the lung count as lung field.
+`crop_lung_field` cuts the filled mask's box from the FULL-resolution gray (fine texture,
+i.e. pixel noise, is what the features measure) and resizes it to `side` px.
+
+APIs: https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.distance_transform_edt.html
+(closing = dilation then erosion by a disk, as two thresholded distance transforms),
+https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.binary_fill_holes.html,
+https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.label.html,
+https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.resize
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from lung_model.imaging.crop import otsu_threshold
+
+MIN_LUNG_SHARE = 0.1  # of the largest air part: smaller dark parts are not a lung
+MIN_FIELD_SHARE = 0.01  # of the copy: a smaller filled mask falls back to the body
+
+
+@dataclass(frozen=True)
+class LungMasks:
+    """Masks on the subsampled copy (`gray[::step, ::step]`) and the body's Otsu threshold."""
+
+    body: np.ndarray
+    air: np.ndarray  # aerated lung, inside `filled`
+    filled: np.ndarray  # lung field: lungs closed and hole-filled, midline cut, inside body
+    threshold: float  # gray level above which a pixel is tissue
+    step: int
+    shape: tuple[int, int]  # of the full-resolution gray
+
+    def small_box(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of `filled` on the copy."""
+        rows = np.flatnonzero(self.filled.any(axis=1))
+        cols = np.flatnonzero(self.filled.any(axis=0))
+        return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+    def box(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of the lung field in full-resolution gray pixels."""
+        top, bottom, left, right = (v * self.step for v in self.small_box())
+        return top, min(self.shape[0], bottom), left, min(self.shape[1], right)
+
+
+@dataclass(frozen=True)
+class LungCrop:
+    """The lung-field box of the gray, resized; its masks resized (nearest) to match."""
+
+    gray: np.ndarray
+    filled: np.ndarray
+    air: np.ndarray
+    threshold: float
+    box: tuple[int, int, int, int]  # where `gray` was cut from, in full-resolution px
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+
+
+def close_disk(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Binary closing by the Euclidean disk x² + y² <= radius² (equals
+    `ndimage.binary_closing(mask, disk)` on a mask padded by radius + 1; 50x faster)."""
+    dilated = ndimage.distance_transform_edt(~mask) <= radius
+    return ndimage.distance_transform_edt(dilated) > radius
+
+
+def _closed_and_filled(lung: np.ndarray, radius: float) -> np.ndarray:
+    pad = math.ceil(radius) + 1
+    closed = close_disk(np.pad(lung, pad), radius)
+    return ndimage.binary_fill_holes(closed)[pad:-pad, pad:-pad]
+
+
+def lung_masks(gray: np.ndarray, mask_side: int = 128, close_radius: float = 40.0) -> LungMasks:
+    """Body, air and filled lung field of a (H, W) gray slice in [0, 1], on a copy of
+    about `mask_side` px; `close_radius` is in full-resolution px."""
+    step = max(1, max(gray.shape) // mask_side)
+    small = gray[::step, ::step]
+    threshold = otsu_threshold(small)
+    bright = small > threshold
+    body = ndimage.binary_fill_holes(
+        largest_component(ndimage.binary_opening(bright, iterations=2))
+    )
+    air = ndimage.binary_opening(body & ~bright, iterations=1)
+    cols = np.flatnonzero(body.any(axis=0))
+    if len(cols):
+        air[:, (cols[0] + cols[-1]) // 2] = False  # the midline cut
+    labels, count = ndimage.label(air)
+    filled = np.zeros_like(air)
+    if count:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        radius = close_radius / step
+        pad = math.ceil(radius) + 1
+        objects = ndimage.find_objects(labels)
+        for k in np.flatnonzero(sizes >= MIN_LUNG_SHARE * sizes.max()):
+            rows, columns = objects[k - 1]
+            r0, r1 = max(0, rows.start - pad), min(air.shape[0], rows.stop + pad)
+            c0, c1 = max(0, columns.start - pad), min(air.shape[1], columns.stop + pad)
+            filled[r0:r1, c0:c1] |= _closed_and_filled(labels[r0:r1, c0:c1] == k, radius)
+        filled &= body
+    if filled.sum() < MIN_FIELD_SHARE * filled.size:
+        filled = body.copy() if body.any() else np.ones_like(air)
+    air &= filled
+    return LungMasks(body, air, filled, threshold, step, (gray.shape[0], gray.shape[1]))
+
+
+def crop_lung_field(gray: np.ndarray, masks: LungMasks, side: int = 256) -> LungCrop:
+    """The full-resolution lung-field box, resized (bilinear) so its longer side is `side`."""
+    top, bottom, left, right = masks.box()
+    box = gray[top:bottom, left:right].astype(np.float32)
+    scale = side / max(box.shape)
+    size = (max(1, round(box.shape[1] * scale)), max(1, round(box.shape[0] * scale)))
+    resized = Image.fromarray(box).resize(size, Image.Resampling.BILINEAR)
+    s0, s1, s2, s3 = masks.small_box()
+
+    def nearest(mask: np.ndarray) -> np.ndarray:
+        cut = Image.fromarray(mask[s0:s1, s2:s3])
+        return np.asarray(cut.resize(size, Image.Resampling.NEAREST))
+
+    return LungCrop(
+        np.asarray(resized),
+        nearest(masks.filled),
+        nearest(masks.air),
+        masks.threshold,
+        (top, bottom, left, right),
+    )

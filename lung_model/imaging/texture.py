@@ -1,0 +1,91 @@
+"""Texture statistics of a lung-field crop: grey-level co-occurrence (GLCM) and local binary
+patterns (LBP), both over the whole crop.
+
+`glcm_features` is scikit-image's `graycomatrix` (symmetric, normalised; angles 0, 45, 90,
+135 degrees averaged) and `graycoprops`: contrast, homogeneity, energy, correlation and
+entropy (natural log) per distance. `lbp_histogram` is the 10-bin histogram of the
+"uniform" LBP with P=8 neighbours on a circle of radius 1 (bilinear interpolation): the
+codes of `skimage.feature.local_binary_pattern(u8, 8, 1, method="uniform")`, computed with
+eight shifted numpy arrays in a quarter of the time (tests/imaging/test_features.py checks
+they are identical). On this data both mostly measure pixel noise, which is why the crop is cut
+from the full-resolution decode.
+
+APIs: https://scikit-image.org/docs/stable/api/skimage.feature.html#skimage.feature.graycomatrix,
+https://scikit-image.org/docs/stable/api/skimage.feature.html#skimage.feature.graycoprops,
+https://scikit-image.org/docs/stable/api/skimage.feature.html#skimage.feature.local_binary_pattern
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from skimage.feature import graycomatrix, graycoprops
+
+GLCM_PROPERTIES = ("contrast", "homogeneity", "energy", "correlation", "entropy")
+GLCM_ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)
+LBP_POINTS = 8  # on a circle of radius 1
+LBP_BINS = LBP_POINTS + 2  # uniform codes by their number of ones, then "not uniform"
+
+
+def quantised(gray: np.ndarray, levels: int) -> np.ndarray:
+    """Gray in [0, 1] to integer levels 0..levels-1 (uint8, so levels <= 256)."""
+    return np.minimum((gray * levels).astype(np.int32), levels - 1).astype(np.uint8)
+
+
+def glcm_features(gray: np.ndarray, levels: int, distances: Sequence[int]) -> list[float]:
+    """GLCM_PROPERTIES at each distance, averaged over GLCM_ANGLES: property-major order."""
+    matrices = graycomatrix(
+        quantised(gray, levels), distances, GLCM_ANGLES, levels, symmetric=True, normed=True
+    )
+    return [float(v) for p in GLCM_PROPERTIES for v in graycoprops(matrices, p).mean(axis=1)]
+
+
+def _uniform_bins() -> np.ndarray:
+    """8-bit code -> "uniform" bin: its number of ones if at most 2 circular 0/1
+    transitions, else LBP_POINTS + 1 (skimage's method="uniform" for P=8)."""
+    table = np.zeros(256, dtype=np.intp)
+    for code in range(256):
+        bits = [(code >> k) & 1 for k in range(LBP_POINTS)]
+        transitions = sum(bits[k] != bits[(k + 1) % LBP_POINTS] for k in range(LBP_POINTS))
+        table[code] = sum(bits) if transitions <= 2 else LBP_POINTS + 1
+    return table
+
+
+UNIFORM_BINS = _uniform_bins()
+
+
+def lbp_codes(image: np.ndarray) -> np.ndarray:
+    """`skimage.feature.local_binary_pattern(image, 8, 1)` (method "default"), vectorised:
+    neighbour k at (r, c) + (-sin, cos)(2πk/8) rounded to 5 decimals, interpolated as
+    skimage's bilinear_interpolation (same fractions, same order of operations, zero
+    outside the image); bit k set when neighbour - centre >= 0."""
+    x = image.astype(np.float64)
+    height, width = x.shape
+    padded = np.pad(x, 2)
+    code = np.zeros((height, width), dtype=np.uint8)
+
+    def shifted(dy: int, dx: int) -> np.ndarray:
+        return padded[2 + dy : 2 + dy + height, 2 + dx : 2 + dx + width]
+
+    for k in range(LBP_POINTS):
+        angle = 2 * np.pi * k / LBP_POINTS
+        rows = np.arange(height, dtype=np.float64)[:, None] + round(-np.sin(angle), 5)
+        cols = np.arange(width, dtype=np.float64)[None, :] + round(np.cos(angle), 5)
+        fy, fx = rows - np.floor(rows), cols - np.floor(cols)
+        y0, x0 = int(np.floor(rows[0, 0])), int(np.floor(cols[0, 0]))
+        if not fy.any() and not fx.any():  # on the axes: the pixel itself
+            neighbour = shifted(y0, x0)
+        else:
+            top = (1 - fx) * shifted(y0, x0) + fx * shifted(y0, x0 + 1)
+            bottom = (1 - fx) * shifted(y0 + 1, x0) + fx * shifted(y0 + 1, x0 + 1)
+            neighbour = (1 - fy) * top + fy * bottom
+        code |= (neighbour - x >= 0).astype(np.uint8) << k
+    return code
+
+
+def lbp_histogram(gray: np.ndarray) -> list[float]:
+    """Share of the crop's pixels in each of the LBP_BINS uniform bins (gray in [0, 1])."""
+    codes = UNIFORM_BINS[lbp_codes((gray * 255).astype(np.uint8))]
+    counts = np.bincount(codes.ravel(), minlength=LBP_BINS).astype(np.float64)
+    return [float(v) for v in counts / max(counts.sum(), 1.0)]

@@ -1,0 +1,116 @@
+"""Lung-field features: the product computes what the research cross-validated (issue 12,
+variant fast6a), deterministically, with scikit-image's texture definitions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.feature import local_binary_pattern
+
+from lung_model.imaging.features import (
+    FEATURES_VERSION,
+    FeatureConfig,
+    feature_names,
+    lung_crop,
+    nodule_candidates,
+    slice_features,
+)
+from lung_model.imaging.images import read_gray
+from lung_model.imaging.texture import UNIFORM_BINS, glcm_features, lbp_codes
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+SLICES = FIXTURES / "iq-othnccd"
+# /work/research/feature-model-r2/features_fast.py, FastConfig(work=128, air="mask",
+# log="fast", angles=4, levels=32, lbp="bilinear"), on these slices at full resolution
+RESEARCH = np.load(FIXTURES / "lung_features_fast6a.npz")
+PATHS = [SLICES / p for p in RESEARCH["paths"]]
+
+
+@pytest.fixture(scope="module")
+def grays() -> dict[str, np.ndarray]:
+    return {path.name: read_gray(path).gray for path in PATHS}
+
+
+def test_port_computes_what_the_research_measured(grays: dict[str, np.ndarray]) -> None:
+    config = FeatureConfig()
+    assert feature_names(config) == RESEARCH["names"].tolist()
+    values = np.stack([slice_features(grays[path.name], config) for path in PATHS])
+    lbp = np.char.startswith(RESEARCH["names"], "lbp_")
+    assert np.array_equal(values[:, ~lbp], RESEARCH["values"][:, ~lbp])  # bit for bit
+    # the research LBP interpolated with another order of float operations than skimage's:
+    # < 0.4% of pixels fall in another bin, so the histograms differ by float ties only
+    np.testing.assert_allclose(values[:, lbp], RESEARCH["values"][:, lbp], atol=0.003)
+
+
+def test_names_and_values_match_for_any_slice(grays: dict[str, np.ndarray]) -> None:
+    config = FeatureConfig()
+    odd = np.random.default_rng(0).random((301, 457)).astype(np.float32)
+    for gray in [*list(grays.values())[:3], odd, np.zeros((64, 80), np.float32)]:
+        values = slice_features(gray, config)
+        assert values.dtype == np.float32 and values.shape == (len(feature_names(config)),)
+        assert np.isfinite(values).all()
+    names = feature_names(config)
+    assert len(set(names)) == len(names) == 60
+    prefixes = [name.split("_")[0] for name in names]
+    assert prefixes == sorted(prefixes, key=["nod", "log", "int", "glcm", "lbp"].index)
+
+
+def test_extraction_is_deterministic(grays: dict[str, np.ndarray]) -> None:
+    gray = grays[PATHS[0].name]
+    first = slice_features(gray, FeatureConfig())
+    assert slice_features(gray.copy(), FeatureConfig()).tobytes() == first.tobytes()
+
+
+def test_lbp_codes_are_scikit_images(grays: dict[str, np.ndarray]) -> None:
+    for gray in list(grays.values())[::3]:
+        u8 = (lung_crop(gray, FeatureConfig()).gray * 255).astype(np.uint8)
+        assert np.array_equal(lbp_codes(u8), local_binary_pattern(u8, 8, 1))
+        uniform = local_binary_pattern(u8, 8, 1, method="uniform")
+        assert np.array_equal(UNIFORM_BINS[lbp_codes(u8)], uniform)
+
+
+def test_glcm_of_a_flat_image_has_no_texture() -> None:
+    values = glcm_features(np.full((40, 50), 0.5, np.float32), 32, (1, 3))
+    # contrast, homogeneity, energy, correlation (1 by convention), entropy; per distance
+    assert values == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_config_round_trips_and_refuses_what_it_cannot_compute() -> None:
+    tuned = replace(FeatureConfig(), glcm_distances=(1, 2), nodule_shares=(0.01,), crop_side=128)
+    for config in (FeatureConfig(), tuned):
+        assert FeatureConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert len(feature_names(tuned)) == len(slice_features(np.zeros((64, 64), np.float32), tuned))
+    with pytest.raises(ValueError, match="v2"):
+        FeatureConfig.from_dict({**FeatureConfig().to_dict(), "version": FEATURES_VERSION + 1})
+    with pytest.raises(ValueError, match="unknown"):
+        FeatureConfig.from_dict({**FeatureConfig().to_dict(), "glcm_angles": 2})
+
+
+def test_candidates_are_outlined_on_the_input_slice(grays: dict[str, np.ndarray]) -> None:
+    config = FeatureConfig()
+    for name, gray in grays.items():
+        candidates = nodule_candidates(gray, config)
+        height, width = gray.shape
+        shares = [c.share for c in candidates]
+        assert shares == sorted(shares, reverse=True)
+        assert all(share >= min(config.nodule_shares) for share in shares)
+        if candidates:
+            assert candidates[0].share == pytest.approx(slice_features(gray, config)[0])
+        for candidate in candidates:
+            top, bottom, left, right = candidate.box
+            assert 0 <= top < bottom <= height and 0 <= left < right <= width, name
+            outline = np.array(candidate.outline)
+            assert (outline >= 0).all() and (outline[:, 0] <= height - 1).all()
+            assert (outline[:, 1] <= width - 1).all()
+            assert np.array_equal(outline[0], outline[-1])  # closed
+
+
+def test_the_big_mass_is_the_largest_candidate(grays: dict[str, np.ndarray]) -> None:
+    """Malignant case (3) shows a large mass in the left lung (image right)."""
+    largest = nodule_candidates(grays["Malignant case (3).jpg"], FeatureConfig())[0]
+    top, bottom, left, right = largest.box
+    assert largest.share > 0.05 and (bottom - top) * (right - left) > 50 * 50

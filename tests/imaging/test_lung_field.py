@@ -1,0 +1,82 @@
+"""Lung field: the filled mask holds both lungs and their masses, stays inside the body and
+leaves the heart out; its box and crop sit on the full-resolution slice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.morphology import disk
+
+from lung_model.imaging.images import read_gray
+from lung_model.imaging.lung_field import close_disk, crop_lung_field, lung_masks
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
+SLICES = sorted(FIXTURES.glob("*/*.jpg"))
+
+
+def chest(mass: bool = False, bridge: bool = False) -> np.ndarray:
+    """512 px synthetic chest: bright body, two dark lungs, a bright heart between them;
+    `mass`: a bright mass on the left lung's outer wall; `bridge`: lungs touching in front."""
+    rows, cols = np.mgrid[0:512, 0:512]
+    gray = np.full((512, 512), 0.05, dtype=np.float32)
+    gray[((rows - 256) / 200) ** 2 + ((cols - 256) / 240) ** 2 < 1] = 0.8
+    for centre in (150, 362):
+        gray[((rows - 256) / 140) ** 2 + ((cols - centre) / 90) ** 2 < 1] = 0.15
+    if bridge:
+        gray[110:150, 150:362] = 0.15
+    if mass:
+        gray[(rows - 366) ** 2 + (cols - 150) ** 2 < 30**2] = 0.8  # on the back wall
+    return gray
+
+
+@pytest.mark.parametrize("path", SLICES, ids=lambda p: p.name)
+def test_filled_mask_holds_the_lungs_inside_the_body(path: Path) -> None:
+    gray = read_gray(path).gray
+    masks = lung_masks(gray)
+    small = gray[:: masks.step, :: masks.step]
+    assert not (masks.filled & ~masks.body).any()
+    assert not (masks.air & ~masks.filled).any()
+    dark = ndimage.binary_opening(masks.body & (small <= masks.threshold))
+    labels, _ = ndimage.label(dark)
+    lungs = np.isin(labels, 1 + np.argsort(np.bincount(labels.ravel())[1:])[-2:])
+    assert (masks.filled & lungs).sum() >= 0.95 * lungs.sum()
+    assert 0.03 < masks.filled.sum() / masks.body.sum() < 0.7
+
+
+@pytest.mark.parametrize("path", SLICES[::4], ids=lambda p: p.name)
+def test_crop_is_the_field_box_at_full_resolution(path: Path) -> None:
+    gray = read_gray(path).gray
+    masks = lung_masks(gray)
+    top, bottom, left, right = masks.box()
+    assert 0 <= top < bottom <= gray.shape[0] and 0 <= left < right <= gray.shape[1]
+    crop = crop_lung_field(gray, masks, 256)
+    assert max(crop.gray.shape) == 256
+    assert crop.filled.shape == crop.air.shape == crop.gray.shape
+    assert crop.gray.dtype == np.float32 and crop.filled.dtype == bool
+
+
+def test_closing_radius_keeps_a_juxta_pleural_mass_inside() -> None:
+    assert lung_masks(chest(mass=True)).filled[366 // 4, 150 // 4]
+    assert not lung_masks(chest(mass=True), close_radius=8).filled[366 // 4, 150 // 4]
+
+
+def test_midline_cut_leaves_the_heart_out_when_the_lungs_touch() -> None:
+    masks = lung_masks(chest(bridge=True))
+    assert masks.filled[256 // 4, 140 // 4] and masks.filled[256 // 4, 372 // 4]  # both lungs
+    assert not masks.filled[256 // 4, 256 // 4]  # the heart
+
+
+@pytest.mark.parametrize("path", SLICES[::6], ids=lambda p: p.name)
+def test_distance_transform_closing_is_a_disk_closing(path: Path) -> None:
+    masks = lung_masks(read_gray(path).gray)
+    lungs = np.pad(masks.air, 11)
+    expected = ndimage.binary_closing(lungs, structure=disk(10))
+    assert np.array_equal(close_disk(lungs, 10), expected)
+
+
+def test_nothing_to_find_falls_back_to_the_whole_slice() -> None:
+    masks = lung_masks(np.zeros((64, 80), np.float32))
+    assert masks.filled.all() and masks.box() == (0, 64, 0, 80)
