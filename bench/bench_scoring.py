@@ -72,7 +72,9 @@ def _bench_model(settings: Settings) -> tuple[Any, str]:
         keras.utils.set_random_seed(0)
         network = calibrated(build_network(size), 1.0)
         version = f"bench-{uuid.uuid4().hex[:8]}"
-        model = LoadedModel(network, config, "bench-network", version, data_version="bench")
+        model = LoadedModel(
+            network, "bench-network", version, data_version="bench", preprocess=config
+        )
         why = type(error).__name__
         return model, f"untrained production network {size}px ({why})"
 

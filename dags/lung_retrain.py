@@ -34,7 +34,11 @@ from lung_airflow import (
     ),
     # no start_date: unpausing starts nothing; the week or the data does
     params={
-        "config": Param("default", enum=["default", "tiny"], description="training preset"),
+        "config": Param(
+            "default",
+            enum=["default", "tiny", "cnn", "cnn-tiny"],
+            description="training preset (lung_model.training.job.PRESETS)",
+        ),
         "data_dir": Param("", type="string", description="dataset folder; empty: data/raw"),
     },
     tags=["lung", "training"],

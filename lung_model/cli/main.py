@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--json", type=Path, help="also write the split report to this file")
 
     train = command("train", "lung_model.cli.model:cli_train", "train, evaluate, register and gate")
-    train.add_argument("--epochs", type=int, help="maximum epochs (default: the real config)")
-    train.add_argument("--image-size", type=int, help="input size in pixels")
+    train.add_argument("--config", default="default", help="preset: default, tiny, cnn, cnn-tiny")
+    train.add_argument("--epochs", type=int, help="CNN: maximum epochs")
+    train.add_argument("--image-size", type=int, help="CNN: input size in pixels")
     train.add_argument("--data", type=Path, help="dataset folder (default: data/raw)")
 
     promote = command("promote", "lung_model.cli.model:cli_promote", "operator override: promote")
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command(
         "demo", "lung_model.cli.demo:cli_demo", "start everything, train once, score a few"
     )
-    demo.add_argument("--config", default="default", help="training preset (default, tiny)")
+    demo.add_argument(
+        "--config", default="default", help="training preset: default, tiny, cnn, cnn-tiny"
+    )
     demo.add_argument("--retrain", action="store_true", help="retrain even if a champion exists")
     demo.add_argument("--studies", type=int, default=1, help="demo studies per class")
     demo.add_argument("--timeout", type=float, default=3600, help="seconds to wait per DAG")

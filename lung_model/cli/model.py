@@ -7,6 +7,7 @@ MLflow run, the registry makes its model the challenger, the gate decides on it.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 
 from lung_model.cli.exit_codes import ExitCode
@@ -14,17 +15,21 @@ from lung_model.lifecycle.promotion import promote, rollback, run_gate
 from lung_model.platform.registry import register
 from lung_model.settings import get_settings
 from lung_model.training.fit import TrainConfig
-from lung_model.training.job import train_and_log
+from lung_model.training.job import preset, train_and_log
 
 
 def cli_train(args: argparse.Namespace) -> ExitCode:
     settings = get_settings()
-    config = TrainConfig()
-    if args.epochs:
+    config = preset(args.config)
+    if not isinstance(config, TrainConfig):
+        if args.epochs or args.image_size:
+            print("error: --epochs, --image-size: CNN presets only (cnn, cnn-tiny)", file=sys.stderr)
+            return ExitCode.USAGE
+    elif args.epochs:
         config = replace(
             config, epochs=args.epochs, min_epochs=min(config.min_epochs, args.epochs - 1)
         )
-    if args.image_size:
+    if isinstance(config, TrainConfig) and args.image_size:
         config = replace(config, image_size=args.image_size)
     result = train_and_log(settings, config, args.data, progress=None)
     test = result.test["slice"]

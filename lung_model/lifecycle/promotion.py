@@ -61,7 +61,6 @@ def metrics_on_test_split(
     name: str, version: str, split: Split, data_dir: Path, settings: Settings
 ) -> dict[str, float | None]:
     """Metrics of one registered version on the split's test slices, through serving."""
-    from lung_model.imaging.preprocess import load_files
     from lung_model.scoring.inference import LoadedModel
     from lung_model.settings import CLASSES
     from lung_model.training import metrics
@@ -74,18 +73,21 @@ def metrics_on_test_split(
         )
     classifier = LoadedModel.load(settings, f"models:/{name}/{version}")
     probabilities = classifier.predict_arrays(
-        load_files([data_dir / p for p in paths], classifier.preprocess)
+        classifier.prepare_files([data_dir / p for p in paths])
     )
     import numpy as np
 
     labels = np.array([CLASSES.index(split.label[p]) for p in paths])
     groups = np.array([split.group[p] for p in paths])
     result = metrics.evaluate(
-        labels, probabilities, groups, rounds=0, malignant_threshold=classifier.malignant_threshold
+        labels,
+        probabilities,
+        groups,
+        rounds=0,
+        malignant_threshold=classifier.malignant_threshold,
+        study_rule=classifier.study_rule,
     )
-    values = {k: result["slice"][k] for k in HEADLINE}
-    values["study_macro_f1"] = result["study"]["macro_f1"]
-    return _clean(values)
+    return _clean(metrics.headline(result))
 
 
 def record(decision: Decision, actor: str, settings: Settings) -> None:

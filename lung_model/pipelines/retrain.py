@@ -89,17 +89,6 @@ def _data_dir(data_dir: str | None, settings: Settings) -> Path:
     return Path(data_dir) if data_dir else settings.raw_data
 
 
-def training_config(name: str) -> Any:
-    """A named TrainConfig preset: `default` (the real one) or `tiny` (seconds, for tests)."""
-    from lung_model.training.fit import TrainConfig
-
-    if name == "default":
-        return TrainConfig()
-    if name == "tiny":
-        return TrainConfig.tiny()
-    raise ValueError(f"unknown training config {name!r} (default, tiny)")
-
-
 def pull_data(data_dir: str | None = None) -> str:
     """Restore data/raw from the DVC remote at the committed version; return that version.
     A run given another data folder (`data_dir`) trains on what is there: nothing to pull."""
@@ -139,10 +128,10 @@ def train(
 ) -> Trained:
     """Train, calibrate, evaluate and log one MLflow run; return its ids."""
     from lung_model.platform.tracking import configure_mlflow
-    from lung_model.training.job import train_and_log
+    from lung_model.training.job import preset, train_and_log
 
     settings = settings or get_settings()
-    result = train_and_log(settings, training_config(config), _data_dir(data_dir, settings))
+    result = train_and_log(settings, preset(config), _data_dir(data_dir, settings))
     run = configure_mlflow(settings).get_run(result.run_id)
     return Trained(
         run_id=result.run_id,

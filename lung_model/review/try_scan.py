@@ -41,7 +41,7 @@ def try_scan(data: bytes, model: LoadedModel) -> ScanVerdict:
 
     if len(data) > MAX_UPLOAD_BYTES:
         raise UnreadableImage(f"file too large: {len(data)} bytes")
-    decoded = decode_bytes(data, reduce_to=model.preprocess.reduce_to)
+    decoded = decode_bytes(data, reduce_to=model.reduce_to)
     model_input = model.prepare(decoded.gray)
     probabilities = model.predict(model_input[None, ...])[0]
     predicted = slice_class(model, probabilities)

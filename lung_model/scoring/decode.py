@@ -53,12 +53,12 @@ def _refused(file: InputFile, reason: str, **known: object) -> Decoded:
 def decode_file(
     file: InputFile,
     prepare: Prepare,
-    image_size: int,
+    input_shape: tuple[int, ...],
     id_key: bytes | None,
-    reduce_to: int,
+    reduce_to: int | None,
 ) -> Decoded:
     """One input file to a scored-to-be row with its model input, or a quarantine row;
-    `reduce_to` is the model's `PreprocessConfig.reduce_to`."""
+    `reduce_to` is how far the model lets a JPEG be decoded down (None: full resolution)."""
     if file.refusal:
         return _refused(file, file.refusal)
     try:
@@ -78,7 +78,7 @@ def decode_file(
         return _refused(file, str(error), **facts)
     except Exception as error:  # a decoder or preprocessing bug must not stop the study
         return _refused(file, f"cannot decode: {type(error).__name__}: {error}", **facts)
-    if x.shape != (image_size, image_size, 1) or not np.isfinite(x).all():
+    if x.shape != tuple(input_shape) or not np.isfinite(x).all():
         return _refused(file, f"preprocessing gave an unusable array {x.shape}", **facts)
     row = ImageRow(
         file.relpath,

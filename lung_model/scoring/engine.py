@@ -25,12 +25,14 @@ from lung_model.scoring.files import InputFile, list_inputs, printable
 from lung_model.scoring.predictor import (
     Predictor,
     Prepare,
+    input_shape_for,
     preparer_for,
-    preprocess_for,
+    reduce_to_for,
     study_threshold,
 )
 from lung_model.scoring.study import SliceStats, study_verdict
 from lung_model.settings import Settings
+from lung_model.training.study_rule import StudyRule
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,14 @@ class Scorer:
     ) -> None:
         self.model, self.engine, self.settings = model, engine, settings
         self.prepare = prepare or preparer_for(model)
-        self.reduce_to = preprocess_for(model).reduce_to
+        self.reduce_to = reduce_to_for(model)
+        self.input_shape = input_shape_for(model)
         self.id_key = id_key
         self.workers = workers or settings.score_workers or default_workers()
         self.on_file = on_file
 
     def _decode(self, file: InputFile) -> Decoded:
-        return decode_file(file, self.prepare, self.model.image_size, self.id_key, self.reduce_to)
+        return decode_file(file, self.prepare, self.input_shape, self.id_key, self.reduce_to)
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> dict[str, store.Probabilities]:
         if not inputs:
@@ -143,17 +146,14 @@ class Scorer:
 
     def _finish(self, summary: StudySummary) -> StudySummary:
         assert summary.batch_id is not None
-        stats = store.slice_stats(
-            self.engine,
-            summary.batch_id,
-            self.model,
-            study_threshold(self.model, self.settings.malignant_threshold),
-        )
-        verdict = (
-            study_verdict(stats, self.settings.uncertain_margin).as_dict()
-            if stats.n_slices
-            else None
-        )
+        threshold = study_threshold(self.model, self.settings.malignant_threshold)
+        stats = store.slice_stats(self.engine, summary.batch_id, self.model, threshold)
+        verdict = None
+        if stats.n_slices:
+            probabilities = store.slice_probabilities(self.engine, summary.batch_id, self.model)
+            rule = getattr(self.model, "study_rule", None) or StudyRule()
+            margin = self.settings.uncertain_margin
+            verdict = study_verdict(probabilities, rule, threshold, margin).as_dict()
         error = None if verdict else "no slice could be scored (see the quarantine reasons)"
         summary.n_files, summary.n_scored, summary.n_quarantined = store.finish_batch(
             self.engine, summary.batch_id, self.model, stats, verdict, error

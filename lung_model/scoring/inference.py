@@ -1,8 +1,10 @@
 """The inference API: load a registered model once, predict batches of slices.
 
 `LoadedModel.load()` resolves `models:/<name>@champion` to a fixed version (so an alias moved
-mid-run cannot mix two models), loads the Keras model with `mlflow.keras.load_model` and the
-preprocessing config logged with it, and predicts calibrated probabilities in CLASSES order.
+mid-run cannot mix two models), loads either model family (the CNN with
+`mlflow.keras.load_model`, the feature model as a python-function model) with the
+preprocessing and decision rules logged with it, and predicts calibrated probabilities in
+CLASSES order. A CNN logged before families had a name loads as before.
 `load_model` caches one loaded model per process, store and URI; the scorer, the DAG tasks
 and the dashboard call it.
 See https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html#mlflow.keras.load_model
@@ -19,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.imaging.preprocess import PreprocessConfig, load_file, prepare
+from lung_model.imaging.images import read_gray
+from lung_model.imaging.preprocess import PreprocessConfig, prepare
 from lung_model.platform.registry import champion_uri
 from lung_model.scoring.predictor import slice_class
 from lung_model.settings import CLASSES, Settings
+from lung_model.training.study_rule import StudyRule
 
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -41,28 +45,53 @@ class Prediction:
 
 
 class LoadedModel:
-    """A registered model version with its preprocessing (fits `scoring.predictor.Predictor`)."""
+    """A registered model version of either family, with its preprocessing and decision
+    rules (fits `scoring.predictor.Predictor`).
+
+    `network` is the calibrated Keras model (family `cnn`, which prepares slices with
+    `preprocess`) or a `lung_model.training.feature_model.SliceFeatureModel` (family
+    `features`, which prepares them itself, from the full-resolution slice)."""
 
     def __init__(
         self,
-        keras_model: Any,
-        preprocess: PreprocessConfig,
+        network: Any,
         name: str,
         version: str,
         data_version: str = "",
         malignant_threshold: float | None = None,
+        study_rule: StudyRule | None = None,
+        preprocess: PreprocessConfig | None = None,
     ) -> None:
-        self.keras_model = keras_model
-        self.preprocess = preprocess
+        self.network = network
+        self.family = str(getattr(network, "family", "cnn"))
+        self.preprocess = preprocess or PreprocessConfig()
         self.name = name
         self.version = version
         self.data_version = data_version
-        # the decision rule fitted with the model (lung_model.training.metrics.classify); None: arg-max
+        # the decision rules fitted with the model (training.metrics.classify for slices,
+        # training.study_rule for studies); no threshold: arg-max
         self.malignant_threshold = malignant_threshold
+        self.study_rule = study_rule or StudyRule()
+
+    @property
+    def keras_model(self) -> Any:
+        return self.network if self.family == "cnn" else None
 
     @property
     def image_size(self) -> int:
         return self.preprocess.image_size
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if self.family == "cnn":
+            return (self.image_size, self.image_size, 1)
+        shape: tuple[int, ...] = self.network.input_shape
+        return shape
+
+    @property
+    def reduce_to(self) -> int | None:
+        """How far a JPEG may be decoded down for this model (None: full resolution)."""
+        return self.preprocess.reduce_to if self.family == "cnn" else None
 
     @classmethod
     def load(cls, settings: Settings, model_uri: str | None = None) -> LoadedModel:
@@ -79,35 +108,51 @@ class LoadedModel:
             name, version = match["name"], match["version"]
         try:
             info = mlflow.models.get_model_info(model_uri)
-            model = mlflow.keras.load_model(model_uri)
+            metadata = info.metadata or {}
+            if metadata.get("family") == "features":
+                from lung_model.training.served import unwrap_feature_model
+
+                network = unwrap_feature_model(mlflow.pyfunc.load_model(model_uri))
+            else:  # the CNN, including models logged before families had a name
+                network = mlflow.keras.load_model(model_uri)
         except (MlflowException, OSError) as error:
             raise NoChampion(f"cannot load {model_uri}: {error}") from error
-        metadata = info.metadata or {}
-        preprocess = PreprocessConfig.from_dict(metadata.get("preprocess", {}))
         threshold = metadata.get("malignant_threshold")
         return cls(
-            model,
-            preprocess,
+            network,
             name,
             version,
             str(metadata.get("data_version", "")),
             None if threshold is None else float(threshold),
+            StudyRule.from_dict(metadata.get("study_rule")),
+            PreprocessConfig.from_dict(metadata["preprocess"])
+            if "preprocess" in metadata
+            else None,
         )
 
     def prepare(self, gray: np.ndarray) -> np.ndarray:
-        return prepare(gray, self.preprocess)
+        """A decoded gray slice to this model's input, as in training."""
+        if self.family == "cnn":
+            return prepare(gray, self.preprocess)
+        return np.asarray(self.network.prepare(gray))
 
     def prepare_file(self, path: Path) -> np.ndarray:
         """A slice file to this model's input, decoded and prepared as in training."""
-        return load_file(path, self.preprocess)
+        return self.prepare(read_gray(path, reduce_to=self.reduce_to).gray)
+
+    def prepare_files(self, paths: Sequence[Path]) -> np.ndarray:
+        rows = [self.prepare_file(p) for p in paths]
+        return np.stack(rows) if rows else np.zeros((0, *self.input_shape), np.float32)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(N, size, size, 1) prepared slices -> (N, 3) calibrated probabilities."""
+        """A batch of prepared inputs -> (N, 3) calibrated probabilities."""
         if len(batch) == 0:
             return np.zeros((0, len(CLASSES)), dtype=np.float64)
+        if self.family != "cnn":
+            return np.asarray(self.network.predict(batch), dtype=np.float64)
         # a direct call in inference mode: no per-call tf.function retracing, any batch size
         return np.asarray(
-            self.keras_model(np.asarray(batch, np.float32), training=False), dtype=np.float64
+            self.network(np.asarray(batch, np.float32), training=False), dtype=np.float64
         )
 
     def predict_arrays(self, batch: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -122,8 +167,7 @@ class LoadedModel:
 
     def predict_files(self, paths: Sequence[Path]) -> list[Prediction]:
         """Slice files -> one Prediction each (raises UnreadableImage on a bad file)."""
-        batch = np.stack([self.prepare_file(p) for p in paths]) if paths else np.zeros((0,))
-        return [self._prediction(p) for p in self.predict_arrays(batch)]
+        return [self._prediction(p) for p in self.predict_arrays(self.prepare_files(paths))]
 
     def _prediction(self, probabilities: np.ndarray) -> Prediction:
         return Prediction(
@@ -135,12 +179,14 @@ class LoadedModel:
 
     def gradcam(self, gray: np.ndarray, class_name: str | None = None) -> np.ndarray:
         """Grad-CAM heatmap in [0, 1] over the prepared slice for `class_name` (default: the
-        predicted class); shape (size, size). See `lung_model.scoring.gradcam`."""
+        predicted class); shape (size, size). CNN only. See `lung_model.scoring.gradcam`."""
         from lung_model.scoring.gradcam import gradcam
 
+        if self.family != "cnn":
+            raise TypeError(f"Grad-CAM explains a CNN; this is a {self.family} model")
         x = self.prepare(gray)
         index = None if class_name is None else CLASSES.index(class_name)
-        return gradcam(self.keras_model, x, index)
+        return gradcam(self.network, x, index)
 
 
 _LOADED: dict[tuple[str, str, str], LoadedModel] = {}

@@ -1,10 +1,12 @@
 """What the scoring engine needs from a model, and how it turns a slice into model input.
 
-`lung_model.scoring.inference.LoadedModel` (the champion from the MLflow registry) fits
-`Predictor`; so does any object with the same attributes, which keeps the engine testable
-and benchmarkable with the model passed in rather than reached for. Slices are prepared
-with `lung_model.imaging.preprocess.prepare` and the preprocessing config shipped with the model
-(its `preprocess` attribute), so serving runs exactly the steps training ran.
+`lung_model.scoring.inference.LoadedModel` (the champion from the MLflow registry, of either
+family) fits `Predictor`; so does any object with the same attributes, which keeps the
+engine testable and benchmarkable with the model passed in rather than reached for. A model
+that has its own `prepare` (and `input_shape`, `reduce_to`) turns decoded slices into its
+input itself; otherwise slices are prepared with `lung_model.imaging.preprocess.prepare` and
+the preprocessing config shipped with the model (its `preprocess` attribute), so serving
+runs exactly the steps training ran.
 """
 
 from __future__ import annotations
@@ -78,7 +80,25 @@ def preprocess_for(model: Predictor) -> PreprocessConfig:
 
 
 def preparer_for(model: Predictor) -> Prepare:
-    """(H, W) gray in [0, 1] to the model's input, with the model's preprocessing config."""
+    """(H, W) gray in [0, 1] to the model's input: the model's own `prepare`, or image
+    preprocessing with the model's config."""
+    own: Prepare | None = getattr(model, "prepare", None)
+    if own is not None:
+        return own
     from lung_model.imaging.preprocess import prepare
 
     return partial(prepare, config=preprocess_for(model))
+
+
+def input_shape_for(model: Predictor) -> tuple[int, ...]:
+    """The shape of one prepared input (a square one-channel slice unless the model says)."""
+    shape: tuple[int, ...] | None = getattr(model, "input_shape", None)
+    return shape or (model.image_size, model.image_size, 1)
+
+
+def reduce_to_for(model: Predictor) -> int | None:
+    """How far a JPEG may be decoded down for this model (None: full resolution)."""
+    if hasattr(model, "reduce_to"):
+        value: int | None = model.reduce_to
+        return value
+    return preprocess_for(model).reduce_to

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine, text
 
@@ -158,6 +159,21 @@ def slice_stats(engine: Engine, batch_id: int, model: Predictor, threshold: floa
         mean_p_benign=float(row[4]),
         n_malignant_slices=int(row[5]),
     )
+
+
+def slice_probabilities(engine: Engine, batch_id: int, model: Predictor) -> np.ndarray:
+    """(n, 3) probabilities of the batch's scored slices, as this model version predicted."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT p.p_normal, p.p_benign, p.p_malignant"
+                " FROM images i JOIN predictions p ON p.image_sha256 = i.sha256"
+                " AND p.model_name = :name AND p.model_version = :version"
+                " WHERE i.batch_id = :batch AND i.status = 'scored' ORDER BY i.id"
+            ),
+            {"batch": batch_id, "name": model.name, "version": model.version},
+        ).all()
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
 def finish_batch(

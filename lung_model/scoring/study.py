@@ -1,14 +1,20 @@
 """The verdict on one study from its slices' probabilities, and when a person must look.
 
-Sensitivity first: a study is malignant as soon as one slice is over the malignant
-threshold; otherwise it takes the class with the higher mean probability among normal
-and benign. It is flagged for review when the probability behind that verdict (the
-highest malignant probability, or the mean of the chosen class) is below the margin.
+The model's own study rule decides (`lung_model.training.study_rule`, fitted and shipped
+with the model; models logged without one: malignant as soon as one slice reaches the
+malignant threshold, else the likelier of benign and normal on average). The study is
+flagged for review when the evidence behind the verdict (the malignant score of the rule,
+or the mean probability of the chosen class) is below the margin.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lung_model.settings import CLASSES
+from lung_model.training.study_rule import StudyRule
 
 
 @dataclass(frozen=True)
@@ -31,11 +37,17 @@ class StudyVerdict:
         return asdict(self)
 
 
-def study_verdict(stats: SliceStats, uncertain_margin: float) -> StudyVerdict:
-    if stats.n_malignant_slices > 0:
-        label, confidence = "malignant", stats.max_p_malignant
-    elif stats.mean_p_benign > stats.mean_p_normal:
-        label, confidence = "benign", stats.mean_p_benign
+def study_verdict(
+    probabilities: np.ndarray, rule: StudyRule, slice_threshold: float, uncertain_margin: float
+) -> StudyVerdict:
+    """The verdict on a study whose scored slices have these (n, 3) probabilities."""
+    label = CLASSES[rule.decide(probabilities, slice_threshold)]
+    if label == "malignant":
+        confidence = (
+            float(probabilities[:, CLASSES.index("malignant")].max())
+            if rule.statistic in ("any", "share")
+            else rule.malignant_score(probabilities, slice_threshold)
+        )
     else:
-        label, confidence = "normal", stats.mean_p_normal
+        confidence = float(probabilities[:, CLASSES.index(label)].mean())
     return StudyVerdict(label, confidence, needs_review=confidence < uncertain_margin)

@@ -65,6 +65,7 @@ class TrainConfig:
     malignant_threshold: float | None = 0.2
     malignant_recall: float = 0.0
     members: int = 1  # networks trained with different seeds whose logits are averaged
+    study_statistic: str = "any"  # lung_model.training.study_rule.STATISTICS
     seed: int = 42
     bootstrap_rounds: int = 1000
 

@@ -1,12 +1,14 @@
 """The training job: audit, split, fit, calibrate, evaluate, and log it all to one MLflow run.
 
 `train_and_log` returns the run id; `lung_model.platform.registry.register` turns the logged model
-into a registered version and `lung_model.lifecycle.promotion.run_gate` decides on it. `cli_train`
-runs the three in order (`python -m lung_model train`), as the retrain DAG does task by task.
-Logged: parameters, metrics (test and validation, with 95% intervals, slice and study level),
-per-epoch curves, plots, the audit and split reports, the data version and git commit, and
-the calibrated model with the keras flavour, a signature and an input example.
-See https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html
+into a registered version and `lung_model.lifecycle.promotion.run_gate` decides on it. The
+`train` command runs the three in order (`python -m lung_model train`), as the retrain DAG
+does task by task.
+Either model family fits (`lung_model.training.families`). Logged: parameters, metrics (test
+and validation, with 95% intervals, slice and study level), per-epoch curves (CNN), plots,
+the audit and split reports, the data version and git commit, and the model with its
+decision rules, a signature and an input example (`lung_model.training.served`).
+See https://mlflow.org/docs/latest/ml/tracking/
 """
 
 from __future__ import annotations
@@ -15,22 +17,46 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from lung_model.data.audit import audit, inspect, require_clean
 from lung_model.data.split import make_split, report
-from lung_model.platform.registry import MODEL_ARTIFACT, SPLIT_ARTIFACT
-from lung_model.settings import CLASSES, PROJECT_ROOT, Settings
+from lung_model.platform.registry import SPLIT_ARTIFACT
+from lung_model.settings import PROJECT_ROOT, Settings
 from lung_model.training import metrics, plots
-from lung_model.training.calibration import apply_temperature
-from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
+from lung_model.training.families import FamilyFit, ModelConfig, fit_family
+from lung_model.training.feature_model import FeatureModelConfig
+from lung_model.training.fit import Part, TrainConfig
 
 log = logging.getLogger(__name__)
+
+
+PRESETS: dict[str, Callable[[], ModelConfig]] = {
+    "default": FeatureModelConfig,  # the family grouped cross-validation favours (README)
+    "tiny": FeatureModelConfig.tiny,  # seconds: tests and smoke runs
+    "cnn": TrainConfig,
+    "cnn-tiny": TrainConfig.tiny,
+}
+
+
+def preset(name: str) -> ModelConfig:
+    """A named training configuration (`PRESETS`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown training config {name!r} ({', '.join(PRESETS)})")
+    return PRESETS[name]()
+
+
+def default_config() -> ModelConfig:
+    return preset("default")
+
+
+def family_of(config: ModelConfig) -> str:
+    return "features" if isinstance(config, FeatureModelConfig) else "cnn"
 
 
 @dataclass
@@ -61,11 +87,13 @@ def git_commit(repo: Path = PROJECT_ROOT) -> str:
 
 
 def _log_evaluation(
-    part: Part, probabilities: np.ndarray, name: str, rounds: int, threshold: float | None
+    part: Part, probabilities: np.ndarray, name: str, rounds: int, fitted: FamilyFit
 ) -> dict[str, Any]:
     import mlflow
 
-    result = metrics.evaluate(part.y, probabilities, part.groups, rounds, threshold)
+    result = metrics.evaluate(
+        part.y, probabilities, part.groups, rounds, fitted.malignant_threshold, fitted.study_rule
+    )
     mlflow.log_metrics(metrics.flatten(result, name))
     mlflow.log_dict(result, f"reports/{name}_metrics.json")
     return result
@@ -84,54 +112,17 @@ def _log_plots(
         ),
         "plots/roc.png": plots.roc_figure(test.y, probabilities),
         "plots/reliability.png": plots.reliability_figure(test.y, probabilities),
-        "plots/training_curves.png": plots.training_figure(history),
     }
+    if history:
+        figures["plots/training_curves.png"] = plots.training_figure(history)
     for path, figure in figures.items():
         mlflow.log_figure(figure, path)
         plt.close(figure)
 
 
-def _keras_flavor() -> Any:
-    """`mlflow.keras` with the model folder created before the input example is written into
-    it: MLflow's keras `save_model` writes the example first and fails on a fresh folder
-    (https://github.com/mlflow/mlflow/issues/16183). `mlflow.keras.log_model` is exactly
-    `Model.log(flavor=mlflow.keras, ...)`, so this logs the same keras-flavour model."""
-    import mlflow.keras
-
-    def save_model(path: str, **kwargs: Any) -> None:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        mlflow.keras.save_model(path=path, **kwargs)
-
-    return SimpleNamespace(__name__=mlflow.keras.__name__, save_model=save_model)
-
-
-def _log_model(model: Any, example: np.ndarray, config: TrainConfig, extra: dict[str, Any]) -> str:
-    import keras
-    import mlflow
-    import tensorflow as tf
-    from mlflow.models import Model, infer_signature
-
-    signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
-    info = Model.log(
-        artifact_path=None,
-        name=MODEL_ARTIFACT,
-        flavor=_keras_flavor(),
-        model=model,
-        signature=signature,
-        input_example=example,
-        metadata={"preprocess": config.preprocess().to_dict(), "classes": list(CLASSES), **extra},
-        pip_requirements=[
-            f"tensorflow-cpu=={tf.__version__}",
-            f"keras=={keras.__version__}",
-            f"mlflow=={mlflow.__version__}",
-        ],
-    )
-    return str(info.model_uri)
-
-
 def train_and_log(
     settings: Settings,
-    config: TrainConfig | None = None,
+    config: ModelConfig | None = None,
     data_dir: Path | None = None,
     progress: bool | None = None,
 ) -> TrainResult:
@@ -139,10 +130,9 @@ def train_and_log(
     import mlflow
 
     from lung_model.platform.tracking import configure_mlflow
-    from lung_model.training.network import calibrated
 
     started = time.monotonic()
-    config = config or TrainConfig()
+    config = config or default_config()
     data_dir = data_dir or settings.raw_data
     configure_mlflow(settings)
     progress = sys.stderr.isatty() if progress is None else progress
@@ -158,15 +148,11 @@ def train_and_log(
                 "job": "train",
             }
         )
-        mlflow.log_params({**config.params(), "preprocess_version": config.preprocess().version})
+        mlflow.log_params({"family": family_of(config), **config.params()})
         mlflow.log_dict(audit_report, "reports/audit.json")
         mlflow.log_text(split.to_json(), SPLIT_ARTIFACT)
         mlflow.log_dict(report(split), "reports/split_report.json")
-        preprocess = config.preprocess()
-        parts = {
-            p: load_part(split, p, data_dir, preprocess, progress) for p in ("train", "val", "test")
-        }
-        fitted = fit(config, parts["train"], parts["val"], progress)
+        fitted = fit_family(config, split, data_dir, progress)
         for step, values in enumerate(zip(*fitted.history.values(), strict=True)):
             names = [f"epoch_{name}" for name in fitted.history]  # apart from the final metrics
             mlflow.log_metrics(dict(zip(names, values, strict=True)), step=step + 1)
@@ -174,22 +160,21 @@ def train_and_log(
         threshold = fitted.malignant_threshold
         if threshold is not None:
             mlflow.log_metric("malignant_threshold", threshold)
-        probabilities = {
-            p: apply_temperature(predict_logits(fitted.network, parts[p].x), fitted.temperature)
-            for p in ("val", "test")
-        }
-        _log_evaluation(parts["val"], probabilities["val"], "val", 0, threshold)
+        parts = fitted.parts
+        probabilities = {p: fitted.predict(parts[p].x) for p in ("val", "test")}
+        _log_evaluation(parts["val"], probabilities["val"], "val", 0, fitted)
         test = _log_evaluation(
-            parts["test"], probabilities["test"], "test", config.bootstrap_rounds, threshold
+            parts["test"], probabilities["test"], "test", config.bootstrap_rounds, fitted
         )
         _log_plots(parts["test"], probabilities["test"], test, fitted.history)
-        model = calibrated(fitted.network, fitted.temperature)
-        extra = {
-            "data_version": split.data_version,
-            "temperature": fitted.temperature,
-            "malignant_threshold": threshold,  # the decision rule serving applies
-        }
-        model_uri = _log_model(model, parts["test"].x[:1], config, extra)
+        model_uri = fitted.log_model(
+            {
+                "data_version": split.data_version,
+                "temperature": fitted.temperature,
+                "malignant_threshold": threshold,  # the decision rules serving applies
+                "study_rule": fitted.study_rule.to_dict(),
+            }
+        )
         mlflow.set_tag("model_uri", model_uri)
         seconds = time.monotonic() - started
         mlflow.log_metric("train_seconds", seconds)

@@ -1,8 +1,9 @@
 """Evaluation: per-slice and per-study metrics with group bootstrap confidence intervals.
 
 Slices of one pseudo-patient are not independent, so the 95% intervals resample whole groups
-(a cluster bootstrap), not slices. Study-level results average the calibrated probabilities
-of each group's slices, as a reader would judge one scan. ROC-AUC is one-vs-rest
+(a cluster bootstrap), not slices. Study-level verdicts follow the model's study rule
+(`lung_model.training.study_rule`), as serving decides them; study AUCs and calibration use
+the mean of each group's calibrated slice probabilities. ROC-AUC is one-vs-rest
 (https://scikit-learn.org/stable/modules/generated/sklearn.metrics.roc_auc_score.html).
 """
 
@@ -14,17 +15,20 @@ import numpy as np
 
 from lung_model.settings import CLASSES
 from lung_model.training.calibration import expected_calibration_error
+from lung_model.training.study_rule import StudyRule, decide_studies, study_labels
 
-MALIGNANT = CLASSES.index("malignant")
+MALIGNANT, NORMAL = CLASSES.index("malignant"), CLASSES.index("normal")
 CI_METRICS = ("accuracy", "macro_f1", "recall_malignant", "recall_benign", "ece", "roc_auc_macro")
 
 # A model's headline figures on its test split: what a retrain passes on, what every promotion
-# decision records, and the names the gate's floors use (logged as test_<name> in MLflow).
+# decision records, and the names the gate's floors use (logged as test_<name> in MLflow;
+# study_<name> are the study-level figures).
 HEADLINE = (
-    "accuracy", "macro_f1", "recall_normal", "recall_benign", "recall_malignant", "ece",
-    "roc_auc_macro", "n",
+    "accuracy", "macro_f1", "recall_normal", "recall_benign", "recall_malignant",
+    "normal_as_malignant", "roc_auc_malignant", "roc_auc_macro", "ece", "n",
+    "study_recall_malignant", "study_normal_as_malignant", "study_macro_f1", "study_n",
 )  # fmt: skip
-LOWER_IS_BETTER = frozenset({"ece"})
+LOWER_IS_BETTER = frozenset({"ece", "normal_as_malignant", "study_normal_as_malignant"})
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -55,10 +59,17 @@ def classify(probabilities: np.ndarray, malignant_threshold: float | None = None
 
 
 def point_metrics(
-    labels: np.ndarray, probabilities: np.ndarray, malignant_threshold: float | None = None
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    malignant_threshold: float | None = None,
+    predicted: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Accuracy, per-class precision / recall / F1, macro-F1, AUCs and ECE (flat floats)."""
-    matrix = confusion(labels, classify(probabilities, malignant_threshold)).astype(float)
+    """Accuracy, per-class precision / recall / F1, macro-F1, the share of normal cases
+    called malignant, AUCs and ECE (flat floats). The classes are `predicted` when given,
+    else the decision rule's (`classify`)."""
+    if predicted is None:
+        predicted = classify(probabilities, malignant_threshold)
+    matrix = confusion(labels, predicted).astype(float)
     tp = np.diag(matrix)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.nan_to_num(tp / matrix.sum(axis=0))
@@ -70,6 +81,7 @@ def point_metrics(
         "accuracy": float(tp.sum() / max(matrix.sum(), 1)),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "ece": expected_calibration_error(probabilities, labels) if len(labels) else 0.0,
+        "normal_as_malignant": float(matrix[NORMAL, MALIGNANT] / max(matrix[NORMAL].sum(), 1)),
     }
     aucs = []
     for i, cls in enumerate(CLASSES):
@@ -111,9 +123,22 @@ def study_level(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One row per group: its majority label and its slices' mean probabilities."""
     names = np.unique(groups)
-    study_labels = np.array([np.bincount(labels[groups == g], minlength=3).argmax() for g in names])
     study_probs = np.stack([probabilities[groups == g].mean(axis=0) for g in names])
-    return study_labels, study_probs
+    return study_labels(labels, groups), study_probs
+
+
+def study_metrics(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    groups: np.ndarray,
+    malignant_threshold: float | None,
+    rule: StudyRule,
+) -> tuple[dict[str, float], np.ndarray]:
+    """Study-level metrics with the study rule, and the study confusion matrix."""
+    truth, means = study_level(labels, probabilities, groups)
+    slice_threshold = 0.5 if malignant_threshold is None else malignant_threshold
+    decided = decide_studies(rule, probabilities, groups, slice_threshold)
+    return point_metrics(truth, means, predicted=decided), confusion(truth, decided)
 
 
 def evaluate(
@@ -122,26 +147,35 @@ def evaluate(
     groups: np.ndarray,
     rounds: int = 1000,
     malignant_threshold: float | None = None,
+    study_rule: StudyRule | None = None,
 ) -> dict[str, Any]:
     """Slice metrics with intervals, the confusion matrix, and study-level metrics, all with
-    the model's decision rule (`classify`)."""
+    the model's decision rules (`classify` for slices, `study_rule` for studies)."""
     threshold = malignant_threshold
+    rule = study_rule or StudyRule()
+    studies, study_confusion = study_metrics(labels, probabilities, groups, threshold, rule)
     slice_metrics = point_metrics(labels, probabilities, threshold)
     intervals = (
         bootstrap_intervals(labels, probabilities, groups, rounds, malignant_threshold=threshold)
         if rounds
         else {}
     )
-    study_labels, study_probs = study_level(labels, probabilities, groups)
     return {
         "slice": slice_metrics,
         "ci95": {m: list(v) for m, v in intervals.items()},
         "confusion": confusion(labels, classify(probabilities, threshold)).tolist(),
-        "study": point_metrics(study_labels, study_probs, threshold),
-        "study_confusion": confusion(study_labels, classify(study_probs, threshold)).tolist(),
+        "study": studies,
+        "study_confusion": study_confusion.tolist(),
         "n_groups": int(len(np.unique(groups))),
         "malignant_threshold": threshold,
+        "study_rule": rule.to_dict(),
     }
+
+
+def headline(result: dict[str, Any]) -> dict[str, float]:
+    """The HEADLINE figures of an `evaluate` result (study ones as study_<name>)."""
+    values = {**result["slice"], **{f"study_{k}": v for k, v in result["study"].items()}}
+    return {name: float(values[name]) for name in HEADLINE}
 
 
 def flatten(result: dict[str, Any], prefix: str) -> dict[str, float]:

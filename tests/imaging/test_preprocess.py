@@ -80,7 +80,7 @@ def test_a_crop_can_be_decoded_from_more_pixels_and_scoring_decodes_alike() -> N
     scored = decode_file(
         InputFile(SQUARE.name, SQUARE, SQUARE),
         lambda gray: prepare(gray, detailed),
-        64,
+        (64, 64, 1),
         None,
         detailed.reduce_to,
     )

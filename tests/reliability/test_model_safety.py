@@ -92,7 +92,8 @@ def test_a_training_run_killed_midway_leaves_the_champion_untouched(
         "PYTHONUNBUFFERED": "1",  # Keras' epoch lines reach the pipe as they are printed
     }
     training = subprocess.Popen(
-        [sys.executable, "-m", "lung_model", "train", "--epochs", "400", "--image-size", "64"]
+        [sys.executable, "-m", "lung_model", "train", "--config", "cnn", "--epochs", "400"]
+        + ["--image-size", "64"]
         + ["--data", str(FIXTURE_DATA)],
         env=env,
         stdout=subprocess.PIPE,

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from tiny_models import LENIENT
 
 from lung_model import settings as settings_module
 from lung_model.cli.main import main
@@ -43,9 +44,7 @@ def lenient(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         settings_module.get_settings.cache_clear()
         yield Settings(
             model_name="lung-test-gate",
-            gate_min_malignant_recall=0.0,
-            gate_min_macro_f1=0.0,
-            gate_max_ece=1.0,
+            **LENIENT,
         )
     settings_module.get_settings.cache_clear()
 
@@ -137,13 +136,13 @@ def test_bad_data_fails_before_any_run(lenient: Settings, tmp_path: Path) -> Non
 def test_cli_train_prints_run_version_and_decision(
     lenient: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The real default configuration, cut to 2 epochs at 32 px by the command's flags."""
+    """The real CNN configuration, cut to 2 epochs at 32 px by the command's flags."""
     monkeypatch.setenv("LUNG_MODEL_NAME", "lung-test-cli")
-    for floor, value in (("MALIGNANT_RECALL", "0"), ("MACRO_F1", "0")):
-        monkeypatch.setenv(f"LUNG_GATE_MIN_{floor}", value)
-    monkeypatch.setenv("LUNG_GATE_MAX_ECE", "1")
+    for name, value in LENIENT.items():
+        monkeypatch.setenv(f"LUNG_{name.upper()}", str(value))
     settings_module.get_settings.cache_clear()
-    assert main(["train", "--epochs", "2", "--image-size", "32", "--data", str(FIXTURES)]) == 0
+    argv = ["train", "--config", "cnn", "--epochs", "2", "--image-size", "32"]
+    assert main([*argv, "--data", str(FIXTURES)]) == 0
     out = capsys.readouterr().out
     assert "run " in out and "macro-F1" in out and "model version 1: promoted" in out
     settings_module.get_settings.cache_clear()

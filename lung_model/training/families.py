@@ -1,0 +1,116 @@
+"""The model families the training job can fit, behind one shape: `fit_family` loads the
+split's inputs for the family, fits on train, calibrates and fits the decision rules on
+validation, and returns how to predict and how to log the model.
+
+`cnn` (`TrainConfig`): the Keras network on prepared lung-field crops (`training.fit`).
+`features` (`FeatureModelConfig`): LightGBM on lung-field features (`training.feature_model`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lung_model.data.split import Split
+from lung_model.imaging.images import read_gray
+from lung_model.settings import CLASSES
+from lung_model.training.calibration import apply_temperature
+from lung_model.training.feature_model import (
+    FeatureModelConfig,
+    features_of,
+    fit_feature_model,
+)
+from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
+from lung_model.training.study_rule import StudyRule, fit_study_rule
+
+PARTS = ("train", "val", "test")
+ModelConfig = TrainConfig | FeatureModelConfig
+
+
+@dataclass
+class FamilyFit:
+    family: str
+    parts: dict[str, Part]  # the model inputs of train, val and test
+    predict: Callable[[np.ndarray], np.ndarray]  # inputs -> calibrated probabilities
+    temperature: float
+    malignant_threshold: float | None
+    study_rule: StudyRule
+    log_model: Callable[[dict[str, Any]], str]  # metadata -> model URI
+    history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch curves
+    best_epoch: int = 0
+
+
+def _cnn(config: TrainConfig, split: Split, data_dir: Path, progress: bool) -> FamilyFit:
+    from lung_model.training.network import calibrated
+    from lung_model.training.served import log_cnn
+
+    preprocess = config.preprocess()
+    parts = {p: load_part(split, p, data_dir, preprocess, progress) for p in PARTS}
+    fitted = fit(config, parts["train"], parts["val"], progress)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return apply_temperature(predict_logits(fitted.network, x), fitted.temperature)
+
+    val = parts["val"]
+    slice_threshold = 0.5 if fitted.malignant_threshold is None else fitted.malignant_threshold
+    rule = fit_study_rule(
+        config.study_statistic, val.y, predict(val.x), val.groups, slice_threshold
+    )
+    example = parts["test"].x[:1]
+    network = calibrated(fitted.network, fitted.temperature)
+    return FamilyFit(
+        "cnn",
+        parts,
+        predict,
+        fitted.temperature,
+        fitted.malignant_threshold,
+        rule,
+        lambda metadata: log_cnn(
+            network, example, {"preprocess": preprocess.to_dict(), **metadata}
+        ),
+        fitted.history,
+        fitted.best_epoch,
+    )
+
+
+def load_feature_part(
+    split: Split, part: str, data_dir: Path, config: FeatureModelConfig, progress: bool = False
+) -> Part:
+    """The features of one part's slices, decoded at full resolution as serving decodes them."""
+    from tqdm import tqdm
+
+    paths = split.paths(part)
+    grays = (read_gray(data_dir / p).gray for p in tqdm(paths, desc=part, disable=not progress))
+    x = features_of(list(grays), config.features)
+    y = np.array([CLASSES.index(split.label[p]) for p in paths], dtype=np.int64)
+    return Part(x, y, np.array([split.group[p] for p in paths]), paths)
+
+
+def _features(
+    config: FeatureModelConfig, split: Split, data_dir: Path, progress: bool
+) -> FamilyFit:
+    from lung_model.training.served import log_feature_model
+
+    parts = {p: load_feature_part(split, p, data_dir, config, progress) for p in PARTS}
+    model = fit_feature_model(config, parts["train"], parts["val"])
+    example = data_dir / parts["test"].paths[0]
+    metadata = {"features": config.features.to_dict()}
+    return FamilyFit(
+        "features",
+        parts,
+        model.predict,
+        model.temperature,
+        model.malignant_threshold,
+        model.study_rule,
+        lambda extra: log_feature_model(model, example, {**metadata, **extra}),
+    )
+
+
+def fit_family(config: ModelConfig, split: Split, data_dir: Path, progress: bool) -> FamilyFit:
+    if isinstance(config, FeatureModelConfig):
+        return _features(config, split, data_dir, progress)
+    return _cnn(config, split, data_dir, progress)

@@ -1,0 +1,148 @@
+"""The lung-field feature model: texture and nodule-candidate features of the lung field
+(`lung_model.imaging.features`), gradient-boosted trees (LightGBM), temperature scaling,
+a malignant threshold and a study rule, all fitted here and shipped as one object.
+
+`SliceFeatureModel` is what serving loads (inside an MLflow pyfunc, `lung_model.training.
+served`): `prepare` turns a decoded slice into its feature vector (run by the scorer's decode
+threads), `predict` turns a batch of feature vectors into calibrated probabilities and
+`contributions` gives each feature's exact TreeSHAP share of one slice's malignant score
+(LightGBM's `pred_contrib`). Training is deterministic: one thread, fixed seed,
+`deterministic=True`. See https://lightgbm.readthedocs.io/en/stable/Parameters.html and
+https://lightgbm.readthedocs.io/en/stable/pythonapi/lightgbm.LGBMClassifier.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lung_model.imaging.features import FeatureConfig, feature_names, slice_features
+from lung_model.settings import CLASSES
+from lung_model.training.calibration import (
+    apply_temperature,
+    fit_malignant_threshold,
+    fit_temperature,
+)
+from lung_model.training.fit import Part
+from lung_model.training.study_rule import StudyRule, fit_study_rule
+
+MALIGNANT = CLASSES.index("malignant")
+
+
+@dataclass(frozen=True)
+class FeatureModelConfig:
+    """The real configuration is the default (chosen by grouped cross-validation,
+    `bench/bench_model_selection.py`); tests shrink it."""
+
+    family: str = field(default="features", init=False)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    n_estimators: int = 200
+    max_depth: int = 3
+    num_leaves: int = 8  # 2 ** max_depth: depth, not leaf count, limits the trees
+    learning_rate: float = 0.1
+    min_child_samples: int = 20
+    seed: int = 0
+    malignant_recall: float = 0.98  # the malignant threshold keeps this share on validation
+    study_statistic: str = "top3"  # lung_model.training.study_rule.STATISTICS
+    bootstrap_rounds: int = 1000
+
+    @classmethod
+    def tiny(cls) -> FeatureModelConfig:
+        """Seconds on the CPU: for tests and smoke runs, never for a real model."""
+        return cls(n_estimators=20, min_child_samples=2, bootstrap_rounds=20)
+
+    def params(self) -> dict[str, Any]:
+        values = {k: v for k, v in asdict(self).items() if k != "features"}
+        return {**values, **{f"features_{k}": v for k, v in self.features.to_dict().items()}}
+
+
+class SliceFeatureModel:
+    """Decoded slice -> features -> calibrated probabilities -> the model's decision rules."""
+
+    family = "features"
+
+    def __init__(
+        self,
+        features: FeatureConfig,
+        booster: Any,
+        temperature: float,
+        malignant_threshold: float | None,
+        study_rule: StudyRule,
+    ) -> None:
+        self.features = features
+        self.booster = booster  # a fitted lightgbm.LGBMClassifier
+        self.temperature = temperature
+        self.malignant_threshold = malignant_threshold
+        self.study_rule = study_rule
+
+    @property
+    def feature_names(self) -> list[str]:
+        return feature_names(self.features)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (len(self.feature_names),)
+
+    def prepare(self, gray: np.ndarray) -> np.ndarray:
+        """A decoded gray slice (full resolution, [0, 1]) to the model's input."""
+        return slice_features(gray, self.features)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw multiclass scores (log-odds space) of a (N, features) batch."""
+        if len(x) == 0:
+            return np.zeros((0, len(CLASSES)))
+        return np.asarray(self.booster.booster_.predict(x, raw_score=True), dtype=np.float64)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(N, features) -> (N, 3) calibrated probabilities in CLASSES order."""
+        return apply_temperature(self.logits(np.asarray(x, np.float32)), self.temperature)
+
+    def contributions(self, x: np.ndarray, class_name: str = "malignant") -> np.ndarray:
+        """Each feature's exact TreeSHAP contribution to one slice's raw score for
+        `class_name` (the last entry is the expected value): (features + 1,)."""
+        row = np.asarray(x, np.float32).reshape(1, -1)
+        values = np.asarray(self.booster.booster_.predict(row, pred_contrib=True))[0]
+        width = len(self.feature_names) + 1
+        index = CLASSES.index(class_name)
+        return np.asarray(values[index * width : (index + 1) * width], dtype=np.float64)
+
+
+def features_of(grays: list[np.ndarray], config: FeatureConfig) -> np.ndarray:
+    """(N, features) float32 for decoded slices."""
+    width = len(feature_names(config))
+    rows = [slice_features(g, config) for g in grays]
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), np.float32)
+
+
+def fit_feature_model(config: FeatureModelConfig, train: Part, val: Part) -> SliceFeatureModel:
+    """Fit the trees on `train`; the temperature, the malignant threshold and the study
+    rule on `val` (validation patients, never the test split)."""
+    from lightgbm import LGBMClassifier
+
+    booster = LGBMClassifier(
+        objective="multiclass",
+        n_estimators=config.n_estimators,
+        max_depth=config.max_depth,
+        num_leaves=config.num_leaves,
+        learning_rate=config.learning_rate,
+        min_child_samples=config.min_child_samples,
+        class_weight="balanced",
+        random_state=config.seed,
+        deterministic=True,
+        force_row_wise=True,
+        n_jobs=1,
+        verbose=-1,
+    )
+    booster.fit(train.x, train.y, feature_name=feature_names(config.features))
+    model = SliceFeatureModel(config.features, booster, 1.0, None, StudyRule())
+    model.temperature = fit_temperature(model.logits(val.x), val.y)
+    probabilities = model.predict(val.x)
+    model.malignant_threshold = fit_malignant_threshold(
+        probabilities, val.y, config.malignant_recall, MALIGNANT
+    )
+    model.study_rule = fit_study_rule(
+        config.study_statistic, val.y, probabilities, val.groups, model.malignant_threshold
+    )
+    return model
