@@ -54,8 +54,17 @@ class Settings(BaseSettings):
     )
 
     # Promotion gate floors and tolerance (applied on the fixed test split)
-    gate_min_malignant_recall: float = Field(0.95, description="Absolute floor")
-    gate_min_macro_f1: float = Field(0.70, description="Absolute floor")
+    gate_min_malignant_recall: float = Field(0.95, description="Floor: malignant slices found")
+    gate_min_study_malignant_recall: float = Field(
+        1.0, description="Floor: malignant studies found"
+    )
+    gate_max_normal_as_malignant: float = Field(
+        0.15, description="Ceiling: share of normal slices called malignant"
+    )
+    gate_max_study_normal_as_malignant: float = Field(
+        0.20, description="Ceiling: share of normal studies called malignant"
+    )
+    gate_min_macro_f1: float = Field(0.55, description="Floor: macro-F1 over the 3 classes")
     gate_max_ece: float = Field(0.10, description="Ceiling on expected calibration error")
     gate_tolerance: float = Field(
         0.01, description="How much worse than the champion a challenger may be"

@@ -1,7 +1,8 @@
 """The promotion gate as a pure decision: floors first, then no worse than the champion.
 
-A challenger is promoted when, on the same fixed test split, it clears every absolute floor
-(malignant recall, macro-F1, expected calibration error; `LUNG_GATE_*` settings) and no
+A challenger is promoted when, on the same fixed test split, it clears every absolute bound
+(`LUNG_GATE_*` settings: malignant recall on slices and on studies, the share of normal
+slices and of normal studies called malignant, macro-F1, expected calibration error) and no
 gated metric is worse than the champion's by more than the tolerance. Equal is good enough.
 The thresholds are code and settings, reviewed like code; `lung_model.lifecycle.promotion` applies the
 decision to the registry and the database.
@@ -14,25 +15,51 @@ from dataclasses import dataclass
 from lung_model.settings import Settings
 from lung_model.training.metrics import LOWER_IS_BETTER
 
-# the headline metrics with a floor; each is also compared with the champion's
-GATED = ("recall_malignant", "macro_f1", "ece")
+# what each bound is called in a decision's reason
+LABELS = {
+    "recall_malignant": "malignant recall (slices)",
+    "study_recall_malignant": "malignant recall (studies)",
+    "normal_as_malignant": "normal slices called malignant",
+    "study_normal_as_malignant": "normal studies called malignant",
+    "macro_f1": "macro-F1",
+    "ece": "ECE",
+}
+GATED = tuple(LABELS)  # each has a floor (or ceiling) and is compared with the champion's
 
 
 @dataclass(frozen=True)
 class Floors:
+    """Bounds on the headline test metrics (`LUNG_GATE_*`; the README says why each)."""
+
     min_malignant_recall: float
     min_macro_f1: float
     max_ece: float
     tolerance: float
+    min_study_malignant_recall: float = 0.0
+    max_normal_as_malignant: float = 1.0
+    max_study_normal_as_malignant: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Floors:
         return cls(
-            settings.gate_min_malignant_recall,
-            settings.gate_min_macro_f1,
-            settings.gate_max_ece,
-            settings.gate_tolerance,
+            min_malignant_recall=settings.gate_min_malignant_recall,
+            min_macro_f1=settings.gate_min_macro_f1,
+            max_ece=settings.gate_max_ece,
+            tolerance=settings.gate_tolerance,
+            min_study_malignant_recall=settings.gate_min_study_malignant_recall,
+            max_normal_as_malignant=settings.gate_max_normal_as_malignant,
+            max_study_normal_as_malignant=settings.gate_max_study_normal_as_malignant,
         )
+
+    def bounds(self) -> dict[str, float]:
+        return {
+            "recall_malignant": self.min_malignant_recall,
+            "study_recall_malignant": self.min_study_malignant_recall,
+            "normal_as_malignant": self.max_normal_as_malignant,
+            "study_normal_as_malignant": self.max_study_normal_as_malignant,
+            "macro_f1": self.min_macro_f1,
+            "ece": self.max_ece,
+        }
 
 
 @dataclass(frozen=True)
@@ -46,14 +73,12 @@ def decide(
 ) -> Verdict:
     """Promote or reject `candidate` (test metrics) against the floors and the champion's."""
     failures = []
-    if candidate["recall_malignant"] < floors.min_malignant_recall:
-        failures.append(
-            f"malignant recall {candidate['recall_malignant']:.3f} < floor {floors.min_malignant_recall:.3f}"
-        )
-    if candidate["macro_f1"] < floors.min_macro_f1:
-        failures.append(f"macro-F1 {candidate['macro_f1']:.3f} < floor {floors.min_macro_f1:.3f}")
-    if candidate["ece"] > floors.max_ece:
-        failures.append(f"ECE {candidate['ece']:.3f} > ceiling {floors.max_ece:.3f}")
+    for name, bound in floors.bounds().items():
+        ceiling = name in LOWER_IS_BETTER
+        if (candidate[name] > bound) if ceiling else (candidate[name] < bound):
+            word = "ceiling" if ceiling else "floor"
+            sign = ">" if ceiling else "<"
+            failures.append(f"{LABELS[name]} {candidate[name]:.3f} {sign} {word} {bound:.3f}")
     if failures:
         return Verdict(False, "below floor: " + "; ".join(failures))
     if champion is None:
@@ -62,7 +87,7 @@ def decide(
     for name in GATED:
         change = candidate[name] - champion[name]
         if (change > floors.tolerance) if name in LOWER_IS_BETTER else (change < -floors.tolerance):
-            worse.append(f"{name} {candidate[name]:.3f} vs champion {champion[name]:.3f}")
+            worse.append(f"{LABELS[name]} {candidate[name]:.3f} vs champion {champion[name]:.3f}")
     if worse:
         return Verdict(
             False,

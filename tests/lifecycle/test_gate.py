@@ -1,13 +1,34 @@
-"""The gate's decision for a first model, a better, a worse and an equal one."""
+"""The gate's decision for a first model, a better, a worse and an equal one, against every
+bound: malignant recall on slices and studies, normal slices and studies called malignant,
+macro-F1 and calibration."""
 
 from __future__ import annotations
 
 import pytest
 
-from lung_model.lifecycle.gate import Floors, decide
+from lung_model.lifecycle.gate import GATED, Floors, decide
 
-FLOORS = Floors(min_malignant_recall=0.95, min_macro_f1=0.70, max_ece=0.10, tolerance=0.01)
-CHAMPION = {"recall_malignant": 0.97, "macro_f1": 0.80, "ece": 0.05}
+FLOORS = Floors(
+    min_malignant_recall=0.95,
+    min_macro_f1=0.55,
+    max_ece=0.10,
+    tolerance=0.01,
+    min_study_malignant_recall=1.0,
+    max_normal_as_malignant=0.15,
+    max_study_normal_as_malignant=0.20,
+)
+CHAMPION = {
+    "recall_malignant": 0.97,
+    "study_recall_malignant": 1.0,
+    "normal_as_malignant": 0.05,
+    "study_normal_as_malignant": 0.0,
+    "macro_f1": 0.65,
+    "ece": 0.05,
+}
+
+
+def test_every_gated_metric_has_a_bound() -> None:
+    assert set(FLOORS.bounds()) == set(GATED) == set(CHAMPION)
 
 
 def test_first_model_is_promoted_when_it_clears_the_floors() -> None:
@@ -18,18 +39,21 @@ def test_first_model_is_promoted_when_it_clears_the_floors() -> None:
 @pytest.mark.parametrize(
     ("metric", "value", "words"),
     [
-        ("recall_malignant", 0.90, "malignant recall"),
-        ("macro_f1", 0.5, "macro-F1"),
-        ("ece", 0.2, "ECE"),
+        ("recall_malignant", 0.90, "malignant recall (slices) 0.900 < floor"),
+        ("study_recall_malignant", 5 / 6, "malignant recall (studies) 0.833 < floor"),
+        ("normal_as_malignant", 0.31, "normal slices called malignant 0.310 > ceiling"),
+        ("study_normal_as_malignant", 3 / 7, "normal studies called malignant 0.429 > ceiling"),
+        ("macro_f1", 0.5, "macro-F1 0.500 < floor"),
+        ("ece", 0.2, "ECE 0.200 > ceiling"),
     ],
 )
-def test_a_floor_rejects_even_without_a_champion(metric: str, value: float, words: str) -> None:
+def test_a_bound_rejects_even_without_a_champion(metric: str, value: float, words: str) -> None:
     verdict = decide({**CHAMPION, metric: value}, None, FLOORS)
-    assert not verdict.promote and words in verdict.reason and "floor" in verdict.reason
+    assert not verdict.promote and words in verdict.reason
 
 
 def test_better_model_is_promoted() -> None:
-    better = {"recall_malignant": 0.99, "macro_f1": 0.85, "ece": 0.04}
+    better = {**CHAMPION, "recall_malignant": 0.99, "macro_f1": 0.70, "normal_as_malignant": 0.01}
     assert decide(better, CHAMPION, FLOORS).promote
 
 
@@ -38,13 +62,19 @@ def test_equal_model_is_promoted() -> None:
 
 
 def test_slightly_worse_within_tolerance_is_promoted() -> None:
-    assert decide({**CHAMPION, "macro_f1": 0.795, "ece": 0.055}, CHAMPION, FLOORS).promote
+    assert decide({**CHAMPION, "macro_f1": 0.645, "ece": 0.055}, CHAMPION, FLOORS).promote
 
 
 @pytest.mark.parametrize(
-    ("metric", "value"), [("recall_malignant", 0.955), ("macro_f1", 0.78), ("ece", 0.07)]
+    ("metric", "value", "words"),
+    [
+        ("recall_malignant", 0.955, "malignant recall (slices)"),
+        ("normal_as_malignant", 0.07, "normal slices called malignant"),
+        ("macro_f1", 0.63, "macro-F1"),
+        ("ece", 0.07, "ECE"),
+    ],
 )
-def test_worse_model_is_rejected(metric: str, value: float) -> None:
+def test_worse_model_is_rejected(metric: str, value: float, words: str) -> None:
     verdict = decide({**CHAMPION, metric: value}, CHAMPION, FLOORS)
     assert not verdict.promote
-    assert "worse than the champion" in verdict.reason and metric in verdict.reason
+    assert "worse than the champion" in verdict.reason and words in verdict.reason

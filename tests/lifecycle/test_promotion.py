@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from sqlalchemy import text
-from tiny_models import TrainedRun
+from tiny_models import LENIENT, TrainedRun
 
 from lung_model.lifecycle.promotion import promote, rollback, run_gate
 from lung_model.platform import db
@@ -18,7 +18,6 @@ from lung_model.platform.tracking import configure_mlflow
 from lung_model.settings import Settings
 
 pytestmark = pytest.mark.slow
-LENIENT = {"gate_min_malignant_recall": 0.0, "gate_min_macro_f1": 0.0, "gate_max_ece": 1.0}
 
 
 @pytest.fixture
