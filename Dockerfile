@@ -28,6 +28,8 @@ COPY --chown=lung:0 sql ./sql
 COPY --chown=lung:0 dags ./dags
 COPY --chown=lung:0 plugins ./plugins
 COPY --chown=lung:0 dashboards ./dashboards
+# read from the working directory of `streamlit run` (/app): no developer chrome
+COPY --chown=lung:0 .streamlit/config.toml ./.streamlit/config.toml
 COPY --chown=lung:0 deploy ./deploy
 COPY --chown=lung:0 .dvc/config .dvc/.gitignore ./.dvc/
 COPY --chown=lung:0 data/raw.dvc ./data/raw.dvc

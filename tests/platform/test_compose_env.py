@@ -85,6 +85,16 @@ def test_every_dockerfile_copy_source_exists() -> None:
                 assert (PROJECT_ROOT / source).exists(), f"Dockerfile copies missing {source}"
 
 
+def test_the_image_carries_the_dashboards_streamlit_config(compose: dict[str, Any]) -> None:
+    """Streamlit reads .streamlit/config.toml from its working directory (the image's
+    WORKDIR): without it the compose dashboard shows the Deploy button (issue 13)."""
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    workdir = re.findall(r"^WORKDIR (\S+)", dockerfile, re.MULTILINE)[-1]
+    assert "COPY --chown=lung:0 .streamlit/config.toml ./.streamlit/config.toml" in dockerfile
+    assert "working_dir" not in compose["services"]["dashboard"] and workdir == "/app"
+    assert 'toolbarMode = "minimal"' in (PROJECT_ROOT / ".streamlit" / "config.toml").read_text()
+
+
 def test_compose_env_provides_every_required_variable(tmp_path: Path) -> None:
     text = (PROJECT_ROOT / "docker-compose.yaml").read_text()
     required = set(re.findall(r"\$\{(\w+):\?", text))
