@@ -3,15 +3,23 @@
 The fixed test split is never loaded here. Its train and validation groups (67 pseudo-
 patients) are cut into `--folds` class-stratified folds of whole groups (scikit-learn's
 StratifiedGroupKFold); each fold is scored once by a model trained on the other folds,
-exactly as `lung_model.training.fit.fit` trains the real one: a fifth of the training groups
-(per class) is held back as the fold's own validation part, which fits the temperature,
-the malignant threshold and, if on, early stopping. Metrics are inference-mode metrics on
-the held-out fold, with the arg-max and with the model's decision rule. Prints one row per
-configuration (mean and standard deviation over folds, and the pooled out-of-fold figures)
-and appends every result to var/bench/model_selection.json (the fold probabilities to
-var/bench/model_selection-NAME.npz). Run one or a few configurations at a time:
-`bench/bench_model_selection.py --configs probe96,probe96-lungs`; `--show` prints the table
-of everything saved, `--rules NAME` compares malignant decision rules on NAME's folds.
+exactly as the training job trains the real one: a fifth of the training groups (per class)
+is held back as the fold's own validation part, which fits the temperature, the malignant
+threshold, the study rule's cuts and, if on, early stopping.
+
+Both model families go through the same folds: the CNN (`cnn` = today's `TrainConfig()`,
+and the earlier CNN probes) and the lung-field feature model through the product's
+`fit_feature_model` (`features` = `FeatureModelConfig()`, LightGBM; `features-r95`: its
+malignant threshold for recall 0.95; `features-hgb`: scikit-learn's gradient boosting with
+the same settings, the research's reference). Every family is scored by the same code
+(`model_selection_scores.py`): slice columns (malignant AUC, benign-vs-normal AUC, malignant
+recall and normal slices called malignant at the slice rule, macro-F1 arg-max and rule, ECE,
+fit seconds; mean ± sd over folds and pooled) and, for every study statistic, malignant
+studies found, normal studies called malignant and study macro-F1 (per fold and pooled).
+Results are appended to var/bench/model_selection.json, fold predictions saved to
+var/bench/model_selection-NAME.npz. `bench/bench_model_selection.py --configs
+features,features-r95,features-hgb,cnn`; `--show` prints the tables of everything saved,
+`--rescore NAME` scores saved folds again, `--rules NAME` compares slice decision rules.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +37,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model_selection_scores import (  # noqa: E402
+    feature_part,
+    fit_features,
+    score_folds,
+    slice_table,
+    study_table,
+)
+
 from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
 from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
+from lung_model.training.feature_model import FeatureModelConfig  # noqa: E402
 from lung_model.training.fit import Part, TrainConfig, fit, predict_logits  # noqa: E402
-from lung_model.training.metrics import MALIGNANT, point_metrics, study_level  # noqa: E402
+from lung_model.training.metrics import MALIGNANT, point_metrics  # noqa: E402
 
 # the configurations compared: each is the first default (V1, what the README measured before)
 # with these fields changed; "default" is today's TrainConfig() as it is
@@ -44,7 +62,7 @@ V1 = {"epochs": 30, "image_size": 128, "dropout": 0.5, "label_smoothing": 0.05, 
 PLAIN = {"augment": False, "ema": 0.0, "early_stopping": False, "label_smoothing": 0.0}
 LUNGS96 = {**PLAIN, "epochs": 25, "dropout": 0.3, "image_size": 96, "crop": "lungs"}
 CONFIGS: dict[str, dict | None] = {
-    "default": None,
+    "cnn": None,
     "default-v1": {},
     "probe": {**PLAIN, "epochs": 25, "dropout": 0.3},
     "probe96": {**PLAIN, "epochs": 25, "dropout": 0.3, "image_size": 96},
@@ -71,6 +89,12 @@ CONFIGS: dict[str, dict | None] = {
     "aug96-lungs-wd": {**LUNGS96, "augment": True, "weight_decay": 5e-3, "label_smoothing": 0.1},
 }  # fmt: skip
 RULE_RECALL = 0.98  # the malignant recall every configuration's threshold is fitted for
+# the feature family: (config, fit scikit-learn's HistGradientBoosting instead of LightGBM)
+FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
+    "features": (FeatureModelConfig(), False),
+    "features-r95": (FeatureModelConfig(malignant_recall=0.95), False),
+    "features-hgb": (FeatureModelConfig(), True),
+}
 
 
 def folds(split, k: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
@@ -108,10 +132,10 @@ def part(split, paths: list[str], data: Path, preprocess: PreprocessConfig) -> P
         cache = get_settings().home / "bench" / "arrays"
         key = (
             f"v{PREPROCESS_VERSION}-{preprocess.image_size}-{preprocess.crop}"
-            f"-{preprocess.reduce_to}-{split.data_version}"
+            f"-{preprocess.reduce_to}-{split.data_version}-trainval"
         )
         file = cache / f"{key}.npz"
-        everything = sorted(split.part)
+        everything = sorted(p for p, name in split.part.items() if name != "test")
         if file.exists():
             x = np.load(file)["x"]
         else:
@@ -128,83 +152,71 @@ def part(split, paths: list[str], data: Path, preprocess: PreprocessConfig) -> P
     )
 
 
-def score(labels, probabilities, groups, threshold) -> dict[str, float]:
-    row = {}
-    for rule, t in (("argmax", None), ("rule", threshold)):
-        s = point_metrics(labels, probabilities, t)
-        study = point_metrics(*study_level(labels, probabilities, groups), t)
-        row.update({
-            f"{rule}_macro_f1": s["macro_f1"], f"{rule}_recall_malignant": s["recall_malignant"],
-            f"{rule}_recall_benign": s["recall_benign"], f"{rule}_study_macro_f1": study["macro_f1"],
-        })  # fmt: skip
-    row["auc_malignant"] = point_metrics(labels, probabilities)["roc_auc_malignant"]
-    row["auc_benign"] = point_metrics(labels, probabilities)["roc_auc_benign"]
-    row["ece"] = point_metrics(labels, probabilities)["ece"]
-    return row
-
-
-def cross_validate(name: str, config: TrainConfig, split, data: Path, k: int) -> dict:
+def cnn_fold(config: TrainConfig, split, data: Path, inner_train, inner_val, out_paths):
+    """(validation probabilities, held-out probabilities, slice threshold, fit seconds)."""
+    preprocess = config.preprocess()
+    train, val, out = (
+        part(split, p, data, preprocess) for p in (inner_train, inner_val, out_paths)
+    )
     started = time.monotonic()
-    rows, pooled = [], {"y": [], "p": [], "g": [], "t": []}
-    saved: dict[str, np.ndarray] = {}  # every fold's probabilities, to study decision rules
+    fitted = fit(config, train, val, progress=False)
+    seconds = time.monotonic() - started
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return apply_temperature(predict_logits(fitted.network, x), fitted.temperature)
+
+    return predict(val.x), predict(out.x), fitted.malignant_threshold, seconds
+
+
+def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, hgb=False):
+    train, val, out = (
+        feature_part(split, p, data, config.features) for p in (inner_train, inner_val, out_paths)
+    )
+    predict, threshold, seconds = fit_features(config, train, val, hgb)
+    return predict(val.x), predict(out.x), threshold, seconds
+
+
+def cross_validate(name: str, split, data: Path, k: int) -> dict:
+    """Fit `name` on every fold, save the fold predictions, then score them."""
+    config, fold_fit = configuration(name)
+    started = time.monotonic()
+    saved: dict[str, np.ndarray] = {}  # every fold's probabilities, to rescore and compare rules
+    seconds = []
     for index, (train_paths, out_paths) in enumerate(folds(split, k)):
         inner_train, inner_val = hold_back(split, train_paths, seed=index)
-        preprocess = config.preprocess()
-        train, val, out = (
-            part(split, p, data, preprocess) for p in (inner_train, inner_val, out_paths)
+        val_p, out_p, threshold, fit_seconds = fold_fit(
+            config, split, data, inner_train, inner_val, out_paths
         )
-        fitted = fit(config, train, val, progress=False)
-        p = apply_temperature(predict_logits(fitted.network, out.x), fitted.temperature)
-        saved[f"fold{index}_val_p"] = apply_temperature(
-            predict_logits(fitted.network, val.x), fitted.temperature
-        )
-        saved[f"fold{index}_val_y"], saved[f"fold{index}_val_g"] = val.y, val.groups
-        saved[f"fold{index}_out_p"], saved[f"fold{index}_out_y"] = p, out.y
-        saved[f"fold{index}_out_g"] = out.groups
-        threshold = fitted.malignant_threshold
-        rows.append(
-            {
-                **score(out.y, p, out.groups, threshold),
-                "threshold": threshold,
-                "epoch": fitted.best_epoch,
-            }
-        )
-        print(name, index, {k: round(v, 3) for k, v in rows[-1].items()}, flush=True)
-        for key, value in zip(
-            "ypgt", (out.y, p, out.groups, np.full(len(out.y), threshold)), strict=True
-        ):
-            pooled[key].append(value)
+        for key, paths, p in (("val", inner_val, val_p), ("out", out_paths, out_p)):
+            saved[f"fold{index}_{key}_p"] = p
+            saved[f"fold{index}_{key}_y"] = np.array([CLASSES.index(split.label[q]) for q in paths])
+            saved[f"fold{index}_{key}_g"] = np.array([split.group[q] for q in paths])
+        saved[f"fold{index}_threshold"] = np.array(np.nan if threshold is None else threshold)
+        seconds.append(fit_seconds)
+        print(f"{name} fold {index}: threshold {threshold}, fit {fit_seconds:.1f} s", flush=True)
+    saved["fit_seconds"] = np.array(seconds)
     np.savez(get_settings().home / "bench" / f"model_selection-{name}.npz", **saved)
-    y, p, g = (np.concatenate(pooled[k]) for k in "ypg")
-    decided = p.copy()  # arg-max of these = each fold's own rule
-    decided[:, MALIGNANT] = np.where(p[:, MALIGNANT] >= np.concatenate(pooled["t"]), 2.0, -1.0)
-    pooled_rule = point_metrics(y, decided)
-    return {
-        "name": name, "config": config.params(), "folds": rows, "minutes": (time.monotonic() - started) / 60,
-        "pooled": score(y, p, g, None), "pooled_rule": {
-            "macro_f1": pooled_rule["macro_f1"], "recall_malignant": pooled_rule["recall_malignant"],
-            "recall_benign": pooled_rule["recall_benign"]},
-    }  # fmt: skip
+    return {"name": name, "config": config.params(), "minutes": (time.monotonic() - started) / 60,
+            **score_folds(saved, k, seconds)}  # fmt: skip
 
 
-COLUMNS = ("argmax_macro_f1", "argmax_recall_malignant", "argmax_recall_benign",
-           "rule_macro_f1", "rule_recall_malignant", "rule_recall_benign",
-           "rule_study_macro_f1", "auc_malignant", "auc_benign", "ece")  # fmt: skip
+def rescore(name: str, k: int) -> dict:
+    """A saved run scored again by today's scoring code, without refitting."""
+    saved = dict(np.load(get_settings().home / "bench" / f"model_selection-{name}.npz"))
+    config, _ = configuration(name)
+    return {"name": name, "config": config.params(), "minutes": float("nan"),
+            **score_folds(saved, k, saved["fit_seconds"].tolist())}  # fmt: skip
 
 
-def table(results: list[dict]) -> str:
-    head = "| config | " + " | ".join(COLUMNS) + " | pooled macro-F1 (argmax / rule) | min |"
-    lines = [head, "|" + " --- |" * (len(COLUMNS) + 3)]
-    for r in results:
-        cells = []
-        for c in COLUMNS:
-            v = np.array([f[c] for f in r["folds"]], dtype=float)
-            cells.append(f"{np.nanmean(v):.2f} ± {np.nanstd(v):.2f}")
-        pooled = f"{r['pooled']['argmax_macro_f1']:.3f} / {r['pooled_rule']['macro_f1']:.3f}"
-        lines.append(
-            f"| {r['name']} | " + " | ".join(cells) + f" | {pooled} | {r['minutes']:.0f} |"
-        )
-    return "\n".join(lines)
+def configuration(name: str):
+    """(config, fold fitter) of a configuration name."""
+    if name in FEATURE_CONFIGS:
+        config, hgb = FEATURE_CONFIGS[name]
+        return config, partial(feature_fold, hgb=hgb)
+    changes = CONFIGS[name]
+    if changes is None:
+        return TrainConfig(), cnn_fold
+    return replace(TrainConfig(), **{**V1, "malignant_recall": RULE_RECALL, **changes}), cnn_fold
 
 
 def rules(name: str, folds: int) -> str:
@@ -245,32 +257,38 @@ def rules(name: str, folds: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--configs", default="probe96,probe96-lungs")
+    parser.add_argument("--configs", default="features,cnn")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--data", type=Path, default=None)
-    parser.add_argument("--show", action="store_true", help="print the table of all saved results")
-    parser.add_argument("--rules", help="compare decision rules on this config's saved folds")
+    parser.add_argument("--show", action="store_true", help="print the tables of all saved results")
+    parser.add_argument("--rescore", help="score these configs' saved folds again (comma list)")
+    parser.add_argument("--rules", help="compare slice decision rules on this config's saved folds")
     args = parser.parse_args()
     out = get_settings().home / "bench" / "model_selection.json"
     saved = json.loads(out.read_text()) if out.exists() else []
     if args.rules:
         print(rules(args.rules, args.folds))
         return 0
+    names = (args.rescore or args.configs).split(",")
     if not args.show:
-        data = args.data or get_settings().raw_data
-        split = make_split(inspect(data))
-        for name in args.configs.split(","):
-            changes = CONFIGS[name]
-            config = (
-                TrainConfig()
-                if changes is None
-                else replace(TrainConfig(), **{**V1, "malignant_recall": RULE_RECALL, **changes})
+        if not args.rescore:
+            data = args.data or get_settings().raw_data
+            split = make_split(inspect(data))
+        for name in names:
+            result = (
+                rescore(name, args.folds)
+                if args.rescore
+                else cross_validate(name, split, data, args.folds)
             )
-            saved = [r for r in saved if r["name"] != name]
-            saved.append(cross_validate(name, config, split, data, args.folds))
+            current = json.loads(out.read_text()) if out.exists() else []  # others may run too
+            saved = [r for r in current if r["name"] != name] + [result]
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(saved, indent=1))
-    print(table(saved))
+            out.write_text(json.dumps(saved, indent=1, default=float))
+        saved = [r for r in saved if r["name"] in names]
+    print("Slices (mean ± sd over folds; pooled: all held-out slices, each fold's own rule)")
+    print(slice_table(saved))
+    print("\nStudies (each rule's cuts fitted on the fold's inner-validation studies)")
+    print(study_table(saved))
     return 0
 
 
