@@ -10,12 +10,13 @@ In one run on this machine, with the same model and batch size:
   (c) the seed project's loop: open one image, predict one, INSERT and commit one row.
 Slices are the real ones of data/raw; to have 10,000 distinct files, each copy gets a
 unique JPEG comment segment (same pixels, distinct sha256, so nothing is deduplicated).
-The model is the registered champion when there is one, else the production network
-(`lung_model.training.network`, untrained: the same compute). Results go to a temporary database
+The model is `--model URI` (any family, from the configured MLflow store), else the
+registered champion when there is one, else the untrained production CNN
+(`lung_model.training.network`: the same compute as a trained one). Results go to a temporary database
 on the configured server, dropped afterwards.
 
 usage: .venv/bin/python bench/bench_scoring.py [--sizes 1000 10000] [--seed-slices 200]
-                                              [--batch N] [--crop lungs|body|none]
+                                 [--batch N] [--crop lungs|body|none] [--model URI]
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
@@ -44,9 +43,16 @@ from lung_model.settings import Settings  # noqa: E402
 STUDY_SIZE = 500  # slices per study folder (a CT series is a few hundred)
 
 
-def load_bench_model(settings: Settings, crop: str | None = None) -> tuple[Any, str]:
-    """The champion if one is registered, else the untrained production network; `crop`
-    overrides the model's lung crop (to measure what the crop costs)."""
+def load_bench_model(
+    settings: Settings, crop: str | None = None, uri: str | None = None
+) -> tuple[Any, str]:
+    """`uri`, else the champion if one is registered, else the untrained production network;
+    `crop` overrides a CNN's lung crop (to measure what the crop costs)."""
+    if uri:
+        from lung_model.scoring.inference import LoadedModel
+
+        model = LoadedModel.load(settings, uri)
+        return model, f"{uri} ({model.family}, {model.name} v{model.version})"
     model, described = _bench_model(settings)
     if crop is not None and crop != model.preprocess.crop:
         model.preprocess = replace(model.preprocess, crop=crop)
@@ -116,9 +122,14 @@ def child(args: argparse.Namespace) -> None:
     from lung_model.scoring.engine import Scorer
     from lung_model.scoring.inbox import find_ready_studies
 
-    settings = Settings(home=Path(args.home), database_url=args.db, score_batch_size=args.batch)
+    settings = Settings(
+        home=Path(args.home),
+        database_url=args.db,
+        score_batch_size=args.batch,
+        mlflow_tracking_uri=args.tracking,
+    )
     prepare_scoring_process(settings)  # as the CLI and the DAG do: decoding and TF share CPUs
-    model, _ = load_bench_model(settings, args.crop)
+    model, _ = load_bench_model(settings, args.crop, args.model)
     engine = get_engine(settings)
     before = bare(model, args.batch, 8 * args.batch)  # also the warm-up
     baseline = vm_kib("VmRSS")
@@ -143,10 +154,8 @@ def cpu_seconds() -> float:
 
 def bare(model: Any, batch: int, slices: int) -> tuple[float, float]:
     """(a) the model alone on prepared in-memory batches: (slices/s, CPU ms per slice)."""
-    from lung_model.imaging.preprocess import load_file
-
     files = real_slices()[:batch]
-    x = np.stack([load_file(p, model.preprocess) for p in files])
+    x = model.prepare_files(files)
     model.predict(x)  # warm-up
     started, cpu = time.perf_counter(), cpu_seconds()
     for _ in range(slices // batch):
@@ -159,13 +168,11 @@ def seed_loop(model: Any, db_url: str, count: int) -> tuple[float, float]:
     """(c) open one, predict one, INSERT and commit one: (slices/s, CPU ms per slice)."""
     import psycopg2
 
-    from lung_model.imaging.preprocess import load_file
-
     files = real_slices()[:count]
     connection = psycopg2.connect(db_url)
     started, cpu = time.perf_counter(), cpu_seconds()
     for index, path in enumerate(files):
-        x = load_file(path, model.preprocess)[None]
+        x = model.prepare_file(path)[None]
         p = model.predict(x)[0]
         with connection.cursor() as cursor:
             cursor.execute(
@@ -219,7 +226,9 @@ def main() -> None:
     parser.add_argument("--seed-slices", type=int, default=200)
     parser.add_argument("--batch", type=int, default=None, help="default: LUNG_SCORE_BATCH_SIZE")
     parser.add_argument("--crop", choices=["lungs", "body", "none"], help="default: the model's")
+    parser.add_argument("--model", help="model URI (default: the champion, else untrained CNN)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tracking", help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -234,7 +243,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lung-bench-"))
     runs = []
     try:
-        model, described = load_bench_model(settings, args.crop)
+        model, described = load_bench_model(settings, args.crop, args.model)
         print(f"model: {described}; batch size {batch}; {os.cpu_count()} CPUs", flush=True)
         seed_rate, seed_cpu = seed_loop(model, db_url, args.seed_slices)
         print(f"(c) seed-style loop: {seed_rate:.1f} slices/s", flush=True)
@@ -246,6 +255,9 @@ def main() -> None:
             fill_inbox(home / "inbox", size, settings.ready_marker)
             command = [sys.executable, __file__, "--child", "--home", str(home), "--db", db_url]
             command += ["--crop", args.crop] if args.crop else []
+            command += (
+                ["--model", args.model, "--tracking", settings.tracking_uri()] if args.model else []
+            )
             out = subprocess.run(
                 [*command, "--batch", str(batch)], check=True, capture_output=True, text=True
             ).stdout

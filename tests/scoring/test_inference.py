@@ -72,3 +72,31 @@ def test_the_champion_is_loaded_once_and_a_missing_one_is_named(
 
     served = load_model(mine)
     assert served.version == version and load_model(mine) is served
+
+
+def test_a_cnn_logged_before_model_families_still_loads_and_scores(
+    mine: Settings, trained_run: TrainedRun
+) -> None:
+    """Logged as every model was before issue 12: keras flavour, no `family`, no study rule."""
+    import mlflow
+
+    from lung_model.imaging.preprocess import PreprocessConfig
+    from lung_model.platform.registry import MODEL_ARTIFACT
+    from lung_model.training.network import build_network, calibrated
+    from lung_model.training.study_rule import StudyRule
+
+    configure_mlflow(mine)
+    network = calibrated(build_network(32, widths=(4, 8)), temperature=1.0)
+    metadata = {"preprocess": PreprocessConfig(image_size=32).to_dict(), "malignant_threshold": 0.2}
+    with mlflow.start_run() as run:
+        mlflow.keras.log_model(
+            network, name=MODEL_ARTIFACT, metadata=metadata, pip_requirements=["keras"]
+        )
+    version = register(run.info.run_id, mine)
+
+    model = LoadedModel.load(mine, f"models:/{mine.model_name}/{version}")
+
+    assert model.family == "cnn" and model.study_rule == StudyRule()  # the rule it was served by
+    assert model.reduce_to == model.preprocess.reduce_to and model.malignant_threshold == 0.2
+    probabilities = model.predict(model.prepare_files(slices(trained_run)))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
