@@ -1,10 +1,12 @@
 """Daily health checks of the running system.
 
-Over a time window: does the mix of predicted classes drift from the labels the model was
-trained on (population stability index over normal/benign/malignant)? How many scored
-studies wait for a clinician's review? How many study folders failed, how many files were
-quarantined? Each run is stored in `monitoring_checks` and returned with its `breaches`;
-the DAG raises each as an alert (`lung_model.platform.alerts`).
+Over a time window: does the mix of predicted classes of the scored slices (every scored
+slice, exact duplicates too, as the Operations page counts them:
+`lung_model.review.operations.predicted_mix`) drift from the labels the model was trained on
+(population stability index over normal/benign/malignant)? How many scored studies wait for
+a clinician's review? How many study folders failed, how many files were quarantined? Each
+run is stored in `monitoring_checks` and returned with its `breaches`; the DAG raises each
+as an alert (`lung_model.platform.alerts`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 
 from lung_model.platform import db
+from lung_model.review.operations import predicted_mix
 from lung_model.settings import CLASSES, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -49,9 +52,6 @@ def training_mix(data_dir: Path) -> dict[str, float]:
 
 
 QUERIES = {
-    "predicted": """
-        SELECT predicted_class, count(*) FROM predictions
-        WHERE created_at >= :start AND created_at < :end GROUP BY predicted_class""",
     "backlog": """
         SELECT count(*) FROM scan_batches b
         WHERE b.status = 'done' AND b.started_at < :end
@@ -71,11 +71,8 @@ def run_checks(start: datetime, end: datetime, settings: Settings | None = None)
     settings = settings or get_settings()
     window = {"start": start, "end": end}
     engine = db.get_engine(settings)
+    predicted = predicted_mix(engine, start, end)
     with engine.connect() as connection:
-        predicted = {
-            str(label): float(n)
-            for label, n in connection.execute(text(QUERIES["predicted"]), window)
-        }
         backlog = int(connection.execute(text(QUERIES["backlog"]), window).scalar_one())
         failed = int(connection.execute(text(QUERIES["failed_batches"]), window).scalar_one())
         quarantined = int(connection.execute(text(QUERIES["quarantined"]), window).scalar_one())

@@ -9,6 +9,7 @@ See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -51,12 +52,16 @@ _REASONS = text("""
 SELECT reason, count(*) AS files FROM images WHERE status = 'quarantined'
 GROUP BY reason ORDER BY files DESC, reason
 """)
-# One row per scored slice and model version that scored its study (the same slices that
-# "Slices scored" counts), not per distinct image content: predictions are stored once per
-# content and version, and a study may hold exact duplicates or repeat another study.
-_DRIFT = text("""
+# Scored slices per model version, class and whether their study was scored in the window
+# [:start, :end) (default: the last :days days): one row per scored slice and model version
+# that scored its study (the same slices that "Slices scored" counts), not per distinct
+# image content: predictions are stored once per content and version, and a study may hold
+# exact duplicates or repeat another study. The Operations page and the daily checks
+# (`lung_model.pipelines.monitoring`) both count with it.
+_SCORED_SLICES = text("""
 SELECT p.model_name, p.model_version,
-       sr.created_at >= now() - make_interval(days => :days) AS recent,
+       sr.created_at >= coalesce(CAST(:start AS timestamptz), now() - make_interval(days => :days))
+           AND sr.created_at < coalesce(CAST(:end AS timestamptz), 'infinity') AS recent,
        p.predicted_class, count(*) AS n, avg(p.p_malignant) AS mean_p_malignant
 FROM images i
 JOIN study_results sr ON sr.batch_id = i.batch_id
@@ -127,11 +132,22 @@ def inbox_waiting(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def predicted_mix(engine: Engine, start: datetime, end: datetime) -> dict[str, float]:
+    """Scored slices per predicted class whose study was scored in [start, end): each slice
+    once per model version that scored it, exact duplicates included (as "Slices scored")."""
+    mix: dict[str, float] = {}
+    for row in _rows(engine, _SCORED_SLICES, start=start, end=end, days=0):
+        if row["recent"]:
+            label = str(row["predicted_class"])
+            mix[label] = mix.get(label, 0.0) + float(row["n"])
+    return mix
+
+
 def drift_summary(engine: Engine, days: int = 7) -> list[dict[str, Any]]:
     """Per model version: scored slices, class shares recently and before, and their
     distance (0 to 1). Recent means the version scored the slice's study in the last `days`."""
     windows: dict[tuple[str, str], dict[bool, dict[str, Any]]] = {}
-    for row in _rows(engine, _DRIFT, days=days):
+    for row in _rows(engine, _SCORED_SLICES, start=None, end=None, days=days):
         key = (row["model_name"], row["model_version"])
         window = windows.setdefault(key, {}).setdefault(
             row["recent"], {"n": 0, "classes": dict.fromkeys(CLASSES, 0), "p_sum": 0.0}

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from lung_model import settings as settings_module
 from lung_model.pipelines import monitoring
 from lung_model.platform import db
+from lung_model.review.operations import status_counts
 from lung_model.settings import Settings
 
 
@@ -26,19 +27,30 @@ def fresh(tmp_path: Path, empty_pg_url: str, monkeypatch: pytest.MonkeyPatch) ->
     settings_module.get_settings.cache_clear()
 
 
-def add_scored_study(settings: Settings, study: str, status: str, predicted: str) -> int:
+def add_scored_study(
+    settings: Settings, study: str, status: str, predicted: str, same_bytes: bool = False
+) -> int:
+    """A study of two slices with their predictions; a study result when it is done.
+    `same_bytes`: the two slices are exact copies (one stored prediction)."""
     with db.get_engine(settings).begin() as connection:
         batch = connection.execute(
-            text("""INSERT INTO scan_batches (study, source_path, status, n_files)
-                    VALUES (:s, :p, :st, 2) RETURNING id"""),
-            {"s": study, "p": f"/inbox/{study}", "st": status},
+            text("""INSERT INTO scan_batches (study, source_path, status, n_files, n_scored)
+                    VALUES (:s, :p, :st, 2, :n) RETURNING id"""),
+            {"s": study, "p": f"/inbox/{study}", "st": status, "n": 2 if status == "done" else 0},
         ).scalar_one()
-        for n in range(2):
+        shas = [f"{study}{0 if same_bytes else n}".ljust(64, "0") for n in range(2)]
+        for n, sha in enumerate(shas):
+            connection.execute(
+                text("""INSERT INTO images (batch_id, path, sha256, status)
+                        VALUES (:b, :p, :sha, 'scored')"""),
+                {"b": batch, "p": f"{n}.jpg", "sha": sha},
+            )
+        for sha in set(shas):
             connection.execute(
                 text("""INSERT INTO predictions (image_sha256, model_name, model_version,
                         data_version, p_normal, p_benign, p_malignant, predicted_class)
                         VALUES (:sha, 'm', '1', 'd', 0.9, 0.05, 0.05, :c)"""),
-                {"sha": f"{study}{n}".ljust(64, "0"), "c": predicted},
+                {"sha": sha, "c": predicted},
             )
         if status == "done":
             connection.execute(
@@ -63,7 +75,7 @@ def test_checks_find_drift_backlog_and_failures(fresh: Settings) -> None:
     end = datetime.now(UTC) + timedelta(minutes=1)
     start = end - timedelta(days=1)
     report = monitoring.run_checks(start, end, fresh)
-    assert report["predicted_mix"] == {"normal": 6.0}
+    assert report["predicted_mix"] == {"normal": 4.0}  # the failed study scored no slice
     assert report["training_mix"]["malignant"] > 0  # from data/raw/MANIFEST.csv
     assert report["psi"] > fresh.monitor_max_psi
     assert report["review_backlog"] == 2 and report["failed_batches"] == 1
@@ -74,3 +86,13 @@ def test_checks_find_drift_backlog_and_failures(fresh: Settings) -> None:
     assert len(rows) == 1 and len(rows[0][0]) == 3
     quiet = monitoring.run_checks(end, end + timedelta(days=1), fresh)  # the next day
     assert quiet["psi"] is None and quiet["failed_batches"] == 0
+
+
+def test_drift_counts_two_identical_slices_as_two(fresh: Settings) -> None:
+    """One stored prediction, two scored slices: the checks count what "Slices scored" on
+    the Operations page counts (it said 34 where drift said 33, issue 13 item 12)."""
+    add_scored_study(fresh, "copies", "done", "malignant", same_bytes=True)
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    report = monitoring.run_checks(end - timedelta(days=1), end, fresh)
+    assert report["predicted_mix"] == {"malignant": 2.0}
+    assert status_counts(db.get_engine(fresh))["scored"] == 2  # the Operations page's number
