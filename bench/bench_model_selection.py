@@ -165,15 +165,15 @@ def cnn_fold(config: TrainConfig, split, data: Path, inner_train, inner_val, out
     def predict(x: np.ndarray) -> np.ndarray:
         return apply_temperature(predict_logits(fitted.network, x), fitted.temperature)
 
-    return predict(val.x), predict(out.x), fitted.malignant_threshold, seconds
+    return predict(val.x), val.y, val.groups, predict(out.x), fitted.malignant_threshold, seconds
 
 
 def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, hgb=False):
     train, val, out = (
         feature_part(split, p, data, config.features) for p in (inner_train, inner_val, out_paths)
     )
-    predict, threshold, seconds = fit_features(config, train, val, hgb)
-    return predict(val.x), predict(out.x), threshold, seconds
+    predict, threshold, seconds, (rules_part, rules_p) = fit_features(config, train, val, hgb)
+    return rules_p, rules_part.y, rules_part.groups, predict(out.x), threshold, seconds
 
 
 def cross_validate(name: str, split, data: Path, k: int) -> dict:
@@ -184,13 +184,13 @@ def cross_validate(name: str, split, data: Path, k: int) -> dict:
     seconds = []
     for index, (train_paths, out_paths) in enumerate(folds(split, k)):
         inner_train, inner_val = hold_back(split, train_paths, seed=index)
-        val_p, out_p, threshold, fit_seconds = fold_fit(
+        val_p, val_y, val_g, out_p, threshold, fit_seconds = fold_fit(
             config, split, data, inner_train, inner_val, out_paths
-        )
-        for key, paths, p in (("val", inner_val, val_p), ("out", out_paths, out_p)):
-            saved[f"fold{index}_{key}_p"] = p
-            saved[f"fold{index}_{key}_y"] = np.array([CLASSES.index(split.label[q]) for q in paths])
-            saved[f"fold{index}_{key}_g"] = np.array([split.group[q] for q in paths])
+        )  # val_*: what the slice and study rules were fitted on
+        saved.update({f"fold{index}_val_p": val_p, f"fold{index}_val_y": val_y,
+                      f"fold{index}_val_g": val_g, f"fold{index}_out_p": out_p})  # fmt: skip
+        saved[f"fold{index}_out_y"] = np.array([CLASSES.index(split.label[q]) for q in out_paths])
+        saved[f"fold{index}_out_g"] = np.array([split.group[q] for q in out_paths])
         saved[f"fold{index}_threshold"] = np.array(np.nan if threshold is None else threshold)
         seconds.append(fit_seconds)
         print(f"{name} fold {index}: threshold {threshold}, fit {fit_seconds:.1f} s", flush=True)

@@ -28,6 +28,7 @@ import numpy as np
 from lung_model.imaging.features import FEATURES_VERSION, FeatureConfig, slice_features
 from lung_model.imaging.images import read_gray
 from lung_model.settings import CLASSES, get_settings
+from lung_model.training import feature_model as product
 from lung_model.training.calibration import (
     apply_temperature,
     fit_malignant_threshold,
@@ -80,14 +81,29 @@ def feature_part(split, paths: list[str], data: Path, config: FeatureConfig) -> 
 
 
 def fit_features(config: FeatureModelConfig, train: Part, val: Part, hgb: bool = False):
-    """(predict, slice threshold, fit seconds): the product's `fit_feature_model` (LightGBM),
+    """(predict, slice threshold, fit seconds, (part, probabilities) the rules are fitted on):
+    the product's `fit_feature_model` (LightGBM; since 6ae7106 trees on train + val, rules on
+    their grouped out-of-fold scores, which the study statistics are then compared on too),
     or with `hgb` scikit-learn's HistGradientBoostingClassifier with the same depth, trees,
     learning rate and balanced weights, calibrated and thresholded by the same functions
-    (the research's model: a reference, not a product option)."""
+    (the research's model: a reference, not a product option; rules on the validation part)."""
     started = time.monotonic()
     if not hgb:
         model = fit_feature_model(config, train, val)
-        return model.predict, model.malignant_threshold, time.monotonic() - started
+        seconds = time.monotonic() - started
+        rules_on = val, model.predict(val.x)
+        if hasattr(product, "out_of_fold_logits"):  # rules fitted out of fold on train + val
+            both = Part(*(np.concatenate([a, b]) for a, b in
+                          ((train.x, val.x), (train.y, val.y), (train.groups, val.groups))))  # fmt: skip
+            logits = product.out_of_fold_logits(config, both)
+            rules_on = both, apply_temperature(logits, model.temperature)
+        check = fit_study_rule(
+            config.study_statistic, rules_on[0].y, rules_on[1], rules_on[0].groups,
+            model.malignant_threshold,
+        )  # fmt: skip
+        if check != model.study_rule:
+            print(f"WARNING: study rule {check} is not the product's {model.study_rule}")
+        return model.predict, model.malignant_threshold, seconds, rules_on
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     trees = HistGradientBoostingClassifier(
@@ -105,7 +121,7 @@ def fit_features(config: FeatureModelConfig, train: Part, val: Part, hgb: bool =
         return apply_temperature(trees.decision_function(x), temperature)
 
     threshold = fit_malignant_threshold(predict(val.x), val.y, config.malignant_recall, MALIGNANT)
-    return predict, threshold, time.monotonic() - started
+    return predict, threshold, time.monotonic() - started, (val, predict(val.x))
 
 
 def _benign_normal_auc(y: np.ndarray, p: np.ndarray) -> float:
