@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from lung_model.review import accounts, sessions
 from lung_model.review.database import dashboard_engine
-from lung_model.review.rules import VerdictRule, fitted_threshold, rule_for
+from lung_model.review.rules import LoggedRules, VerdictRule, logged_rules, rule_for
 from lung_model.review.standing import Standing, champion_standing, version_standing
 from lung_model.settings import Settings, get_settings
 
@@ -145,13 +145,14 @@ def override_banner(
 
 
 @st.cache_data(ttl=600, show_spinner=False)
-def _fitted_threshold(model_name: str, version: str) -> float | None:
-    return fitted_threshold(settings(), model_name, version)
+def _logged_rules(model_name: str, version: str) -> LoggedRules:
+    return logged_rules(settings(), model_name, version)
 
 
 def verdict_rule(model_name: str, version: str) -> VerdictRule | None:
     """The decision rule of a registered version; None when the registry cannot say."""
     try:
-        return rule_for(settings(), _fitted_threshold(model_name, str(version)))
+        logged = _logged_rules(model_name, str(version))
+        return rule_for(settings(), logged.malignant_threshold, logged.study_rule)
     except Exception:  # noqa: BLE001 - unregistered version or registry unreachable
         return None

@@ -33,7 +33,7 @@ except UnreadableImage as error:
 if champion is None or champion.version != model.version:  # a cached, older champion
     ui.override_banner(model.version, "The model that scored this slice")
 st.metric("Model says", verdict.predicted_class)
-st.caption(rule_for(ui.settings(), model.malignant_threshold).slice_line())
+st.caption(rule_for(ui.settings(), model.malignant_threshold, model.study_rule).slice_line())
 for name in CLASSES:  # the same order on every page
     probability = verdict.probabilities[name]
     st.progress(probability, text=f"{name}: {ui.percent(probability)}")

@@ -3,19 +3,22 @@ always in the same order (normal, benign, malignant: `settings.CLASSES`).
 
 A slice is malignant from the malignant threshold fitted with its model
 (`lung_model.scoring.predictor.slice_class`), otherwise the likelier of normal and benign;
-a study is malignant as soon as one slice reaches the study threshold (the site's
-`LUNG_MALIGNANT_THRESHOLD`, else the model's: `scoring.predictor.study_threshold`),
-otherwise the likelier of normal and benign on average (`scoring.study.study_verdict`).
-The model's threshold is in its MLflow metadata (`malignant_threshold`).
+a study follows the study rule shipped with its model (`training.study_rule.StudyRule`,
+`scoring.study.study_verdict`) at the slice threshold the site's `LUNG_MALIGNANT_THRESHOLD`
+sets, else the model's (`scoring.predictor.study_threshold`); a model logged without a
+study rule: malignant as soon as one slice reaches that threshold, otherwise the likelier of
+normal and benign on average. Both are in the model's MLflow metadata
+(`malignant_threshold`, `study_rule`).
 See https://mlflow.org/docs/latest/api_reference/python_api/mlflow.models.html#mlflow.models.get_model_info
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lung_model.settings import CLASSES, Settings
+from lung_model.training.study_rule import StudyRule
 
 
 def share(value: float) -> str:
@@ -35,7 +38,8 @@ def probabilities_line(probabilities: Mapping[str, float | None]) -> str:
 @dataclass(frozen=True)
 class VerdictRule:
     slice_threshold: float | None  # the model's own; None: the most probable class
-    study_threshold: float  # where one slice makes its study malignant
+    study_threshold: float  # the slice threshold the study rule counts with
+    study_rule: StudyRule = field(default_factory=StudyRule)  # default: the "any slice" rule
 
     def slice_line(self) -> str:
         if self.slice_threshold is None:
@@ -46,22 +50,30 @@ class VerdictRule:
         )
 
     def study_line(self) -> str:
-        return (
-            f"Study verdict: malignant when any slice reaches {share(self.study_threshold)}: "
-            "recall first; otherwise the likelier of normal and benign on average."
-        )
+        """The model's own study rule (`StudyRule.describe`) at the study threshold."""
+        return f"Study verdict: {self.study_rule.describe(self.study_threshold)}."
 
 
-def rule_for(settings: Settings, model_threshold: float | None) -> VerdictRule:
-    """The rule of a model with this fitted threshold at this site."""
+def rule_for(
+    settings: Settings, model_threshold: float | None, study_rule: StudyRule | None = None
+) -> VerdictRule:
+    """The rule of a model with this fitted threshold and study rule at this site."""
     study = settings.malignant_threshold
     if study is None:
         study = 0.5 if model_threshold is None else model_threshold
-    return VerdictRule(model_threshold, study)
+    return VerdictRule(model_threshold, study, study_rule or StudyRule())
 
 
-def fitted_threshold(settings: Settings, model_name: str, version: str) -> float | None:
-    """The malignant threshold logged with a registered version (None: arg-max, or unknown).
+@dataclass(frozen=True)
+class LoggedRules:
+    """The decision rules logged with a registered version."""
+
+    malignant_threshold: float | None  # None: arg-max
+    study_rule: StudyRule  # the "any slice" rule for a model logged without one
+
+
+def logged_rules(settings: Settings, model_name: str, version: str) -> LoggedRules:
+    """The malignant threshold and study rule in a registered version's metadata.
     Raises when the registry cannot be read."""
     import mlflow
 
@@ -69,5 +81,8 @@ def fitted_threshold(settings: Settings, model_name: str, version: str) -> float
 
     configure_mlflow(settings)
     info = mlflow.models.get_model_info(f"models:/{model_name}/{version}")
-    value = (info.metadata or {}).get("malignant_threshold")
-    return None if value is None else float(value)
+    metadata = info.metadata or {}
+    value = metadata.get("malignant_threshold")
+    return LoggedRules(
+        None if value is None else float(value), StudyRule.from_dict(metadata.get("study_rule"))
+    )

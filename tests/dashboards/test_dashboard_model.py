@@ -53,6 +53,7 @@ def register_champion(settings) -> str:
                 "preprocess": preprocess.to_dict(),
                 "data_version": "data-v1",
                 "malignant_threshold": 0.2,
+                "study_rule": {"statistic": "top3", "malignant_cut": 0.4, "benign_cut": 0.3},
             },
             pip_requirements=["tensorflow-cpu", "keras"],  # no requirement inference: 30 s
         )
@@ -96,7 +97,8 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     assert sentence.endswith(": the gate promoted version 1: first champion: clears every floor.")
     behind = app.dataframe[-1].value  # the metrics behind the chosen decision, as a table
     assert list(behind.columns) == ["metric", "version 1", "gate"]
-    assert behind.set_index("metric").loc["macro-F1", "gate"] == ">= 0.70"
+    floor = seeded.settings.gate_min_macro_f1  # the floor in force, as the gate reads it
+    assert behind.set_index("metric").loc["macro-F1", "gate"] == f">= {floor:.2f}"
     assert not any("{" in str(m.value) for m in app.markdown)  # no JSON dumped
 
     app.switch_page("views/study.py")
@@ -122,8 +124,11 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     assert app.title[0].value.replace("\\", "") == f"Study {scored}"
     assert len(app.image) >= 3  # thumbnails read from where the scorer archived the study
     assert "Model lung-ct-classifier v1" in "\n".join(c.value for c in app.caption)
-    rule = "Study verdict: malignant when any slice reaches 20%: recall first"
-    assert rule in "\n".join(c.value for c in app.caption)  # the fitted threshold, in words
+    rule = (  # the study rule logged with the model, in words
+        "Study verdict: malignant when its 3 most malignant slices at 40% on average; "
+        "else benign from 30% benign share."
+    )
+    assert rule in "\n".join(c.value for c in app.caption)
 
     app.switch_page("views/try_scan.py")
     app.run()
