@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 
 from lung_model.review import accounts, sessions
 from lung_model.review.database import dashboard_engine
-from lung_model.review.rules import LoggedRules, VerdictRule, logged_rules, rule_for
+from lung_model.review.explain import FeatureExplanation
+from lung_model.review.rules import LoggedRules, VerdictRule, logged_rules, rule_for, share
 from lung_model.review.standing import Standing, champion_standing, version_standing
 from lung_model.settings import Settings, get_settings
 
@@ -97,11 +98,16 @@ def sign_out() -> None:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
-def load_model(uri: str | None = None) -> Any:
-    """The model at `uri` (default: the champion), loaded once per process."""
+def _load_model(tracking_uri: str, uri: str | None) -> Any:
     from lung_model.scoring.inference import load_model as load
 
     return load(settings(), uri)
+
+
+def load_model(uri: str | None = None) -> Any:
+    """The model at `uri` (default: the champion) of this model store, loaded once per
+    process (a version number names a model only within its store)."""
+    return _load_model(settings().tracking_uri(), uri)
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
@@ -145,14 +151,79 @@ def override_banner(
 
 
 @st.cache_data(ttl=600, show_spinner=False)
-def _logged_rules(model_name: str, version: str) -> LoggedRules:
+def _logged_rules(tracking_uri: str, model_name: str, version: str) -> LoggedRules:
     return logged_rules(settings(), model_name, version)
 
 
 def verdict_rule(model_name: str, version: str) -> VerdictRule | None:
     """The decision rule of a registered version; None when the registry cannot say."""
     try:
-        logged = _logged_rules(model_name, str(version))
+        logged = _logged_rules(settings().tracking_uri(), model_name, str(version))
         return rule_for(settings(), logged.malignant_threshold, logged.study_rule)
     except Exception:  # noqa: BLE001 - unregistered version or registry unreachable
         return None
+
+
+def candidates_caption(explanation: FeatureExplanation) -> str:
+    """'Dense candidates the model measured (share of the lung field): 1: 10.2% · 2: 2.1%'."""
+    if not explanation.candidates:
+        return "No dense candidate in the lung field: the nodule features measured none."
+    shares = " · ".join(
+        f"{n}: {share(c.share)}" for n, c in enumerate(explanation.candidates, start=1)
+    )
+    return f"Dense candidates the model measured, largest first (share of the lung field): {shares}"
+
+
+def feature_pushes(container: Any, explanation: FeatureExplanation) -> None:
+    """The features that pushed the slice's raw score most, as bars, with the sum in words."""
+    import altair as alt
+    import pandas as pd
+
+    name = explanation.class_name
+    table = pd.DataFrame(
+        {
+            "feature": [c.label for c in explanation.top],
+            "value on this slice": [c.value for c in explanation.top],
+            "push": [c.contribution for c in explanation.top],
+            "direction": [f"towards {name}" if c.contribution > 0 else f"away from {name}"
+                          for c in explanation.top],
+        }
+    )  # fmt: skip
+    chart = (
+        alt.Chart(table)
+        .mark_bar()
+        .encode(
+            x=alt.X("push:Q", title=f"push on the {name} score (log-odds)"),
+            y=alt.Y("feature:N", sort=None, title=None, axis=alt.Axis(labelLimit=320)),
+            color=alt.Color(
+                "direction:N",
+                scale=alt.Scale(
+                    domain=[f"towards {name}", f"away from {name}"], range=["#d62728", "#1f77b4"]
+                ),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=[
+                "feature",
+                alt.Tooltip("value on this slice:Q", format=".4g"),
+                alt.Tooltip("push:Q", format="+.3f"),
+            ],
+        )  # fmt: skip
+        .properties(title=f"What pushed this slice's {name} score most")
+    )
+    container.altair_chart(chart, width="stretch")
+    shown = sum(c.contribution for c in explanation.top)
+    container.caption(
+        f"Raw {name} score {explanation.raw_score:+.2f} = average slice "
+        f"{explanation.expected_value:+.2f} + these {len(explanation.top)} features "
+        f"{shown:+.2f} + all other features {explanation.others:+.2f} (exact TreeSHAP; "
+        "log-odds before calibration, so the pushes add up but are not percentages)."
+    )
+    with container.expander("The numbers"):
+        st.dataframe(
+            table.drop(columns="direction"),
+            hide_index=True,
+            column_config={
+                "value on this slice": st.column_config.NumberColumn(format="%.4g"),
+                "push": st.column_config.NumberColumn(format="%+.3f"),
+            },
+        )

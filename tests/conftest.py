@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from pg_admin import SERVER_URL
 from pg_admin import admin as _admin
-from tiny_models import FIXTURE_DATA, TrainedRun, store_settings, train_and_register
+from tiny_models import (
+    FEATURE_RUN,
+    FIXTURE_DATA,
+    TrainedRun,
+    store_settings,
+    train_and_register,
+    train_feature_model,
+)
 
 from lung_model import settings as settings_module
 from lung_model.settings import Settings
@@ -60,4 +67,14 @@ def trained_run(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Traine
     home = tmp_path_factory.mktemp("trained-run")
     settings = store_settings(home, pg_url).model_copy(update={"model_name": "lung-test-trained"})
     run_id, _ = train_and_register(settings)
+    return TrainedRun(home, run_id, FIXTURE_DATA)
+
+
+@pytest.fixture(scope="session")
+def feature_run(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """A tiny lung-field feature model trained on the fixture slices (seconds), registered
+    as version 1 of `lung-test-feature-run` in its own store."""
+    home = tmp_path_factory.mktemp("feature-run")
+    settings = store_settings(home, pg_url).model_copy(update={"model_name": FEATURE_RUN})
+    run_id, _ = train_feature_model(settings)
     return TrainedRun(home, run_id, FIXTURE_DATA)

@@ -9,6 +9,7 @@ from pathlib import Path
 from lung_model.settings import PROJECT_ROOT, Settings
 
 FIXTURE_DATA = PROJECT_ROOT / "tests" / "fixtures" / "iq-othnccd"
+FEATURE_RUN = "lung-test-feature-run"  # the session's tiny feature model (conftest.feature_run)
 # gate bounds a one-epoch network on the fixture slices clears
 LENIENT = {
     "gate_min_malignant_recall": 0.0,
@@ -37,6 +38,17 @@ def train_and_register(settings: Settings) -> tuple[str, str]:
     from lung_model.training.job import train_and_log
 
     result = train_and_log(settings, one_epoch_config(), FIXTURE_DATA, progress=False)
+    return result.run_id, register(result.run_id, settings)
+
+
+def train_feature_model(settings: Settings) -> tuple[str, str]:
+    """One tiny lung-field feature model (LightGBM, `FeatureModelConfig.tiny`, about 15 s),
+    trained by the training job and registered: (run id, version)."""
+    from lung_model.platform.registry import register
+    from lung_model.training.feature_model import FeatureModelConfig
+    from lung_model.training.job import train_and_log
+
+    result = train_and_log(settings, FeatureModelConfig.tiny(), FIXTURE_DATA, progress=False)
     return result.run_id, register(result.run_id, settings)
 
 

@@ -1,10 +1,11 @@
-"""Study view: verdict, slices with probabilities, Grad-CAM on demand, reviews."""
+"""Study view: verdict, slices with probabilities, explanations on demand (Grad-CAM for a
+CNN; outlined nodule candidates and feature pushes for a feature model), reviews."""
 
 import pandas as pd
 import streamlit as st
 import ui
 
-from lung_model.review.explain import explain_file
+from lung_model.review.explain import explain_features_file, explain_file
 from lung_model.review.reviews import (
     add_review,
     latest_study_review,
@@ -176,13 +177,19 @@ if scored:
     path = slice_file(settings, study, chosen["path"])
     if path is None:
         left.warning("The slice's file is no longer on disk.")
-    elif left.button("Show Grad-CAM", key="explain_go"):
+    elif left.button("Explain this slice", key="explain_go"):
         try:
             model = ui.load_model(f"models:/{result['model_name']}/{result['model_version']}")
-            heat = explain_file(settings, model, path, chosen["sha256"], CLASSES.index(explained))
-            right.image(heat, caption=f"Grad-CAM for {explained}", width="stretch")
+            if model.family == "cnn":
+                index = CLASSES.index(explained)
+                heat = explain_file(settings, model, path, chosen["sha256"], index)
+                right.image(heat, caption=f"Grad-CAM for {explained}", width="stretch")
+            else:
+                why = explain_features_file(model, path, explained)
+                right.image(why.outlined, caption=ui.candidates_caption(why), width="stretch")
+                ui.feature_pushes(st, why)
         except Exception as error:  # the model store may be unreachable
-            right.warning(f"Grad-CAM unavailable: {type(error).__name__}: {error}")
+            right.warning(f"Explanation unavailable: {type(error).__name__}: {error}")
     review_form(
         left,
         f"slice_{chosen['image_id']}",

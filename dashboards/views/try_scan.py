@@ -1,4 +1,4 @@
-"""Try a scan: the champion's verdict and Grad-CAM for one slice, added to nothing."""
+"""Try a scan: the champion's verdict and its explanation for one slice, added to nothing."""
 
 import streamlit as st
 import ui
@@ -38,8 +38,14 @@ for name in CLASSES:  # the same order on every page
     probability = verdict.probabilities[name]
     st.progress(probability, text=f"{name}: {ui.percent(probability)}")
 left, right = st.columns(2)
-left.image(verdict.model_input, caption="What the model saw", clamp=True, width="stretch")
-right.image(verdict.gradcam, caption=f"Grad-CAM for {verdict.predicted_class}", width="stretch")
+if verdict.gradcam is not None:
+    left.image(verdict.model_input, caption="What the model saw", clamp=True, width="stretch")
+    caption = f"Grad-CAM for {verdict.predicted_class}"
+    right.image(verdict.gradcam, caption=caption, width="stretch")
+elif verdict.features is not None:
+    outlined = verdict.features.outlined
+    left.image(outlined, caption=ui.candidates_caption(verdict.features), width="stretch")
+    ui.feature_pushes(right, verdict.features)
 st.caption(
     f"{verdict.format}, {verdict.width}x{verdict.height} px · model {model.name} "
     f"v{model.version} · data version `{model.data_version}`"

@@ -212,3 +212,37 @@ def test_override_banner_and_the_saved_review_in_a_browser(
     shots.mkdir(parents=True, exist_ok=True)
     for shot in tmp_path.glob("*.png"):
         (shots / f"dashboard-issue13-{shot.name}").write_bytes(shot.read_bytes())
+
+
+def test_a_feature_models_explanation_reads_in_the_browser(dashboard: str, seeded) -> None:
+    """Issue 12 item 3: the outlined candidates and the feature pushes of a real tiny
+    feature champion, drawn by the browser (screenshot kept for a person to look at)."""
+    from playwright.sync_api import expect, sync_playwright
+    from tiny_models import train_feature_model
+
+    from lung_model.platform.tracking import configure_mlflow
+
+    _, version = train_feature_model(seeded.settings)
+    configure_mlflow(seeded.settings).set_registered_model_alias(
+        seeded.settings.model_name, "champion", version
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        _sign_in(page, dashboard)
+        page.goto(f"{dashboard}/study?batch={seeded.high}")
+        page.get_by_role("button", name="Explain this slice").click()
+        expect(page.get_by_text("Dense candidates the model measured")).to_be_visible()
+        chart = page.get_by_test_id("stVegaLiteChart")
+        expect(chart).to_be_visible()
+        expect(page.get_by_text("Raw malignant score")).to_be_visible()
+        chart.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)  # the chart draws after it is laid out
+        artifacts = PROJECT_ROOT / "var" / "test-artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        shot = artifacts / "dashboard-feature-explanation.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
