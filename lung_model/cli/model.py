@@ -23,7 +23,9 @@ def cli_train(args: argparse.Namespace) -> ExitCode:
     config = preset(args.config)
     if not isinstance(config, TrainConfig):
         if args.epochs or args.image_size:
-            print("error: --epochs, --image-size: CNN presets only (cnn, cnn-tiny)", file=sys.stderr)
+            print(
+                "error: --epochs, --image-size: CNN presets only (cnn, cnn-tiny)", file=sys.stderr
+            )
             return ExitCode.USAGE
     elif args.epochs:
         config = replace(
