@@ -10,6 +10,7 @@ import sys
 from lung_model.cli.exit_codes import ExitCode
 from lung_model.platform import airflow, db, stack
 from lung_model.platform.compose_env import COMPOSE_ENV_FILE, write_compose_env
+from lung_model.platform.tracking import experiments_url
 from lung_model.review.accounts import add_account, ensure_first_account, load_accounts
 from lung_model.settings import Settings, get_settings
 
@@ -21,7 +22,7 @@ def print_access(settings: Settings) -> None:
         f"  Airflow UI    {settings.airflow_url}   login {airflow.ADMIN_USER} / "
         f"{keys['admin_password']}"
     )
-    print(f"  MLflow UI     {settings.mlflow_ui_url}")
+    print(f"  MLflow UI     {experiments_url(settings.mlflow_ui_url)}   (model-training view)")
     if stack.DASHBOARD_APP.exists():
         first = ensure_first_account(settings)
         login = f"{first.username} / {first.password or '(password changed since setup)'}"
