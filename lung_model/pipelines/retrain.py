@@ -13,6 +13,7 @@ See https://airflow.apache.org/docs/apache-airflow/stable/core-concepts/taskflow
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Self
@@ -173,15 +174,7 @@ def gate(
 
     settings = settings or get_settings()
     decision = run_gate(registered.version, settings, _data_dir(data_dir, settings))
-    return Decided(
-        **registered.model_dump(),
-        decision=decision.decision,
-        reason=decision.reason,
-        candidate_version=decision.candidate_version,
-        champion_version=decision.champion_version,
-        candidate_metrics=decision.candidate_metrics,
-        champion_metrics=decision.champion_metrics,
-    )
+    return Decided(**registered.model_dump(), **dataclasses.asdict(decision))
 
 
 def promote_or_reject(decided: Decided) -> str:

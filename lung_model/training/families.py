@@ -33,7 +33,6 @@ ModelConfig = TrainConfig | FeatureModelConfig
 
 @dataclass
 class FamilyFit:
-    family: str
     parts: dict[str, Part]  # the model inputs of train, val and test
     predict: Callable[[np.ndarray], np.ndarray]  # inputs -> calibrated probabilities
     temperature: float
@@ -63,7 +62,6 @@ def _cnn(config: TrainConfig, split: Split, data_dir: Path, progress: bool) -> F
     example = parts["test"].x[:1]
     network = calibrated(fitted.network, fitted.temperature)
     return FamilyFit(
-        "cnn",
         parts,
         predict,
         fitted.temperature,
@@ -85,7 +83,7 @@ def load_feature_part(
 
     paths = split.paths(part)
     grays = (read_gray(data_dir / p).gray for p in tqdm(paths, desc=part, disable=not progress))
-    x = features_of(list(grays), config.features)
+    x = features_of(grays, config.features)
     y = np.array([CLASSES.index(split.label[p]) for p in paths], dtype=np.int64)
     return Part(x, y, np.array([split.group[p] for p in paths]), paths)
 
@@ -100,7 +98,6 @@ def _features(
     example = data_dir / parts["test"].paths[0]
     metadata = {"features": config.features.to_dict()}
     return FamilyFit(
-        "features",
         parts,
         model.predict,
         model.temperature,

@@ -14,6 +14,7 @@ https://lightgbm.readthedocs.io/en/stable/pythonapi/lightgbm.LGBMClassifier.html
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -115,8 +116,8 @@ class SliceFeatureModel:
         return np.asarray(values[index * width : (index + 1) * width], dtype=np.float64)
 
 
-def features_of(grays: list[np.ndarray], config: FeatureConfig) -> np.ndarray:
-    """(N, features) float32 for decoded slices."""
+def features_of(grays: Iterable[np.ndarray], config: FeatureConfig) -> np.ndarray:
+    """(N, features) float32 for decoded slices (consumed one at a time)."""
     width = len(feature_names(config))
     rows = [slice_features(g, config) for g in grays]
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), np.float32)

@@ -51,10 +51,6 @@ def preset(name: str) -> ModelConfig:
     return PRESETS[name]()
 
 
-def default_config() -> ModelConfig:
-    return preset("default")
-
-
 def family_of(config: ModelConfig) -> str:
     return "features" if isinstance(config, FeatureModelConfig) else "cnn"
 
@@ -132,7 +128,7 @@ def train_and_log(
     from lung_model.platform.tracking import configure_mlflow
 
     started = time.monotonic()
-    config = config or default_config()
+    config = config or preset("default")
     data_dir = data_dir or settings.raw_data
     configure_mlflow(settings)
     progress = sys.stderr.isatty() if progress is None else progress

@@ -113,19 +113,16 @@ def fit_study_rule(
     """Fit the rule's cuts on validation studies: the malignant cut keeps every malignant
     validation study malignant; the benign cut is the midpoint between the benign and the
     normal validation studies' mean benign share (0.5 when either is missing)."""
-    if statistic == "any":
-        malignant_cut = StudyRule().malignant_cut
-    else:
+    _, members = studies(groups)
+    truth = study_labels(labels, groups)
+    malignant_cut = StudyRule().malignant_cut
+    if statistic != "any":
         probe = StudyRule(statistic)
-        _, members = studies(groups)
-        truth = study_labels(labels, groups)
         scores = [probe.malignant_score(probabilities[m], slice_threshold) for m in members]
         malignant_cut = _midpoint_cut(
             [s for s, t in zip(scores, truth, strict=True) if t == MALIGNANT],
             [s for s, t in zip(scores, truth, strict=True) if t != MALIGNANT],
         )
-    _, members = studies(groups)
-    truth = study_labels(labels, groups)
     share = [StudyRule().benign_score(probabilities[m]) for m in members]
     benign = [s for s, t in zip(share, truth, strict=True) if t == BENIGN]
     normal = [s for s, t in zip(share, truth, strict=True) if t == NORMAL]
