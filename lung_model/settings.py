@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     )
     monitor_max_backlog: int = Field(50, description="Alert when more studies await review")
 
+    # Backups (`python -m lung_model backup`, the daily `lung_backup` DAG)
+    backup_dir: Path | None = Field(
+        None, description="Where backups go (unset: LUNG_HOME/backups; best on another disk)"
+    )
+    backup_keep: int = Field(7, ge=1, description="Dated backups the daily backup keeps")
+
     @property
     def inbox(self) -> Path:
         return self.home / "inbox"
@@ -150,6 +156,10 @@ class Settings(BaseSettings):
     @property
     def dvc_remote_url(self) -> str:
         return self.dvc_remote or str(self.home / "dvc-remote")
+
+    @property
+    def backup_folder(self) -> Path:
+        return self.backup_dir or self.home / "backups"
 
     @property
     def default_dataset_source(self) -> Path:

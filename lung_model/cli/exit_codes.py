@@ -13,4 +13,5 @@ class ExitCode(IntEnum):
     DATABASE_UNAVAILABLE = 3  # also when it goes away mid-run: the next run resumes the claim
     NOT_A_FOLDER = 4  # `score PATH`: PATH is not a folder
     REGISTRY_UNAVAILABLE = 5  # the MLflow store cannot be reached or read
+    REFUSED = 6  # `restore`: the target is not empty, or no usable backup; nothing changed
     INTERRUPTED = 130  # Ctrl-C

@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
         "lung_model.cli.system:cli_compose_env",
         "secrets for docker compose",
     )
+    backup = command("backup", "lung_model.cli.backup:cli_backup", "back everything up")
+    backup.add_argument(
+        "dir", nargs="?", type=Path, help="where dated backups go (default: LUNG_BACKUP_DIR)"
+    )
+    backup.add_argument("--keep", type=int, help="then delete all but the newest N backups")
+    restore = command(
+        "restore", "lung_model.cli.backup:cli_restore", "restore a backup onto an empty system"
+    )
+    restore.add_argument("dir", type=Path, help="one backup, or a folder of them (the newest)")
+    restore.add_argument(
+        "--force", action="store_true", help="replace results, MLflow store and secrets"
+    )
     users = command("users", "lung_model.cli.system:cli_users", "local dashboard accounts")
     users.add_argument("action", choices=["add", "list"], help="add (or reset) an account, or list")
     users.add_argument("name", nargs="?", help="username for add")
