@@ -7,6 +7,10 @@ model version already scored, predict only the others (each distinct image once)
 upsert images and predictions in one transaction, and only after it commits move the
 batch's unreadable files to quarantine. A killed run therefore leaves nothing half done:
 the rerun redoes at most one batch, and the upserts make that a no-op in the database.
+Each batch commits on the session holding the study's advisory lock (`inbox.ClaimLock`):
+when a database restart ended that session, the lock is taken again before the next batch,
+and if another scorer has taken the study up meanwhile this one stops ("busy") and leaves
+the study to it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from lung_model.scoring import inbox, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
@@ -101,12 +106,15 @@ class Scorer:
         root: Path,
         study: str,
         source_path: str,
+        lock: inbox.ClaimLock,
         claimed: Path | None = None,
         destination: Path | None = None,
     ) -> StudySummary:
-        """Score every file below `root` into the batch (study, source_path). With `claimed`
-        (inbox mode) unreadable files move to quarantine and the outcomes of scored ones name
-        their place under `destination` (the archive); without, nothing moves."""
+        """Score every file below `root` into the batch (study, source_path), each batch
+        committed on the session holding `lock`. With `claimed` (inbox mode) unreadable files
+        move to quarantine and the outcomes of scored ones name their place under
+        `destination` (the archive); without, nothing moves. Raises `ClaimTaken` when another
+        scorer took the claim over (after a database restart)."""
         files = list_inputs(root, self.settings.ready_marker)
         summary = StudySummary(study=study, folder=str(root), status="done")
         summary.batch_id = batch_id = store.open_batch(
@@ -118,10 +126,13 @@ class Scorer:
             inputs = {d.row.sha256 or "": d.x for d in batch if d.x is not None}
             known = store.known_predictions(self.engine, self.model, inputs)
             fresh = self._predict({sha: x for sha, x in inputs.items() if sha not in known})
-            store.write_batch(self.engine, batch_id, [d.row for d in batch], fresh, self.model)
+            session = _fenced(lock, claimed)
+            rows = [d.row for d in batch]
+            store.write_batch(self.engine, batch_id, rows, fresh, self.model, session)
             summary.n_predicted += len(fresh)
             for d in batch:
                 self._after_commit(d, study, claimed, destination, {**known, **fresh})
+        _fenced(lock, claimed)
         return self._finish(summary)
 
     def _after_commit(
@@ -166,10 +177,14 @@ class Scorer:
     def score_in_place(self, folder: Path) -> StudySummary:
         """Score a study folder where it is, moving nothing (`score PATH`)."""
         source = str(folder.resolve())
-        with inbox.study_lock(self.engine, source) as held:
-            if not held:
-                return StudySummary(study=folder.name, folder=source, status="busy")
-            return self.score_folder(folder, folder.name, source)
+        with inbox.study_lock(self.engine, source) as lock:
+            busy = StudySummary(study=folder.name, folder=source, status="busy")
+            if not lock:
+                return busy
+            try:
+                return self.score_folder(folder, folder.name, source, lock)
+            except ClaimTaken:
+                return busy
 
     def score_claimed(self, folder: Path) -> StudySummary:
         """Claim an inbox folder (or resume a stranded one), score it, archive it."""
@@ -177,13 +192,17 @@ class Scorer:
         if claimed is None:
             return StudySummary(study=folder.name, folder=str(folder), status="gone")
         study, claim_id = claimed.name, inbox.claim_id(claimed)
-        with inbox.study_lock(self.engine, claim_id) as held:
-            if not held or not os_lexists(claimed):
-                return StudySummary(study=study, folder=str(claimed), status="busy")
+        with inbox.study_lock(self.engine, claim_id) as lock:
+            busy = StudySummary(study=study, folder=str(claimed), status="busy")
+            if not lock or not os_lexists(claimed):
+                return busy
             if claimed.is_symlink():
                 return self._refuse_linked_study(claimed, study)
             planned = inbox.archive_destination(claimed, self.settings)
-            summary = self.score_folder(claimed, study, str(claimed), claimed, planned)
+            try:
+                summary = self.score_folder(claimed, study, str(claimed), lock, claimed, planned)
+            except ClaimTaken:
+                return busy  # the scorer that holds the claim now finishes it
             archived = inbox.archive(claimed, self.settings, planned)
             store.set_archive_path(self.engine, summary.batch_id or 0, str(archived))
             summary.folder = str(archived)
@@ -204,3 +223,16 @@ class Scorer:
 
 def os_lexists(path: Path) -> bool:
     return path.is_symlink() or path.exists()
+
+
+class ClaimTaken(Exception):
+    """Another scorer holds the claim now (it took it up while a restart had ended ours)."""
+
+
+def _fenced(lock: inbox.ClaimLock, claimed: Path | None) -> PoolProxiedConnection:
+    """The session to commit the next batch on, as long as this scorer still holds the claim:
+    its lock (taken again if a restart lost it) and, in inbox mode, its folder."""
+    session = lock.session()
+    if session is None or (claimed is not None and not os_lexists(claimed)):
+        raise ClaimTaken(lock.name)
+    return session

@@ -4,10 +4,13 @@ Under `LUNG_HOME`: a study is a folder in `inbox/`; it is ready when it holds th
 marker (`LUNG_READY_MARKER`) and, when `LUNG_READY_QUIET_SECONDS` is set, nothing in it has
 changed for that long. A scorer claims it with one atomic rename into
 `processing/<claim token>/<study>` (only one rename of a folder can succeed, so two scorers
-never take the same one) and holds a PostgreSQL advisory lock on the claim while it works.
-The server drops that lock when the scorer dies, so a folder in `processing/` whose lock is
-free was stranded by a killed scorer and the next run takes it up again. Done studies move
-to `archive/<study>`; files that cannot be scored to `quarantine/<study>/<path>`.
+never take the same one) and holds a PostgreSQL advisory lock on the claim while it works,
+on the session that commits the claim's batches (`ClaimLock`). The server drops that lock
+when the scorer dies, so a folder in `processing/` whose lock is free was stranded by a
+killed scorer and the next run takes it up again; a server restart drops it too, and the
+scorer takes it again before its next batch (or stops, when another scorer was faster).
+Done studies move to `archive/<study>`; files that cannot be scored to
+`quarantine/<study>/<path>`.
 See https://man7.org/linux/man-pages/man2/rename.2.html and
 https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS
 """
@@ -20,13 +23,14 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+import psycopg2
+from sqlalchemy import Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from lung_model.settings import Settings
 
@@ -182,22 +186,90 @@ def lock_key(name: str) -> int:
     )
 
 
-@contextmanager
-def study_lock(engine: Engine, name: str) -> Iterator[bool]:
-    """Hold the advisory lock of a claim for the block; yields False if someone else holds it.
-    The lock lives in this connection's server session, so it dies with the process."""
-    key = lock_key(name)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+class ClaimLock:
+    """The advisory lock of one claim, held by one server session that also commits the
+    claim's batches (`session`), so a batch can only commit while its scorer holds the claim.
+
+    A server restart ends the session and the lock with it; a second scorer may then take
+    the claim up as stranded. `session` finds that out before the next batch: it takes the
+    lock again on a new session (a new session, so the lock never stacks), or returns None
+    when another scorer holds it now. The lock dies with the process that holds it."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self.engine, self.name, self.key = engine, name, lock_key(name)
+        self.connection: PoolProxiedConnection | None = None  # the session holding the lock
+
+    def __bool__(self) -> bool:
+        return self.connection is not None
+
+    def take(self) -> bool:
+        """Take the lock on a new session; False when another session holds it."""
+        raw = self.engine.raw_connection()
         try:
-            yield held
-        finally:
-            if held:
-                try:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                except DBAPIError as error:
-                    if not error.connection_invalidated:
-                        raise
-                    # The server lost this session (a restart) and the lock with it:
-                    # nothing is left to release. What was written under it is committed.
-                    log.warning("the session holding the lock of claim %s was lost", name)
+            with closing(raw.cursor()) as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+                held = bool((cursor.fetchone() or [False])[0])
+            raw.commit()  # a session-level lock outlives the transaction that took it
+        except BaseException:
+            raw.invalidate()
+            raise
+        if held:
+            self.connection = raw
+        else:
+            raw.close()
+        return held
+
+    def _alive(self) -> bool:
+        return self.connection is not None and _on_live_session(self.connection, "SELECT 1")
+
+    def _forget(self) -> None:
+        raw, self.connection = self.connection, None
+        if raw is not None and raw.dbapi_connection is not None:
+            raw.invalidate()  # never back to the pool: it may still hold the lock
+
+    def session(self) -> PoolProxiedConnection | None:
+        """The live session holding the lock (taken again if the server lost it), or None
+        when another scorer holds the claim now."""
+        if self._alive():
+            return self.connection
+        self._forget()
+        log.warning("the session holding the lock of claim %s was lost: taking it again", self.name)
+        return self.connection if self.take() else None
+
+    def release(self) -> None:
+        raw, self.connection = self.connection, None
+        if raw is None:
+            return
+        if _on_live_session(raw, "SELECT pg_advisory_unlock(%s)", self.key):
+            raw.close()
+            return
+        # The server lost this session (a restart) and the lock with it: nothing is left to
+        # release. What was written under it is committed.
+        log.warning("the session holding the lock of claim %s was lost", self.name)
+        if raw.dbapi_connection is not None:
+            raw.invalidate()
+
+
+def _on_live_session(raw: PoolProxiedConnection, sql: str, *params: object) -> bool:
+    """Run one statement and commit; False when the server has lost this session."""
+    if raw.dbapi_connection is None or raw.dbapi_connection.closed:
+        return False
+    try:
+        with closing(raw.cursor()) as cursor:
+            cursor.execute(sql, params)
+        raw.commit()
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        return False
+    return True
+
+
+@contextmanager
+def study_lock(engine: Engine, name: str) -> Iterator[ClaimLock]:
+    """Hold the advisory lock of a claim for the block; the lock is false when someone else
+    holds it."""
+    lock = ClaimLock(engine, name)
+    lock.take()
+    try:
+        yield lock
+    finally:
+        lock.release()

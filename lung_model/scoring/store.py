@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine, text
+from sqlalchemy.pool import PoolProxiedConnection
 
 from lung_model.scoring.predictor import Predictor, slice_class
 from lung_model.scoring.study import SliceStats
@@ -85,9 +86,11 @@ def write_batch(
     images: Sequence[ImageRow],
     predictions: dict[str, Probabilities],
     model: Predictor,
+    session: PoolProxiedConnection | None = None,
 ) -> None:
-    """Upsert the images and insert the new predictions in one transaction."""
-    raw = engine.raw_connection()
+    """Upsert the images and insert the new predictions in one transaction, on `session`
+    when given (the one holding the claim's lock, see `inbox.ClaimLock`; kept open)."""
+    raw = session or engine.raw_connection()
     cursor = raw.cursor()
     try:
         if images:
@@ -129,7 +132,8 @@ def write_batch(
         raise
     finally:
         cursor.close()
-        raw.close()
+        if session is None:
+            raw.close()
 
 
 def slice_stats(engine: Engine, batch_id: int, model: Predictor, threshold: float) -> SliceStats:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,3 +144,79 @@ def test_postgres_restarted_between_batches_the_study_completes(
 
     assert (summary["status"], summary["n_scored"], summary["n_predicted"]) == ("done", 12, 12)
     scored_once(engine, settings.home, model.version, {"S-between": 12})
+
+
+def test_after_a_restart_the_scorer_takes_its_lock_again_and_a_second_is_refused(
+    embedded: tuple[Settings, str],
+) -> None:
+    """The restart ends the session holding the claim's lock; the scorer takes it again
+    before its next batch, so a second scorer starting after that finds the claim held."""
+    settings, _ = embedded
+    settings.ensure_dirs()
+    settings.score_batch_size = 4
+    engine = db.get_engine(settings)
+    make_study(settings.inbox, "S-fenced", real_slices(12, start=700))
+    second: dict[str, object] = {}
+
+    class SecondScorerAfterTheRestart(ToyPredictor):
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            if self.calls == 1:  # before the second batch: the claim's lock dies
+                restart_postgres(settings.pgdata)
+            if self.calls == 2:  # before the third: the second batch re-took it
+                [claim] = list(settings.processing.glob("*/*"))
+                second["claimed"] = claim_ready(settings, engine)
+                second["scored"] = score_study(claim, ToyPredictor(self.version), settings, engine)
+            return super().predict(batch)
+
+    model = SecondScorerAfterTheRestart(version=f"fenced-{id(settings)}")
+    [summary] = [score_study(c, model, settings, engine) for c in claim_ready(settings, engine)]
+
+    assert second["claimed"] == []  # not taken up as stranded: its lock is held again
+    assert second["scored"]["status"] == "busy"  # type: ignore[index]
+    assert (summary["status"], summary["n_scored"], summary["n_predicted"]) == ("done", 12, 12)
+    scored_once(engine, settings.home, model.version, {"S-fenced": 12})
+
+
+def test_a_scorer_whose_claim_was_taken_up_during_a_restart_stops_and_leaves_it(
+    embedded: tuple[Settings, str],
+) -> None:
+    """A second scorer takes the claim up while the restart has freed its lock: the first
+    stops before its next batch ("busy", nothing more written) and the second finishes it."""
+    settings, _ = embedded
+    settings.ensure_dirs()
+    settings.score_batch_size = 4
+    engine = db.get_engine(settings)
+    make_study(settings.inbox, "S-taken", real_slices(12, start=700))
+    version = f"taken-{id(settings)}"
+    holding, finish = threading.Event(), threading.Event()
+    second: dict[str, object] = {}
+
+    class HoldsTheClaim(ToyPredictor):
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            holding.set()  # it holds the claim's lock while it predicts
+            finish.wait(timeout=120)
+            return super().predict(batch)
+
+    def second_scorer() -> None:
+        [claim] = claim_ready(settings, engine)  # the claim looks stranded: its lock is free
+        second["scored"] = score_study(claim, HoldsTheClaim(version), settings, engine)
+
+    class RestartThenSecondScorer(ToyPredictor):
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            if self.calls == 1:
+                restart_postgres(settings.pgdata)
+                second["thread"] = thread = threading.Thread(target=second_scorer)
+                thread.start()
+                assert holding.wait(timeout=120)
+            return super().predict(batch)
+
+    first = RestartThenSecondScorer(version=version)
+    [summary] = [score_study(c, first, settings, engine) for c in claim_ready(settings, engine)]
+    finish.set()
+    second["thread"].join(timeout=120)  # type: ignore[attr-defined]
+
+    assert summary["status"] == "busy"  # stopped before its second batch
+    assert rows(engine, "SELECT count(*) FROM images") == [(12,)]  # no row twice
+    done = second["scored"]
+    assert (done["status"], done["n_scored"], done["n_predicted"]) == ("done", 12, 8)  # type: ignore[index]
+    scored_once(engine, settings.home, version, {"S-taken": 12})
