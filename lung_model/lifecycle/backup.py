@@ -286,9 +286,10 @@ def free_name(parent: Path, when: datetime) -> str:
 
 
 def backup(
-    settings: Settings, parent: Path, keep: int | None = None, data_pointer: Path = RAW_DVC_FILE
+    settings: Settings, parent: Path, keep: int | None = None, data_pointer: Path | None = None
 ) -> BackupResult:
-    """Write one dated backup under `parent`; with `keep`, prune all but the newest `keep`."""
+    """Write one dated backup under `parent`; with `keep`, prune all but the newest `keep`.
+    `data_pointer`: the DVC file of the current data version (default: data/raw.dvc)."""
     started, clock = datetime.now(UTC), time.monotonic()
     parent.mkdir(parents=True, exist_ok=True)
     name = free_name(parent, started)
@@ -304,7 +305,7 @@ def backup(
         }
         parts = _database(settings, staging, manifest)
         parts += _mlflow_artifacts(settings, staging, parts[1])
-        parts += _dvc(settings, staging, data_pointer)
+        parts += _dvc(settings, staging, data_pointer or RAW_DVC_FILE)
         parts += [_studies(settings, staging), _secrets(settings, staging)]
         warnings = _consistency(manifest, staging, settings)
         manifest.update(

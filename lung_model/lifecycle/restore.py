@@ -176,7 +176,7 @@ def _check(manifest: dict[str, Any], settings: Settings, result: RestoreResult) 
 
 
 def restore(
-    settings: Settings, path: Path, force: bool = False, data_pointer: Path = RAW_DVC_FILE
+    settings: Settings, path: Path, force: bool = False, data_pointer: Path | None = None
 ) -> RestoreResult:
     """Restore the backup at `path` (one backup, or the newest in a folder of them)."""
     started = time.monotonic()
@@ -192,7 +192,7 @@ def restore(
     result = RestoreResult(folder, manifest)
     _database(folder, manifest, url, result)
     _mlflow(folder, manifest, settings, result)
-    _files(folder, manifest, settings, data_pointer, result)
+    _files(folder, manifest, settings, data_pointer or RAW_DVC_FILE, result)
     _check(manifest, settings, result)
     result.seconds = round(time.monotonic() - started, 3)
     return result
