@@ -10,6 +10,7 @@ from lung_model.review.model_card import (
     metrics_table,
     model_cards,
     promotion_history,
+    training_runs,
 )
 from lung_model.review.standing import standing
 
@@ -106,3 +107,26 @@ else:
         key="model_event",
     )
     show_decision(events[picked])
+
+st.subheader("Training runs")
+st.caption(
+    "The latest runs of the training job. A run whose process is gone (killed, out of memory)"
+    " is ended as killed, with what was found gone and when, never left in progress."
+)
+try:
+    runs = training_runs(settings)
+except Exception as error:  # the MLflow store may be unreachable
+    runs = []
+    st.error(f"MLflow unavailable: {type(error).__name__}: {error}")
+if runs:
+    st.dataframe(
+        pd.DataFrame(runs),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "link": st.column_config.LinkColumn(display_text="MLflow run"),
+        },
+    )
+else:
+    st.caption("No training run yet.")

@@ -7,7 +7,8 @@ import argparse
 from lung_model.cli.exit_codes import ExitCode
 from lung_model.data import dvc
 from lung_model.platform import db
-from lung_model.settings import get_settings
+from lung_model.platform.orphan_runs import end_orphans_of
+from lung_model.settings import Settings, get_settings
 
 
 def cli_migrate(args: argparse.Namespace) -> ExitCode:
@@ -30,6 +31,17 @@ def cli_stop_db(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def _training_runs(settings: Settings) -> list[str]:
+    """Runs in progress, after ending the orphaned ones as KILLED: one line each."""
+    try:
+        sweep = end_orphans_of(settings, "python -m lung_model info")
+    except Exception as error:  # the MLflow store may be unreachable: the rest still shows
+        return [f"MLflow unavailable: {type(error).__name__}: {error}"]
+    lines = [f"{sweep.in_progress} in progress"]
+    lines += [f"ended {o.run_id} ({o.run_name}) as KILLED: {o.reason}" for o in sweep.ended]
+    return lines
+
+
 def cli_info(args: argparse.Namespace) -> ExitCode:
     settings = get_settings()
     url = db.database_url(settings)
@@ -45,4 +57,6 @@ def cli_info(args: argparse.Namespace) -> ExitCode:
     }
     for key, value in lines.items():
         print(f"{key:>13}  {value}")
+    for number, line in enumerate(_training_runs(settings)):
+        print(f"{'training runs' if number == 0 else '':>13}  {line}")
     return ExitCode.OK

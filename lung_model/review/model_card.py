@@ -11,6 +11,7 @@ https://mlflow.org/docs/latest/api_reference/python_api/mlflow.client.html
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,35 @@ def model_cards(settings: Settings) -> list[ModelCard]:
             card.plots = _plots(client, settings, version.run_id)
         cards.append(card)
     return cards
+
+
+RUN_STATES = {"RUNNING": "in progress", "SCHEDULED": "scheduled", "FINISHED": "finished"}
+
+
+def training_runs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest training runs, newest first. Orphaned runs (their process is gone) are
+    ended as KILLED first, so a killed training never shows as in progress."""
+    from lung_model.platform.orphan_runs import REASON_TAG, end_orphans_of
+    from lung_model.platform.tracking import configure_mlflow
+
+    client = configure_mlflow(settings)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is None:
+        return []
+    end_orphans_of(settings, "the dashboard's Model page")
+    found = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=limit
+    )
+    return [
+        {
+            "started": datetime.fromtimestamp(run.info.start_time / 1000, UTC),
+            "run": run.info.run_name,
+            "state": RUN_STATES.get(run.info.status, run.info.status.lower()),
+            "why": run.data.tags.get(REASON_TAG, ""),
+            "link": run_url(settings.mlflow_ui_url, experiment.experiment_id, run.info.run_id),
+        }
+        for run in found
+    ]
 
 
 # The gate's metrics with their floor (>=) or ceiling (<=), then the rest, with plain names.

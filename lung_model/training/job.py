@@ -26,6 +26,7 @@ import numpy as np
 
 from lung_model.data.audit import audit, inspect, require_clean
 from lung_model.data.split import make_split, report
+from lung_model.platform.orphan_runs import end_orphans_of, owner_tags
 from lung_model.platform.registry import SPLIT_ARTIFACT
 from lung_model.settings import PROJECT_ROOT, Settings
 from lung_model.training import metrics, plots
@@ -131,11 +132,14 @@ def train_and_log(
     config = config or preset("default")
     data_dir = data_dir or settings.raw_data
     configure_mlflow(settings)
+    for orphan in end_orphans_of(settings, "the next training run").ended:
+        log.warning("ended orphaned run %s as KILLED: %s", orphan.run_id, orphan.reason)
     progress = sys.stderr.isatty() if progress is None else progress
     inventory = inspect(data_dir, progress=progress)
     audit_report = require_clean(audit(inventory))
     split = make_split(inventory)
-    with mlflow.start_run(run_name=f"train-{split.data_version[:8]}") as run:
+    # who runs it, from its first moment: a later look ends it as KILLED if this process dies
+    with mlflow.start_run(run_name=f"train-{split.data_version[:8]}", tags=owner_tags()) as run:
         mlflow.set_tags(
             {
                 "data_version": split.data_version,

@@ -95,7 +95,8 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     history = next(d.value for d in app.dataframe if "what happened" in d.value.columns)
     (sentence,) = history["what happened"]
     assert sentence.endswith(": the gate promoted version 1: first champion: clears every floor.")
-    behind = app.dataframe[-1].value  # the metrics behind the chosen decision, as a table
+    # the metrics behind the chosen decision, as a table (the last with the gate's limits)
+    behind = next(d.value for d in reversed(app.dataframe) if "gate" in d.value.columns)
     assert list(behind.columns) == ["metric", "version 1", "gate"]
     floor = seeded.settings.gate_min_macro_f1  # the floor in force, as the gate reads it
     assert behind.set_index("metric").loc["macro-F1", "gate"] == f">= {floor:.2f}"
@@ -159,6 +160,32 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     app.file_uploader(key="scan").upload("notes.jpg", b"not an image at all", "image/jpeg")
     app.run()
     assert "cannot be scored" in str(app.error[0].value)
+
+
+def test_model_page_shows_a_killed_training_as_killed(signed_in, seeded) -> None:
+    """A RUNNING run whose process is gone shows as killed, with the reason; a live one as in
+    progress."""
+    from orphan_helpers import orphaned_run
+
+    from lung_model.platform.orphan_runs import owner_tags
+    from lung_model.platform.tracking import configure_mlflow
+
+    client = configure_mlflow(seeded.settings)
+    experiment = client.get_experiment_by_name(seeded.settings.experiment).experiment_id
+    _, pid = orphaned_run(client, experiment, "train-killed")
+    client.create_run(experiment, tags=owner_tags(), run_name="train-live")  # this process
+
+    app = signed_in()
+    app.switch_page("views/model.py")
+    app.run(timeout=120)
+    assert not app.exception, app.exception
+
+    runs = next(d.value for d in app.dataframe if "state" in d.value.columns).set_index("run")
+    assert runs.loc["train-live", "state"] == "in progress" and runs.loc["train-live", "why"] == ""
+    assert runs.loc["train-killed", "state"] == "killed"
+    why = runs.loc["train-killed", "why"]
+    assert f"(pid {pid} on host " in why and ") no longer exists; noticed " in why
+    assert why.endswith(" by the dashboard's Model page")
 
 
 def _predictions(settings) -> tuple[int, int]:

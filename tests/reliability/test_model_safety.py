@@ -1,7 +1,8 @@
 """Model safety with real training runs and the real registry: a one-epoch model is gated
 and rejected, the champion untouched; a training run killed midway (SIGKILL, as the OOM killer
-does) registers nothing and leaves the champion serving. The tests use their own registered
-model name in the session's MLflow store, so the champion the other tests score with stays."""
+does) registers nothing and leaves the champion serving, and the next look (`info`) ends its
+MLflow run as KILLED with the reason. The tests use their own registered model name in the
+session's MLflow store, so the champion the other tests score with stays."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import text
 from tiny_models import FIXTURE_DATA, store_settings, train_and_register
 
 from lung_model.platform import db
+from lung_model.platform.orphan_runs import REASON_TAG
 from lung_model.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -116,7 +118,18 @@ def test_a_training_run_killed_midway_leaves_the_champion_untouched(
 
     assert training.returncode == -signal.SIGKILL
     assert (current_champion(safety), _registered(safety), _events(safety)) == before
-    assert client.get_run(running.info.run_id).info.status == "RUNNING"  # never finished
+    assert client.get_run(running.info.run_id).info.status == "RUNNING"  # nothing ended it
     from lung_model.scoring.inference import LoadedModel
 
     assert LoadedModel.load(safety).version == before[0]
+
+    info = subprocess.run(
+        [sys.executable, "-m", "lung_model", "info"], env=env, capture_output=True, text=True
+    )
+    assert info.returncode == 0, info.stderr
+    killed = client.get_run(running.info.run_id)
+    assert killed.info.status == "KILLED", info.stdout
+    reason = killed.data.tags[REASON_TAG]
+    assert f"(pid {training.pid} on host " in reason and ") no longer exists; noticed " in reason
+    assert reason.endswith(" by python -m lung_model info")
+    assert f"ended {running.info.run_id} (train-" in info.stdout

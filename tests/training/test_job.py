@@ -6,6 +6,7 @@ Real MLflow (a temporary SQLite store) and the real PostgreSQL; a tiny network a
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from lung_model.cli.main import main
 from lung_model.data.audit import DataIntegrityError
 from lung_model.data.split import Split
 from lung_model.imaging.images import read_gray
+from lung_model.platform.orphan_runs import HOST_TAG, PID_TAG, REASON_TAG, STARTED_TAG
 from lung_model.platform.registry import CHAMPION, SPLIT_ARTIFACT, register
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.scoring.gradcam import gradcam
@@ -50,15 +52,30 @@ def lenient(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 @pytest.fixture(scope="module")
-def trained(lenient: Settings) -> TrainResult:
+def orphan(lenient: Settings) -> str:
+    """A training run whose process was killed before the next one: that one ends it."""
+    from orphan_helpers import orphaned_run
+
+    client = configure_mlflow(lenient)
+    experiment = client.get_experiment_by_name(lenient.experiment)
+    return orphaned_run(client, experiment.experiment_id, "train-killed")[0]
+
+
+@pytest.fixture(scope="module")
+def trained(lenient: Settings, orphan: str) -> TrainResult:
     return train_and_log(lenient, TINY, FIXTURES, progress=False)
 
 
-def test_training_run_logs_everything(trained: TrainResult, lenient: Settings) -> None:
+def test_training_run_logs_everything(trained: TrainResult, lenient: Settings, orphan: str) -> None:
     client = configure_mlflow(lenient)
+    killed = client.get_run(orphan)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags[REASON_TAG].endswith(" by the next training run")
     run = client.get_run(trained.run_id)
     assert run.data.tags["data_version"].startswith("local-")
     assert len(run.data.tags["git_commit"]) >= 40
+    assert run.data.tags[PID_TAG] == str(os.getpid())  # who runs it: ended as KILLED if it dies
+    assert {HOST_TAG, STARTED_TAG} <= set(run.data.tags)
     assert run.data.params["image_size"] == "32"
     for key in (
         "test_macro_f1",
