@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import dag, get_current_context, task
 from lung_airflow import (
     DAG_POLICY,
@@ -30,6 +29,8 @@ from lung_airflow import (
     TENSORFLOW_QUEUE,
     lung_settings,
 )
+
+from lung_model.pipelines.ready_sensor import ReadyStudySensor
 
 IDLE_SECONDS = 30
 
@@ -42,10 +43,9 @@ IDLE_SECONDS = 30
     **DAG_POLICY,
 )
 def lung_batch_score() -> None:
-    wait = FileSensor(
+    wait = ReadyStudySensor(  # the scorer's own rule: a `_READY` folder or link is no marker
         task_id="wait_for_ready_study",
         fs_conn_id=INBOX_CONN_ID,
-        filepath="*/{{ conn.lung_inbox.extra_dejson.get('ready_marker', '_READY') }}",
         deferrable=True,
         poke_interval=5,
         timeout=timedelta(days=1),
@@ -59,8 +59,8 @@ def lung_batch_score() -> None:
         from lung_model.pipelines import batch_score
 
         claimed = [str(path) for path in batch_score.claim_ready(lung_settings())]
-        if not claimed:  # the sensor saw a marker nobody may claim yet (e.g. still changing
-            time.sleep(IDLE_SECONDS)  # within LUNG_READY_QUIET_SECONDS): do not spin runs
+        if not claimed:  # the sensor saw a study another scorer (e.g. the CLI) took first:
+            time.sleep(IDLE_SECONDS)  # do not spin runs
         return claimed
 
     @task(queue=TENSORFLOW_QUEUE, map_index_template="{{ study }}", max_active_tis_per_dagrun=2)

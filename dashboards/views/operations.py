@@ -58,7 +58,8 @@ if waiting:
     marker = ui.settings().ready_marker
     st.warning(
         f"{len(waiting)} item(s) in the inbox will not be scored until they hold a `{marker}` "
-        "marker (drop an empty file of that name into the study folder when it is complete)."
+        "marker (drop an empty file of that name into the study folder when it is complete; "
+        "a folder or a link of that name does not count)."
     )
     st.dataframe(pd.DataFrame(waiting), hide_index=True, width="stretch")
 else:

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
@@ -49,16 +50,45 @@ def _newest_change(folder: Path) -> float:
     return newest
 
 
+def ready_problem(
+    entry: Path, marker: str, quiet_seconds: float = 0.0, now: float | None = None
+) -> str | None:
+    """Why an inbox entry is not ready to score, None when it is: a study folder whose ready
+    marker is a regular file (a folder or a symbolic link of that name is not: links are never
+    followed) and, with a quiet period, where nothing changed for that long. A study folder
+    that is itself a link counts as ready: it is claimed only to be quarantined with a reason.
+    The one rule of readiness: the scorer claims by it and the DAG's sensor waits on it."""
+    if entry.is_symlink():
+        return None
+    try:
+        if not entry.is_dir():
+            return "a file, not a study folder"
+        try:
+            mode = (entry / marker).lstat().st_mode
+        except FileNotFoundError:
+            return f"no {marker} marker"
+        if stat.S_ISLNK(mode):
+            return f"{marker} is a symbolic link: not followed"
+        if stat.S_ISDIR(mode):
+            return f"{marker} is a folder, not a file"
+        if not stat.S_ISREG(mode):
+            return f"{marker} is not a regular file"
+        now = time.time() if now is None else now
+        if quiet_seconds > 0 and now - _newest_change(entry) < quiet_seconds:
+            return f"changed less than {quiet_seconds:g} s ago"
+    except FileNotFoundError:
+        return "claimed or removed while we looked"
+    return None
+
+
 def is_ready(folder: Path, settings: Settings, now: float | None = None) -> bool:
-    """The folder holds the ready marker and (if configured) has been quiet long enough."""
-    if folder.is_symlink():
-        return True  # never read through it; claimed only to be quarantined with a reason
-    if not folder.is_dir() or not (folder / settings.ready_marker).is_file():
-        return False
-    if settings.ready_quiet_seconds <= 0:
-        return True
-    now = time.time() if now is None else now
-    return now - _newest_change(folder) >= settings.ready_quiet_seconds
+    return ready_problem(folder, settings.ready_marker, settings.ready_quiet_seconds, now) is None
+
+
+def any_ready(inbox: Path, marker: str, quiet_seconds: float = 0.0) -> bool:
+    """Whether some entry of `inbox` is ready to score (what the DAG's sensor waits for)."""
+    entries = inbox.iterdir() if inbox.is_dir() else iter(())
+    return any(ready_problem(entry, marker, quiet_seconds) is None for entry in entries)
 
 
 def find_ready_studies(settings: Settings, now: float | None = None) -> list[Path]:
@@ -92,23 +122,19 @@ class Waiting:
 
 
 def waiting_folders(settings: Settings, now: float | None = None) -> list[Waiting]:
-    """What sits in the inbox and will not be scored yet: folders without the ready marker,
-    ones still within the quiet period, and stray files; oldest first."""
+    """What sits in the inbox and will not be scored yet, with why (`ready_problem`): folders
+    without the ready marker or whose marker is not a file, ones still within the quiet
+    period, and stray files; oldest first."""
     now = time.time() if now is None else now
     found = []
     for entry in sorted(settings.inbox.iterdir()) if settings.inbox.is_dir() else []:
-        if is_ready(entry, settings, now):
+        why = ready_problem(entry, settings.ready_marker, settings.ready_quiet_seconds, now)
+        if why is None:
             continue
         try:
             age = now - (_newest_change(entry) if entry.is_dir() else entry.lstat().st_mtime)
         except FileNotFoundError:
             continue  # claimed or removed while we looked
-        if not entry.is_dir():
-            why = "a file, not a study folder"
-        elif not (entry / settings.ready_marker).is_file():
-            why = f"no {settings.ready_marker} marker"
-        else:
-            why = f"changed less than {settings.ready_quiet_seconds:g} s ago"
         found.append(Waiting(entry.name, max(age, 0.0), why))
     return sorted(found, key=lambda waiting: -waiting.age_seconds)
 

@@ -27,6 +27,7 @@ from scoring_toys import ToyPredictor
 from sqlalchemy import Engine
 
 from lung_model.pipelines.batch_score import claim_ready, score_study
+from lung_model.scoring.inbox import any_ready, waiting_folders
 from lung_model.settings import Settings
 
 SQL_NAMES = [
@@ -124,7 +125,11 @@ def test_every_hostile_input_in_one_inbox_run(
     marker_folder = inbox / "S-marker-is-a-folder"  # `_READY` is a directory, not a file
     (marker_folder / "_READY").mkdir(parents=True)
     (marker_folder / "_READY" / "slice.jpg").write_bytes(b"x")
-    untouched = {p: snapshot(p) for p in (outside, waiting, marker_folder)}
+    marker_link = inbox / "S-marker-is-a-link"  # `_READY` is a link (to a file outside)
+    marker_link.mkdir()
+    shutil.copyfile(real_slices(1, start=611)[0], marker_link / "slice.jpg")
+    (marker_link / "_READY").symlink_to(outside / "notes.txt")
+    untouched = {p: snapshot(p) for p in (outside, waiting, marker_folder, marker_link)}
     model = ToyPredictor(version=f"hostile-{os.getpid()}")
 
     claimed = claim_ready(settings, engine)
@@ -161,7 +166,13 @@ def test_every_hostile_input_in_one_inbox_run(
     for table in ("predictions", "images", "scan_batches", "study_results", "reviews"):
         assert rows(engine, "SELECT to_regclass(:t) IS NOT NULL", t=table) == [(True,)]
     assert not any(settings.processing.iterdir())
-    assert sorted(p.name for p in inbox.iterdir()) == ["S-marker-is-a-folder", "S-not-ready"]
+    left = {w.name: w.why for w in waiting_folders(settings)}  # as the Operations page lists
+    assert left == {
+        "S-marker-is-a-folder": "_READY is a folder, not a file",
+        "S-marker-is-a-link": "_READY is a symbolic link: not followed",
+        "S-not-ready": "no _READY marker",
+    }
+    assert not any_ready(inbox, "_READY")  # the DAG's sensor does not fire on what is left
     assert {p: snapshot(p) for p in untouched} == untouched  # not read, moved or changed
     secret = (outside / "secret.jpg").read_bytes()
     assert rows(engine, "SELECT count(*) FROM images WHERE size_bytes = :n", n=len(secret)) == [

@@ -70,12 +70,21 @@ def test_inbox_lists_what_waits_without_a_marker_with_its_age(settings) -> None:
     ready.mkdir()
     (ready / settings.ready_marker).touch()
     (settings.inbox / "stray.txt").write_text("?")
+    folder_marker = settings.inbox / "study-marker-folder"
+    (folder_marker / settings.ready_marker).mkdir(parents=True)
+    for path in (folder_marker / settings.ready_marker, folder_marker):
+        os.utime(path, (hour_ago + 60, hour_ago + 60))
 
     waiting = inbox_waiting(settings)
-    assert [row["in inbox"] for row in waiting] == ["study-no-marker", "stray.txt"]
+    assert [row["in inbox"] for row in waiting] == [
+        "study-no-marker",
+        "study-marker-folder",
+        "stray.txt",
+    ]
     assert waiting[0]["unchanged for"] == "1 h 0 min"
     assert waiting[0]["waiting because"] == f"no {settings.ready_marker} marker"
-    assert waiting[1]["waiting because"] == "a file, not a study folder"
+    assert waiting[1]["waiting because"] == f"{settings.ready_marker} is a folder, not a file"
+    assert waiting[2]["waiting because"] == "a file, not a study folder"
 
 
 def test_ages_read_like_a_person_would_say_them() -> None:

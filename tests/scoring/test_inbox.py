@@ -35,6 +35,32 @@ def test_only_folders_with_the_marker_are_ready(settings: Settings) -> None:
     assert [p.name for p in find_ready_studies(settings)] == ["A"]
 
 
+def test_a_marker_that_is_a_folder_or_a_link_is_no_marker(settings: Settings) -> None:
+    """Only a regular file marks a study ready: a `_READY` folder (even one holding files) or
+    link (even to a file in the study) is not one, and the Operations page says why."""
+    marker = settings.ready_marker
+    folder = _study(settings, "F", ready=False)
+    (folder / marker).mkdir()
+    (folder / marker / "a.jpg").write_bytes(b"x")
+    elsewhere = settings.home / "elsewhere"
+    elsewhere.touch()
+    (_study(settings, "L", ready=False) / marker).symlink_to(elsewhere)
+    inside = _study(settings, "I", ready=False)
+    (inside / marker).symlink_to(inside / "sub" / "a.jpg")
+    ready = _study(settings, "R")
+
+    assert [p.name for p in find_ready_studies(settings)] == ["R"]
+    assert inbox.any_ready(settings.inbox, marker)  # what the DAG's sensor waits for
+    (ready / marker).unlink()
+    assert not inbox.any_ready(settings.inbox, marker)
+    assert {w.name: w.why for w in inbox.waiting_folders(settings)} == {
+        "F": f"{marker} is a folder, not a file",
+        "I": f"{marker} is a symbolic link: not followed",
+        "L": f"{marker} is a symbolic link: not followed",
+        "R": f"no {marker} marker",
+    }
+
+
 def test_quiet_period_waits_until_nothing_changed(settings: Settings) -> None:
     settings.ready_quiet_seconds = 30
     folder = _study(settings, "Q")
