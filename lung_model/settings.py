@@ -121,7 +121,9 @@ class Settings(BaseSettings):
 
     # Backups (`python -m lung_model backup`, the daily `lung_backup` DAG)
     backup_dir: Path | None = Field(
-        None, description="Where backups go (unset: LUNG_HOME/backups; best on another disk)"
+        None,
+        description="Where backups go (unset: LUNG_HOME's sibling <name>-backups, which `make "
+        "clean` keeps; best on another disk)",
     )
     backup_keep: int = Field(7, ge=1, description="Dated backups the daily backup keeps")
 
@@ -159,7 +161,7 @@ class Settings(BaseSettings):
 
     @property
     def backup_folder(self) -> Path:
-        return self.backup_dir or self.home / "backups"
+        return self.backup_dir or self.home.with_name(f"{self.home.name}-backups")
 
     @property
     def default_dataset_source(self) -> Path:

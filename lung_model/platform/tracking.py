@@ -37,8 +37,9 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = mlflow.get_experiment_by_name(settings.experiment)
     if experiment is None:
-        # A local store needs an explicit artifact root, or MLflow writes to ./mlruns.
-        location = None if settings.mlflow_tracking_uri else settings.artifact_root()
+        # A local store needs an explicit artifact root, or MLflow writes to ./mlruns; also
+        # when MLFLOW_TRACKING_URI names the SQLite store (as Airflow's environment does).
+        location = settings.artifact_root() if uri.startswith("sqlite:") else None
         mlflow.create_experiment(
             settings.experiment,
             artifact_location=location,

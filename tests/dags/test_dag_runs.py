@@ -139,6 +139,7 @@ def dag_runs(deployment: Deployment) -> dict[str, dict[str, str]]:
         {"dag_id": "lung_batch_score"},
         {"dag_id": "lung_monitoring"},
         {"dag_id": "lung_feedback"},
+        {"dag_id": "lung_backup"},
     ]
     done = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("dag_runner.py")), json.dumps(steps)],
@@ -373,3 +374,14 @@ def test_monitoring_and_feedback_runs(
     assert window.days == 1  # the run's data interval: the past day
     # No review yet: nothing to export, so no new data version and no retrain trigger.
     assert dag_runs["lung_feedback"] == {"state": "success", "export_reviews": "skipped"}
+
+
+def test_backup_run_writes_one_dated_backup(
+    deployment: Deployment, dag_runs: dict[str, dict[str, str]]
+) -> None:
+    from lung_model.lifecycle.backup import backups, verify
+
+    assert dag_runs["lung_backup"] == {"state": "success", "back_up": "success"}
+    [made] = backups(deployment.settings.backup_folder)
+    included = {p["name"] for p in verify(made)["parts"] if p["included"]}
+    assert {"database", "mlflow_store", "mlflow_artifacts", "studies", "secrets"} <= included

@@ -11,7 +11,7 @@ import pytest
 
 from lung_model.settings import PROJECT_ROOT
 
-DAG_IDS = {"lung_retrain", "lung_batch_score", "lung_feedback", "lung_monitoring"}
+DAG_IDS = {"lung_retrain", "lung_batch_score", "lung_feedback", "lung_monitoring", "lung_backup"}
 HEAVY = ("tensorflow", "keras", "mlflow", "dvc", "pandas", "sklearn", "lung_model.scoring")
 
 
@@ -80,6 +80,13 @@ def test_feedback_emits_the_labelled_data_asset(dagbag: Any) -> None:
     task = dagbag.dags["lung_feedback"].get_task("export_reviews")
     assert [o.name for o in task.outlets] == ["lung_labelled_data"]
     assert task.pool == "dvc"
+
+
+def test_backup_runs_daily(dagbag: Any) -> None:
+    dag = dagbag.dags["lung_backup"]
+    assert [t.task_id for t in dag.tasks] == ["back_up"]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert dag.timetable.expression == "0 0 * * *"  # @daily
 
 
 def test_dag_files_import_nothing_heavy() -> None:

@@ -25,6 +25,17 @@ def test_a_new_experiment_is_created_as_model_training(settings: Settings) -> No
     assert Path(experiment.artifact_location.removeprefix("file://")).is_relative_to(settings.home)
 
 
+def test_the_sqlite_store_named_explicitly_keeps_artifacts_under_lung_home(
+    settings: Settings,
+) -> None:
+    """Airflow's environment exports MLFLOW_TRACKING_URI as the default SQLite store; its
+    artifacts stay under LUNG_HOME (so backups hold them), not in the working folder."""
+    named = settings.model_copy(update={"mlflow_tracking_uri": settings.tracking_uri()})
+    experiment = configure_mlflow(named).get_experiment_by_name(named.experiment)
+    assert experiment is not None
+    assert experiment.artifact_location.removeprefix("file://") == named.artifact_root()
+
+
 def test_an_existing_experiment_gets_the_tag_once(settings: Settings) -> None:
     mlflow.set_tracking_uri(settings.tracking_uri())
     created = mlflow.create_experiment(settings.experiment, artifact_location=str(settings.home))
