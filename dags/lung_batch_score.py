@@ -58,7 +58,7 @@ def lung_batch_score() -> None:
 
         from lung_model.pipelines import batch_score
 
-        claimed = [str(path) for path in batch_score.claim_ready(lung_settings())]
+        claimed = batch_score.claim_ready_for_tasks(lung_settings())
         if not claimed:  # the sensor saw a study another scorer (e.g. the CLI) took first:
             time.sleep(IDLE_SECONDS)  # do not spin runs
         return claimed

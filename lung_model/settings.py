@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     ready_quiet_seconds: float = Field(
         0.0, description="Also wait until a ready folder is unchanged this long (0: off)"
     )
+    pseudonymise_names: bool = Field(
+        False,
+        description="Store a site-keyed pseudonym instead of study folder and file names "
+        "(the archive and quarantine on disk keep the real names)",
+    )
 
     # Promotion gate floors and tolerance (applied on the fixed test split)
     gate_min_malignant_recall: float = Field(0.95, description="Floor: malignant slices found")

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 import ui
 
+from lung_model.platform.names import stored_names
 from lung_model.review.worklist import STATUSES, WorklistFilter, files_summary, worklist
 
 st.title("Worklist")
@@ -32,6 +33,7 @@ found = worklist(
         page=page,
         page_size=page_size,
     ),
+    stored_names(ui.settings()),
 )
 st.caption(f"{found.total} studies · page {found.page} of {found.pages}")
 if not found.rows:

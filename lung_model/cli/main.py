@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("path", nargs="?", type=Path, help="score in place (default: the inbox)")
     score.add_argument("--model", help="model URI (default: models:/<name>@champion)")
     score.add_argument("--csv", type=Path, help="write one row per input file here")
+    pseudonym = command(
+        "pseudonym",
+        "lung_model.cli.score:cli_pseudonym",
+        "the pseudonym stored for a study folder or file name (LUNG_PSEUDONYMISE_NAMES)",
+    )
+    pseudonym.add_argument("names", nargs="+", help="study folder names, or paths in a study")
 
     demo = command(
         "demo", "lung_model.cli.demo:cli_demo", "start everything, train once, score a few"

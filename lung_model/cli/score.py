@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import IO
 
 from lung_model.cli.exit_codes import ExitCode
+from lung_model.platform.names import printable
 from lung_model.scoring.engine import FileOutcome, Scorer, StudySummary
-from lung_model.scoring.files import printable
 from lung_model.scoring.inbox import find_ready_studies
 from lung_model.scoring.predictor import slice_class
 from lung_model.settings import get_settings
@@ -206,4 +206,19 @@ def cli_score(args: argparse.Namespace) -> ExitCode:
         f" {sum(s.n_quarantined for s in done)}, in {len(done)} studies"
         f" with {model.name} v{model.version}"
     )
+    return ExitCode.OK
+
+
+def cli_pseudonym(args: argparse.Namespace) -> ExitCode:
+    """Print the pseudonym the database stores for each name, one per line, to find a study
+    whose real name is known (the worklist's search box does the same)."""
+    from lung_model.platform.keys import PATIENT_KEY_FILE, site_key
+    from lung_model.platform.names import StoredNames
+
+    settings = get_settings()
+    names = StoredNames(site_key(settings.secrets_dir / PATIENT_KEY_FILE))
+    for name in args.names:
+        print(names.name(name))
+    if not settings.pseudonymise_names:
+        print("note: LUNG_PSEUDONYMISE_NAMES is off: names are stored as dropped", file=sys.stderr)
     return ExitCode.OK

@@ -12,7 +12,6 @@ See https://dvc.org/doc/command-reference/add
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 import shutil
@@ -22,8 +21,8 @@ from typing import Any
 from sqlalchemy import text
 
 from lung_model.data import dvc
-
 from lung_model.platform import db
+from lung_model.platform.names import StoredNames, stored_names
 from lung_model.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -56,13 +55,22 @@ def study_key(batch_id: int, study: str) -> str:
     return f"{batch_id}-" + re.sub(r"[^A-Za-z0-9._-]+", "_", study).strip("_")
 
 
-def find_file(relative: str, sha256: str, folders: list[Path]) -> Path | None:
-    """The first copy of a scored file in `folders` whose content still matches."""
+def find_file(
+    relative: str, sha256: str, folders: list[Path], names: StoredNames | None = None
+) -> Path | None:
+    """The first copy of a scored file in `folders` whose content still matches; `relative`
+    as the database stores it (a pseudonym with `LUNG_PSEUDONYMISE_NAMES`)."""
     for folder in folders:
-        candidate = folder / relative
-        if candidate.is_file() and dvc.sha256_of(candidate) == sha256.strip():
+        candidate = (names or StoredNames()).find(folder, relative)
+        if candidate is not None and dvc.sha256_of(candidate) == sha256.strip():
             return candidate
     return None
+
+
+def exported_as(relative: str, file: Path) -> str:
+    """The copy's path in the dataset: as stored, with the file's suffix when the stored
+    name is a pseudonym (the dataset takes images by suffix)."""
+    return relative if relative.endswith(file.suffix) else relative + file.suffix
 
 
 def study_folders(
@@ -124,15 +132,17 @@ def export_reviews(settings: Settings, repo: Path = PROJECT_ROOT) -> dict[str, A
         pending = [dict(row._mapping) for row in connection.execute(PENDING)]
     done: list[tuple[dict[str, Any], int]] = []
     skipped: list[str] = []
+    names = stored_names(settings)
     for review in pending:
         key = study_key(review["batch_id"], review["study"])
         with engine.connect() as connection:
             scored = list(connection.execute(SCORED_IMAGES, {"batch_id": review["batch_id"]}))
-        folders = study_folders(
+        places = study_folders(
             settings, review["study"], review["source_path"], key, review["archive_path"]
         )
-        files = [(path, find_file(path, sha, folders)) for path, sha in scored]
-        found = [(path, file) for path, file in files if file is not None]
+        folders = [f for f in (names.locate(str(place)) for place in places) if f is not None]
+        files = [(path, find_file(path, sha, folders, names)) for path, sha in scored]
+        found = [(exported_as(path, file), file) for path, file in files if file is not None]
         if review["label"] is None or not found:
             skipped.append(f"{review['study']}: no label or no scored files found")
             continue

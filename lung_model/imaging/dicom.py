@@ -14,8 +14,6 @@ See https://pydicom.github.io/pydicom/stable/reference/pixels.html
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,10 @@ from typing import Any
 import numpy as np
 
 from lung_model.imaging.errors import MAX_PIXELS, MIN_SIDE, DecodedImage, UnreadableImage
-from lung_model.platform.keys import site_key
+from lung_model.platform.keys import PATIENT_KEY_FILE, keyed_hash, site_key
 
 LUNG_WINDOW_LEVEL = -600.0  # HU
 LUNG_WINDOW_WIDTH = 1500.0  # HU
-PATIENT_KEY_FILE = "patient-id.key"
 
 
 def patient_key(secrets_dir: Path) -> bytes:
@@ -37,7 +34,7 @@ def patient_key(secrets_dir: Path) -> bytes:
 
 def pseudonym(value: str, key: bytes) -> str:
     """A stable keyed hash of an identifier: equal IDs match, the ID cannot be read back."""
-    return hmac.new(key, value.strip().encode("utf-8"), hashlib.sha256).hexdigest()
+    return keyed_hash(value.strip(), key)
 
 
 def lung_window(hu: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The plain functions the `lung_batch_score` DAG (and anything else) calls, one per task.
 
 `claim_ready` claims every ready inbox study plus the claims stranded by a killed scorer
-and returns their `processing/` paths (small JSON-able values for XCom);
+and returns their `processing/` paths (`claim_ready_for_tasks`: as strings for XCom);
 `score_claimed_study` loads the champion and scores, archives and summarises one of them;
 `summarise` totals the summaries. `score_study` does claim-and-score for one folder.
 See https://airflow.apache.org/docs/apache-airflow/stable/best-practices.html
@@ -48,6 +48,16 @@ def claim_ready(settings: Settings, engine: Engine | None = None) -> list[Path]:
     return claimed
 
 
+def claim_ready_for_tasks(settings: Settings) -> list[str]:
+    """`claim_ready`, each claim's path as the database would store it: what the DAG passes
+    between its tasks, so that with `LUNG_PSEUDONYMISE_NAMES` no study name reaches Airflow's
+    database (XComs, mapped task labels)."""
+    from lung_model.platform.names import stored_names
+
+    names = stored_names(settings)
+    return [names.folder(path) for path in claim_ready(settings)]
+
+
 def prepare_scoring_process(settings: Settings) -> None:
     """Share the CPUs between decoding and the model; call before the model is loaded."""
     limit_model_threads(split_cpus(settings.score_workers, settings.score_model_threads)[1])
@@ -63,11 +73,14 @@ def score_study(
 def score_claimed_study(
     study_dir: Path, settings: Settings, model_uri: str | None = None
 ) -> dict[str, Any]:
-    """One mapped DAG task: load the champion (or `model_uri`) and score one claim."""
+    """One mapped DAG task: load the champion (or `model_uri`) and score one claim (named
+    as `claim_ready_for_tasks` names it)."""
+    from lung_model.platform.names import stored_names
     from lung_model.scoring.inference import load_model
 
+    claimed = stored_names(settings).locate(str(study_dir)) or Path(study_dir)
     prepare_scoring_process(settings)
-    return score_study(study_dir, load_model(settings, model_uri), settings)
+    return score_study(claimed, load_model(settings, model_uri), settings)
 
 
 def summarise(summaries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,13 +2,19 @@
 
 A key file is created once (0600, folder 0700) on first use, with a hard link so that two
 processes starting at once end up with the same key; nothing here is ever committed.
+`keyed_hash` makes a pseudonym with one: equal values match, a value cannot be read back,
+and without the key a guessed value cannot be checked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
+
+PATIENT_KEY_FILE = "patient-id.key"  # hashes DICOM patient IDs and, when set, stored names
 
 
 def site_key(path: Path) -> bytes:
@@ -26,3 +32,9 @@ def site_key(path: Path) -> bytes:
         finally:
             staging.unlink()
     return path.read_bytes()
+
+
+def keyed_hash(value: str, key: bytes) -> str:
+    """HMAC-SHA256 of `value` (UTF-8, undecodable file-name bytes kept) under `key`, in hex."""
+    data = value.encode("utf-8", "surrogateescape")
+    return hmac.new(key, data, hashlib.sha256).hexdigest()

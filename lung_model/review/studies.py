@@ -17,6 +17,7 @@ from PIL import Image
 from sqlalchemy import Engine, text
 
 from lung_model.imaging.images import read_gray
+from lung_model.platform.names import stored_names
 from lung_model.settings import Settings
 
 _BATCH = text("SELECT * FROM scan_batches WHERE id = :batch_id")
@@ -62,13 +63,14 @@ def study_slices(
 
 def slice_file(settings: Settings, study: dict[str, Any], relative: str) -> Path | None:
     """The slice's file if it is still on disk: where the scorer archived the study, else the
-    default archive folder, else where it was found (scored in place)."""
-    roots = [Path(study["archive_path"])] if study.get("archive_path") else []
-    roots += [settings.archive / study["study"], Path(study["source_path"])]
-    for root in roots:
-        candidate = (root / relative).resolve()
-        if candidate.is_relative_to(root.resolve()) and candidate.is_file():
-            return candidate
+    default archive folder, else where it was found (scored in place). Names may be stored
+    as pseudonyms (`LUNG_PSEUDONYMISE_NAMES`): the disk keeps the real ones."""
+    names = stored_names(settings)
+    folders = [study.get("archive_path"), str(settings.archive / study["study"])]
+    for folder in filter(None, [*folders, study["source_path"]]):
+        root = names.locate(folder)
+        if root is not None and (found := names.find(root, relative)):
+            return found
     return None
 
 

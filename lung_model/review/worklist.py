@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, text
 
+from lung_model.platform.names import StoredNames
+
 Status = Literal["all", "unreviewed", "reviewed", "disagreement", "uncertain"]
 STATUSES: tuple[Status, ...] = ("all", "unreviewed", "reviewed", "disagreement", "uncertain")
 
@@ -46,7 +48,7 @@ class WorklistFilter:
     status: Status = "all"
     since: date | None = None  # study received on or after
     until: date | None = None  # study received on or before
-    study: str = ""  # batch id, or the start of the study folder name
+    study: str = ""  # batch id, the start of the study folder name (as stored), or its name
     page: int = 1
     page_size: int = 50
 
@@ -65,7 +67,7 @@ def files_summary(row: dict[str, Any]) -> str:
     return summary + (f", {row['n_quarantined']} quarantined" if row["n_quarantined"] else "")
 
 
-def _where(wanted: WorklistFilter) -> tuple[str, dict[str, Any]]:
+def _where(wanted: WorklistFilter, names: StoredNames) -> tuple[str, dict[str, Any]]:
     clauses = [_STATUS_SQL[wanted.status]]
     params: dict[str, Any] = {}
     if wanted.since:
@@ -75,21 +77,30 @@ def _where(wanted: WorklistFilter) -> tuple[str, dict[str, Any]]:
         clauses.append("w.received_at < :until")
         params["until"] = wanted.until + timedelta(days=1)
     query = wanted.study.strip()
+    matches = []
     if query.isdigit():
-        clauses.append("w.batch_id = :batch_id")
+        matches.append("w.batch_id = :batch_id")
         params["batch_id"] = int(query)
     elif query:
         escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("w.study LIKE :prefix")
+        matches.append("w.study LIKE :prefix")
         params["prefix"] = escaped + "%"
+    if query and names.key is not None:  # pseudonyms: the real name typed finds it too
+        matches.append("w.study = :stored_as")
+        params["stored_as"] = names.name(query)
+    if matches:
+        clauses.append(f"({' OR '.join(matches)})")
     return " AND ".join(clauses), params
 
 
-def worklist(engine: Engine, wanted: WorklistFilter) -> WorklistPage:
-    """One page of studies, highest malignancy risk first, and how many match in all."""
+def worklist(
+    engine: Engine, wanted: WorklistFilter, names: StoredNames | None = None
+) -> WorklistPage:
+    """One page of studies, highest malignancy risk first, and how many match in all; with
+    pseudonymised `names`, a study is also found by the real name it was dropped under."""
     if wanted.status not in _STATUS_SQL:
         raise ValueError(f"unknown status filter {wanted.status!r}")
-    where, params = _where(wanted)
+    where, params = _where(wanted, names or StoredNames())
     size = max(1, min(wanted.page_size, 500))
     page = max(1, wanted.page)
     rows_sql = text(

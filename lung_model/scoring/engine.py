@@ -1,7 +1,8 @@
 """Score one study folder: decode in parallel, predict in batches, one transaction per batch.
 
 `Scorer` holds the services of a run (the model, loaded once; the database engine; the
-settings; the key that hashes DICOM patient IDs) and scores folders with them. Per batch
+settings; the key that hashes DICOM patient IDs; how names are stored, as dropped or as
+pseudonyms, `lung_model.platform.names`) and scores folders with them. Per batch
 of `LUNG_SCORE_BATCH_SIZE` files: decode (ahead, in threads), look up which images this
 model version already scored, predict only the others (each distinct image once), then
 upsert images and predictions in one transaction, and only after it commits move the
@@ -16,7 +17,7 @@ the study to it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from lung_model.platform.names import stored_names
 from lung_model.scoring import inbox, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
-from lung_model.scoring.files import InputFile, list_inputs, printable
+from lung_model.scoring.files import InputFile, list_inputs
 from lung_model.scoring.predictor import (
     Predictor,
     Prepare,
@@ -89,6 +91,12 @@ class Scorer:
         self.id_key = id_key
         self.workers = workers or settings.score_workers or default_workers()
         self.on_file = on_file
+        self.names = stored_names(settings)  # as dropped, or pseudonyms (see platform.names)
+
+    def _summary(self, folder: Path, status: str, study: str | None = None) -> StudySummary:
+        """A summary naming the study and its folder as the database stores them."""
+        name = self.names.name(study or folder.name)
+        return StudySummary(study=name, folder=self.names.folder(folder), status=status)
 
     def _decode(self, file: InputFile) -> Decoded:
         return decode_file(file, self.prepare, self.input_shape, self.id_key, self.reduce_to)
@@ -105,20 +113,20 @@ class Scorer:
         self,
         root: Path,
         study: str,
-        source_path: str,
+        source: Path,
         lock: inbox.ClaimLock,
         claimed: Path | None = None,
         destination: Path | None = None,
     ) -> StudySummary:
-        """Score every file below `root` into the batch (study, source_path), each batch
+        """Score every file below `root` into the batch (study, source), each batch
         committed on the session holding `lock`. With `claimed` (inbox mode) unreadable files
         move to quarantine and the outcomes of scored ones name their place under
         `destination` (the archive); without, nothing moves. Raises `ClaimTaken` when another
         scorer took the claim over (after a database restart)."""
         files = list_inputs(root, self.settings.ready_marker)
-        summary = StudySummary(study=study, folder=str(root), status="done")
+        summary = self._summary(root, "done", study)
         summary.batch_id = batch_id = store.open_batch(
-            self.engine, printable(study), printable(source_path), self.model
+            self.engine, summary.study, self.names.folder(source), self.model
         )
         for batch in decoded_batches(
             files, self._decode, self.settings.score_batch_size, self.workers
@@ -127,7 +135,7 @@ class Scorer:
             known = store.known_predictions(self.engine, self.model, inputs)
             fresh = self._predict({sha: x for sha, x in inputs.items() if sha not in known})
             session = _fenced(lock, claimed)
-            rows = [d.row for d in batch]
+            rows = [replace(d.row, path=self.names.name(d.row.path)) for d in batch]
             store.write_batch(self.engine, batch_id, rows, fresh, self.model, session)
             summary.n_predicted += len(fresh)
             for d in batch:
@@ -176,9 +184,9 @@ class Scorer:
 
     def score_in_place(self, folder: Path) -> StudySummary:
         """Score a study folder where it is, moving nothing (`score PATH`)."""
-        source = str(folder.resolve())
-        with inbox.study_lock(self.engine, source) as lock:
-            busy = StudySummary(study=folder.name, folder=source, status="busy")
+        source = folder.resolve()
+        with inbox.study_lock(self.engine, str(source)) as lock:
+            busy = self._summary(folder, "busy")
             if not lock:
                 return busy
             try:
@@ -190,35 +198,34 @@ class Scorer:
         """Claim an inbox folder (or resume a stranded one), score it, archive it."""
         claimed = inbox.claim(folder, self.settings)
         if claimed is None:
-            return StudySummary(study=folder.name, folder=str(folder), status="gone")
+            return self._summary(folder, "gone")
         study, claim_id = claimed.name, inbox.claim_id(claimed)
         with inbox.study_lock(self.engine, claim_id) as lock:
-            busy = StudySummary(study=study, folder=str(claimed), status="busy")
+            busy = self._summary(claimed, "busy")
             if not lock or not os_lexists(claimed):
                 return busy
             if claimed.is_symlink():
                 return self._refuse_linked_study(claimed, study)
             planned = inbox.archive_destination(claimed, self.settings)
             try:
-                summary = self.score_folder(claimed, study, str(claimed), lock, claimed, planned)
+                summary = self.score_folder(claimed, study, claimed, lock, claimed, planned)
             except ClaimTaken:
                 return busy  # the scorer that holds the claim now finishes it
             archived = inbox.archive(claimed, self.settings, planned)
-            store.set_archive_path(self.engine, summary.batch_id or 0, str(archived))
-            summary.folder = str(archived)
+            summary.folder = self.names.folder(archived)
+            store.set_archive_path(self.engine, summary.batch_id or 0, summary.folder)
             return summary
 
     def _refuse_linked_study(self, claimed: Path, study: str) -> StudySummary:
         """A study folder that is a symlink is never read: quarantined whole, with a reason."""
         reason = "study folder is a symbolic link: not followed"
-        batch_id = store.open_batch(
-            self.engine, printable(study), printable(str(claimed)), self.model
-        )
+        name = self.names.name(study)
+        batch_id = store.open_batch(self.engine, name, self.names.folder(claimed), self.model)
         location = inbox.quarantine(claimed, "", claimed, self.settings)
         inbox.release(claimed)
         stats = SliceStats(0, 0.0, 0.0, 0.0, 0.0, 0)
         store.finish_batch(self.engine, batch_id, self.model, stats, None, reason)
-        return StudySummary(study, str(location), "failed", batch_id, error=reason)
+        return StudySummary(name, self.names.folder(location), "failed", batch_id, error=reason)
 
 
 def os_lexists(path: Path) -> bool:

@@ -14,11 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def printable(name: str) -> str:
-    """A file name as valid UTF-8 text for the database and CSV: bytes that are not UTF-8
-    (kept by Python as surrogate escapes) are written as `\\xNN`."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+from lung_model.platform.names import printable
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from lung_model import settings as settings_module
 from lung_model.data import dvc, feedback
 from lung_model.platform import db
+from lung_model.platform.names import StoredNames, stored_names
 from lung_model.settings import PROJECT_ROOT, Settings
 
 RAW = PROJECT_ROOT / "data" / "raw"
@@ -60,8 +61,10 @@ def fresh(tmp_path: Path, empty_pg_url: str, monkeypatch: pytest.MonkeyPatch) ->
     settings_module.get_settings.cache_clear()
 
 
-def scored_study(settings: Settings, study: str) -> int:
-    """An archived study of three real slices, scored 'benign' by model version 1."""
+def scored_study(settings: Settings, study: str, names: StoredNames | None = None) -> int:
+    """An archived study of three real slices, scored 'benign' by model version 1; its names
+    stored as `names` stores them (as dropped by default)."""
+    names = names or StoredNames()
     folder = settings.archive / study
     folder.mkdir(parents=True)
     files = sorted((RAW / "Malignant cases").glob("*.jpg"))[:3]
@@ -69,14 +72,14 @@ def scored_study(settings: Settings, study: str) -> int:
         batch = connection.execute(
             text("""INSERT INTO scan_batches (study, source_path, status, model_name, model_version)
                     VALUES (:s, :p, 'done', 'm', '1') RETURNING id"""),
-            {"s": study, "p": str(settings.inbox / study)},
+            {"s": names.name(study), "p": names.folder(settings.inbox / study)},
         ).scalar_one()
         for file in files:
             shutil.copyfile(file, folder / file.name)
             connection.execute(
                 text("""INSERT INTO images (batch_id, path, sha256, status)
                         VALUES (:b, :p, :sha, 'scored')"""),
-                {"b": batch, "p": file.name, "sha": dvc.sha256_of(file)},
+                {"b": batch, "p": names.name(file.name), "sha": dvc.sha256_of(file)},
             )
         connection.execute(
             text("""INSERT INTO study_results (batch_id, model_name, model_version, data_version,
@@ -142,3 +145,21 @@ def test_files_changed_since_scoring_are_not_exported(fresh: Settings, tmp_path:
     review(fresh, batch, "correct", "normal")
     result = feedback.export_reviews(fresh, repo)
     assert result["exported"] == 0 and result["skipped"]
+
+
+def test_a_study_whose_names_are_pseudonyms_is_exported_under_them(
+    fresh: Settings, repo: Path
+) -> None:
+    """With LUNG_PSEUDONYMISE_NAMES the files are found in the archive by their real names
+    and exported under their pseudonyms (with their suffix, which the dataset reads by)."""
+    fresh.pseudonymise_names = True
+    names = stored_names(fresh)
+    batch = scored_study(fresh, "Doe^Jane", names)
+    review(fresh, batch, "correct", "malignant")
+
+    result = feedback.export_reviews(fresh, repo)
+
+    assert result["exported"] == 1 and result["images"] == 3
+    folder = f"Malignant cases/reviewed/{batch}-{names.name('Doe^Jane')}/"
+    exported = {f"{folder}{names.name(p.name)}.jpg" for p in (fresh.archive / "Doe^Jane").iterdir()}
+    assert set(manifest_labels(repo)) == exported
