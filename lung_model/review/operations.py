@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from lung_model.platform.names import stored_names
 from lung_model.scoring.inbox import waiting_folders
 from lung_model.settings import CLASSES, Settings
 
@@ -125,9 +126,15 @@ def age(seconds: float) -> str:
 
 
 def inbox_waiting(settings: Settings) -> list[dict[str, Any]]:
-    """Inbox entries the scorer will not take yet (no ready marker, ...), oldest first."""
+    """Inbox entries the scorer will not take yet (no ready marker, ...), oldest first; named
+    as the database would name them (pseudonyms with `LUNG_PSEUDONYMISE_NAMES`)."""
+    names = stored_names(settings)
     return [
-        {"in inbox": item.name, "unchanged for": age(item.age_seconds), "waiting because": item.why}
+        {
+            "in inbox": names.name(item.name),
+            "unchanged for": age(item.age_seconds),
+            "waiting because": item.why,
+        }
         for item in waiting_folders(settings)
     ]
 

@@ -9,6 +9,7 @@ import uuid
 from sqlalchemy import text
 
 from lung_model.platform.db import get_engine
+from lung_model.platform.names import stored_names
 from lung_model.review.operations import age, drift_summary, inbox_waiting, status_counts
 
 
@@ -85,6 +86,8 @@ def test_inbox_lists_what_waits_without_a_marker_with_its_age(settings) -> None:
     assert waiting[0]["waiting because"] == f"no {settings.ready_marker} marker"
     assert waiting[1]["waiting because"] == f"{settings.ready_marker} is a folder, not a file"
     assert waiting[2]["waiting because"] == "a file, not a study folder"
+    settings.pseudonymise_names = True  # the page shows no folder name then
+    assert inbox_waiting(settings)[0]["in inbox"] == stored_names(settings).name("study-no-marker")
 
 
 def test_ages_read_like_a_person_would_say_them() -> None:
