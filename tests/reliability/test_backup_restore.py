@@ -7,6 +7,7 @@ dashboard's role logs in; scoring the same studies again adds nothing."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,30 @@ def test_back_up_wipe_restore_elsewhere_and_nothing_is_lost(
     assert main(["score", str(share)]) == 0  # the champion loads from the moved artifacts
 
     assert state(settings) == before
+
+
+def test_restore_onto_a_new_embedded_server_recreates_the_dashboard_role(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A new machine: a fresh embedded PostgreSQL 18 cluster has no `lung_dashboard` role
+    (roles are not in a database dump). The restore creates it from the manifest, the
+    dashboard's restricted login works with the restored password."""
+    db.get_engine(settings)  # migrated: the grants name the role
+    made = backup(settings, tmp_path / "backups", data_pointer=tmp_path / "none.dvc")
+    home = Path(tempfile.mkdtemp(prefix="lung-restore-test-"))  # see test_postgres_restart
+    monkeypatch.setenv("LUNG_HOME", str(home))
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setattr("lung_model.lifecycle.restore.RAW_DVC_FILE", tmp_path / "none.dvc")
+    settings_module.get_settings.cache_clear()
+    try:
+        assert main(["restore", str(made.folder)]) == 0
+        out = capsys.readouterr().out
+        assert "(pg_restore 18." in out and "created role lung_dashboard" in out, out
+        assert "dashboard role lung_dashboard logs in" in out
+    finally:
+        db.stop_embedded(settings_module.get_settings())
+        settings_module.get_settings.cache_clear()
+        shutil.rmtree(home, ignore_errors=True)
