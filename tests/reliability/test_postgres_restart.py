@@ -1,7 +1,9 @@
 """PostgreSQL restarted mid-study (a throwaway embedded server in a temporary folder, never
 the shared one). Inside a batch's transaction: the CLI stops with one line and a non-zero
 exit, and the rerun scores every slice exactly once with nothing left in processing/.
-Between two batches: the study completes in the same run."""
+Between two batches: the study completes in the same run, its claim's lock (which the
+restart ended) taken again before the next batch; a second scorer is refused the claim, or,
+when it took the claim up before that, the first stops ("busy") and leaves it the study."""
 
 from __future__ import annotations
 
