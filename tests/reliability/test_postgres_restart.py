@@ -3,7 +3,7 @@ the shared one). Inside a batch's transaction: the CLI stops with one line and a
 exit, and the rerun scores every slice exactly once with nothing left in processing/.
 Between two batches: the study completes in the same run, its claim's lock (which the
 restart ended) taken again before the next batch; a second scorer is refused the claim, or,
-when it took the claim up before that, the first stops ("busy") and leaves it the study."""
+when it took the claim up before that, the first stops ("busy") and leaves the study to it."""
 
 from __future__ import annotations
 
