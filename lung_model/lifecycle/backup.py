@@ -65,6 +65,7 @@ class Part:
     seconds: float = 0.0
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # a folder part, per file
     note: str = ""
+    warning: str = ""  # something the system needs that this part could not hold
 
 
 @dataclass(frozen=True)
@@ -162,17 +163,20 @@ def _mlflow_artifacts(settings: Settings, folder: Path, store: Part) -> list[Par
         for location in mlflow_store.artifact_locations(folder / str(store.file))
         if not mlflow_store.under(location, str(root))
     ]
-    if not root.is_dir():
-        return [Part("mlflow_artifacts", False, str(root), note="no artifacts yet")]
-    part = _file_part(
-        "mlflow_artifacts",
-        str(root),
-        folder,
-        "mlflow/artifacts.tar",
-        lambda target: tar_contents(target, root),
-    )
-    if outside:
-        part.note = f"artifacts outside {root} are not included: {', '.join(outside)}"
+    if root.is_dir():
+        part = _file_part(
+            "mlflow_artifacts",
+            str(root),
+            folder,
+            "mlflow/artifacts.tar",
+            lambda target: tar_contents(target, root),
+        )
+    else:
+        part = Part("mlflow_artifacts", False, str(root), note="no artifacts yet")
+    if outside:  # experiments created before MLflow's artifact root was set for SQLite
+        part.warning = (
+            f"MLflow artifacts outside {root} are not in the backup: {', '.join(outside)}"
+        )
     return [part]
 
 
@@ -307,7 +311,8 @@ def backup(
         parts += _mlflow_artifacts(settings, staging, parts[1])
         parts += _dvc(settings, staging, data_pointer or RAW_DVC_FILE)
         parts += [_studies(settings, staging), _secrets(settings, staging)]
-        warnings = _consistency(manifest, staging, settings)
+        warnings = [p.warning for p in parts if p.warning]
+        warnings += _consistency(manifest, staging, settings)
         manifest.update(
             parts=[asdict(part) for part in parts],
             bytes=sum(part.bytes for part in parts),

@@ -101,3 +101,22 @@ def test_restore_onto_an_empty_database_and_home(
     assert code == ExitCode.OK and "dashboard role lung_dashboard logs in" in out
     assert db.row_counts(db.get_engine(restored)) == counts
     assert (restored.secrets_dir / "site.key").read_bytes() == b"k" * 32
+
+
+def test_artifacts_outside_lung_home_are_named_in_a_warning(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An experiment made before the SQLite store always got its artifact root keeps its
+    artifacts elsewhere (MLflow's ./mlruns); the backup says they are not in it."""
+    import mlflow
+
+    from lung_model.platform.tracking import configure_mlflow
+
+    configure_mlflow(settings)
+    mlflow.create_experiment("made-elsewhere", artifact_location=str(tmp_path / "mlruns"))
+
+    assert main(["backup", str(tmp_path / "b")]) == ExitCode.OK
+
+    err = capsys.readouterr().err
+    assert f"warning: MLflow artifacts outside {settings.artifact_root()}" in err
+    assert str(tmp_path / "mlruns") in err
