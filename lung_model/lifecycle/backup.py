@@ -173,10 +173,9 @@ def _mlflow_artifacts(settings: Settings, folder: Path, store: Part) -> list[Par
         )
     else:
         part = Part("mlflow_artifacts", False, str(root), note="no artifacts yet")
-    if outside:  # experiments created before MLflow's artifact root was set for SQLite
-        part.warning = (
-            f"MLflow artifacts outside {root} are not in the backup: {', '.join(outside)}"
-        )
+    if outside:  # logged to experiments made before a SQLite store always got its root
+        shown = ", ".join(outside[:3]) + (f" and {len(outside) - 3} more" if outside[3:] else "")
+        part.warning = f"MLflow artifacts outside {root} are not in the backup: {shown}"
     return [part]
 
 

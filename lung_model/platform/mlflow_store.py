@@ -41,9 +41,23 @@ def copy_store(source: Path, target: Path) -> None:
 
 
 def artifact_locations(store: Path) -> list[str]:
-    """Where the store's experiments keep their artifacts."""
+    """Where the store's runs, logged models and model versions keep their artifacts (an
+    experiment nothing was logged to, like MLflow's own `Default`, holds none)."""
+    queries = {
+        "runs": "SELECT artifact_uri FROM runs",
+        "logged_models": "SELECT artifact_location FROM logged_models",
+        "model_versions": "SELECT storage_location FROM model_versions",
+    }
     with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as connection:
-        return [row[0] for row in connection.execute("SELECT artifact_location FROM experiments")]
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        found = {
+            row[0]
+            for table, query in queries.items()
+            if table in tables
+            for row in connection.execute(query)
+            if row[0]
+        }
+    return sorted(found)
 
 
 def aliases(store: Path) -> dict[str, dict[str, str]]:

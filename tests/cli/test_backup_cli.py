@@ -113,7 +113,9 @@ def test_artifacts_outside_lung_home_are_named_in_a_warning(
     from lung_model.platform.tracking import configure_mlflow
 
     configure_mlflow(settings)
-    mlflow.create_experiment("made-elsewhere", artifact_location=str(tmp_path / "mlruns"))
+    elsewhere = mlflow.create_experiment("made-elsewhere", str(tmp_path / "mlruns"))
+    with mlflow.start_run(experiment_id=elsewhere):
+        mlflow.log_text("a model's file", "model/notes.txt")
 
     assert main(["backup", str(tmp_path / "b")]) == ExitCode.OK
 
