@@ -41,11 +41,22 @@ from bench_scoring import (  # noqa: E402
 from lung_model.settings import Settings, get_settings  # noqa: E402
 
 
-def fill(inbox: Path, studies: int, size: int, first: int, marker: str) -> None:
-    """`studies` ready study folders of `size` distinct slices, numbered from `first`."""
-    sources = [p.read_bytes() for p in real_slices()]
+def fill(
+    inbox: Path,
+    studies: int,
+    size: int,
+    first: int,
+    marker: str,
+    prefix: str = "load",
+    sources: list[bytes] | None = None,
+) -> list[str]:
+    """`studies` ready study folders of `size` distinct slices, numbered from `first` (the
+    real slices, or `sources` read once by the caller); return their names."""
+    sources = sources or [p.read_bytes() for p in real_slices()]
+    names = []
     for study in range(studies):
-        folder = inbox / f"load-{first + study:04d}"
+        folder = inbox / f"{prefix}-{first + study:04d}"
+        names.append(folder.name)
         folder.mkdir(parents=True)
         for index in range(size):
             n = (first + study) * size + index
@@ -53,6 +64,7 @@ def fill(inbox: Path, studies: int, size: int, first: int, marker: str) -> None:
                 unique_copy(sources[n % len(sources)], n)
             )
         (folder / marker).touch()
+    return names
 
 
 def child(args: argparse.Namespace) -> None:
