@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from lung_model.data.dvc import RAW_DVC_FILE, sha256_of
-from lung_model.lifecycle.backup import SECRETS, find_backup, verify
+from lung_model.lifecycle.backup import find_backup, verify
+from lung_model.lifecycle.backup_parts import SECRETS
 from lung_model.platform import db, db_backup, mlflow_store
 from lung_model.settings import Settings
 
