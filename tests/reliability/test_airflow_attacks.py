@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -72,17 +73,29 @@ def _wait_for_a_run(metadata_url: str, timeout: float = 300) -> None:
     raise TimeoutError("the first lung_batch_score run never started")
 
 
+def _wait_until_claimed(inbox: Path, studies: list[str], timeout: float = 300) -> None:
+    """Until the first run has claimed these studies (moved them out of the inbox)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any((inbox / name).exists() for name in studies):
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the first lung_batch_score run never claimed its studies")
+
+
 def test_two_batch_score_runs_at_once_score_each_study_once(
     deployment: Deployment,  # noqa: F811
     champion: dict[str, str],
 ) -> None:
     settings = deployment.settings
-    studies = {f"S-airflow-{i}": 3 for i in range(6)}
-    slices = real_slices(18, start=840)
-    for index, name in enumerate(studies):
-        make_study(settings.inbox, name, slices[index * 3 : index * 3 + 3])
-    # `_READY` as a folder with a file in it: the sensor fires on it, the inbox protocol never
-    # claims it; so both runs get past their sensor whatever the other has already claimed.
+    studies = {f"S-airflow-{i}": 3 for i in range(8)}
+    parts = real_slices(24, start=840)
+    slices = {name: parts[index * 3 : index * 3 + 3] for index, name in enumerate(studies)}
+    first_wave, second_wave = list(studies)[:6], list(studies)[6:]
+    for name in first_wave:
+        make_study(settings.inbox, name, slices[name])
+    # `_READY` as a folder with a file in it: no marker, so no run claims it, and no sensor
+    # fires on it (Airflow's FileSensor did: the sensor now asks the scorer's rule).
     sentinel = settings.inbox / "S-marker-is-a-folder"
     (sentinel / "_READY").mkdir(parents=True)
     (sentinel / "_READY" / "note.txt").write_text("not a study")
@@ -95,6 +108,11 @@ def test_two_batch_score_runs_at_once_score_each_study_once(
 
     first = _batch_score_run(env)
     _wait_for_a_run(deployment.metadata_url)  # see _wait_for_a_run
+    # A sensor fires only on a study it could claim: the second run gets a second wave of
+    # its own, and with it the first wave's claims that no task of the first run holds yet.
+    _wait_until_claimed(settings.inbox, first_wave)
+    for name in second_wave:
+        make_study(settings.inbox, name, slices[name])
     runs = [first, _batch_score_run(env)]
     outputs = [run.communicate(timeout=600) for run in runs]
 
