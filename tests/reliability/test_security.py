@@ -28,6 +28,7 @@ SECRET_PATTERNS = {
 # Reviewed findings that are not secrets: (file, the text found); say why.
 NOT_SECRETS = {
     ("tests/platform/test_airflow.py", "://u:" + "p%40ss@"),  # made up, to test quoting
+    ("tests/platform/test_backup_tools.py", "://ann:" + "p%40ss@"),  # made up: kept off argv
 }
 WHERE_SECRETS_ARE_GENERATED = [
     ".env",  # python -m lung_model compose-env
