@@ -57,9 +57,10 @@ waiting = inbox_waiting(ui.settings())
 if waiting:
     marker = ui.settings().ready_marker
     st.warning(
-        f"{len(waiting)} item(s) in the inbox will not be scored until they hold a `{marker}` "
-        "marker (drop an empty file of that name into the study folder when it is complete; "
-        "a folder or a link of that name does not count)."
+        f"{len(waiting)} {'item' if len(waiting) == 1 else 'items'} in the inbox will not be "
+        f"scored until the table's reason is gone: a study needs a `{marker}` file "
+        "(dropped into the study folder when it is complete; a folder or a link of that name "
+        "does not count)."
     )
     st.dataframe(pd.DataFrame(waiting), hide_index=True, width="stretch")
 else:
