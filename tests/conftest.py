@@ -20,6 +20,7 @@ from tiny_models import (
     store_settings,
     train_and_register,
     train_feature_model,
+    use_home,
 )
 
 from lung_model import settings as settings_module
@@ -50,13 +51,7 @@ def empty_pg_url() -> Iterator[str]:
 @pytest.fixture
 def settings(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Settings isolated in tmp_path (LUNG_HOME, MLflow store) on the session database."""
-    monkeypatch.setenv("LUNG_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    settings_module.get_settings.cache_clear()
-    current = settings_module.get_settings()
-    current.ensure_dirs()
-    yield current
+    yield use_home(tmp_path / "home", pg_url, monkeypatch)
     settings_module.get_settings.cache_clear()
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pytest
+
+from lung_model import settings as settings_module
 from lung_model.settings import PROJECT_ROOT, Settings
 
 FIXTURE_DATA = PROJECT_ROOT / "tests" / "fixtures" / "iq-othnccd"
@@ -24,6 +27,18 @@ LENIENT = {
 def store_settings(home: Path, pg_url: str) -> Settings:
     """Settings of the store's owner: MLflow under `home`, results on the test database."""
     return Settings(_env_file=None, home=home, database_url=pg_url)  # type: ignore[call-arg]
+
+
+def use_home(home: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Point the process's settings at `home` (LUNG_HOME, its MLflow store) and the database
+    `url`, as a deployment's environment would; monkeypatch undoes it after the test."""
+    monkeypatch.setenv("LUNG_HOME", str(home))
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings_module.get_settings.cache_clear()
+    settings = settings_module.get_settings()
+    settings.ensure_dirs()
+    return settings
 
 
 def one_epoch_config() -> object:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from dashboard_helpers import MODEL, PASSWORD, USER, new_app, override_champion, seed_study
+from dashboard_helpers import MODEL, PASSWORD, USER, override_champion, seed_study, sign_in
 from pg_admin import SERVER_URL
 from pg_admin import admin as _admin
 from sqlalchemy import text
@@ -56,17 +56,7 @@ def seeded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seed
 @pytest.fixture
 def signed_in(seeded: Seeded) -> Callable[[], AppTest]:
     """A function returning a fresh AppTest that has signed in as USER through the form."""
-
-    def make() -> AppTest:
-        app = new_app()
-        app.run()
-        app.text_input(key="signin_username").input(USER)
-        app.text_input(key="signin_password").input(PASSWORD)
-        app.button[0].click().run()
-        assert not app.exception, app.exception
-        return app
-
-    return make
+    return sign_in
 
 
 @pytest.fixture

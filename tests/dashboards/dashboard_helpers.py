@@ -144,3 +144,14 @@ def override_champion(settings: Settings, version: str = "1") -> None:
     """What `make demo` records when the gate rejects its model."""
     record_event(settings, version, "rejected", REJECTED, "gate")
     record_event(settings, version, "override", "make demo: no champion yet", "make-demo")
+
+
+def sign_in() -> AppTest:
+    """A fresh AppTest that has signed in as USER through the form."""
+    app = new_app()
+    app.run()
+    app.text_input(key="signin_username").input(USER)
+    app.text_input(key="signin_password").input(PASSWORD)
+    app.button[0].click().run()
+    assert not app.exception, app.exception
+    return app

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dashboard_helpers import PASSWORD, USER, new_app
+from dashboard_helpers import PASSWORD, USER, sign_in
 from release_fixture import FIXTURE_DATA, ORIGIN, install_store, restore_database
 from sqlalchemy import text
-from streamlit.testing.v1 import AppTest
+from tiny_models import use_home
 
 from lung_model import settings as settings_module
 from lung_model.platform import db
@@ -39,12 +39,7 @@ def release_site(
     """LUNG_HOME holding the release's MLflow store, DATABASE_URL its restored database."""
     restore_database(empty_pg_url)
     install_store(tmp_path / "home")
-    monkeypatch.setenv("LUNG_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DATABASE_URL", empty_pg_url)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    settings_module.get_settings.cache_clear()
-    settings = settings_module.get_settings()
-    settings.ensure_dirs()
+    settings = use_home(tmp_path / "home", empty_pg_url, monkeypatch)
     monkeypatch.setattr(accounts, "ROUNDS", 4)
     accounts.add_account(settings, USER, PASSWORD)
     yield settings
@@ -72,7 +67,7 @@ def test_the_release_cnn_loads_scores_and_shows_in_the_dashboard(release_site: S
     assert (summary.status, summary.n_scored) == ("done", 3)
     assert summary.n_predicted == 2  # the slice the release scored keeps its prediction
 
-    app = signed_in()
+    app = sign_in()
     app.switch_page("views/model.py")
     app.run(timeout=120)
     assert not app.exception, app.exception
@@ -106,13 +101,3 @@ def release_prediction(engine) -> list[float]:
             {"sha": sha256_of(SCORED_BY_THE_RELEASE), "m": NAME},
         ).one()
     return list(row)
-
-
-def signed_in() -> AppTest:
-    app = new_app()
-    app.run()
-    app.text_input(key="signin_username").input(USER)
-    app.text_input(key="signin_password").input(PASSWORD)
-    app.button[0].click().run()
-    assert not app.exception, app.exception
-    return app

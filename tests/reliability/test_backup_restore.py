@@ -15,7 +15,7 @@ import pytest
 from pg_admin import admin
 from scoring_helpers import make_study, real_slices
 from sqlalchemy import text
-from tiny_models import train_feature_model
+from tiny_models import train_feature_model, use_home
 
 from lung_model import settings as settings_module
 from lung_model.cli.main import main
@@ -33,16 +33,6 @@ from lung_model.settings import Settings
 
 pytestmark = pytest.mark.slow
 COUNTED = ("scan_batches", "images", "predictions", "study_results", "reviews", "promotion_events")
-
-
-def use_home(home: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("LUNG_HOME", str(home))
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    settings_module.get_settings.cache_clear()
-    settings = settings_module.get_settings()
-    settings.ensure_dirs()
-    return settings
 
 
 def rows(settings: Settings, sql: str, **params: object) -> list[dict[str, Any]]:
