@@ -11,26 +11,36 @@ Both model families go through the same folds: the CNN (`cnn` = today's `TrainCo
 and the earlier CNN probes) and the lung-field feature model through the product's
 `fit_feature_model` (`features` = `FeatureModelConfig()`, LightGBM; `features-r95`: its
 malignant threshold for recall 0.95; `features-hgb`: scikit-learn's gradient boosting with
-the same settings, the research's reference). Every family is scored by the same code
-(`model_selection_scores.py`): slice columns (malignant AUC, benign-vs-normal AUC, malignant
-recall and normal slices called malignant at the slice rule, macro-F1 arg-max and rule, ECE,
-fit seconds; mean ± sd over folds and pooled) and, for every study statistic, malignant
-studies found, normal studies called malignant and study macro-F1 (per fold and pooled).
+the same settings, the research's reference) and the hybrid (issue 12): the feature family
+fitted exactly as `features` on the lung-field features plus the fold's `cnn` embedding
+(`hybrid`) or its 3 calibrated probabilities (`hybrid-probs`); each fold's CNN is trained
+once and cached (var/bench/cnn-folds/), so `cnn`, `hybrid` and `hybrid-probs` share it. The
+trees see embeddings of inner-train slices the CNN was trained on (optimistic there);
+`hybrid-probs-oof` avoids that with two CNNs per fold, each on half the inner-train
+patients, each scoring the other half (and, averaged, the validation and held-out slices).
+Every family is scored by the same code (`model_selection_scores.py`): slice columns
+(malignant AUC, benign-vs-normal AUC, malignant recall and normal slices called malignant at
+the slice rule, macro-F1 arg-max and rule, ECE, fit seconds; mean ± sd over folds and
+pooled) and, for every study statistic, malignant studies found, normal studies called
+malignant and study macro-F1 (per fold and pooled).
 Results are appended to var/bench/model_selection.json, fold predictions saved to
 var/bench/model_selection-NAME.npz. `bench/bench_model_selection.py --configs
-features,features-r95,features-hgb,cnn`; `--show` prints the tables of everything saved,
-`--rescore NAME` scores saved folds again, `--rules NAME` compares slice decision rules.
+features,features-r95,features-hgb,cnn,hybrid,hybrid-probs`; `--show` prints the tables of
+everything saved, `--rescore NAME` scores saved folds again, `--rules NAME` compares slice
+decision rules.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -47,8 +57,10 @@ from model_selection_scores import (  # noqa: E402
 
 from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
+from lung_model.imaging.features import feature_names  # noqa: E402
 from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
+from lung_model.training import feature_model as product  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.training.feature_model import FeatureModelConfig  # noqa: E402
 from lung_model.training.fit import Part, TrainConfig, fit, predict_logits  # noqa: E402
@@ -95,6 +107,9 @@ FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
     "features-r95": (FeatureModelConfig(malignant_recall=0.95), False),
     "features-hgb": (FeatureModelConfig(), True),
 }
+# CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
+HYBRID_CONFIGS = {"hybrid": "embedding", "hybrid-probs": "probabilities",
+                  "hybrid-probs-oof": "probabilities-oof"}  # fmt: skip
 
 
 def folds(split, k: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
@@ -152,20 +167,66 @@ def part(split, paths: list[str], data: Path, preprocess: PreprocessConfig) -> P
     )
 
 
-def cnn_fold(config: TrainConfig, split, data: Path, inner_train, inner_val, out_paths):
-    """(validation probabilities, held-out probabilities, slice threshold, fit seconds)."""
+_CNN_SOURCES = ("training/fit.py", "training/network.py", "training/augment.py",
+                "training/calibration.py", "imaging/preprocess.py", "imaging/crop.py")  # fmt: skip
+
+
+def cnn_outputs(config: TrainConfig, split, data: Path, train_paths, val_paths, out_paths):
+    """One CNN trained on `train_paths` (temperature and threshold on `val_paths`) and its
+    logits and embeddings (the global-average-pooling output before dropout and logits; an
+    ensemble's members side by side) for the train, validation and held-out slices.
+    Cached in var/bench/cnn-folds/ under a digest of the config, the paths, the data version
+    and the training code, so `cnn`, `hybrid` and `hybrid-probs` share one training a fold."""
+    import keras
+
+    key = json.dumps([config.params(), train_paths, val_paths, out_paths, split.data_version,
+                      PREPROCESS_VERSION, keras.__version__,
+                      [(ROOT / "lung_model" / s).read_text() for s in _CNN_SOURCES]],
+                     sort_keys=True, default=str)  # fmt: skip
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    file = get_settings().home / "bench" / "cnn-folds" / f"{digest}.npz"
+    if file.exists():
+        return dict(np.load(file))
     preprocess = config.preprocess()
-    train, val, out = (
-        part(split, p, data, preprocess) for p in (inner_train, inner_val, out_paths)
-    )
+    parts = {
+        name: part(split, paths, data, preprocess)
+        for name, paths in (("train", train_paths), ("val", val_paths), ("out", out_paths))
+    }
     started = time.monotonic()
-    fitted = fit(config, train, val, progress=False)
+    fitted = fit(config, parts["train"], parts["val"], progress=False)
     seconds = time.monotonic() - started
+    pools = [layer.output for layer in fitted.network.layers
+             if isinstance(layer, keras.layers.GlobalAveragePooling2D)]  # fmt: skip
+    embed = keras.Model(
+        fitted.network.input, pools[0] if len(pools) == 1 else keras.layers.Concatenate()(pools)
+    )
+    threshold = fitted.malignant_threshold
+    outputs = {"temperature": np.array(fitted.temperature), "seconds": np.array(seconds),
+               "threshold": np.array(np.nan if threshold is None else threshold)}  # fmt: skip
+    for name, p in parts.items():
+        outputs[f"{name}_logits"] = predict_logits(fitted.network, p.x)
+        outputs[f"{name}_embedding"] = predict_logits(embed, p.x).astype(np.float32)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(file, **outputs)
+    return outputs
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        return apply_temperature(predict_logits(fitted.network, x), fitted.temperature)
 
-    return predict(val.x), val.y, val.groups, predict(out.x), fitted.malignant_threshold, seconds
+def _threshold(outputs: dict) -> float | None:
+    t = float(outputs["threshold"])
+    return None if np.isnan(t) else t
+
+
+def cnn_fold(config: TrainConfig, split, data: Path, inner_train, inner_val, out_paths):
+    """(validation probabilities, labels, groups, held-out probabilities, slice threshold,
+    fit seconds)."""
+    cnn = cnn_outputs(config, split, data, inner_train, inner_val, out_paths)
+    val = part(split, inner_val, data, config.preprocess())
+
+    def probabilities(name: str) -> np.ndarray:
+        return apply_temperature(cnn[f"{name}_logits"], float(cnn["temperature"]))
+
+    return (probabilities("val"), val.y, val.groups, probabilities("out"), _threshold(cnn),
+            float(cnn["seconds"]))  # fmt: skip
 
 
 def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, hgb=False):
@@ -174,6 +235,60 @@ def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, h
     )
     predict, threshold, seconds, (rules_part, rules_p) = fit_features(config, train, val, hgb)
     return rules_p, rules_part.y, rules_part.groups, predict(out.x), threshold, seconds
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """The feature family fitted on lung-field features plus what a CNN makes of the same
+    slice: `embedding` (its pooled 128 channels) or `probabilities` (its 3 calibrated
+    probabilities); `probabilities-oof`: the training slices' probabilities come from CNNs
+    that never saw them (two CNNs, each on half the inner-train patients)."""
+
+    cnn_input: str = "embedding"
+    cnn: TrainConfig = field(default_factory=TrainConfig)
+    trees: FeatureModelConfig = field(default_factory=FeatureModelConfig)
+
+    def params(self) -> dict:
+        return {"cnn_input": self.cnn_input, **{f"cnn_{k}": v for k, v in self.cnn.params().items()},
+                **{f"trees_{k}": v for k, v in self.trees.params().items()}}  # fmt: skip
+
+
+def _cnn_columns(config: HybridConfig, split, data: Path, inner_train, inner_val, out_paths):
+    """(train, validation, held-out) CNN columns for the trees, and the CNN fit seconds."""
+    if config.cnn_input == "probabilities-oof":
+        halves = hold_back(split, inner_train, share=0.5)
+        runs = [cnn_outputs(config.cnn, split, data, fit_on, inner_val, [*scored, *out_paths])
+                for fit_on, scored in (halves, halves[::-1])]  # fmt: skip
+        p = [apply_temperature(r["out_logits"], float(r["temperature"])) for r in runs]
+        p_val = [apply_temperature(r["val_logits"], float(r["temperature"])) for r in runs]
+        n_out = len(out_paths)  # each run scored the other half, then the held-out fold
+        by_path = dict(zip(halves[1], p[0][:-n_out], strict=True))
+        by_path.update(zip(halves[0], p[1][:-n_out], strict=True))
+        train = np.stack([by_path[q] for q in inner_train])
+        seconds = sum(float(r["seconds"]) for r in runs)
+        return train, np.mean(p_val, axis=0), np.mean([x[-n_out:] for x in p], axis=0), seconds
+    cnn = cnn_outputs(config.cnn, split, data, inner_train, inner_val, out_paths)
+    if config.cnn_input == "embedding":
+        columns = [cnn[f"{name}_embedding"] for name in ("train", "val", "out")]
+    else:
+        columns = [apply_temperature(cnn[f"{name}_logits"], float(cnn["temperature"]))
+                   for name in ("train", "val", "out")]  # fmt: skip
+    return (*columns, float(cnn["seconds"]))
+
+
+def hybrid_fold(config: HybridConfig, split, data: Path, inner_train, inner_val, out_paths):
+    """`feature_fold` on [lung-field features, CNN columns]; fit seconds include the CNN's."""
+    *columns, cnn_seconds = _cnn_columns(config, split, data, inner_train, inner_val, out_paths)
+    features = [feature_part(split, p, data, config.trees.features)
+                for p in (inner_train, inner_val, out_paths)]  # fmt: skip
+    train, val, out = (Part(np.hstack([f.x, c.astype(np.float32)]), f.y, f.groups, f.paths)
+                       for f, c in zip(features, columns, strict=True))  # fmt: skip
+    names = [*feature_names(config.trees.features),
+             *(f"cnn_{i}" for i in range(columns[0].shape[1]))]  # fmt: skip
+    with mock.patch.object(product, "feature_names", lambda _: names):  # the trees' names
+        predict, threshold, seconds, (rules_part, rules_p) = fit_features(config.trees, train, val)
+    return (rules_p, rules_part.y, rules_part.groups, predict(out.x), threshold,
+            seconds + cnn_seconds)  # fmt: skip
 
 
 def cross_validate(name: str, split, data: Path, k: int) -> dict:
@@ -210,6 +325,8 @@ def rescore(name: str, k: int) -> dict:
 
 def configuration(name: str):
     """(config, fold fitter) of a configuration name."""
+    if name in HYBRID_CONFIGS:
+        return HybridConfig(HYBRID_CONFIGS[name]), hybrid_fold
     if name in FEATURE_CONFIGS:
         config, hgb = FEATURE_CONFIGS[name]
         return config, partial(feature_fold, hgb=hgb)
