@@ -6,7 +6,9 @@ In one run on this machine, with the same model and batch size:
       the CPUs (in each end-to-end process, before and after it); the faster is the 100%,
   (b) end-to-end: inbox study folders -> claim, decode, predict, bulk upsert, archive
       (`lung_model.scoring`), once with 1,000 and once with 10,000 slices, each in its own
-      process so its peak memory (VmHWM) can be compared,
+      process so its peak memory (VmHWM) can be compared; a model that decodes in worker
+      processes (the feature model, `lung_model.scoring.decode_pool`) is also run with the
+      first size decoding in threads, the way it did before; CPU time counts the workers,
   (c) the seed project's loop: open one image, predict one, INSERT and commit one row.
 Slices are the real ones of data/raw; to have 10,000 distinct files, each copy gets a
 unique JPEG comment segment (same pixels, distinct sha256, so nothing is deduplicated).
@@ -22,6 +24,7 @@ usage: .venv/bin/python bench/bench_scoring.py [--sizes 1000 10000] [--seed-slic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -127,6 +130,7 @@ def child(args: argparse.Namespace) -> None:
         database_url=args.db,
         score_batch_size=args.batch,
         mlflow_tracking_uri=args.tracking,
+        score_processes_min_files=0 if args.threads else Settings().score_processes_min_files,
     )
     prepare_scoring_process(settings)  # as the CLI and the DAG do: decoding and TF share CPUs
     model, _ = load_bench_model(settings, args.crop, args.model)
@@ -137,6 +141,7 @@ def child(args: argparse.Namespace) -> None:
     started, cpu = time.perf_counter(), cpu_seconds()
     summaries = [scorer.score_claimed(folder) for folder in find_ready_studies(settings)]
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    cpu += workers_cpu_seconds()
     scored = sum(s.n_scored for s in summaries)
     peak, end = vm_kib("VmHWM"), vm_kib("VmRSS")
     after = bare(model, args.batch, 8 * args.batch)
@@ -150,6 +155,20 @@ def cpu_seconds() -> float:
     """CPU time of this process, all threads (user + system)."""
     times = os.times()
     return times.user + times.system
+
+
+def workers_cpu_seconds() -> float:
+    """CPU time of the scorer's decoding worker processes and their forkserver: they are not
+    this process's children, so not in os.times(); the forkserver reaps each study's workers,
+    so theirs is in its children's times."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            t = process.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def bare(model: Any, batch: int, slices: int) -> tuple[float, float]:
@@ -228,6 +247,7 @@ def main() -> None:
     parser.add_argument("--crop", choices=["lungs", "body", "none"], help="default: the model's")
     parser.add_argument("--model", help="model URI (default: the champion, else untrained CNN)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tracking", help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -249,22 +269,28 @@ def main() -> None:
         print(f"(c) seed-style loop: {seed_rate:.1f} slices/s", flush=True)
         default_rate, default_cpu = bare(model, batch, 16 * batch)
         print(f"(a) bare model, TensorFlow's default threads: {default_rate:.1f} slices/s")
+        # a model that decodes in worker processes is also run the old way, in threads
+        jobs = [(size, False) for size in args.sizes]
+        if getattr(model, "process_prepare", None) is not None:
+            jobs.insert(0, (args.sizes[0], True))
         del model
-        for size in args.sizes:
+        for size, threads in jobs:
             home = work / f"home-{size}"
             fill_inbox(home / "inbox", size, settings.ready_marker)
             command = [sys.executable, __file__, "--child", "--home", str(home), "--db", db_url]
             command += ["--crop", args.crop] if args.crop else []
+            command += ["--threads"] if threads else []
             command += (
                 ["--model", args.model, "--tracking", settings.tracking_uri()] if args.model else []
             )
             out = subprocess.run(
                 [*command, "--batch", str(batch)], check=True, capture_output=True, text=True
             ).stdout
-            run = json.loads(out.strip().splitlines()[-1])
+            run = json.loads(out.strip().splitlines()[-1]) | {"threads": threads}
             runs.append(run)
             print(
-                f"(b) end-to-end {size}: {run['scored'] / run['seconds']:.1f} slices/s;"
+                f"(b) end-to-end {size}{' (threads)' if threads else ''}:"
+                f" {run['scored'] / run['seconds']:.1f} slices/s;"
                 f" (a) bare model before and after, same process: {run['bare']:.1f} slices/s",
                 flush=True,
             )
@@ -288,13 +314,14 @@ def main() -> None:
         # the reference is the faster of the two bare-model figures: the practical limit
         rate = run["scored"] / run["seconds"]
         bare_rate, bare_cpu = max((run["bare"], run["bare_cpu_ms"]), (default_rate, default_cpu))
+        how = ", decoding in threads" if run["threads"] else ""
         print(
             f"| (a) bare model, the scorer's thread split | {8 * batch} | {run['bare']:.1f} |"
             f" {run['bare'] / bare_rate:.0%} | {run['bare'] / seed_rate:.1f}x |"
             f" {run['bare_cpu_ms']:.1f} | | {seed_cpu / run['bare_cpu_ms']:.1f}x | | |"
         )
         print(
-            f"| (b) end-to-end files -> PostgreSQL | {run['scored']:,} | {rate:.1f} |"
+            f"| (b) end-to-end files -> PostgreSQL{how} | {run['scored']:,} | {rate:.1f} |"
             f" {rate / bare_rate:.0%} | {rate / seed_rate:.1f}x | {run['cpu_ms']:.1f} |"
             f" {bare_cpu / run['cpu_ms']:.0%} | {seed_cpu / run['cpu_ms']:.1f}x |"
             f" {run['rss_kib'] / 1024:.0f} / {run['end_kib'] / 1024:.0f} MiB |"

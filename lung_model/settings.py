@@ -87,7 +87,13 @@ class Settings(BaseSettings):
     score_batch_size: int = Field(64, description="Slices per prediction and DB transaction")
     score_workers: int = Field(
         0,
-        description="Threads decoding slices while the model predicts (0: 60% of the CPUs rounded up, 1 to 4)",
+        description="Threads (or worker processes) decoding slices while the model predicts "
+        "(0: 60% of the CPUs rounded up, 1 to 4)",
+    )
+    score_processes_min_files: int = Field(
+        128,
+        description="Studies of at least this many files are decoded in worker processes when "
+        "the model's preparation holds Python's GIL (the feature model; 0: always threads)",
     )
     score_model_threads: int = Field(
         0,

@@ -23,6 +23,7 @@ from typing import IO
 
 from lung_model.cli.exit_codes import ExitCode
 from lung_model.platform.names import printable
+from lung_model.scoring.decode import DecodeWorkerDied
 from lung_model.scoring.engine import FileOutcome, Scorer, StudySummary
 from lung_model.scoring.inbox import find_ready_studies
 from lung_model.scoring.predictor import slice_class
@@ -199,6 +200,9 @@ def cli_score(args: argparse.Namespace) -> ExitCode:
                 f"database unavailable: {_one_line(getattr(error, 'orig', error))}",
                 ExitCode.DATABASE_UNAVAILABLE,
             )
+        except DecodeWorkerDied as error:
+            bar.close()
+            return _fail(str(error), ExitCode.ERROR)
     bar.close()
     done = [s for s in summaries if s.status in ("done", "failed")]
     print(

@@ -2,9 +2,9 @@
 
 Each file is read (regular files only, size-capped, never through a symlink), hashed
 (sha256: the image's identity in `predictions`), decoded by content (`lung_model.imaging.images`)
-and prepared for the model, in a thread pool: Pillow, pydicom's codecs, hashlib and numpy
-release the GIL while they work. At most `prefetch` batches are in flight, so memory does
-not grow with the number of files. Whatever goes wrong with one file becomes its reason.
+and prepared for the model, in a pool of threads (Pillow, pydicom's codecs, hashlib and numpy
+release the GIL while they work) or processes (`decode_pool`). At most `prefetch` batches
+are in flight, so memory does not grow with the number of files. Whatever goes wrong with one file becomes its reason.
 See https://docs.python.org/3/library/concurrent.futures.html
 """
 
@@ -15,7 +15,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass
 from itertools import islice
 
@@ -28,6 +28,10 @@ from lung_model.scoring.predictor import Prepare
 from lung_model.scoring.store import ImageRow
 
 MAX_REASON = 300
+
+
+class DecodeWorkerDied(RuntimeError):
+    """A worker process of the decoding pool ended without an answer."""
 
 
 @dataclass(frozen=True)
@@ -122,18 +126,27 @@ def limit_model_threads(threads: int) -> bool:
 
 def decoded_batches(
     files: Iterable[InputFile],
-    work: Callable[[InputFile], Decoded],
+    submit: Callable[[InputFile], Future[Decoded]],
     batch_size: int,
-    workers: int,
     prefetch: int = 2,
 ) -> Iterator[list[Decoded]]:
-    """Batches of decoded files in input order; decoding runs `prefetch` batches ahead."""
+    """Batches of decoded files in input order; decoding (`submit`: to a pool of threads or
+    processes, `lung_model.scoring.decode_pool`) runs `prefetch` batches ahead."""
     remaining = iter(files)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending: deque[Future[Decoded]] = deque(
-            pool.submit(work, f) for f in islice(remaining, batch_size * (prefetch + 1))
-        )
+    pending: deque[Future[Decoded]] = deque(
+        submit(f) for f in islice(remaining, batch_size * (prefetch + 1))
+    )
+    try:
         while pending:
-            batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
-            pending.extend(pool.submit(work, f) for f in islice(remaining, batch_size))
+            try:
+                batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
+            except BrokenExecutor as error:
+                raise DecodeWorkerDied(
+                    "a decoding worker process died (killed, out of memory, or a decoder"
+                    " crash): the study stays claimed and the next run resumes it"
+                ) from error
+            pending.extend(submit(f) for f in islice(remaining, batch_size))
             yield batch
+    finally:
+        for future in pending:  # a stopped scorer leaves nothing queued behind it
+            future.cancel()

@@ -3,11 +3,12 @@
 `Scorer` holds the services of a run (the model, loaded once; the database engine; the
 settings; the key that hashes DICOM patient IDs; how names are stored, as dropped or as
 pseudonyms, `lung_model.platform.names`) and scores folders with them. Per batch
-of `LUNG_SCORE_BATCH_SIZE` files: decode (ahead, in threads), look up which images this
-model version already scored, predict only the others (each distinct image once), then
-upsert images and predictions in one transaction, and only after it commits move the
-batch's unreadable files to quarantine. A killed run therefore leaves nothing half done:
-the rerun redoes at most one batch, and the upserts make that a no-op in the database.
+of `LUNG_SCORE_BATCH_SIZE` files: decode (ahead, in threads or processes: `decode_pool`),
+look up which images this model version already scored, predict only the others (each
+distinct image once), then upsert images and predictions in one transaction, and only
+after it commits move the batch's unreadable files to quarantine. A killed run therefore
+leaves nothing half done: the rerun redoes at most one batch, and the upserts make that a
+no-op in the database.
 Each batch commits on the session holding the study's advisory lock (`inbox.ClaimLock`):
 when a database restart ended that session, the lock is taken again before the next batch,
 and if another scorer has taken the study up meanwhile this one stops ("busy") and leaves
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from lung_model.platform.names import stored_names
 from lung_model.scoring import inbox, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
+from lung_model.scoring.decode_pool import DecodePool
 from lung_model.scoring.files import InputFile, list_inputs
 from lung_model.scoring.predictor import (
     Predictor,
@@ -86,6 +89,8 @@ class Scorer:
     ) -> None:
         self.model, self.engine, self.settings = model, engine, settings
         self.prepare = prepare or preparer_for(model)
+        # a picklable twin of the model's own preparation, for worker processes
+        self.process_prepare = None if prepare else getattr(model, "process_prepare", None)
         self.reduce_to = reduce_to_for(model)
         self.input_shape = input_shape_for(model)
         self.id_key = id_key
@@ -122,26 +127,56 @@ class Scorer:
         committed on the session holding `lock`. With `claimed` (inbox mode) unreadable files
         move to quarantine and the outcomes of scored ones name their place under
         `destination` (the archive); without, nothing moves. Raises `ClaimTaken` when another
-        scorer took the claim over (after a database restart)."""
+        scorer took the claim over (after a database restart), `DecodeWorkerDied` when a
+        decoding process died: either way the claim stays for the next run."""
         files = list_inputs(root, self.settings.ready_marker)
         summary = self._summary(root, "done", study)
         summary.batch_id = batch_id = store.open_batch(
             self.engine, summary.study, self.names.folder(source), self.model
         )
-        for batch in decoded_batches(
-            files, self._decode, self.settings.score_batch_size, self.workers
-        ):
-            inputs = {d.row.sha256 or "": d.x for d in batch if d.x is not None}
-            known = store.known_predictions(self.engine, self.model, inputs)
-            fresh = self._predict({sha: x for sha, x in inputs.items() if sha not in known})
-            session = _fenced(lock, claimed)
-            rows = [replace(d.row, path=self.names.name(d.row.path)) for d in batch]
-            store.write_batch(self.engine, batch_id, rows, fresh, self.model, session)
-            summary.n_predicted += len(fresh)
-            for d in batch:
-                self._after_commit(d, study, claimed, destination, {**known, **fresh})
+        with self._decode_pool(len(files)) as pool:
+            for batch in decoded_batches(files, pool.submit, self.settings.score_batch_size):
+                summary.n_predicted += self._score_batch(
+                    batch, batch_id, lock, study, claimed, destination
+                )
         _fenced(lock, claimed)
         return self._finish(summary)
+
+    def _decode_pool(self, n_files: int) -> DecodePool:
+        """Threads, or worker processes for a model whose preparation holds the GIL when the
+        study is big enough to repay starting them (`LUNG_SCORE_PROCESSES_MIN_FILES`)."""
+        least = self.settings.score_processes_min_files
+        if self.process_prepare is None or not least or n_files < least:
+            return DecodePool(self._decode, self.workers)
+        in_worker = partial(
+            decode_file,
+            prepare=self.process_prepare,
+            input_shape=self.input_shape,
+            id_key=self.id_key,
+            reduce_to=self.reduce_to,
+        )
+        return DecodePool(self._decode, self.workers, in_worker)
+
+    def _score_batch(
+        self,
+        batch: list[Decoded],
+        batch_id: int,
+        lock: inbox.ClaimLock,
+        study: str,
+        claimed: Path | None,
+        destination: Path | None,
+    ) -> int:
+        """Predict what this model has not scored yet, commit the batch on the claim's
+        session, then move and report each file; returns how many slices were predicted."""
+        inputs = {d.row.sha256 or "": d.x for d in batch if d.x is not None}
+        known = store.known_predictions(self.engine, self.model, inputs)
+        fresh = self._predict({sha: x for sha, x in inputs.items() if sha not in known})
+        session = _fenced(lock, claimed)
+        rows = [replace(d.row, path=self.names.name(d.row.path)) for d in batch]
+        store.write_batch(self.engine, batch_id, rows, fresh, self.model, session)
+        for d in batch:
+            self._after_commit(d, study, claimed, destination, {**known, **fresh})
+        return len(fresh)
 
     def _after_commit(
         self,

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,16 @@ class LoadedModel:
         if self.family == "cnn":
             return prepare(gray, self.preprocess)
         return np.asarray(self.network.prepare(gray))
+
+    @property
+    def process_prepare(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The feature model's preparation as a picklable function, for the scorer's worker
+        processes (`scoring.decode_pool`: it holds the GIL); None for the CNN (threads)."""
+        if self.family == "cnn":
+            return None
+        from lung_model.imaging.features import slice_features
+
+        return partial(slice_features, config=self.network.features)
 
     def prepare_file(self, path: Path) -> np.ndarray:
         """A slice file to this model's input, decoded and prepared as in training."""

@@ -72,3 +72,28 @@ def tiny_keras_model(image_size: int = 32) -> object:
             keras.layers.Dense(3, activation="softmax"),
         ]
     )
+
+
+@dataclass
+class ProcessPrepare:
+    """The toy's preparation as a picklable function for the scorer's worker processes;
+    SIGKILLs the worker on its n-th call (counted per worker; 0: never)."""
+
+    image_size: int = 32
+    kill_on_call: int = 0
+    calls: int = 0
+
+    def __call__(self, gray: np.ndarray) -> np.ndarray:
+        from lung_model.imaging.preprocess import prepare
+
+        self.calls += 1
+        if self.calls == self.kill_on_call:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return prepare(gray, PreprocessConfig(image_size=self.image_size))
+
+
+@dataclass
+class ProcessToyPredictor(ToyPredictor):
+    """A `ToyPredictor` that prepares slices in worker processes, like the feature model."""
+
+    process_prepare: ProcessPrepare = field(default_factory=ProcessPrepare)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
+import psutil
 from scoring_helpers import make_study, real_slices, rows
 from sqlalchemy import Engine
 
@@ -23,6 +26,7 @@ def _scorer(settings: Settings, version: str, *extra: str) -> subprocess.Popen[s
         "LUNG_HOME": str(settings.home),
         "DATABASE_URL": str(settings.database_url),
         "LUNG_SCORE_BATCH_SIZE": str(settings.score_batch_size),
+        "LUNG_SCORE_PROCESSES_MIN_FILES": str(settings.score_processes_min_files),
         "PYTHONPATH": str(WORKER.parent),
     }
     return subprocess.Popen(
@@ -92,6 +96,29 @@ def test_sigkill_mid_batch_then_rerun_scores_every_slice_exactly_once(
     _exactly_once(engine, settings, version, {"S-kill": 19})
     assert (settings.quarantine / "S-kill" / "bad.jpg").exists()
     assert not stranded.exists()
+
+
+def test_a_scorer_killed_while_its_worker_processes_decode_leaves_none_behind(
+    settings: Settings, engine: Engine
+) -> None:
+    settings.score_batch_size, settings.score_processes_min_files = 4, 1
+    version = f"kill-workers-{uuid.uuid4().hex[:6]}"
+    make_study(settings.inbox, "S-kill-workers", real_slices(18))
+
+    killed = _scorer(settings, version, "--processes", "--kill-on-call", "3", "--delay", "0.2")
+    seen: set[psutil.Process] = set()
+    while killed.poll() is None:  # its forkserver, the workers and the resource tracker
+        with contextlib.suppress(psutil.Error):
+            seen.update(psutil.Process(killed.pid).children(recursive=True))
+        time.sleep(0.02)
+    _, still = psutil.wait_procs(seen, timeout=15)
+
+    assert killed.returncode == -9 and len(seen) >= 3
+    assert still == []  # nobody left to end them but their own watch on the scorer
+    rerun = _scorer(settings, version, "--processes")
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    _exactly_once(engine, settings, version, {"S-kill-workers": 18})
 
 
 def test_two_scorers_on_one_inbox_take_each_study_once(settings: Settings, engine: Engine) -> None:

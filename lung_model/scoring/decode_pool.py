@@ -1,0 +1,92 @@
+"""Where the scorer decodes and prepares slices: threads, or worker processes for a model
+whose preparation holds Python's GIL.
+
+The CNN's preparation (read, hash, decode, crop, resize) is mostly C code that releases the
+GIL, so threads scale. The feature model's (`lung_model.imaging.features`: many scipy.ndimage,
+scikit-image and numpy calls on a 256 px crop, ~25 ms a slice) does not: on this 2-CPU
+machine two threads computed features no faster than one (x0.92), two processes 1.5 to 1.9x
+faster. A model that offers `process_prepare` (a picklable gray -> input function) therefore
+gets `workers` processes for a study of at least `LUNG_SCORE_PROCESSES_MIN_FILES` files,
+forked by multiprocessing's forkserver (not by the scorer itself: it may hold threads,
+database connections or TensorFlow), each given the work function once, at start. The first
+pool of a process starts the forkserver (1 to 3 s, it imports numpy, SciPy and scikit-image
+once); later pools cost about 0.3 s. Workers end with their scorer, even a killed one.
+A worker that dies (killed, or a decoder crash) breaks the pool: the study fails like a
+crashed scorer, stays claimed and is resumed by the next run.
+See https://docs.python.org/3/library/concurrent.futures.html#processpoolexecutor
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+
+import psutil
+
+from lung_model.scoring.decode import Decoded
+from lung_model.scoring.files import InputFile
+
+Work = Callable[[InputFile], Decoded]
+PRELOAD = ["lung_model.scoring.decode", "lung_model.imaging.features"]  # imported once, forked
+WATCH_SECONDS = 1.0  # how often a worker checks that its scorer is still there
+_WORK: Work | None = None  # a worker process's work function
+
+
+def _start_worker(work: Work, scorer_pid: int) -> None:
+    global _WORK
+    _WORK = work
+    threading.Thread(target=_exit_without, args=(scorer_pid,), daemon=True).start()
+
+
+def _exit_without(scorer_pid: int) -> None:
+    """End this worker once the scorer is gone (killed: nobody else would ever end it, its
+    task queue's pipe stays open in the other workers)."""
+    scorer = psutil.Process(scorer_pid)
+    while True:
+        time.sleep(WATCH_SECONDS)
+        try:
+            alive = scorer.is_running() and scorer.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            alive = False
+        if not alive:
+            os._exit(1)
+
+
+def _work_in_worker(file: InputFile) -> Decoded:
+    assert _WORK is not None, "worker started without its work function"
+    return _WORK(file)
+
+
+class DecodePool:
+    """`submit(file)` decodes and prepares one file in a thread or a worker process."""
+
+    def __init__(self, work: Work, workers: int, process_work: Work | None = None) -> None:
+        self.in_processes = process_work is not None
+        self._work = work
+        self._executor: Executor
+        if process_work is None:
+            self._executor = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        else:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            self._executor = ProcessPoolExecutor(
+                workers, context, initializer=_start_worker, initargs=(process_work, os.getpid())
+            )
+
+    def submit(self, file: InputFile) -> Future[Decoded]:
+        if self.in_processes:
+            return self._executor.submit(_work_in_worker, file)
+        return self._executor.submit(self._work, file)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
