@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from lung_model.imaging.crop import otsu_threshold
+from lung_model.imaging.crop import fill_holes, largest_component, otsu_threshold
 
 MIN_LUNG_SHARE = 0.1  # of the largest air part: smaller dark parts are not a lung
 MIN_FIELD_SHARE = 0.01  # of the copy: a smaller filled mask falls back to the body
@@ -67,13 +67,6 @@ class LungCrop:
     box: tuple[int, int, int, int]  # where `gray` was cut from, in full-resolution px
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)
-    if count == 0:
-        return mask
-    return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-
-
 def close_disk(mask: np.ndarray, radius: float) -> np.ndarray:
     """Binary closing by the Euclidean disk x² + y² <= radius² (equals
     `ndimage.binary_closing(mask, disk)` on a mask padded by radius + 1; 50x faster)."""
@@ -84,7 +77,7 @@ def close_disk(mask: np.ndarray, radius: float) -> np.ndarray:
 def _closed_and_filled(lung: np.ndarray, radius: float) -> np.ndarray:
     pad = math.ceil(radius) + 1
     closed = close_disk(np.pad(lung, pad), radius)
-    return ndimage.binary_fill_holes(closed)[pad:-pad, pad:-pad]
+    return fill_holes(closed)[pad:-pad, pad:-pad]
 
 
 def lung_masks(gray: np.ndarray, mask_side: int = 128, close_radius: float = 40.0) -> LungMasks:
@@ -94,9 +87,7 @@ def lung_masks(gray: np.ndarray, mask_side: int = 128, close_radius: float = 40.
     small = gray[::step, ::step]
     threshold = otsu_threshold(small)
     bright = small > threshold
-    body = ndimage.binary_fill_holes(
-        largest_component(ndimage.binary_opening(bright, iterations=2))
-    )
+    body = fill_holes(largest_component(ndimage.binary_opening(bright, iterations=2)))
     air = ndimage.binary_opening(body & ~bright, iterations=1)
     cols = np.flatnonzero(body.any(axis=0))
     if len(cols):

@@ -10,6 +10,7 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import disk
 
+from lung_model.imaging.crop import fill_holes
 from lung_model.imaging.images import read_gray
 from lung_model.imaging.lung_field import close_disk, crop_lung_field, lung_masks
 
@@ -75,6 +76,16 @@ def test_distance_transform_closing_is_a_disk_closing(path: Path) -> None:
     lungs = np.pad(masks.air, 11)
     expected = ndimage.binary_closing(lungs, structure=disk(10))
     assert np.array_equal(close_disk(lungs, 10), expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fill_holes_is_scipys_binary_fill_holes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.random((96, 128)), 2) > 0.5  # blobs, rings, holes
+    masks = [noise, ~noise, np.zeros((5, 5), bool), np.ones((5, 5), bool)]
+    masks += [lung_masks(read_gray(path).gray).air for path in SLICES[seed::8]]
+    for mask in masks:
+        assert np.array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
 
 
 def test_nothing_to_find_falls_back_to_the_whole_slice() -> None:
