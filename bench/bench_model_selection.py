@@ -57,7 +57,7 @@ from model_selection_scores import (  # noqa: E402
 
 from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
-from lung_model.imaging.features import feature_names  # noqa: E402
+from lung_model.imaging.features import FeatureConfig, feature_names  # noqa: E402
 from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
 from lung_model.training import feature_model as product  # noqa: E402
@@ -106,6 +106,24 @@ FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
     "features": (FeatureModelConfig(), False),
     "features-r95": (FeatureModelConfig(malignant_recall=0.95), False),
     "features-hgb": (FeatureModelConfig(), True),
+    # the lung-field crop's side (and the masks' copy) at which features are computed: their
+    # cost goes with its area (docs/MODEL.md, run 5)
+    **{
+        f"features-c{side}{'-m64' if mask == 64 else ''}": (
+            FeatureModelConfig(features=FeatureConfig(crop_side=side, mask_side=mask)),
+            False,
+        )
+        for side, mask in [
+            (256, 128),
+            (224, 128),
+            (192, 128),
+            (160, 128),
+            (128, 128),
+            (256, 64),
+            (192, 64),
+            (128, 64),
+        ]
+    },  # fmt: skip
 }
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
 HYBRID_CONFIGS = {"hybrid": "embedding", "hybrid-probs": "probabilities",
