@@ -14,7 +14,7 @@ group, and the total (decode + everything). The baseline swaps in, step by step:
   calls: same cost expected);
 - lbp: `skimage.feature.local_binary_pattern(u8, 8, 1, method="uniform")` (identical codes).
 
-usage: .venv/bin/python bench/bench_features.py [--slices 150]
+usage: .venv/bin/python bench/bench_features.py [--slices 150] [--crop-side PX]
 """
 
 from __future__ import annotations
@@ -116,14 +116,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--slices", type=int, default=150)
+    parser.add_argument("--crop-side", type=int, default=FeatureConfig().crop_side)
     args = parser.parse_args()
-    paths, config = real_slices(args.slices), FeatureConfig()
+    paths, config = real_slices(args.slices), FeatureConfig(crop_side=args.crop_side)
     for path in paths[:5]:  # warm-up
         time_both(path, config)
     rows = [time_both(path, config) for path in paths]
     product = {step: 1e3 * np.array([ours[step] for ours, _ in rows]) for step in STEPS}
     literal = {step: 1e3 * np.array([theirs[step] for _, theirs in rows]) for step in STEPS}
-    print(f"\n{len(paths)} slices of data/raw, 1 thread, CPU ms per slice\n")
+    print(
+        f"\n{len(paths)} slices of data/raw, {config.crop_side} px crop, 1 thread, CPU ms a slice\n"
+    )
     print("| step | product median | product p90 | library median | library p90 | speed-up |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for step in STEPS:

@@ -40,7 +40,10 @@ EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    crop_side: int = 256  # the lung-field crop's longer side
+    # the lung-field crop's longer side: 128 to 256 px are equal within fold noise in grouped
+    # cross-validation; 192 kept every slice and study figure and costs 3/4 of 256's time
+    # (docs/MODEL.md, run 5)
+    crop_side: int = 192
     mask_side: int = 128  # the masks' copy's longer side (about)
     close_radius: float = 40.0  # full-resolution px (lung_model.imaging.lung_field)
     nodule_shares: tuple[float, ...] = (0.001, 0.005, 0.02)  # of the lung field

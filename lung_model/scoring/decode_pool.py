@@ -3,7 +3,7 @@ whose preparation holds Python's GIL.
 
 The CNN's preparation (read, hash, decode, crop, resize) is mostly C code that releases the
 GIL, so threads scale. The feature model's (`lung_model.imaging.features`: many scipy.ndimage,
-scikit-image and numpy calls on a 256 px crop, ~25 ms a slice) does not: on this 2-CPU
+scikit-image and numpy calls on the lung-field crop, ~20 ms a slice) does not: on this 2-CPU
 machine two threads computed features no faster than one (x0.92), two processes 1.5 to 1.9x
 faster. A model that offers `process_prepare` (a picklable gray -> input function) therefore
 gets `workers` processes for a study of at least `LUNG_SCORE_PROCESSES_MIN_FILES` files,

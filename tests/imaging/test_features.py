@@ -36,7 +36,7 @@ def grays() -> dict[str, np.ndarray]:
 
 
 def test_port_computes_what_the_research_measured(grays: dict[str, np.ndarray]) -> None:
-    config = FeatureConfig()
+    config = FeatureConfig(crop_side=256)  # the research's crop (and the models logged with it)
     assert feature_names(config) == RESEARCH["names"].tolist()
     values = np.stack([slice_features(grays[path.name], config) for path in PATHS])
     lbp = np.char.startswith(RESEARCH["names"], "lbp_")
