@@ -185,8 +185,12 @@ def part(split, paths: list[str], data: Path, preprocess: PreprocessConfig) -> P
     )
 
 
-_CNN_SOURCES = ("training/fit.py", "training/network.py", "training/augment.py",
-                "training/calibration.py", "imaging/preprocess.py", "imaging/crop.py")  # fmt: skip
+# the training code as this process runs it (read at start: others may edit the files during
+# a run); the slices come from part()'s cache, keyed by PREPROCESS_VERSION
+_CNN_CODE = hashlib.sha1(b"".join(
+    (ROOT / "lung_model" / "training" / name).read_bytes()
+    for name in ("fit.py", "network.py", "augment.py", "calibration.py")
+)).hexdigest()  # fmt: skip
 
 
 def cnn_outputs(config: TrainConfig, split, data: Path, train_paths, val_paths, out_paths):
@@ -198,8 +202,7 @@ def cnn_outputs(config: TrainConfig, split, data: Path, train_paths, val_paths, 
     import keras
 
     key = json.dumps([config.params(), train_paths, val_paths, out_paths, split.data_version,
-                      PREPROCESS_VERSION, keras.__version__,
-                      [(ROOT / "lung_model" / s).read_text() for s in _CNN_SOURCES]],
+                      PREPROCESS_VERSION, keras.__version__, _CNN_CODE],
                      sort_keys=True, default=str)  # fmt: skip
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     file = get_settings().home / "bench" / "cnn-folds" / f"{digest}.npz"
