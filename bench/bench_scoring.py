@@ -24,7 +24,6 @@ usage: .venv/bin/python bench/bench_scoring.py [--sizes 1000 10000] [--seed-slic
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
@@ -141,7 +140,6 @@ def child(args: argparse.Namespace) -> None:
     started, cpu = time.perf_counter(), cpu_seconds()
     summaries = [scorer.score_claimed(folder) for folder in find_ready_studies(settings)]
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-    cpu += workers_cpu_seconds()
     scored = sum(s.n_scored for s in summaries)
     peak, end = vm_kib("VmHWM"), vm_kib("VmRSS")
     after = bare(model, args.batch, 8 * args.batch)
@@ -152,23 +150,10 @@ def child(args: argparse.Namespace) -> None:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process, all threads (user + system)."""
+    """CPU time of this process, all threads, and of its reaped children: the decoding
+    worker processes, joined at the end of each study (user + system)."""
     times = os.times()
-    return times.user + times.system
-
-
-def workers_cpu_seconds() -> float:
-    """CPU time of the scorer's decoding worker processes and their forkserver: they are not
-    this process's children, so not in os.times(); the forkserver reaps each study's workers,
-    so theirs is in its children's times."""
-    import psutil
-
-    total = 0.0
-    for process in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            t = process.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def bare(model: Any, batch: int, slices: int) -> tuple[float, float]:

@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         "(0: 60% of the CPUs rounded up, 1 to 4)",
     )
     score_processes_min_files: int = Field(
-        128,
+        32,
         description="Studies of at least this many files are decoded in worker processes when "
         "the model's preparation holds Python's GIL (the feature model; 0: always threads)",
     )

@@ -7,12 +7,13 @@ scikit-image and numpy calls on the lung-field crop, ~20 ms a slice) does not: o
 machine two threads computed features no faster than one (x0.92), two processes 1.5 to 1.9x
 faster. A model that offers `process_prepare` (a picklable gray -> input function) therefore
 gets `workers` processes for a study of at least `LUNG_SCORE_PROCESSES_MIN_FILES` files,
-forked by multiprocessing's forkserver (not by the scorer itself: it may hold threads,
-database connections or TensorFlow), each given the work function once, at start. The first
-pool of a process starts the forkserver (1 to 3 s, it imports numpy, SciPy and scikit-image
-once); later pools cost about 0.3 s. Workers end with their scorer, even a killed one.
-A worker that dies (killed, or a decoder crash) breaks the pool: the study fails like a
-crashed scorer, stays claimed and is resumed by the next run.
+each given the work function once, at start. They are forked: spawn and forkserver re-run
+the parent's main script in every worker, and under Airflow that is the `airflow` command,
+which fails there without the metadata database's settings. A forked worker only reads,
+decodes and computes features (no database, no TensorFlow, no BLAS), which is what fork
+after threads allows. Starting a pool costs about 0.1 s. Workers end with their scorer,
+even a killed one. A scorer that is itself a daemonic process (a task in Celery's prefork
+pool) may not start processes: it decodes in threads.
 See https://docs.python.org/3/library/concurrent.futures.html#processpoolexecutor
 """
 
@@ -31,7 +32,6 @@ from lung_model.scoring.decode import Decoded
 from lung_model.scoring.files import InputFile
 
 Work = Callable[[InputFile], Decoded]
-PRELOAD = ["lung_model.scoring.decode", "lung_model.imaging.features"]  # imported once, forked
 WATCH_SECONDS = 1.0  # how often a worker checks that its scorer is still there
 _WORK: Work | None = None  # a worker process's work function
 
@@ -65,14 +65,15 @@ class DecodePool:
     """`submit(file)` decodes and prepares one file in a thread or a worker process."""
 
     def __init__(self, work: Work, workers: int, process_work: Work | None = None) -> None:
-        self.in_processes = process_work is not None
+        # a daemonic process (a Celery prefork worker running the task) may not have children
+        daemonic = multiprocessing.current_process().daemon
+        self.in_processes = process_work is not None and not daemonic
         self._work = work
         self._executor: Executor
-        if process_work is None:
+        if process_work is None or daemonic:
             self._executor = ThreadPoolExecutor(workers, thread_name_prefix="decode")
         else:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(PRELOAD)
+            context = multiprocessing.get_context("fork")
             self._executor = ProcessPoolExecutor(
                 workers, context, initializer=_start_worker, initargs=(process_work, os.getpid())
             )

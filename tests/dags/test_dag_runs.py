@@ -67,7 +67,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterato
     """Airflow configured like `make demo`, in a temporary LUNG_HOME, with its own metadata DB."""
     home = tmp_path_factory.mktemp("lung-home")
     saved = dict(os.environ)
-    os.environ.update({"LUNG_HOME": str(home), "DATABASE_URL": pg_url})
+    # every study decoded in worker processes (the tiny feature model offers them), so the
+    # forkserver is tried inside Airflow's own task processes: dag.test, Celery, LocalExecutor
+    os.environ.update(
+        {"LUNG_HOME": str(home), "DATABASE_URL": pg_url, "LUNG_SCORE_PROCESSES_MIN_FILES": "1"}
+    )
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
     settings_module.get_settings.cache_clear()

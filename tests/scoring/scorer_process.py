@@ -31,5 +31,5 @@ def main() -> None:
         print(json.dumps(score_study(folder, model, settings)), flush=True)
 
 
-if __name__ == "__main__":  # worker processes import this file again (forkserver)
+if __name__ == "__main__":
     main()
