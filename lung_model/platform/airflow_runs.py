@@ -26,10 +26,11 @@ def trigger(
     """Trigger a run (for `logical_date` when given), then unpause the DAG; return the run id.
 
     Unpausing a DAG with a time schedule and `catchup=False` makes the scheduler create a
-    run for the schedule's latest past tick (Airflow's trigger timetables do that whatever
-    `run_immediately` says). Triggering for that tick first (`due_tick`) makes this run
-    that tick: the scheduler sees a run for it and moves on to the next tick, so unpausing
-    starts nothing more."""
+    run for the schedule's latest past tick when that tick is at most a tenth of the interval
+    old (Airflow's cron trigger timetable, even with `run_immediately=False`; 16.8 h for a
+    weekly schedule). Triggering for that tick first (`due_tick`) makes this run that tick:
+    the scheduler sees a run for it and moves on to the next tick, so unpausing starts
+    nothing more. Later, no tick is due and this is a plain manual run."""
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
     command = ["dags", "trigger", dag_id, "--conf", json.dumps(conf or {}), "-r", run_id]
     if logical_date:

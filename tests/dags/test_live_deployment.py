@@ -74,8 +74,8 @@ def live(deployment: Deployment) -> Iterator[Live]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def demo_retrain(live: Live) -> dict[str, object]:
-    """What `make demo` does: trigger lung_retrain for the schedule's tick, then unpause it;
-    wait for the run; promote by override when the gate rejected the tiny model."""
+    """What `make demo` does: trigger lung_retrain for the schedule's due tick (if any), then
+    unpause it; wait for the run; promote by override when the gate rejected the tiny model."""
     from lung_model.cli.demo import override_gate
     from lung_model.platform.registry import current_champion
 
@@ -103,7 +103,9 @@ def demo_retrain(live: Live) -> dict[str, object]:
 
 def test_the_demo_retrain_trains_once(demo_retrain: dict[str, object]) -> None:
     tick, next_tick = demo_retrain["tick"], demo_retrain["next_tick"]
-    assert isinstance(tick, str) and datetime.fromisoformat(tick) <= datetime.now(UTC)
+    # a tick is due within a tenth of a week after Sunday 03:00 (see test_dag_structure);
+    # otherwise the demo's run is a plain manual one and unpausing schedules next Sunday
+    assert tick is None or datetime.fromisoformat(str(tick)) <= datetime.now(UTC)
     assert demo_retrain["state"] == "success"
     assert demo_retrain["runs"] == [(demo_retrain["run_id"], "manual", "success")]
     # the scheduler took the demo's run for that tick and moved on to the next one
