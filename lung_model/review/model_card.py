@@ -21,6 +21,7 @@ from lung_model.lifecycle.gate import Floors
 from lung_model.platform.registry import CHALLENGER, CHAMPION
 from lung_model.platform.tracking import run_url
 from lung_model.settings import Settings
+from lung_model.training.metrics import LOWER_IS_BETTER
 
 ALIASES = (CHAMPION, CHALLENGER)
 # Shown first: the gate's criteria on the fixed test split (training logs them as test_*).
@@ -156,6 +157,9 @@ def training_runs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
 # The gate's metrics with their floor (>=) or ceiling (<=), then the rest, with plain names.
 METRIC_NAMES = {
     "recall_malignant": "malignant recall",
+    "study_recall_malignant": "malignant recall (studies)",
+    "normal_as_malignant": "normal slices called malignant",
+    "study_normal_as_malignant": "normal studies called malignant",
     "macro_f1": "macro-F1",
     "ece": "calibration error (ECE)",
     "study_macro_f1": "macro-F1 per study",
@@ -189,10 +193,9 @@ def decision_sentence(event: dict[str, Any]) -> str:
 
 def metrics_table(event: dict[str, Any], floors: Floors) -> list[dict[str, Any]]:
     """Candidate and champion metrics of one decision side by side, with the gate's limits."""
-    limits = {
-        "recall_malignant": f">= {floors.min_malignant_recall:.2f}",
-        "macro_f1": f">= {floors.min_macro_f1:.2f}",
-        "ece": f"<= {floors.max_ece:.2f}",
+    limits = {  # every bound the gate checks (lifecycle.gate), not only the first three
+        name: f"{'<=' if name in LOWER_IS_BETTER else '>='} {bound:.2f}"
+        for name, bound in floors.bounds().items()
     }
     candidate = event.get("candidate_metrics") or {}
     champion = event.get("champion_metrics") or {}

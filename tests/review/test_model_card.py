@@ -6,6 +6,7 @@ from datetime import datetime
 
 from lung_model.lifecycle.gate import Floors
 from lung_model.review.model_card import decision_sentence, metrics_table
+from lung_model.settings import Settings
 
 FLOORS = Floors(min_malignant_recall=0.95, min_macro_f1=0.7, max_ece=0.1, tolerance=0.01)
 
@@ -48,3 +49,19 @@ def test_metrics_side_by_side_with_the_gates_limits_gated_first() -> None:
         "gate": ">= 0.95",
     }
     assert rows[2]["gate"] == "<= 0.10"
+
+
+def test_every_bound_of_the_gate_has_its_limit_and_a_plain_name() -> None:
+    event = rejected()
+    event["candidate_metrics"] |= {
+        "study_recall_malignant": 1.0,
+        "normal_as_malignant": 0.16,
+        "study_normal_as_malignant": 0.43,
+    }
+    floors = Floors.from_settings(Settings())
+    rows = {row["metric"]: row["gate"] for row in metrics_table(event, floors)}
+    assert rows["malignant recall (studies)"] == f">= {floors.min_study_malignant_recall:.2f}"
+    assert rows["normal slices called malignant"] == f"<= {floors.max_normal_as_malignant:.2f}"
+    assert rows["normal studies called malignant"] == (
+        f"<= {floors.max_study_normal_as_malignant:.2f}"
+    )
