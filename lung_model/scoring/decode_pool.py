@@ -3,9 +3,9 @@ whose preparation holds Python's GIL.
 
 The CNN's preparation (read, hash, decode, crop, resize) is mostly C code that releases the
 GIL, so threads scale. The feature model's (`lung_model.imaging.features`: many scipy.ndimage,
-scikit-image and numpy calls on the lung-field crop, ~20 ms a slice) does not: on this 2-CPU
-machine two threads computed features no faster than one (x0.92), two processes 1.5 to 1.9x
-faster. A model that offers `process_prepare` (a picklable gray -> input function) therefore
+scikit-image and numpy calls on the lung-field crop, ~20 ms a slice) mostly does not: with
+the 2 CPUs free, 2 threads decoded 63 to 66 slices/s, 2 processes 91 to 92 (end to end with
+the database: 64.6 against 81.0, docs/PERFORMANCE.md). A model that offers `process_prepare` (a picklable gray -> input function) therefore
 gets `workers` processes for a study of at least `LUNG_SCORE_PROCESSES_MIN_FILES` files,
 each given the work function once, at start. They are forked: spawn and forkserver re-run
 the parent's main script in every worker, and under Airflow that is the `airflow` command,

@@ -89,7 +89,7 @@ class Scorer:
     ) -> None:
         self.model, self.engine, self.settings = model, engine, settings
         self.prepare = prepare or preparer_for(model)
-        # a picklable twin of the model's own preparation, for worker processes
+        # the model's own preparation when it should run in worker processes (decode_pool)
         self.process_prepare = None if prepare else getattr(model, "process_prepare", None)
         self.reduce_to = reduce_to_for(model)
         self.input_shape = input_shape_for(model)
