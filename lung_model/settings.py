@@ -58,6 +58,34 @@ class Settings(BaseSettings):
         "(the archive and quarantine on disk keep the real names)",
     )
 
+    # Hospital integration: the DICOM receiver (`receive`) and results out (`send-results`)
+    dicom_ae_title: str = Field(
+        "LUNGAI", description="AE title of the DICOM receiver and of the results it sends"
+    )
+    dicom_port: int = Field(11112, description="Port the DICOM receiver listens on")
+    dicom_bind_host: str = Field("127.0.0.1", description="Address the DICOM receiver listens on")
+    dicom_allowed_aets: str = Field(
+        "ORTHANC", description="Calling AE titles the receiver accepts, comma-separated ('*': any)"
+    )
+    dicom_quiet_seconds: float = Field(
+        10.0, description="A received study is marked ready once no instance came for this long"
+    )
+    results_dicom_destination: str | None = Field(
+        None, description="C-STORE result SRs to AET@host:port (unset: no C-STORE)"
+    )
+    results_dicomweb_url: str | None = Field(
+        None, description="STOW-RS result SRs to this DICOMweb root (unset: no STOW-RS)"
+    )
+    results_fhir_url: str | None = Field(
+        None, description="POST FHIR DiagnosticReports to this FHIR base (unset: outbox only)"
+    )
+    results_retry_seconds: float = Field(
+        30.0, description="First wait before a failed delivery is retried (doubles each time)"
+    )
+    results_retry_max_seconds: float = Field(
+        3600.0, description="Longest wait between retries of a failed delivery"
+    )
+
     # Promotion gate floors and tolerance (applied on the fixed test split)
     gate_min_malignant_recall: float = Field(0.95, description="Floor: malignant slices found")
     gate_min_study_malignant_recall: float = Field(
@@ -153,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def quarantine(self) -> Path:
         return self.home / "quarantine"
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "outbox"
 
     @property
     def pgdata(self) -> Path:
