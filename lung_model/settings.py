@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     uncertain_margin: float = Field(
         0.6, description="Flag a study for review when its top probability is below this"
     )
+    guard_min_share: float = Field(
+        0.5,
+        description="Mark a study unlike the scans its model learned from when at least this "
+        "share of its slices lies outside the model's acquisition range on one measurement",
+    )
     score_batch_size: int = Field(64, description="Slices per prediction and DB transaction")
     score_workers: int = Field(
         0,
@@ -157,6 +162,11 @@ class Settings(BaseSettings):
         0.25, description="Alert when predicted classes drift from training beyond this PSI"
     )
     monitor_max_backlog: int = Field(50, description="Alert when more studies await review")
+    monitor_max_unlike_training: float = Field(
+        0.2,
+        description="Alert when more than this share of the studies a guarded model scored "
+        "were unlike the scans it learned from",
+    )
 
     # Backups (`python -m lung_model backup`, the daily `lung_backup` DAG)
     backup_dir: Path | None = Field(
