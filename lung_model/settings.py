@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         description="Mark a study unlike the scans its model learned from when at least this "
         "share of its slices lies outside the model's acquisition range on one measurement",
     )
+    guard_slices: int = Field(
+        12,
+        description="Slices of each study, spread evenly through it, whose acquisition the "
+        "guard measures (0: none, the guard off)",
+    )
     score_batch_size: int = Field(64, description="Slices per prediction and DB transaction")
     score_workers: int = Field(
         0,
