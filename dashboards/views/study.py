@@ -72,6 +72,9 @@ if latest:
 
 def save_review(key: str, predicted: str, image_id: int | None) -> None:
     """The form's callback: record the review, keep the chosen label, clear the comment."""
+    if st.session_state[f"{key}_label"] is None:
+        st.session_state["review_outcome"] = ("error", "Choose a label: nothing was recorded.")
+        return
     try:
         review_id = add_review(
             engine,
@@ -102,14 +105,16 @@ def review_form(
     image_id: int | None = None,
 ) -> None:
     """An append-only review (of the study, or of one slice with `image_id`) by `user`; the
-    label starts at the latest review's (`current`), else at the model's."""
+    label starts at the latest review's (`current`), else at none: a decision, not a click that
+    agrees with the model, whose answer stays in view beside it."""
     with container.form(f"{key}-review"):
         if image_id is None:
             st.subheader("Your review of the study")
         st.radio(
-            label, CLASSES, index=CLASSES.index(current or predicted), horizontal=True,
+            label, CLASSES, index=CLASSES.index(current) if current else None, horizontal=True,
             key=f"{key}_label",
         )  # fmt: skip
+        st.caption(f"The model says **{predicted}**. Choose the label you see.")
         st.text_area("Comment", key=f"{key}_comment", max_chars=4000)
         st.caption(f"Recorded as **{user}**, with model version {result['model_version']}.")
         st.form_submit_button(

@@ -14,6 +14,7 @@ See https://airflow.apache.org/docs/apache-airflow/stable/howto/usage-cli.html
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import time
 from collections import defaultdict
@@ -159,28 +160,36 @@ def override_gate(settings: Settings) -> None:
 
 
 def demo_studies(data_dir: Path, per_class: int = 1, slices: int = 8) -> dict[str, list[Path]]:
-    """A few study folders of consecutive slices per class, from the labelled data."""
+    """A few study folders of consecutive slices per class, from the labelled data, named
+    `demo-study-N` in an order that does not follow the class (the name tells no answer)."""
     from lung_model.data.dataset import scan
 
     labelled, _ = scan(data_dir)
-    studies: dict[str, list[Path]] = {}
+    chunks: dict[str, list[Path]] = {}
     for label in ("normal", "benign", "malignant"):
         numbered = [s for s in labelled if s.label == label and s.number is not None]
         for index in range(per_class):
             chunk = numbered[index * slices * 3 : index * slices * 3 + slices]
             if chunk:
-                studies[f"demo-{label}-{index + 1}"] = [data_dir / s.path for s in chunk]
-    return studies
+                chunks[chunk[0].path] = [data_dir / s.path for s in chunk]
+    shuffled = sorted(chunks, key=lambda first: hashlib.sha256(first.encode()).hexdigest())
+    return {f"demo-study-{n}": chunks[first] for n, first in enumerate(shuffled, start=1)}
+
+
+def neutral_name(position: int, file: Path) -> str:
+    """'slice-001.jpg': the dataset's names ('Malignant case (8).jpg') tell the answer."""
+    return f"slice-{position:03d}{file.suffix.lower()}"
 
 
 def drop_into_inbox(settings: Settings, studies: dict[str, list[Path]]) -> list[str]:
-    """Copy the files, then write the ready marker last (the inbox protocol)."""
+    """Copy the files under neutral names, then write the ready marker last (the inbox
+    protocol)."""
     settings.ensure_dirs()
     for name, files in studies.items():
         folder = settings.inbox / name
         folder.mkdir(parents=True, exist_ok=True)
-        for file in files:
-            shutil.copyfile(file, folder / file.name)
+        for position, file in enumerate(files, start=1):
+            shutil.copyfile(file, folder / neutral_name(position, file))
         (folder / settings.ready_marker).touch()
     return list(studies)
 

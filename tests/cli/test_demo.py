@@ -133,3 +133,21 @@ def test_a_second_demo_drops_nothing_twice(settings: Settings) -> None:
     claim.mkdir()
     (settings.inbox / f"demo-waiting-{tag}").rename(claim / f"demo-waiting-{tag}")
     assert demo.already_there(settings, studies)[f"demo-waiting-{tag}"] == "waiting in the inbox"
+
+
+def test_demo_studies_and_their_files_tell_no_class(settings: Settings) -> None:
+    """Issue 22 item 5: a study named 'demo-malignant-1' holding 'Malignant case (8).jpg'
+    gives the reviewer the answer; dropped studies and files carry neutral names."""
+    studies = demo.demo_studies(PROJECT_ROOT / "tests" / "fixtures" / "iq-othnccd", slices=3)
+    assert sorted(studies) == ["demo-study-1", "demo-study-2", "demo-study-3"]
+    classes = {file.parent.name for files in studies.values() for file in files}
+    assert len(classes) == 3  # one study of each class, whatever the order
+    tag = uuid.uuid4().hex[:6]
+    dropped = {f"{name}-{tag}": files for name, files in studies.items()}
+    demo.drop_into_inbox(settings, dropped)
+    for name, files in dropped.items():
+        folder = settings.inbox / name
+        names = sorted(p.name for p in folder.iterdir() if p.name != settings.ready_marker)
+        assert names == ["slice-001.jpg", "slice-002.jpg", "slice-003.jpg"]
+        assert [sha256_of(folder / n) for n in names] == [sha256_of(f) for f in files]
+    assert demo.already_there(settings, dropped) == {n: "waiting in the inbox" for n in dropped}

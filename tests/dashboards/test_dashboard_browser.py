@@ -180,7 +180,9 @@ def test_override_banner_and_the_saved_review_in_a_browser(
         expect(page.get_by_text("The model that scored this study (version 1)")).to_be_visible()
 
         form = page.get_by_test_id("stForm").first
-        expect(form.get_by_role("radio", name="malignant")).to_be_checked()  # the model's
+        for label in ("normal", "benign", "malignant"):  # no answer chosen for the reviewer
+            expect(form.get_by_role("radio", name=label)).not_to_be_checked()
+        expect(form.get_by_text("The model says malignant")).to_be_visible()
         form.get_by_text("benign", exact=True).click()
         form.get_by_label("Comment").fill("calcified granuloma")
         form.get_by_role("button", name="Submit review").click()

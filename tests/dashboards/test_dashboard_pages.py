@@ -56,6 +56,10 @@ def test_review_is_appended_with_the_signed_in_reviewer(signed_in, seeded) -> No
     app.query_params["batch"] = str(seeded.high)
     app.run()
     label, comment = f"study_{seeded.high}_label", f"study_{seeded.high}_comment"
+    assert app.radio(key=label).value is None  # not the model's answer: a decision to make
+    app.button[0].click().run()
+    assert "Choose a label: nothing was recorded." in [e.value for e in app.error]
+    assert stored_reviews(seeded.settings, seeded.high) == []
     app.radio(key=label).set_value("benign")
     app.text_area(key=comment).input("nodule is calcified")
     app.button[0].click().run()  # the study form's submit button comes first
@@ -95,6 +99,7 @@ def test_slice_review_and_disagreement_filter(signed_in, seeded) -> None:
     app.query_params["batch"] = str(seeded.low)
     app.run()
     form = f"slice_{seeded.image_ids[seeded.low][0]}"  # the riskiest slice comes first
+    assert app.radio(key=f"{form}_label").value is None
     app.radio(key=f"{form}_label").set_value("malignant")
     app.text_area(key=f"{form}_comment").input("missed lesion")
     app.button(key=f"FormSubmitter:{form}-review-Submit slice review").click().run()
