@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from lung_model.data.audit import audit, inspect, require_clean
-from lung_model.data.split import make_split, report
+from lung_model.data.split import Split, make_split, report
+from lung_model.imaging.acquisition import acquisition_range, measure
+from lung_model.imaging.images import read_gray
 from lung_model.platform.orphan_runs import end_orphans_of, owner_tags
 from lung_model.platform.registry import SPLIT_ARTIFACT
 from lung_model.settings import PROJECT_ROOT, Settings
@@ -117,6 +119,14 @@ def _log_plots(
         plt.close(figure)
 
 
+def training_acquisition(split: Split, data_dir: Path) -> dict[str, list[float]]:
+    """The range of acquisition measurements (`lung_model.imaging.acquisition`) over the
+    training and validation slices, decoded at full resolution as serving decodes them:
+    shipped with the model, so scoring can say when a study is unlike what it learned from."""
+    paths = [*split.paths("train"), *split.paths("val")]
+    return acquisition_range([measure(read_gray(data_dir / p).gray) for p in paths])
+
+
 def train_and_log(
     settings: Settings,
     config: ModelConfig | None = None,
@@ -173,6 +183,7 @@ def train_and_log(
                 "temperature": fitted.temperature,
                 "malignant_threshold": threshold,  # the decision rules serving applies
                 "study_rule": fitted.study_rule.to_dict(),
+                "acquisition_range": training_acquisition(split, data_dir),
             }
         )
         mlflow.set_tag("model_uri", model_uri)

@@ -103,6 +103,8 @@ def test_training_run_logs_everything(trained: TrainResult, lenient: Settings, o
     assert info.flavors.keys() >= {"keras", "python_function"}
     assert info.signature is not None and info.saved_input_example_info is not None
     assert info.metadata["preprocess"]["image_size"] == 32
+    ranges = info.metadata["acquisition_range"]  # measured on the training slices
+    assert ranges["rows"][1] == 512 and 0 < ranges["noise"][0] < ranges["noise"][1] < 0.02
     assert 0 <= trained.test["slice"]["accuracy"] <= 1
     history = client.get_metric_history(trained.run_id, "epoch_val_macro_f1")
     assert len(history) == TINY.epochs

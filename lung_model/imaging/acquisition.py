@@ -1,0 +1,258 @@
+"""How a slice was acquired and exported, measured; one common acquisition; and the changes
+another scanner, reconstruction kernel or export would make.
+
+This release's malignant patients were exported with about half the pixel noise of the
+others (docs/MODEL.md, issue 19): a model can call a scan malignant because it is smooth.
+This module is what the model family, its evaluation and the scoring guard use against that:
+
+- `measure(gray)` -> `Acquisition`: the pixel noise (scikit-image's wavelet
+  `estimate_sigma` on the 0..1 slice), the display window estimated from two tissue levels
+  (aerated lung and soft tissue, found by `lung_model.imaging.lung_field.lung_masks`; a
+  wider window brings them closer together) and the matrix size.
+  `acquisition_range` is the 1st..99th percentile of each measurement over training slices:
+  what a model ships (metadata key "acquisition_range") and what scoring compares with.
+- `harmonise(gray, config)` brings a slice to one common acquisition before either model
+  family sees it: 512 rows, the aerated lung and soft tissue at fixed gray levels (a linear
+  re-window), a fixed Gaussian blur that removes the export's own fine texture, then
+  Gaussian noise added (or more smoothing) until the measured noise is the common level.
+  The added noise is seeded by the slice's content, so one slice always gives one result.
+- `PERTURBATIONS`: named, seeded functions that change a slice as another acquisition
+  would (smoothed to the malignant noise level, noisier, wider or narrower window, another
+  level, JPEG re-compression, another matrix size): the acquisition-invariance check
+  (`lung_model.training.invariance`) scores every evaluated slice under each.
+
+APIs: https://scikit-image.org/docs/stable/api/skimage.restoration.html#skimage.restoration.estimate_sigma,
+https://scikit-image.org/docs/stable/api/skimage.util.html#skimage.util.random_noise,
+https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.gaussian_filter.html,
+https://pillow.readthedocs.io/en/stable/handbook/image-file-formats.html#jpeg-saving
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.restoration import estimate_sigma
+from skimage.util import random_noise
+
+from lung_model.imaging.lung_field import lung_masks
+
+MEASUREMENTS = ("noise", "window_width", "window_level", "rows", "cols")
+MIN_SPAN = 0.05  # air-to-tissue gray span below which the window is not estimated (flat slice)
+# the gray levels of aerated lung and soft tissue in this release's typical export (medians,
+# issue 19): harmonise brings every slice's two levels here
+COMMON_AIR, COMMON_TISSUE = 0.30, 0.83
+MALIGNANT_NOISE = 0.0025  # this release's malignant slices: 0.0019..0.0038 (issue 19)
+NORMAL_NOISE = 0.0070  # its normal slices' median
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """A slice's acquisition measurements. `window_width` is the display window's width in
+    units of the aerated-lung-to-soft-tissue span (1 / their gray difference: a wider window
+    gives a larger number), `window_level` the gray value midway between the two levels (a
+    higher window level darkens the slice, lowering it)."""
+
+    noise: float
+    window_width: float
+    window_level: float
+    rows: int
+    cols: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def tissue_levels(gray: np.ndarray) -> tuple[float, float]:
+    """(aerated lung, soft tissue) gray levels: the medians of the lung field's air and of
+    the body's bright (above Otsu) pixels, on the masks' subsampled copy."""
+    masks = lung_masks(gray)
+    small = gray[:: masks.step, :: masks.step]
+    tissue = small[masks.body & (small > masks.threshold)]
+    air = small[masks.air]
+    high = float(np.median(tissue)) if tissue.size else float(small.max())
+    low = float(np.median(air)) if air.size else float(small.min())
+    return low, high
+
+
+def noise_level(gray: np.ndarray) -> float:
+    """The pixel noise's standard deviation on the 0..1 scale (wavelet estimate)."""
+    return float(estimate_sigma(gray))
+
+
+def measure(gray: np.ndarray) -> Acquisition:
+    """The acquisition measurements of a (H, W) gray slice in [0, 1]."""
+    air, tissue = tissue_levels(gray)
+    span = max(tissue - air, MIN_SPAN)
+    return Acquisition(
+        noise=noise_level(gray),
+        window_width=1.0 / span,
+        window_level=(air + tissue) / 2,
+        rows=int(gray.shape[0]),
+        cols=int(gray.shape[1]),
+    )
+
+
+def acquisition_range(
+    measured: Sequence[Acquisition], low: float = 1.0, high: float = 99.0
+) -> dict[str, list[float]]:
+    """[low, high] percentile of each measurement over `measured` (e.g. the training slices)."""
+    if not measured:
+        return {}
+    table = np.array([[getattr(m, k) for k in MEASUREMENTS] for m in measured], dtype=np.float64)
+    bounds = np.percentile(table, [low, high], axis=0)
+    return {k: [float(bounds[0, i]), float(bounds[1, i])] for i, k in enumerate(MEASUREMENTS)}
+
+
+@dataclass(frozen=True)
+class HarmoniseConfig:
+    """The common acquisition every slice is brought to (shipped with the model)."""
+
+    rows: int = 512  # matrix: resized (bilinear) to this many rows, aspect kept
+    air: float = COMMON_AIR
+    tissue: float = COMMON_TISSUE
+    blur: float = 1.0  # Gaussian sigma (px at `rows`) that removes the export's fine texture
+    noise: float = 0.010  # the common noise level, above every export in this release
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> HarmoniseConfig:
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown harmonisation settings: {sorted(unknown)}")
+        default = cls()
+        return cls(**{k: type(getattr(default, k))(v) for k, v in values.items()})
+
+
+def content_seed(gray: np.ndarray) -> int:
+    """A seed from the slice's pixels: the same slice always gets the same added noise."""
+    return zlib.crc32(np.ascontiguousarray(gray, dtype=np.float32).tobytes())
+
+
+def resize_rows(gray: np.ndarray, rows: int) -> np.ndarray:
+    """`gray` resized (bilinear, aspect kept) to `rows` rows; unchanged when it has them."""
+    if gray.shape[0] == rows:
+        return gray.astype(np.float32, copy=False)
+    cols = max(1, round(gray.shape[1] * rows / gray.shape[0]))
+    image = Image.fromarray(gray.astype(np.float32), mode="F")
+    resized = image.resize((cols, rows), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def rewindow(
+    gray: np.ndarray, air: float, tissue: float, to_air: float, to_tissue: float
+) -> np.ndarray:
+    """The linear map taking gray levels `air` and `tissue` to `to_air` and `to_tissue`,
+    clipped to [0, 1], as re-exporting with another display window would."""
+    scale = (to_tissue - to_air) / max(tissue - air, MIN_SPAN)
+    return np.clip((gray - air) * scale + to_air, 0.0, 1.0).astype(np.float32)
+
+
+def smooth_to(gray: np.ndarray, noise: float, steps: int = 8) -> np.ndarray:
+    """`gray` smoothed with the Gaussian whose sigma (bisected) brings its measured noise
+    down to `noise`; unchanged when it is already at or below it."""
+    if noise_level(gray) <= noise:
+        return gray.astype(np.float32, copy=False)
+    low, high = 0.0, 4.0
+    best = ndimage.gaussian_filter(gray.astype(np.float32), high)
+    for _ in range(steps):
+        middle = (low + high) / 2
+        smoothed = ndimage.gaussian_filter(gray.astype(np.float32), middle)
+        if noise_level(smoothed) > noise:
+            low = middle
+        else:
+            high, best = middle, smoothed
+    return best
+
+
+def noise_to(gray: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """`gray` with Gaussian noise added until its measured noise is `noise` (independent
+    noise adds in variance); unchanged when it is already at or above it."""
+    present = noise_level(gray)
+    if present >= noise:
+        return gray.astype(np.float32, copy=False)
+    variance = noise**2 - present**2
+    noisy = random_noise(gray, mode="gaussian", var=variance, rng=seed, clip=True)
+    return noisy.astype(np.float32)
+
+
+def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
+    """(H, W) gray in [0, 1] at the common acquisition (`config`): `config.rows` rows,
+    re-windowed to the common tissue levels, blurred, noise brought to `config.noise`."""
+    seed = content_seed(gray)
+    out = resize_rows(gray, config.rows)
+    air, tissue = tissue_levels(out)
+    if tissue - air >= MIN_SPAN:
+        out = rewindow(out, air, tissue, config.air, config.tissue)
+    if config.blur > 0:
+        out = ndimage.gaussian_filter(out, config.blur)
+    if noise_level(out) > config.noise:
+        return smooth_to(out, config.noise)
+    return noise_to(out, config.noise, seed)
+
+
+# -- the changes another acquisition would make (the invariance check's perturbations) --
+
+
+def smoothed(gray: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Smoothed to this release's malignant noise level (a softer kernel or export)."""
+    return smooth_to(gray, MALIGNANT_NOISE)
+
+
+def noisier(gray: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Noise added up to this release's normal noise level (a sharper kernel, lower dose)."""
+    return noise_to(gray, NORMAL_NOISE, seed)
+
+
+def _around_mean(gray: np.ndarray, factor: float, shift: float = 0.0) -> np.ndarray:
+    mean = float(gray.mean())
+    return np.clip((gray - mean) * factor + mean + shift, 0.0, 1.0).astype(np.float32)
+
+
+def wider_window(gray: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Contrast compressed by 0.6 around the mean, as a window 1.7x wider exports it."""
+    return _around_mean(gray, 0.6)
+
+
+def narrower_window(gray: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Contrast stretched by 1.3 around the mean (clipped), a narrower window."""
+    return _around_mean(gray, 1.3)
+
+
+def higher_level(gray: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Every gray value 0.08 lower (clipped), as a window level ~8% of its width higher."""
+    return _around_mean(gray, 1.0, -0.08)
+
+
+def jpeg_recompressed(gray: np.ndarray, seed: int = 0, quality: int = 70) -> np.ndarray:
+    """Re-exported as an 8-bit JPEG of `quality` and decoded again."""
+    buffer = io.BytesIO()
+    pixels = np.round(np.clip(gray, 0.0, 1.0) * 255).astype(np.uint8)
+    Image.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=quality)
+    with Image.open(io.BytesIO(buffer.getvalue())) as image:
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def smaller_matrix(gray: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Resampled (bilinear) to 3/4 of its rows and columns: another matrix size."""
+    return resize_rows(gray, max(1, round(gray.shape[0] * 0.75)))
+
+
+Perturbation = Callable[[np.ndarray, int], np.ndarray]
+PERTURBATIONS: dict[str, Perturbation] = {
+    "smoothed": smoothed,
+    "noisier": noisier,
+    "wider_window": wider_window,
+    "narrower_window": narrower_window,
+    "higher_level": higher_level,
+    "jpeg": jpeg_recompressed,
+    "smaller_matrix": smaller_matrix,
+}

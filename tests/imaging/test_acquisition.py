@@ -1,0 +1,91 @@
+"""Acquisition measurements, the common acquisition and the perturbations (issue 19), on
+real slices of the release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lung_model.imaging.acquisition import (
+    MEASUREMENTS,
+    PERTURBATIONS,
+    HarmoniseConfig,
+    acquisition_range,
+    harmonise,
+    measure,
+    noise_level,
+    noisier,
+    smaller_matrix,
+    smoothed,
+    wider_window,
+)
+from lung_model.imaging.images import read_gray
+
+SLICES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
+
+
+@pytest.fixture(scope="module")
+def normal() -> np.ndarray:
+    return read_gray(SLICES / "Normal cases" / "Normal case (1).jpg").gray
+
+
+@pytest.fixture(scope="module")
+def malignant() -> np.ndarray:
+    return read_gray(SLICES / "Malignant cases" / "Malignant case (2).jpg").gray
+
+
+def test_the_release_fingerprint_is_measured(normal: np.ndarray, malignant: np.ndarray) -> None:
+    assert measure(malignant).noise < 0.5 * measure(normal).noise
+
+
+def test_a_smoothed_slice_measures_lower_noise(normal: np.ndarray) -> None:
+    before, after = measure(normal), measure(smoothed(normal))
+    assert after.noise < 0.5 * before.noise
+    assert after.noise == pytest.approx(0.0025, abs=0.0005)
+    assert measure(noisier(smoothed(normal), seed=1)).noise == pytest.approx(0.007, abs=0.001)
+
+
+def test_a_wider_window_measures_wider(normal: np.ndarray) -> None:
+    assert measure(wider_window(normal)).window_width > 1.4 * measure(normal).window_width
+
+
+def test_measurements_and_their_range(normal: np.ndarray, malignant: np.ndarray) -> None:
+    small = measure(smaller_matrix(normal))
+    assert (small.rows, small.cols) == (384, 384)
+    values = measure(normal).as_dict()
+    assert list(values) == list(MEASUREMENTS) and all(isinstance(v, float) for v in values.values())
+    bounds = acquisition_range([measure(normal), measure(malignant), small])
+    assert list(bounds) == list(MEASUREMENTS)
+    assert bounds["rows"][0] < 400 and bounds["rows"][1] == pytest.approx(512, abs=2)
+    assert all(low <= high for low, high in bounds.values())
+    assert acquisition_range([]) == {}
+
+
+def test_harmonise_brings_a_smoothed_and_a_noisy_copy_to_one_noise(normal: np.ndarray) -> None:
+    config = HarmoniseConfig()
+    smooth, noisy = harmonise(smoothed(normal), config), harmonise(noisier(normal, 3), config)
+    assert noise_level(smooth) == pytest.approx(config.noise, rel=0.1)
+    assert noise_level(noisy) == pytest.approx(config.noise, rel=0.1)
+    wide = measure(harmonise(wider_window(normal), config))
+    assert wide.window_width == pytest.approx(
+        measure(harmonise(normal, config)).window_width, rel=0.1
+    )
+    assert harmonise(smaller_matrix(normal), config).shape == (512, 512)
+
+
+def test_harmonise_and_perturbations_are_deterministic(normal: np.ndarray) -> None:
+    config = HarmoniseConfig()
+    assert np.array_equal(harmonise(normal, config), harmonise(normal.copy(), config))
+    for name, perturb in PERTURBATIONS.items():
+        once, again = perturb(normal, 7), perturb(normal, 7)
+        assert np.array_equal(once, again), name
+        assert once.dtype == np.float32 and once.min() >= 0.0 and once.max() <= 1.0, name
+
+
+def test_harmonise_config_round_trips() -> None:
+    config = HarmoniseConfig(noise=0.02)
+    assert HarmoniseConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown"):
+        HarmoniseConfig.from_dict({"kernel": "soft"})
