@@ -27,6 +27,7 @@ LAYERS = (
     "scoring",
     "lifecycle",
     "review",
+    "exchange",  # DICOM in, SR and FHIR out: reads reviews for the amended report
     "pipelines",
     "cli",
 )

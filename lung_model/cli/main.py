@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--started-at", type=float, help="epoch seconds `make demo` began (times set-up)"
     )
+    command(
+        "receive",
+        "lung_model.cli.exchange:cli_receive",
+        "DICOM storage SCP: write what the PACS pushes into the inbox, one folder per study",
+    )
     command("up", "lung_model.cli.system:cli_up", "start Airflow, the MLflow UI and the dashboard")
     command(
         "stop", "lung_model.cli.system:cli_stop", "stop what `demo`/`up` started and the database"

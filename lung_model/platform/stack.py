@@ -1,4 +1,5 @@
-"""The local services `make demo` runs: Airflow, the MLflow UI and the review dashboard.
+"""The local services `make demo` runs: Airflow, the MLflow UI, the DICOM receiver and the
+review dashboard.
 
 `up` bootstraps Airflow's metadata, starts each service on `LUNG_BIND_HOST` (a no-op for one
 already running) and waits until every one answers; `down` stops them in reverse order.
@@ -45,6 +46,14 @@ def local_services(settings: Settings, env: dict[str, str]) -> list[services.Ser
             f"{settings.mlflow_ui_url.rstrip('/')}/health",
         ),
     ]
+    found.append(  # a port, not a URL: up as soon as it runs
+        services.Service(
+            "dicom-receiver",
+            [sys.executable, "-m", "lung_model", "receive"],
+            {"LUNG_HOME": str(settings.home), "LUNG_DICOM_PORT": str(settings.dicom_port)}
+            | {"LUNG_DICOM_BIND_HOST": settings.dicom_bind_host},
+        )
+    )
     if DASHBOARD_APP.exists():
         found.append(
             services.Service(

@@ -152,9 +152,11 @@ def _listening(pid: int) -> set[tuple[str, int]]:
 def test_the_local_services_listen_on_loopback_only(deployment: Deployment) -> None:  # noqa: F811
     from test_dag_runs import free_port
 
-    ports = {name: free_port() for name in ("airflow", "mlflow", "dashboard", "health")}
+    names = ("airflow", "mlflow", "dashboard", "health", "dicom")
+    ports = {name: free_port() for name in names}
     settings = deployment.settings.model_copy(
         update={
+            "dicom_port": ports["dicom"],
             "airflow_url": f"http://127.0.0.1:{ports['airflow']}",
             "mlflow_ui_url": f"http://127.0.0.1:{ports['mlflow']}",
             "dashboard_url": f"http://127.0.0.1:{ports['dashboard']}",

@@ -1,0 +1,151 @@
+"""The DICOM receiver against a real PACS (Orthanc pushes) and dcmtk's storescu as a second
+sender: one folder per study, one file per SOP Instance UID, the ready marker once quiet,
+unknown callers refused at association, and a receiver killed mid-series."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import needs_orthanc
+from dicom_series import write_series
+from orthanc import Orthanc
+
+from lung_model.exchange.receiver import Service, allowed_callers, safe_uid
+from lung_model.platform.names import stored_names
+from lung_model.settings import PROJECT_ROOT, Settings
+
+pytestmark = needs_orthanc
+
+
+@pytest.fixture
+def receiver(dicom_settings: Settings) -> Iterator[Service]:
+    service = Service(dicom_settings)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def storescu(settings: Settings, files: list[Path], calling: str = "STORESCU") -> int:
+    """dcmtk's storescu sends `files` to our receiver; its exit code."""
+    argv = ["storescu", "-aet", calling, "-aec", settings.dicom_ae_title, "127.0.0.1"]
+    argv += [str(settings.dicom_port), *map(str, files)]
+    return subprocess.run(argv, capture_output=True, timeout=60).returncode
+
+
+def wait_for(condition: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_uids_become_safe_names_and_the_allow_list_reads_star_as_any() -> None:
+    assert safe_uid("1.2.840.10008.1 \x00") == "1.2.840.10008.1"
+    for hostile in ("../../etc", ".hidden", "1.2/3", "1." * 40):
+        assert safe_uid(hostile).startswith("x-") and "/" not in safe_uid(hostile)
+    assert allowed_callers(" ORTHANC , PACS2,") == ["ORTHANC", "PACS2"]
+    assert allowed_callers("ORTHANC,*") == []
+
+
+def test_a_series_pushed_by_orthanc_lands_once_per_instance_and_is_marked_ready_when_quiet(
+    tmp_path: Path, dicom_settings: Settings, orthanc: Orthanc, receiver: Service
+) -> None:
+    series = write_series(tmp_path / "series", 6)
+    orthanc.upload(series.files)
+    orthanc.push_study(series.study_uid)
+    study = dicom_settings.inbox / series.study_uid
+    assert sorted(p.name for p in study.iterdir() if p.suffix == ".dcm") == sorted(
+        f"{uid}.dcm" for uid in series.sop_uids
+    )
+    marker = study / dicom_settings.ready_marker
+    assert not marker.exists()  # not quiet yet
+    wait_for(marker.exists)
+
+    # The same series again, from Orthanc and from storescu: nothing new is written, and once
+    # the study is archived (scored), a re-sent instance does not start a new study folder.
+    orthanc.push_study(series.study_uid)
+    assert storescu(dicom_settings, series.files[:2]) == 0
+    assert len(list(study.glob("*.dcm"))) == 6
+    wait_for(marker.exists)
+    os.rename(study, dicom_settings.archive / f"{series.study_uid}~20261203T101500-abcdef")
+    orthanc.push_study(series.study_uid)
+    assert not study.exists()
+    assert not any(dicom_settings.home.joinpath("receiving", "partial").iterdir())
+
+
+def test_an_unknown_calling_ae_is_refused_at_association(
+    tmp_path: Path, dicom_settings: Settings, receiver: Service
+) -> None:
+    series = write_series(tmp_path / "series", 1)
+    assert storescu(dicom_settings, series.files, calling="INTRUDER") != 0
+    assert not any(dicom_settings.inbox.iterdir())
+    assert storescu(dicom_settings, series.files, calling="LUNGTEST") == 0
+    assert (dicom_settings.inbox / series.study_uid / f"{series.sop_uids[0]}.dcm").is_file()
+
+
+def test_pseudonymised_folder_names(tmp_path: Path, dicom_settings: Settings) -> None:
+    dicom_settings.pseudonymise_names = True
+    service = Service(dicom_settings)
+    try:
+        series = write_series(tmp_path / "series", 2)
+        assert storescu(dicom_settings, series.files) == 0
+    finally:
+        service.close()
+    expected = stored_names(dicom_settings).name(series.study_uid)
+    assert expected.startswith("ps-")
+    assert [p.name for p in dicom_settings.inbox.iterdir()] == [expected]
+
+
+def test_a_receiver_killed_mid_series_marks_the_study_once_it_is_back(
+    tmp_path: Path, dicom_settings: Settings
+) -> None:
+    series = write_series(tmp_path / "series", 8)
+    env = {
+        **os.environ,
+        "LUNG_HOME": str(dicom_settings.home),
+        "LUNG_DICOM_PORT": str(dicom_settings.dicom_port),
+        "LUNG_DICOM_QUIET_SECONDS": "3",
+        "LUNG_DICOM_ALLOWED_AETS": "STORESCU",
+    }
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lung_model", "receive"], env=env, cwd=PROJECT_ROOT
+        )
+        wait_for(lambda: storescu_echo(dicom_settings), timeout=60)
+        return process
+
+    first = start()
+    try:
+        assert storescu(dicom_settings, series.files[:5]) == 0
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    study = dicom_settings.inbox / series.study_uid
+    assert len(list(study.glob("*.dcm"))) == 5 and not (study / "_READY").exists()
+
+    second = start()
+    try:
+        assert storescu(dicom_settings, series.files) == 0  # the PACS sends it all again
+        wait_for(lambda: (study / "_READY").exists(), timeout=30)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    assert sorted(p.name for p in study.glob("*.dcm")) == sorted(
+        f"{u}.dcm" for u in series.sop_uids
+    )
+
+
+def storescu_echo(settings: Settings) -> bool:
+    argv = ["echoscu", "-aet", "STORESCU", "-aec", settings.dicom_ae_title, "127.0.0.1"]
+    return subprocess.run([*argv, str(settings.dicom_port)], capture_output=True).returncode == 0
