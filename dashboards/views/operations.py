@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 import ui
 
+from lung_model.data.dvc import remote_status
 from lung_model.review.operations import (
     drift_summary,
     inbox_waiting,
@@ -106,3 +107,20 @@ if checks:
     st.dataframe(table, hide_index=True, width="stretch")
 else:
     st.caption("No daily check has run yet (the lung_monitoring DAG writes them).")
+
+
+st.subheader("Data")
+
+
+@st.cache_data(ttl=300, show_spinner="Asking DVC whether the remote holds the data...")
+def _data_remote() -> tuple[bool, str]:
+    status = remote_status(ui.settings())
+    return status.holds, status.describe()
+
+
+holds, remote = _data_remote()
+(st.success if holds else st.error)(f"DVC remote {ui.plain(remote)}")
+st.caption(
+    "Hosts that retrain (Airflow workers, a new machine) pull the committed data version "
+    "from this remote; checked with `dvc data status --not-in-remote`, at most every 5 min."
+)

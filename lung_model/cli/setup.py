@@ -20,8 +20,8 @@ def cli_migrate(args: argparse.Namespace) -> ExitCode:
 
 def cli_data(args: argparse.Namespace) -> ExitCode:
     settings = get_settings()
-    version = dvc.import_dataset(settings, source=args.source)
-    print(f"data/raw is data version {version}; DVC remote {settings.dvc_remote_url}")
+    for line in dvc.import_dataset(settings, source=args.source).lines:
+        print(line)
     return ExitCode.OK
 
 
@@ -52,7 +52,7 @@ def cli_info(args: argparse.Namespace) -> ExitCode:
         "LUNG_HOME": str(settings.home),
         "inbox": str(settings.inbox),
         "data version": dvc.data_version(),
-        "DVC remote": settings.dvc_remote_url,
+        "DVC remote": dvc.remote_status(settings).describe(),
         "rows": ", ".join(f"{table} {n}" for table, n in counts.items()),
     }
     for key, value in lines.items():

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -111,33 +114,133 @@ def fetch_public_release(settings: Settings) -> Path:
     return target
 
 
-def import_dataset(settings: Settings, source: Path | None = None) -> str:
-    """Make `data/raw` and the remote hold the dataset; return the data version.
+FIX = "run `python -m lung_model data` to push it"
 
-    When the remote already holds the committed version this is a `dvc pull`; otherwise the
-    source is copied in, verified, added to DVC and pushed. A source that differs from the
-    committed version becomes a new data version (data/raw.dvc changes: commit it).
+
+@dataclass(frozen=True)
+class RemoteStatus:
+    """Whether the configured DVC remote holds the committed data version (`dvc data status`)."""
+
+    remote: str
+    version: str
+    holds: bool
+    detail: str
+
+    def describe(self) -> str:
+        return f"{self.remote}: {self.detail}"
+
+
+def _status(repo: Path, *, granular: bool = False) -> dict[str, Any]:
+    args = ["data", "status", "--not-in-remote", "--json"] + (["--granular"] if granular else [])
+    return dict(json.loads(dvc(*args, repo=repo) or "{}"))
+
+
+def _raw_entries(status: dict[str, Any], key: str) -> list[str]:
+    """The `data/raw` files (or the directory itself, granular or not) under `key`."""
+    return [path for path in status.get(key, []) if path.startswith("data/raw/")]
+
+
+def remote_status(settings: Settings, repo: Path = PROJECT_ROOT) -> RemoteStatus:
+    """Does the remote the settings name hold every file of the committed `data/raw`?
+
+    Asks DVC (`dvc data status --not-in-remote`, which reads the remote), in the repository
+    as the data step configured it; a repository still pointing at another remote, or a
+    remote DVC cannot read, is reported as not holding it, with the reason.
     """
-    configure_remote(settings)
+    version, url = data_version(repo / "data" / "raw.dvc"), settings.dvc_remote_url
+    try:
+        configured = dvc("config", "--local", "remote.local.url", repo=repo).strip()
+    except DataError:
+        configured = ""
+    if not _same_location(configured, url, repo):
+        detail = f"not checked: the repository's DVC remote is {configured or 'unset'} ({FIX})"
+        return RemoteStatus(url, version, False, detail)
+    try:
+        lacking = _raw_entries(_status(repo, granular=True), "not_in_remote")
+    except DataError as error:
+        return RemoteStatus(url, version, False, f"could not be read: {error}")
+    files = [path for path in lacking if not path.endswith("/")]
+    if not lacking:
+        return RemoteStatus(url, version, True, f"holds data version {version}")
+    what = f"{len(files)} files" if files else "the directory listing"
+    return RemoteStatus(url, version, False, f"lacks {what} of data version {version} ({FIX})")
+
+
+def _same_location(configured: str, url: str, repo: Path) -> bool:
+    """Is the repository's remote (as DVC stores it, relative to .dvc/) the configured one?"""
+    if not configured:
+        return False
+    if "://" in configured or "://" in url:
+        return configured.rstrip("/") == url.rstrip("/")
+    stored = Path(configured) if Path(configured).is_absolute() else repo / ".dvc" / configured
+    return stored.resolve() == Path(url).resolve()
+
+
+@dataclass
+class DataImport:
+    """What the data step did: where `data/raw` came from and what it pushed."""
+
+    version: str
+    remote: str
+    origin: str = ""
+    pushed: int = 0
+    imported: int = 0
+    lines: list[str] = field(default_factory=list)
+
+
+def import_dataset(settings: Settings, source: Path | None = None) -> DataImport:
+    """Make `data/raw` and the remote hold the dataset; say where each came from.
+
+    When the local cache or the remote holds the committed version this is a `dvc pull`
+    (from whichever holds it), followed by a `dvc push` of whatever the remote lacks (a warm
+    cache restores data/raw without the remote holding anything: a new remote, a moved
+    LUNG_HOME). Otherwise the source is copied in, verified, added to DVC and pushed. A
+    source that differs from the committed version becomes a new data version (data/raw.dvc
+    changes: commit it). Ends by checking that the remote holds the version.
+    """
+    url = configure_remote(settings)
     committed = data_version()
+    done = DataImport(committed, url)
     if RAW_DVC_FILE.exists():
+        before = _status(PROJECT_ROOT)
+        from_remote = bool(_raw_entries(before, "not_in_cache"))
         try:
             dvc("pull", "--quiet", str(RAW_DVC_FILE.relative_to(PROJECT_ROOT)))
-            log.info("data/raw restored from the DVC remote (%s)", committed)
-            return committed
+            done.origin = "restored from " + (
+                "the DVC remote" if from_remote else "the local DVC cache"
+            )
         except DataError:
-            log.info("remote does not hold %s yet; importing from the source", committed)
-    source = source or settings.default_dataset_source
-    if not source.exists():
-        source = fetch_public_release(settings)
-    count = copy_verified(source, settings.raw_data)
-    dvc("add", "--quiet", "data/raw")
-    dvc("push", "--quiet", "data/raw.dvc")
-    version = data_version()
-    if committed not in ("untracked", version):
-        log.warning("source differs from the committed data: new data version %s", version)
-    log.info("imported %d images from %s as data version %s", count, source, version)
-    return version
+            log.info("neither the cache nor the remote holds %s: importing it", committed)
+    if not done.origin:
+        source = source or settings.default_dataset_source
+        if not source.exists():
+            source = fetch_public_release(settings)
+        done.imported = copy_verified(source, settings.raw_data)
+        dvc("add", "--quiet", "data/raw")
+        done.version = data_version()
+        done.origin = f"imported from {source} ({done.imported} images, verified)"
+        if committed not in ("untracked", done.version):
+            done.lines.append(
+                f"the source differs from the committed data: new data version {done.version}"
+                " (data/raw.dvc changed: commit it)"
+            )
+    lacking = _raw_entries(_status(PROJECT_ROOT, granular=True), "not_in_remote")
+    if lacking:
+        dvc("push", "--quiet", "data/raw.dvc")
+        done.pushed = len([path for path in lacking if not path.endswith("/")])
+    status = remote_status(settings)
+    if not status.holds:
+        raise DataError(f"after the push the DVC remote {status.describe()}")
+    done.lines[:0] = [
+        f"data/raw is data version {done.version}, {done.origin}",
+        f"DVC remote {url}: "
+        + (
+            f"it lacked {done.pushed} files of data/raw: pushed, it now holds the version"
+            if lacking
+            else "already held the version, nothing pushed"
+        ),
+    ]
+    return done
 
 
 def pull(repo: Path = PROJECT_ROOT) -> str:

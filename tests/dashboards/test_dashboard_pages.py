@@ -129,6 +129,7 @@ def test_operations_page(signed_in, seeded) -> None:
     batches = app.dataframe[0].value
     assert {seeded.high, seeded.low} <= set(batches["id"])
     assert "Drift" in _texts(app)
+    assert any(m.value.startswith("DVC remote ") for m in [*app.success, *app.error])
 
 
 def test_hostile_study_names_are_shown_literally(signed_in, seeded) -> None:
