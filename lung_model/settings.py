@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         description="TensorFlow threads of the scorer's forward pass (0: the CPUs the decoding "
         "threads leave, plus one)",
     )
+    score_tasks: int = Field(
+        2,
+        description="Scoring tasks a lung_batch_score run deals its claimed studies into (and "
+        "runs at once); each loads the model once: match the CPUs or Celery worker slots",
+        ge=1,
+    )
 
     # Hosts and ports of the local services
     bind_host: str = Field("127.0.0.1", description="Address the local services listen on")
