@@ -1,4 +1,5 @@
-"""lung_monitoring: a daily check of prediction drift, review backlog and failures.
+"""lung_monitoring: a daily check of prediction drift, acquisition drift (studies unlike the
+scans their model learned from), review backlog and failures.
 
 check over the run's data interval -> stored in `monitoring_checks`; a breached threshold
 fails the task, and its failure callback alerts (log always, LUNG_ALERT_WEBHOOK when set).

@@ -3,7 +3,10 @@
 Over a time window: does the mix of predicted classes of the scored slices (every scored
 slice, exact duplicates too, as the Operations page counts them:
 `lung_model.review.operations.predicted_mix`) drift from the labels the model was trained on
-(population stability index over normal/benign/malignant)? How many scored studies wait for
+(population stability index over normal/benign/malignant)? Do the scanned studies drift
+away from the acquisitions the model learned from (the share of the studies a guarded model
+scored that were unlike its training scans, `lung_model.scoring.guard`)? How many scored
+studies wait for
 a clinician's review? How many study folders failed, how many files were quarantined? Each
 run is stored in `monitoring_checks` and returned with its `breaches`; the DAG raises each
 as an alert (`lung_model.platform.alerts`).
@@ -22,7 +25,7 @@ from typing import Any
 from sqlalchemy import text
 
 from lung_model.platform import db
-from lung_model.review.operations import predicted_mix
+from lung_model.review.operations import predicted_mix, unlike_training
 from lung_model.settings import CLASSES, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,19 @@ QUERIES = {
 }
 
 
+def acquisition_breach(counted: dict[str, Any], most: float) -> str | None:
+    """Acquisition drift, when more than `most` of the guarded studies were unlike the scans
+    their model learned from (`review.operations.unlike_training`'s counts)."""
+    guarded, unlike = counted["guarded"], counted["unlike"]
+    if not guarded or unlike / guarded <= most:
+        return None
+    which = ", ".join(f"{what}: {n}" for what, n in counted["by_measurement"].items())
+    return (
+        f"acquisition drift: {unlike} of {guarded} studies ({unlike / guarded:.0%}) unlike the"
+        f" scans their model learned from ({which}) > {most:.0%}"
+    )
+
+
 def run_checks(start: datetime, end: datetime, settings: Settings | None = None) -> dict[str, Any]:
     """Check the window [start, end), store the report, and return it (with `breaches`)."""
     settings = settings or get_settings()
@@ -76,11 +92,14 @@ def run_checks(start: datetime, end: datetime, settings: Settings | None = None)
         backlog = int(connection.execute(text(QUERIES["backlog"]), window).scalar_one())
         failed = int(connection.execute(text(QUERIES["failed_batches"]), window).scalar_one())
         quarantined = int(connection.execute(text(QUERIES["quarantined"]), window).scalar_one())
+    acquisition = unlike_training(engine, start, end)
     reference = training_mix(settings.raw_data)
     drift = psi(reference, predicted) if sum(predicted.values()) else None
     breaches = []
     if drift is not None and drift > settings.monitor_max_psi:
         breaches.append(f"prediction drift: PSI {drift:.3f} > {settings.monitor_max_psi}")
+    if breach := acquisition_breach(acquisition, settings.monitor_max_unlike_training):
+        breaches.append(breach)
     if backlog > settings.monitor_max_backlog:
         breaches.append(f"review backlog: {backlog} studies > {settings.monitor_max_backlog}")
     if failed:
@@ -90,6 +109,7 @@ def run_checks(start: datetime, end: datetime, settings: Settings | None = None)
         "predicted_mix": predicted,
         "training_mix": reference,
         "psi": drift,
+        "unlike_training": acquisition,
         "review_backlog": backlog,
         "failed_batches": failed,
         "quarantined_files": quarantined,

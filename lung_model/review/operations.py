@@ -1,4 +1,6 @@
-"""The operations view: batches with throughput and errors, the quarantine, drift, backlog.
+"""The operations view: batches with throughput and errors, the quarantine, drift, backlog,
+and the studies unlike the scans their model learned from (the acquisition guard,
+`lung_model.scoring.guard`: counted over the studies a model with a range scored).
 
 Drift here is the shift of the predicted-class mix and of the mean malignant probability
 between the last `days` days and everything scored before (total variation distance of the
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from lung_model.platform.names import stored_names
+from lung_model.scoring.guard import MEASUREMENTS, summary_line
 from lung_model.scoring.inbox import waiting_folders
 from lung_model.settings import CLASSES, Settings
 
@@ -70,6 +73,35 @@ JOIN predictions p ON p.image_sha256 = i.sha256
     AND p.model_name = sr.model_name AND p.model_version = sr.model_version
 WHERE i.status = 'scored'
 GROUP BY 1, 2, 3, 4
+""")
+
+# Studies a guarded model scored (acquisition_outside NULL: unguarded), and those outside
+# its range, per measurement and side; each study by its latest result (the worklist's),
+# or every result created in [:start, :end) when a window is given (the daily checks).
+_UNLIKE_TRAINING = text("""
+WITH results AS (
+    SELECT r.acquisition_outside FROM study_results r
+    WHERE CAST(:start AS timestamptz) IS NOT NULL
+      AND r.created_at >= :start AND r.created_at < :end
+    UNION ALL
+    SELECT r.acquisition_outside FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
+    WHERE CAST(:start AS timestamptz) IS NULL
+)
+SELECT NULL AS measurement, NULL AS side,
+       count(*) FILTER (WHERE acquisition_outside IS NOT NULL) AS guarded,
+       count(*) FILTER (WHERE jsonb_array_length(acquisition_outside) > 0) AS studies
+FROM results
+UNION ALL
+SELECT d->>'measurement', d->>'side', NULL, count(*)
+FROM results, jsonb_array_elements(coalesce(acquisition_outside, '[]')) d
+GROUP BY 1, 2
+""")
+_UNLIKE_STUDIES = text("""
+SELECT w.batch_id, w.study, r.model_version, r.predicted_class, r.acquisition_outside,
+       r.created_at AS scored_at
+FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
+WHERE jsonb_array_length(r.acquisition_outside) > 0
+ORDER BY r.created_at DESC, w.batch_id DESC LIMIT :limit
 """)
 
 _CHECKS = text("""
@@ -180,3 +212,28 @@ def drift_summary(engine: Engine, days: int = 7) -> list[dict[str, Any]]:
         )
         summary.append(line)
     return summary
+
+
+def unlike_training(
+    engine: Engine, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """{'guarded': studies a model with an acquisition range scored, 'unlike': those outside
+    it, 'by_measurement': {'pixel noise below': n, ...}}: every study by its latest result,
+    or, with a window, the results created in [start, end) (the daily checks)."""
+    counted: dict[str, Any] = {"guarded": 0, "unlike": 0, "by_measurement": {}}
+    for row in _rows(engine, _UNLIKE_TRAINING, start=start, end=end):
+        if row["measurement"] is None:
+            counted["guarded"], counted["unlike"] = int(row["guarded"]), int(row["studies"])
+        else:
+            name = MEASUREMENTS.get(row["measurement"], row["measurement"])
+            counted["by_measurement"][f"{name} {row['side']}"] = int(row["studies"])
+    return counted
+
+
+def unlike_training_studies(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """The latest studies unlike the scans their model learned from, newest first, with
+    what differed in words."""
+    found = _rows(engine, _UNLIKE_STUDIES, limit=limit)
+    for row in found:
+        row["unlike in"] = summary_line(row.pop("acquisition_outside"))
+    return found

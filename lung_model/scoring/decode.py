@@ -24,6 +24,7 @@ import numpy as np
 from lung_model.imaging.errors import UnreadableImage
 from lung_model.imaging.images import decode_bytes, read_limited, sniff_format
 from lung_model.scoring.files import InputFile
+from lung_model.scoring.guard import Measure
 from lung_model.scoring.predictor import Prepare
 from lung_model.scoring.store import ImageRow
 
@@ -60,9 +61,11 @@ def decode_file(
     input_shape: tuple[int, ...],
     id_key: bytes | None,
     reduce_to: int | None,
+    measure: Measure | None = None,
 ) -> Decoded:
     """One input file to a scored-to-be row with its model input, or a quarantine row;
-    `reduce_to` is how far the model lets a JPEG be decoded down (None: full resolution)."""
+    `reduce_to` is how far the model lets a JPEG be decoded down (None: full resolution);
+    `measure`, when given, adds the slice's acquisition measurements (`scoring.guard`)."""
     if file.refusal:
         return _refused(file, file.refusal)
     try:
@@ -78,6 +81,9 @@ def decode_file(
         image = decode_bytes(data, id_key=id_key, reduce_to=reduce_to)
         facts.update(width=image.width, height=image.height)
         x = np.asarray(prepare(image.gray), dtype=np.float32)
+        if measure is not None:  # at full resolution, as training measured its slices
+            full = image if reduce_to is None else decode_bytes(data, id_key=id_key)
+            facts["acquisition"] = measure(full.gray, image.height, image.width)
     except UnreadableImage as error:
         return _refused(file, str(error), **facts)
     except Exception as error:  # a decoder or preprocessing bug must not stop the study

@@ -31,7 +31,7 @@ import psutil
 from lung_model.scoring.decode import Decoded
 from lung_model.scoring.files import InputFile
 
-Work = Callable[[InputFile], Decoded]
+Work = Callable[..., Decoded]  # (file, **per-file options) -> Decoded
 WATCH_SECONDS = 1.0  # how often a worker checks that its scorer is still there
 _WORK: Work | None = None  # a worker process's work function
 
@@ -56,13 +56,14 @@ def _exit_without(scorer_pid: int) -> None:
             os._exit(1)
 
 
-def _work_in_worker(file: InputFile) -> Decoded:
+def _work_in_worker(file: InputFile, **options: object) -> Decoded:
     assert _WORK is not None, "worker started without its work function"
-    return _WORK(file)
+    return _WORK(file, **options)
 
 
 class DecodePool:
-    """`submit(file)` decodes and prepares one file in a thread or a worker process."""
+    """`submit(file, **options)` decodes and prepares one file in a thread or a worker
+    process (`options`: what varies per file, e.g. `measure` it or not; picklable)."""
 
     def __init__(self, work: Work, workers: int, process_work: Work | None = None) -> None:
         # a daemonic process (a Celery prefork worker running the task) may not have children
@@ -78,10 +79,10 @@ class DecodePool:
                 workers, context, initializer=_start_worker, initargs=(process_work, os.getpid())
             )
 
-    def submit(self, file: InputFile) -> Future[Decoded]:
+    def submit(self, file: InputFile, **options: object) -> Future[Decoded]:
         if self.in_processes:
-            return self._executor.submit(_work_in_worker, file)
-        return self._executor.submit(self._work, file)
+            return self._executor.submit(_work_in_worker, file, **options)
+        return self._executor.submit(self._work, file, **options)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -9,6 +9,9 @@ distinct image once), then upsert images and predictions in one transaction, and
 after it commits move the batch's unreadable files to quarantine. A killed run therefore
 leaves nothing half done: the rerun redoes at most one batch, and the upserts make that a
 no-op in the database.
+A model that ships the acquisition range it learned from is guarded (`guard`): a few slices
+of each study are measured as they are decoded, and the study result says whether, and on
+which measurement, the study is unlike the scans the model learned from.
 Each batch commits on the session holding the study's advisory lock (`inbox.ClaimLock`):
 when a database restart ended that session, the lock is taken again before the next batch,
 and if another scorer has taken the study up meanwhile this one stops ("busy") and leaves
@@ -18,6 +21,7 @@ the study to it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -28,7 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from lung_model.platform.names import stored_names
-from lung_model.scoring import inbox, store
+from lung_model.scoring import guard, inbox, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
 from lung_model.scoring.decode_pool import DecodePool
 from lung_model.scoring.files import InputFile, list_inputs
@@ -97,14 +101,18 @@ class Scorer:
         self.workers = workers or settings.score_workers or default_workers()
         self.on_file = on_file
         self.names = stored_names(settings)  # as dropped, or pseudonyms (see platform.names)
+        # the acquisition range the model learned from; None: unguarded (nothing measured)
+        self.acquisition_range = guard.model_range(model) if settings.guard_slices else None
 
     def _summary(self, folder: Path, status: str, study: str | None = None) -> StudySummary:
         """A summary naming the study and its folder as the database stores them."""
         name = self.names.name(study or folder.name)
         return StudySummary(study=name, folder=self.names.folder(folder), status=status)
 
-    def _decode(self, file: InputFile) -> Decoded:
-        return decode_file(file, self.prepare, self.input_shape, self.id_key, self.reduce_to)
+    def _decode(self, file: InputFile, measure: guard.Measure | None = None) -> Decoded:
+        return decode_file(
+            file, self.prepare, self.input_shape, self.id_key, self.reduce_to, measure
+        )
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> dict[str, store.Probabilities]:
         if not inputs:
@@ -134,13 +142,26 @@ class Scorer:
         summary.batch_id = batch_id = store.open_batch(
             self.engine, summary.study, self.names.folder(source), self.model
         )
+        measured = self._measured(files)
         with self._decode_pool(len(files)) as pool:
-            for batch in decoded_batches(files, pool.submit, self.settings.score_batch_size):
+
+            def submit(file: InputFile) -> Future[Decoded]:
+                wanted = file.relpath in measured
+                return pool.submit(file, measure=guard.measure_slice if wanted else None)
+
+            for batch in decoded_batches(files, submit, self.settings.score_batch_size):
                 summary.n_predicted += self._score_batch(
                     batch, batch_id, lock, study, claimed, destination
                 )
         _fenced(lock, claimed)
         return self._finish(summary)
+
+    def _measured(self, files: list[InputFile]) -> set[str]:
+        """The files whose acquisition the guard measures (none for an unguarded model)."""
+        if self.acquisition_range is None:
+            return set()
+        readable = [f.relpath for f in files if not f.refusal]
+        return guard.spread(readable, self.settings.guard_slices)
 
     def _decode_pool(self, n_files: int) -> DecodePool:
         """Threads, or worker processes for a model whose preparation holds the GIL when the
@@ -209,13 +230,24 @@ class Scorer:
             margin = self.settings.uncertain_margin
             verdict = study_verdict(probabilities, rule, threshold, margin).as_dict()
         error = None if verdict else "no slice could be scored (see the quarantine reasons)"
+        check = self._check_acquisition(summary.batch_id) if verdict else None
         summary.n_files, summary.n_scored, summary.n_quarantined = store.finish_batch(
-            self.engine, summary.batch_id, self.model, stats, verdict, error
+            self.engine, summary.batch_id, self.model, stats, verdict, error, check
         )
         summary.status, summary.error = ("done", None) if verdict else ("failed", error)
         if verdict:
             summary.result = {**verdict, **asdict(stats)}
+            if check is not None:
+                summary.result["unlike_training"] = [d.describe() for d in check.outside]
         return summary
+
+    def _check_acquisition(self, batch_id: int) -> store.AcquisitionCheck | None:
+        """The study's measured slices against the model's range (None: unguarded)."""
+        if self.acquisition_range is None:
+            return None
+        measured = store.slice_acquisitions(self.engine, batch_id)
+        outside = guard.check_study(measured, self.acquisition_range, self.settings.guard_min_share)
+        return store.AcquisitionCheck(self.acquisition_range, outside)
 
     def score_in_place(self, folder: Path) -> StudySummary:
         """Score a study folder where it is, moving nothing (`score PATH`)."""

@@ -3,7 +3,8 @@
 `LoadedModel.load()` resolves `models:/<name>@champion` to a fixed version (so an alias moved
 mid-run cannot mix two models), loads either model family (the CNN with
 `mlflow.keras.load_model`, the feature model as a python-function model) with the
-preprocessing and decision rules logged with it, and predicts calibrated probabilities in
+preprocessing and decision rules logged with it (and the range of acquisition measurements
+it learned from, for the scoring guard, when it shipped one), and predicts calibrated probabilities in
 CLASSES order. A CNN logged before families had a name loads as before.
 `load_model` caches one loaded model per process, store and URI; the scorer, the DAG tasks
 and the dashboard call it.
@@ -62,6 +63,7 @@ class LoadedModel:
         malignant_threshold: float | None = None,
         study_rule: StudyRule | None = None,
         preprocess: PreprocessConfig | None = None,
+        acquisition_range: dict[str, list[float]] | None = None,
     ) -> None:
         self.network = network
         self.family = str(getattr(network, "family", "cnn"))
@@ -73,6 +75,9 @@ class LoadedModel:
         # training.study_rule for studies); no threshold: arg-max
         self.malignant_threshold = malignant_threshold
         self.study_rule = study_rule or StudyRule()
+        # the acquisition measurements of its training slices, [low, high] each (the scoring
+        # guard, `scoring.guard`); None: logged before models shipped one, unguarded
+        self.acquisition_range = acquisition_range or None
 
     @property
     def keras_model(self) -> Any:
@@ -129,6 +134,7 @@ class LoadedModel:
             PreprocessConfig.from_dict(metadata["preprocess"])
             if "preprocess" in metadata
             else None,
+            metadata.get("acquisition_range"),
         )
 
     def prepare(self, gray: np.ndarray) -> np.ndarray:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from psycopg2.extras import execute_values
+from psycopg2.extras import Json, execute_values
 from sqlalchemy import Engine, text
 from sqlalchemy.pool import PoolProxiedConnection
 
+from lung_model.scoring.guard import Deviation, Range
 from lung_model.scoring.predictor import Predictor, slice_class
 from lung_model.scoring.study import SliceStats
 
@@ -34,9 +35,18 @@ class ImageRow:
     reason: str | None
     patient_hash: str | None = None
     instance_number: int | None = None
+    acquisition: dict[str, float] | None = None  # measured for a guarded model (scoring.guard)
 
 
 Probabilities = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class AcquisitionCheck:
+    """A guarded study's check (`scoring.guard`): the model's range, the deviations."""
+
+    allowed: Range
+    outside: list[Deviation]
 
 
 def open_batch(engine: Engine, study: str, source_path: str, model: Predictor) -> int:
@@ -97,15 +107,16 @@ def write_batch(
             execute_values(
                 cursor,
                 "INSERT INTO images (batch_id, path, sha256, format, size_bytes, width, height,"
-                " status, reason, patient_hash, instance_number) VALUES %s"
+                " status, reason, patient_hash, instance_number, acquisition) VALUES %s"
                 " ON CONFLICT (batch_id, path) DO UPDATE SET sha256 = EXCLUDED.sha256,"
                 " format = EXCLUDED.format, size_bytes = EXCLUDED.size_bytes,"
                 " width = EXCLUDED.width, height = EXCLUDED.height, status = EXCLUDED.status,"
                 " reason = EXCLUDED.reason, patient_hash = EXCLUDED.patient_hash,"
-                " instance_number = EXCLUDED.instance_number",
+                " instance_number = EXCLUDED.instance_number, acquisition = EXCLUDED.acquisition",
                 [
                     (batch_id, r.path, r.sha256, r.format, r.size_bytes, r.width, r.height)
                     + (r.status, r.reason, r.patient_hash, r.instance_number)
+                    + (None if r.acquisition is None else Json(r.acquisition),)
                     for r in images
                 ],
                 page_size=max(len(images), 1),
@@ -180,6 +191,19 @@ def slice_probabilities(engine: Engine, batch_id: int, model: Predictor) -> np.n
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
+def slice_acquisitions(engine: Engine, batch_id: int) -> list[dict[str, float]]:
+    """The acquisition measurements of the batch's scored slices that were measured."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT acquisition FROM images WHERE batch_id = :batch AND status = 'scored'"
+                " AND acquisition IS NOT NULL ORDER BY id"
+            ),
+            {"batch": batch_id},
+        ).scalars()
+        return [dict(row) for row in rows]
+
+
 def finish_batch(
     engine: Engine,
     batch_id: int,
@@ -187,24 +211,28 @@ def finish_batch(
     stats: SliceStats,
     verdict: dict[str, Any] | None,
     error: str | None,
+    check: AcquisitionCheck | None = None,
 ) -> tuple[int, int, int]:
-    """Write the study result (when there is one) and close the batch; (files, scored,
-    quarantined) as the database counts them."""
+    """Write the study result (when there is one, with its acquisition `check` when the model
+    is guarded) and close the batch; (files, scored, quarantined) as the database counts them."""
     with engine.begin() as conn:
         if verdict is not None:
             conn.execute(
                 text(
                     "INSERT INTO study_results (batch_id, model_name, model_version, data_version,"
                     " n_slices, max_p_malignant, mean_p_malignant, n_malignant_slices,"
-                    " predicted_class, needs_review) VALUES (:batch, :name, :version, :data,"
-                    " :n, :max_p, :mean_p, :n_mal, :label, :review)"
+                    " predicted_class, needs_review, acquisition_range, acquisition_outside)"
+                    " VALUES (:batch, :name, :version, :data, :n, :max_p, :mean_p, :n_mal,"
+                    " :label, :review, :allowed, :outside)"
                     " ON CONFLICT (batch_id, model_name, model_version) DO UPDATE SET"
                     " data_version = EXCLUDED.data_version, n_slices = EXCLUDED.n_slices,"
                     " max_p_malignant = EXCLUDED.max_p_malignant,"
                     " mean_p_malignant = EXCLUDED.mean_p_malignant,"
                     " n_malignant_slices = EXCLUDED.n_malignant_slices,"
                     " predicted_class = EXCLUDED.predicted_class,"
-                    " needs_review = EXCLUDED.needs_review"
+                    " needs_review = EXCLUDED.needs_review,"
+                    " acquisition_range = EXCLUDED.acquisition_range,"
+                    " acquisition_outside = EXCLUDED.acquisition_outside"
                 ),
                 {
                     "batch": batch_id,
@@ -217,6 +245,10 @@ def finish_batch(
                     "n_mal": stats.n_malignant_slices,
                     "label": verdict["predicted_class"],
                     "review": verdict["needs_review"],
+                    "allowed": None if check is None else Json(check.allowed),
+                    "outside": None
+                    if check is None
+                    else Json([d.as_dict() for d in check.outside]),
                 },
             )
         counts = conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy import text
 from lung_model import settings as settings_module
 from lung_model.pipelines import monitoring
 from lung_model.platform import db
-from lung_model.review.operations import status_counts
+from lung_model.review.operations import status_counts, unlike_training
 from lung_model.settings import Settings
 
 
@@ -96,3 +97,31 @@ def test_drift_counts_two_identical_slices_as_two(fresh: Settings) -> None:
     report = monitoring.run_checks(end - timedelta(days=1), end, fresh)
     assert report["predicted_mix"] == {"malignant": 2.0}
     assert status_counts(db.get_engine(fresh))["scored"] == 2  # the Operations page's number
+
+
+def test_acquisition_drift_counts_the_guarded_studies_unlike_training(fresh: Settings) -> None:
+    """Of the studies a model with an acquisition range scored, the share unlike its training
+    scans (issue 19): over LUNG_MONITOR_MAX_UNLIKE_TRAINING it is a breach; studies a model
+    without a range scored (unguarded) count for neither side."""
+    like, unlike, _ = (add_scored_study(fresh, s, "done", "normal") for s in ("x", "y", "z"))
+    noise = {"measurement": "noise", "side": "below", "value": 0.002, "low": 0.004}
+    noise |= {"high": 0.009, "n_outside": 2, "n_slices": 2}
+    with db.get_engine(fresh).begin() as connection:
+        for batch, outside in ((like, "[]"), (unlike, json.dumps([noise]))):
+            connection.execute(
+                text("""UPDATE study_results SET acquisition_range = '{"noise": [0.004, 0.009]}',
+                        acquisition_outside = CAST(:outside AS jsonb) WHERE batch_id = :b"""),
+                {"b": batch, "outside": outside},
+            )
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    report = monitoring.run_checks(end - timedelta(days=1), end, fresh)
+    expected = {"guarded": 2, "unlike": 1, "by_measurement": {"pixel noise below": 1}}
+    assert report["unlike_training"] == expected
+    assert (
+        "acquisition drift: 1 of 2 studies (50%) unlike the scans their model learned from"
+        " (pixel noise below: 1) > 20%" in report["breaches"]
+    )
+    assert unlike_training(db.get_engine(fresh)) == expected  # the Operations page's count
+    assert monitoring.acquisition_breach(expected, 0.5) is None  # 50% is not over 50%
+    later = monitoring.run_checks(end, end + timedelta(days=1), fresh)
+    assert later["unlike_training"] == {"guarded": 0, "unlike": 0, "by_measurement": {}}
