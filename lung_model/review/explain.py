@@ -11,7 +11,11 @@ model measured (`lung_model.imaging.features.nodule_candidates`, the structures 
 nod_ features) outlined on the full slice, and the features that pushed the slice's raw score
 for a class most, up and down: exact TreeSHAP contributions (`SliceFeatureModel.
 contributions`, LightGBM's `pred_contrib`), which add up, with the expected value, to the
-slice's raw score (log-odds, before temperature scaling).
+slice's raw score (log-odds, before temperature scaling). `Reading` says in plain words what
+the pushes towards the class rest on: the nodule-candidate features (then it names the
+candidate they measure, outlined thicker: the largest dense structure), blob responses, or
+whole-slice texture and intensity, which in this release follow how a scan was exported as
+much as the disease (issue 19), and the explanation says so when they carry most of it.
 See https://lightgbm.readthedocs.io/en/stable/pythonapi/lightgbm.Booster.html#lightgbm.Booster.predict
 """
 
@@ -77,6 +81,70 @@ class Contribution:
     contribution: float  # its push on the raw score (+ towards the class, - away)
 
 
+# what the feature groups of `lung_model.imaging.features` look at, for people
+LESION, BLOB, TEXTURE = "nodule candidates", "blob responses", "whole-slice texture"
+OTHER = "other features"
+GROUPS = {"nod": LESION, "log": BLOB, "int": TEXTURE, "glcm": TEXTURE, "lbp": TEXTURE}
+MOSTLY = 0.5  # a share of the push towards the class above this is "mostly"
+LESION_DRIVES = 0.25  # the nodule-candidate features' least share to name their candidate
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a slice's push towards one class rests on."""
+
+    shares: dict[str, float]  # of the summed positive pushes: LESION, BLOB, TEXTURE, OTHER
+    driver: int | None  # the outlined candidate (1: the largest) behind the lesion push
+    text: str
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.0f}%"
+
+
+def read_pushes(
+    names: list[str], pushes: np.ndarray, candidates: list[Candidate], class_name: str
+) -> Reading:
+    """Which feature groups push the slice's `class_name` score up, in plain words, and the
+    lesion candidate that drives it when the nodule-candidate features carry enough of it
+    (`LESION_DRIVES`): the largest dense structure, which nod_largest and nod_top3 measure."""
+    up = np.clip(np.asarray(pushes, dtype=np.float64), 0.0, None)
+    shares = dict.fromkeys((LESION, BLOB, TEXTURE, OTHER), 0.0)
+    for name, push in zip(names, up, strict=True):
+        shares[GROUPS.get(name.split("_", 1)[0], OTHER)] += float(push)
+    total = sum(shares.values())
+    if total <= 0:
+        text = (
+            f"Nothing on this slice pushes its {class_name} score up: it is below an average"
+            " training slice's."
+        )
+        return Reading(shares, None, text)
+    shares = {group: push / total for group, push in shares.items()}
+    lesion, blob, texture = shares[LESION], shares[BLOB], shares[TEXTURE]
+    driver = 1 if candidates and lesion >= LESION_DRIVES else None
+    split = (
+        f"nodule candidates {_percent(lesion)}, blob responses {_percent(blob)}, whole-slice"
+        f" texture and intensity {_percent(texture)}"
+        + (f", other features {_percent(shares[OTHER])}" if shares[OTHER] else "")
+        + " of what pushes it up"
+    )
+    if texture > MOSTLY:
+        text = (
+            f"This {class_name} score rests mostly on whole-slice texture and intensity, not on"
+            f" a lesion ({split}). Texture and intensity follow how a scan was exported as much"
+            " as the disease: look for the lesion yourself."
+        )
+    elif driver is not None:
+        text = (
+            f"Lesion candidate 1 (outlined thicker, {_percent(candidates[0].share)} of the lung"
+            f" field) drives this {class_name} score: the nodule-candidate features measure it"
+            f" ({split})."
+        )
+    else:
+        text = f"No single lesion candidate drives this {class_name} score ({split})."
+    return Reading(shares, driver, text)
+
+
 @dataclass(frozen=True)
 class FeatureExplanation:
     class_name: str  # the class whose raw score is explained
@@ -86,6 +154,7 @@ class FeatureExplanation:
     others: float  # the summed contributions of every feature not in `top`
     expected_value: float  # the raw score of an average training slice
     raw_score: float  # expected_value + every contribution: this slice's raw score
+    reading: Reading  # what the push towards the class rests on, in words
 
 
 def _ordinal(n: int) -> str:
@@ -128,8 +197,11 @@ def readable_feature(name: str) -> str:
     return name
 
 
-def outline_candidates(gray: np.ndarray, candidates: list[Candidate]) -> np.ndarray:
-    """The slice (gray in [0, 1]) as RGB uint8 with each candidate's outline, numbered."""
+def outline_candidates(
+    gray: np.ndarray, candidates: list[Candidate], driver: int | None = None
+) -> np.ndarray:
+    """The slice (gray in [0, 1]) as RGB uint8 with each candidate's outline, numbered; the
+    `driver` (its number) twice as thick."""
     base = np.clip(np.asarray(gray, np.float64) * 255, 0, 255).astype(np.uint8)
     image = Image.fromarray(base).convert("RGB")
     draw = ImageDraw.Draw(image)
@@ -139,7 +211,8 @@ def outline_candidates(gray: np.ndarray, candidates: list[Candidate]) -> np.ndar
     for number, candidate in enumerate(candidates, start=1):
         colour = OUTLINE_COLOURS[(number - 1) % len(OUTLINE_COLOURS)]
         points = [(c, r) for r, c in candidate.outline]
-        draw.line([*points, points[0]], fill=colour, width=width, joint="curve")
+        thick = 2 * width if number == driver else width
+        draw.line([*points, points[0]], fill=colour, width=thick, joint="curve")
         top, _, left, right = candidate.box
         x = right + width if right + side // 20 < gray.shape[1] else max(0, left - side // 20)
         draw.text((x, max(0, top - side // 60)), str(number), fill=colour, font=font)
@@ -167,14 +240,16 @@ def explain_features(
         for i in strongest
     ]
     found = nodule_candidates(gray, network.features)[:candidates]
+    reading = read_pushes(names, pushes, found, class_name)
     return FeatureExplanation(
         class_name=class_name,
-        outlined=outline_candidates(gray, found),
+        outlined=outline_candidates(gray, found, reading.driver),
         candidates=found,
         top=shown,
         others=float(pushes.sum() - pushes[strongest].sum()),
         expected_value=expected,
         raw_score=float(values.sum()),
+        reading=reading,
     )
 
 

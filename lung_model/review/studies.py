@@ -1,7 +1,8 @@
 """One study for the study view: its batch, results per model version, slices and files.
 
 Slices come with the prediction of the model version behind the study's latest result
-(the version and data version are shown with it) and with their latest slice review.
+(the version and data version are shown with it), with their latest slice review and, for a
+guarded model, the acquisition measurements of the slices it measured.
 `slice_file` finds a slice on disk (the archive path the scorer recorded, the default archive
 folder, then where the folder was found) and refuses any path that would lead outside them.
 See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, text
 
 from lung_model.imaging.images import read_gray
 from lung_model.platform.names import stored_names
+from lung_model.scoring.guard import MEASUREMENTS, Deviation, outside, parse_range
 from lung_model.settings import Settings
 
 _BATCH = text("SELECT * FROM scan_batches WHERE id = :batch_id")
@@ -26,6 +28,7 @@ _RESULTS = text(
 )
 _SLICES = text("""
 SELECT i.id AS image_id, i.path, i.sha256, i.format, i.width, i.height, i.status, i.reason,
+       i.acquisition,
        p.model_name, p.model_version, p.data_version,
        p.p_normal, p.p_benign, p.p_malignant, p.predicted_class,
        rv.decision, rv.corrected_label, rv.reviewer, rv.created_at AS reviewed_at
@@ -59,6 +62,21 @@ def study_slices(
     params = {"batch_id": batch_id, "model_name": model_name, "model_version": model_version}
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(_SLICES, params).mappings()]
+
+
+def unlike_training(result: dict[str, Any]) -> list[str]:
+    """Why a study result is unlike the scans its model learned from (the acquisition guard,
+    `lung_model.scoring.guard`), one line per measurement; [] when like them or unguarded."""
+    return [Deviation.from_dict(d).describe() for d in result.get("acquisition_outside") or []]
+
+
+def slice_unlike_training(item: dict[str, Any], result: dict[str, Any]) -> list[str]:
+    """The measurements of a measured slice outside its result's acquisition range, in
+    words ('pixel noise'); [] when inside, not measured, or the model is unguarded."""
+    allowed = parse_range(result.get("acquisition_range"))
+    if not allowed or not item.get("acquisition"):
+        return []
+    return [MEASUREMENTS.get(name, name) for name in outside(item["acquisition"], allowed)]
 
 
 def slice_file(settings: Settings, study: dict[str, Any], relative: str) -> Path | None:

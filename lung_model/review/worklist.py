@@ -5,6 +5,8 @@ its newest result and its newest study-level review (reviews are append-only, so
 supersedes an earlier one here without erasing it). Triggers keep `worklist_entries` (one
 row per study, `sql/0003.dashboard-worklist.sql`) current, so a page is one indexed read
 even at 100,000 studies (`bench/bench_worklist.py`). Every filter is a bound parameter.
+A row's `acquisition_outside` says whether the study is unlike the scans its model learned
+from (`lung_model.scoring.guard`; None: an unguarded model; `unlike_training` in words).
 See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
 """
 
@@ -17,6 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, text
 
 from lung_model.platform.names import StoredNames
+from lung_model.scoring.guard import summary_line
 
 Status = Literal["all", "unreviewed", "reviewed", "disagreement", "uncertain"]
 STATUSES: tuple[Status, ...] = ("all", "unreviewed", "reviewed", "disagreement", "uncertain")
@@ -25,7 +28,7 @@ _ROWS = """
 SELECT w.batch_id, w.study, w.received_at AS started_at,
        r.model_name, r.model_version, r.data_version, r.n_slices,
        r.max_p_malignant, r.mean_p_malignant, r.n_malignant_slices,
-       r.predicted_class, r.needs_review, r.created_at AS scored_at,
+       r.predicted_class, r.needs_review, r.created_at AS scored_at, r.acquisition_outside,
        v.reviewer, v.decision, v.corrected_label, v.created_at AS reviewed_at,
        w.reviewed_label, b.n_files, b.n_scored, b.n_quarantined
 FROM worklist_entries w
@@ -65,6 +68,12 @@ def files_summary(row: dict[str, Any]) -> str:
     """'3 of 4 scored, 1 quarantined': what became of every file of the study."""
     summary = f"{row['n_scored']} of {row['n_files']} scored"
     return summary + (f", {row['n_quarantined']} quarantined" if row["n_quarantined"] else "")
+
+
+def unlike_training(row: dict[str, Any]) -> str:
+    """'pixel noise below': on what the study is unlike the scans its model learned from
+    (the acquisition guard); '' when it is like them or its model is unguarded."""
+    return summary_line(row.get("acquisition_outside"))
 
 
 def _where(wanted: WorklistFilter, names: StoredNames) -> tuple[str, dict[str, Any]]:

@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 from tiny_models import FEATURE_RUN, FIXTURE_DATA, TrainedRun
 
-from lung_model.imaging.features import nodule_candidates
+from lung_model.imaging.features import Candidate, nodule_candidates
 from lung_model.imaging.images import read_gray
 from lung_model.review.explain import (
+    LESION,
+    TEXTURE,
     TOP_CANDIDATES,
     TOP_FEATURES,
     explain_features,
     explain_features_file,
+    outline_candidates,
+    read_pushes,
     readable_feature,
 )
 from lung_model.review.try_scan import try_scan
@@ -89,3 +93,50 @@ def test_try_a_scan_explains_a_feature_model_without_grad_cam(model: LoadedModel
     assert verdict.model_input.shape == model.input_shape  # the feature vector it scored
     with pytest.raises(TypeError, match="feature model"):
         explain_features(SimpleNamespace(family="cnn"), read_gray(SLICE).gray)  # type: ignore[arg-type]
+
+
+NAMES = ["nod_largest", "nod_top3", "log_s1.5_max", "int_mean", "glcm_contrast_d1", "lbp_3"]
+ONE = [Candidate(0.012, (10, 20, 10, 20), ((10.0, 10.0), (19.0, 10.0), (19.0, 19.0)))]
+
+
+def test_a_call_resting_on_the_nodule_features_names_the_candidate() -> None:
+    reading = read_pushes(NAMES, np.array([1.2, 0.4, 0.2, 0.1, 0.1, -0.5]), ONE, "malignant")
+    assert reading.driver == 1
+    assert reading.shares[LESION] == pytest.approx(0.8)  # of the pushes up: negatives aside
+    assert reading.text == (
+        "Lesion candidate 1 (outlined thicker, 1% of the lung field) drives this malignant"
+        " score: the nodule-candidate features measure it (nodule candidates 80%, blob"
+        " responses 10%, whole-slice texture and intensity 10% of what pushes it up)."
+    )
+
+
+def test_a_call_resting_on_texture_says_so_plainly() -> None:
+    reading = read_pushes(NAMES, np.array([0.3, 0.0, 0.1, 0.4, 0.8, 0.4]), ONE, "malignant")
+    assert reading.shares[TEXTURE] == pytest.approx(0.8) and reading.driver is None
+    assert reading.text.startswith(
+        "This malignant score rests mostly on whole-slice texture and intensity, not on a lesion"
+        " (nodule candidates 15%, blob responses 5%, whole-slice texture and intensity 80%"
+    )
+    assert "follow how a scan was exported" in reading.text
+    weak = read_pushes(NAMES, np.array([0.1, 0.0, 0.5, 0.2, 0.1, 0.1]), ONE, "malignant")
+    assert weak.driver is None and weak.text.startswith("No single lesion candidate drives")
+    assert read_pushes(NAMES, np.array([0.9, 0.0, 0, 0, 0, 0]), [], "benign").driver is None
+    down = read_pushes(NAMES, -np.ones(6), ONE, "malignant")
+    assert (
+        down.driver is None and "Nothing on this slice pushes its malignant score up" in down.text
+    )
+
+
+def test_the_explanation_reads_the_models_own_pushes(model: LoadedModel) -> None:
+    why = explain_features_file(model, SLICE, "malignant")
+    x = model.prepare_file(SLICE)
+    pushes = model.network.contributions(x, "malignant")[:-1]
+    names = model.network.feature_names
+    up = np.clip(pushes, 0, None)
+    nodules = sum(p for n, p in zip(names, up, strict=True) if n.startswith("nod_"))
+    assert why.reading.shares[LESION] == pytest.approx(nodules / up.sum())
+    assert sum(why.reading.shares.values()) == pytest.approx(1.0)
+    assert why.reading == read_pushes(names, pushes, why.candidates, "malignant")
+    if why.reading.driver:  # drawn twice as thick as the other outlines
+        plain = outline_candidates(read_gray(SLICE).gray, why.candidates)
+        assert (np.abs(why.outlined.astype(int) - plain).sum(axis=2) > 0).sum() > 0
