@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from lung_model.review import accounts, sessions
 from lung_model.review.database import dashboard_engine
-from lung_model.review.explain import FeatureExplanation
+from lung_model.review.explain import MOSTLY, TEXTURE, FeatureExplanation
 from lung_model.review.rules import LoggedRules, VerdictRule, logged_rules, rule_for, share
 from lung_model.review.standing import Standing, champion_standing, version_standing
 from lung_model.settings import Settings, get_settings
@@ -175,9 +175,13 @@ def candidates_caption(explanation: FeatureExplanation) -> str:
 
 
 def feature_pushes(container: Any, explanation: FeatureExplanation) -> None:
-    """The features that pushed the slice's raw score most, as bars, with the sum in words."""
+    """What the push rests on in words (a warning when on whole-slice texture), then the
+    features that pushed the slice's raw score most, as bars, with the sum in words."""
     import altair as alt
     import pandas as pd
+
+    reading = explanation.reading
+    (container.warning if reading.shares[TEXTURE] > MOSTLY else container.info)(reading.text)
 
     name = explanation.class_name
     table = pd.DataFrame(
