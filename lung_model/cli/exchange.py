@@ -19,3 +19,17 @@ def cli_receive(args: argparse.Namespace) -> ExitCode:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     serve(get_settings(), stop)
     return ExitCode.OK
+
+
+def cli_send_results(args: argparse.Namespace) -> ExitCode:
+    """Plan and send the new report versions; retry the due ones."""
+    from lung_model.pipelines.results_out import run_results_out
+
+    outcome = run_results_out(get_settings())
+    print(
+        f"planned {outcome['planned']} deliveries, sent {outcome['sent']},"
+        f" failed {outcome['failed']} (retried when due)"
+    )
+    for skipped in outcome["skipped"]:
+        print(f"skipped: {skipped}")
+    return ExitCode.OK if not outcome["failed"] else ExitCode.ERROR

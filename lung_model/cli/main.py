@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         "lung_model.cli.exchange:cli_receive",
         "DICOM storage SCP: write what the PACS pushes into the inbox, one folder per study",
     )
+    command(
+        "send-results",
+        "lung_model.cli.exchange:cli_send_results",
+        "send the DICOM SR and FHIR report of each new result to the PACS and EHR, once",
+    )
     command("up", "lung_model.cli.system:cli_up", "start Airflow, the MLflow UI and the dashboard")
     command(
         "stop", "lung_model.cli.system:cli_stop", "stop what `demo`/`up` started and the database"

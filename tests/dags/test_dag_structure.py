@@ -12,7 +12,14 @@ import pytest
 
 from lung_model.settings import PROJECT_ROOT
 
-DAG_IDS = {"lung_retrain", "lung_batch_score", "lung_feedback", "lung_monitoring", "lung_backup"}
+DAG_IDS = {
+    "lung_retrain",
+    "lung_batch_score",
+    "lung_feedback",
+    "lung_monitoring",
+    "lung_backup",
+    "lung_results_out",
+}
 HEAVY = ("tensorflow", "keras", "mlflow", "dvc", "pandas", "sklearn", "lung_model.scoring")
 
 

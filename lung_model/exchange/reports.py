@@ -1,0 +1,225 @@
+"""What a study's report says, version by version, read from the results database and the
+archived DICOM headers.
+
+A report version is the model's result on a study (`model:<name>:<version>`, status
+preliminary) or the clinician's latest study review (`review:<id>`, status final, the
+reviewer's label). Only studies that came in as DICOM get one: scored, archived, with DICOM
+slices, whose Study Instance UID (and patient and study attributes, which the SR repeats so
+the PACS files it with its study) are read from the archived files' headers, never stored in
+the database. The slices that drove the call are the ones most probable for the reported
+class under the model (up to `DRIVING_SLICES`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from lung_model.platform.names import StoredNames
+from lung_model.settings import CLASSES
+
+DRIVING_SLICES = 3
+log = logging.getLogger(__name__)
+
+_CANDIDATES = text("""
+WITH dicom_batches AS (
+    SELECT b.id FROM scan_batches b
+    WHERE b.status = 'done' AND b.archive_path IS NOT NULL
+      AND EXISTS (SELECT 1 FROM images i
+                  WHERE i.batch_id = b.id AND i.status = 'scored' AND i.format = 'dicom')
+), latest_reviews AS (
+    SELECT DISTINCT ON (v.batch_id) v.* FROM reviews v JOIN dicom_batches d ON d.id = v.batch_id
+    WHERE v.image_id IS NULL ORDER BY v.batch_id, v.created_at DESC, v.id DESC
+), candidates AS (
+    SELECT r.batch_id, 'model:' || r.model_name || ':' || r.model_version AS report,
+           'preliminary' AS report_status, r.id AS result_id, NULL::bigint AS review_id
+    FROM study_results r JOIN dicom_batches d ON d.id = r.batch_id
+    UNION ALL
+    SELECT v.batch_id, 'review:' || v.id, 'final', r.id, v.id
+    FROM latest_reviews v
+    JOIN LATERAL (
+        SELECT sr.id FROM study_results sr WHERE sr.batch_id = v.batch_id
+        ORDER BY (sr.model_name = v.model_name AND sr.model_version = v.model_version) DESC,
+                 sr.created_at DESC, sr.id DESC LIMIT 1
+    ) r ON true
+)
+SELECT c.* FROM candidates c
+WHERE (SELECT count(*) FROM result_deliveries x
+       WHERE x.batch_id = c.batch_id AND x.report = c.report
+         AND x.channel || ' ' || x.destination = ANY(:keys)) < :wanted
+ORDER BY c.batch_id, c.report
+""")
+
+_RESULT = text("""
+SELECT b.study, b.archive_path, r.model_name, r.model_version, r.data_version,
+       r.predicted_class, r.needs_review, r.n_slices, r.n_malignant_slices,
+       r.max_p_malignant, r.created_at,
+       avg(p.p_normal) AS p_normal, avg(p.p_benign) AS p_benign, avg(p.p_malignant) AS p_malignant
+FROM study_results r
+JOIN scan_batches b ON b.id = r.batch_id
+JOIN images i ON i.batch_id = r.batch_id AND i.status = 'scored'
+JOIN predictions p ON p.image_sha256 = i.sha256
+    AND p.model_name = r.model_name AND p.model_version = r.model_version
+WHERE r.id = :result_id
+GROUP BY b.id, r.id
+""")
+
+_DRIVING = text("""
+SELECT i.path FROM images i
+JOIN predictions p ON p.image_sha256 = i.sha256
+    AND p.model_name = :name AND p.model_version = :version
+WHERE i.batch_id = :batch AND i.status = 'scored' AND i.format = 'dicom'
+ORDER BY CASE :label WHEN 'malignant' THEN p.p_malignant WHEN 'benign' THEN p.p_benign
+         ELSE p.p_normal END DESC, i.id
+LIMIT :limit
+""")
+
+_REVIEW = text("""
+SELECT reviewer, decision, corrected_label, comment, created_at FROM reviews WHERE id = :id
+""")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A report version some configured destination has not had yet."""
+
+    batch_id: int
+    report: str
+    report_status: str  # preliminary | final
+    result_id: int
+    review_id: int | None
+
+
+@dataclass
+class StudyReport:
+    batch_id: int
+    report: str
+    report_status: str  # preliminary | final
+    study: str  # as stored (maybe a pseudonym)
+    archive_path: str
+    model_name: str
+    model_version: str
+    data_version: str
+    predicted_class: str  # the model's verdict
+    label: str  # what the report says: the verdict, or the reviewer's label
+    probabilities: dict[str, float]  # mean over the study's scored slices, CLASSES order
+    max_p_malignant: float
+    n_slices: int
+    n_malignant_slices: int
+    needs_review: bool
+    scored_at: datetime
+    driving: list[str]  # stored image paths of the slices that drove the call
+    reviewer: str | None = None
+    review_comment: str | None = None
+    reviewed_at: datetime | None = None
+    rule: str | None = None  # the study rule in words (from the model's metadata)
+
+
+def candidates(engine: Engine, channels: list[tuple[str, str]]) -> list[Candidate]:
+    """Report versions lacking a delivery row on one of `channels` ((channel, destination))."""
+    keys = [f"{channel} {destination}" for channel, destination in channels]
+    with engine.connect() as connection:
+        rows = connection.execute(_CANDIDATES, {"keys": keys, "wanted": len(keys)}).all()
+    return [Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
+
+
+def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
+    with engine.connect() as connection:
+        row = connection.execute(_RESULT, {"result_id": candidate.result_id}).mappings().one()
+        review = None
+        if candidate.review_id is not None:
+            review = connection.execute(_REVIEW, {"id": candidate.review_id}).mappings().one()
+        label = str(row["predicted_class"])
+        if review is not None and review["decision"] == "correct":
+            label = str(review["corrected_label"])
+        driving = connection.execute(
+            _DRIVING,
+            {
+                "batch": candidate.batch_id,
+                "name": row["model_name"],
+                "version": row["model_version"],
+                "label": str(row["predicted_class"]),
+                "limit": DRIVING_SLICES,
+            },
+        ).scalars()
+        driving_paths = [str(path) for path in driving]
+    return StudyReport(
+        batch_id=candidate.batch_id,
+        report=candidate.report,
+        report_status=candidate.report_status,
+        study=str(row["study"]),
+        archive_path=str(row["archive_path"]),
+        model_name=str(row["model_name"]),
+        model_version=str(row["model_version"]),
+        data_version=str(row["data_version"]),
+        predicted_class=str(row["predicted_class"]),
+        label=label,
+        probabilities={name: float(row[f"p_{name}"]) for name in CLASSES},
+        max_p_malignant=float(row["max_p_malignant"]),
+        n_slices=int(row["n_slices"]),
+        n_malignant_slices=int(row["n_malignant_slices"]),
+        needs_review=bool(row["needs_review"]),
+        scored_at=row["created_at"],
+        driving=driving_paths,
+        reviewer=review["reviewer"] if review else None,
+        review_comment=review["comment"] if review else None,
+        reviewed_at=review["created_at"] if review else None,
+    )
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The archived DICOM headers of a study (no pixel data), by stored image path."""
+
+    by_path: dict[str, Any]
+
+    @property
+    def datasets(self) -> list[Any]:
+        return list(self.by_path.values())
+
+    @property
+    def study_uid(self) -> str:
+        uids = {str(ds.StudyInstanceUID) for ds in self.datasets if "StudyInstanceUID" in ds}
+        if len(uids) != 1:
+            raise ValueError(f"the study's DICOM files name {len(uids)} Study Instance UIDs")
+        return uids.pop()
+
+
+def read_evidence(archive_path: str, names: StoredNames, stored_paths: set[str]) -> Evidence:
+    """The headers of the archived DICOM files among `stored_paths` (the scored slices)."""
+    import pydicom
+
+    folder = names.locate(archive_path)
+    if folder is None:
+        raise FileNotFoundError(f"the archived study {archive_path} is not on disk")
+    found: dict[str, Any] = {}
+    for parent, _, files in os.walk(folder):
+        for file in sorted(files):
+            path = Path(parent) / file
+            stored = names.name(path.relative_to(folder).as_posix())
+            if stored not in stored_paths:
+                continue
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            if "SOPInstanceUID" in ds and "StudyInstanceUID" in ds:
+                found[stored] = ds
+    if not found:
+        raise FileNotFoundError(f"no DICOM slice of {archive_path} is on disk")
+    return Evidence(found)
+
+
+def scored_dicom_paths(engine: Engine, batch_id: int) -> set[str]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT path FROM images WHERE batch_id = :batch AND status = 'scored'"
+                " AND format = 'dicom'"
+            ),
+            {"batch": batch_id},
+        ).scalars()
+        return {str(path) for path in rows}

@@ -1,0 +1,211 @@
+"""The whole loop against a real PACS: Orthanc pushes a CT series (with a non-CT and a broken
+instance beside it) to our receiver, the tiny feature model scores it, the TID 1500 SR lands
+back in the study on Orthanc (read back by its REST API and dcmtk's dsrdump) and the FHIR
+DiagnosticReport validates; each report version is delivered once, also across a PACS that
+is down and comes back."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import needs_orthanc
+from dicom_series import ct_instance, write_series
+from fhir.resources.diagnosticreport import DiagnosticReport
+from orthanc import Orthanc
+from sqlalchemy import Engine, text
+from tiny_models import FEATURE_RUN, TrainedRun
+
+from lung_model.exchange import documents
+from lung_model.exchange.deliveries import send_results
+from lung_model.exchange.receiver import Service
+from lung_model.pipelines.results_out import rule_in_words
+from lung_model.platform.db import get_engine
+from lung_model.review.reviews import add_review
+from lung_model.scoring.engine import Scorer
+from lung_model.scoring.inbox import find_ready_studies
+from lung_model.scoring.inference import LoadedModel
+from lung_model.settings import Settings
+
+pytestmark = needs_orthanc
+
+
+@pytest.fixture
+def results_settings(dicom_settings: Settings, empty_pg_url: str) -> Settings:
+    """A database of the test's own: the deliveries it sees are its own."""
+    dicom_settings.database_url = empty_pg_url
+    dicom_settings.results_retry_seconds = 0.0  # a failed delivery is due again at once
+    return dicom_settings
+
+
+@pytest.fixture
+def receiver(results_settings: Settings) -> Iterator[Service]:
+    service = Service(results_settings)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def score_ready(settings: Settings, engine: Engine, feature_run: TrainedRun, pg_url: str) -> None:
+    model = LoadedModel.load(feature_run.settings(pg_url, FEATURE_RUN), f"models:/{FEATURE_RUN}/1")
+    scorer = Scorer(model, engine, settings, workers=1)
+    for folder in find_ready_studies(settings):
+        scorer.score_claimed(folder)
+
+
+def wait_ready(settings: Settings, study: Path) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while not (study / settings.ready_marker).exists():
+        assert time.monotonic() < deadline, "the study was never marked ready"
+        time.sleep(0.1)
+
+
+def sr_instances(pacs: Orthanc, study_uid: str) -> list[dict[str, object]]:
+    found = pacs.instances_of(study_uid)
+    return [i for i in found if i["MainDicomTags"].get("SOPInstanceUID") and is_sr(pacs, i)]
+
+
+def is_sr(pacs: Orthanc, instance: dict[str, object]) -> bool:
+    tags = pacs.get(f"/instances/{instance['ID']}/simplified-tags")
+    return bool(tags.get("Modality") == "SR")
+
+
+def dsrdump(pacs: Orthanc, instance_id: str, folder: Path) -> str:
+    path = folder / f"{instance_id}.dcm"
+    path.write_bytes(pacs.get(f"/instances/{instance_id}/file"))
+    done = subprocess.run(
+        ["dsrdump", "+Pl", "+Pu", str(path)], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def test_orthanc_to_score_to_sr_in_orthanc_and_fhir_once_per_report_version(
+    tmp_path: Path,
+    results_settings: Settings,
+    orthanc: Orthanc,
+    receiver: Service,
+    feature_run: TrainedRun,
+    pg_url: str,
+) -> None:
+    settings = results_settings
+    series = write_series(tmp_path / "series", 5)
+    orthanc.upload(series.files)
+    orthanc.push_study(series.study_uid)
+    # A second sender, dcmtk's storescu, adds an MR instance and a CT whose pixel data is
+    # cut short to the same study: both must end quarantined with the decoder's reason.
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    mr = ct_instance(np.zeros((64, 64), np.uint8), series.study_uid, series.series_uid, 90)
+    mr.Modality = "MR"
+    mr.save_as(odd / "mr.dcm", enforce_file_format=True)
+    broken = ct_instance(np.zeros((64, 64), np.uint8), series.study_uid, series.series_uid, 91)
+    broken.PixelData = broken.PixelData[:100]
+    broken.save_as(odd / "broken.dcm", enforce_file_format=True)
+    argv = ["storescu", "-aet", "STORESCU", "-aec", settings.dicom_ae_title, "127.0.0.1"]
+    sent = subprocess.run(
+        [*argv, str(settings.dicom_port), str(odd / "mr.dcm"), str(odd / "broken.dcm")],
+        capture_output=True,
+        text=True,
+    )
+    assert sent.returncode == 0, sent.stderr
+    study = settings.inbox / series.study_uid
+    wait_ready(settings, study)
+
+    engine = get_engine(settings)
+    score_ready(settings, engine, feature_run, pg_url)
+    with engine.connect() as connection:
+        reasons = dict(
+            connection.execute(
+                text("SELECT path, reason FROM images WHERE status = 'quarantined'")
+            ).all()
+        )
+        scored = connection.execute(
+            text("SELECT count(*) FROM images WHERE status = 'scored'")
+        ).scalar_one()
+    assert scored == 5
+    assert "modality MR is not CT" in reasons[f"{mr.SOPInstanceUID}.dcm"]
+    assert "pixel data" in reasons[f"{broken.SOPInstanceUID}.dcm"]
+
+    settings.results_dicom_destination = orthanc.destination
+    rule_of = rule_in_words(feature_run.settings(pg_url, FEATURE_RUN))
+    first = send_results(settings, engine, rule_of)
+    assert (first.planned, first.sent, first.failed, first.skipped) == (2, 2, 0, [])
+
+    [sr] = sr_instances(orthanc, series.study_uid)
+    ids = documents.uids(series.study_uid, f"model:{FEATURE_RUN}:1")
+    assert sr["MainDicomTags"]["SOPInstanceUID"] == ids.sop_instance
+    dump = dsrdump(orthanc, str(sr["ID"]), tmp_path)
+    for said in (
+        "Imaging Measurement Report",
+        "Lung",
+        FEATURE_RUN,
+        "Probability of malignant",
+        "Study verdict",
+        "PRELIMINARY",
+        "study rule: Study verdict: malignant when",
+    ):
+        assert said in dump, f"{said!r} not in the SR:\n{dump}"
+    assert sum(uid in dump for uid in series.sop_uids) >= 1  # the slices that drove the call
+
+    report = DiagnosticReport.model_validate_json(
+        (settings.outbox / f"{ids.fhir_id}.json").read_text()
+    )
+    assert report.status == "preliminary"
+    assert report.study[0].identifier.value == f"urn:oid:{series.study_uid}"
+    assert {o.id for o in report.contained if o.get_resource_type() == "Observation"} == {
+        "p-normal",
+        "p-benign",
+        "p-malignant",
+    }
+
+    again = send_results(settings, engine, rule_of)
+    assert (again.planned, again.sent, again.failed) == (0, 0, 0)
+
+    # The PACS goes down; a clinician reviews: the final report waits for it, then arrives once.
+    orthanc.stop()
+    with engine.connect() as connection:
+        batch_id, predicted = connection.execute(
+            text("SELECT batch_id, predicted_class FROM study_results")
+        ).one()
+    review_id = add_review(
+        engine,
+        batch_id=batch_id,
+        reviewer="dr.lee",
+        label="benign" if predicted != "benign" else "normal",
+        predicted_class=predicted,
+        model_name=FEATURE_RUN,
+        model_version="1",
+    )
+    down = send_results(settings, engine, rule_of)
+    assert (down.planned, down.sent, down.failed) == (2, 1, 1)
+    with engine.connect() as connection:
+        waiting = connection.execute(
+            text(
+                "SELECT channel, attempts, last_error FROM result_deliveries"
+                " WHERE status = 'waiting'"
+            )
+        ).all()
+    assert [(c, a) for c, a, _ in waiting] == [("dicom", 1)] and waiting[0][2]
+
+    orthanc.start()
+    back = send_results(settings, engine, rule_of)
+    assert (back.planned, back.sent, back.failed) == (0, 1, 0)
+    assert send_results(settings, engine, rule_of).sent == 0
+    found = sr_instances(orthanc, series.study_uid)
+    final_ids = documents.uids(series.study_uid, f"review:{review_id}")
+    assert sorted(i["MainDicomTags"]["SOPInstanceUID"] for i in found) == sorted(
+        [ids.sop_instance, final_ids.sop_instance]
+    )
+    final = next(i for i in found if i["MainDicomTags"]["SOPInstanceUID"] == final_ids.sop_instance)
+    final_dump = dsrdump(orthanc, str(final["ID"]), tmp_path)
+    assert "VERIFIED" in final_dump and "dr.lee" in final_dump
+    amended = DiagnosticReport.model_validate_json(
+        (settings.outbox / f"{final_ids.fhir_id}.json").read_text()
+    )
+    assert amended.status == "final" and amended.resultsInterpreter[0].display == "dr.lee"
