@@ -13,6 +13,8 @@ from lung_model.review.operations import (
     quarantined_files,
     recent_batches,
     status_counts,
+    unlike_training,
+    unlike_training_studies,
 )
 
 engine = ui.engine()
@@ -93,6 +95,22 @@ if drift:
     )
 else:
     st.caption("No predictions yet.")
+
+st.subheader("Unlike the scans the model learned from")
+unlike = unlike_training(engine)
+if unlike["guarded"]:
+    st.metric(
+        "Studies unlike training",
+        f"{unlike['unlike']} of {unlike['guarded']}",
+        help="Of the studies scored by a model that ships its training scans' acquisition "
+        "range (each study by its latest result): those outside it on some measurement.",
+    )
+    if unlike["by_measurement"]:
+        by = pd.DataFrame(unlike["by_measurement"].items(), columns=["outside on", "studies"])
+        st.dataframe(by, hide_index=True)
+        st.dataframe(pd.DataFrame(unlike_training_studies(engine)), hide_index=True)
+else:
+    st.caption("No study was scored by a model that ships its acquisition range (unguarded).")
 
 st.subheader("Daily checks")
 checks = monitoring_history(engine)

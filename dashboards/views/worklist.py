@@ -7,7 +7,13 @@ import streamlit as st
 import ui
 
 from lung_model.platform.names import stored_names
-from lung_model.review.worklist import STATUSES, WorklistFilter, files_summary, worklist
+from lung_model.review.worklist import (
+    STATUSES,
+    WorklistFilter,
+    files_summary,
+    unlike_training,
+    worklist,
+)
 
 st.title("Worklist")
 ui.override_banner()
@@ -47,6 +53,7 @@ table = pd.DataFrame(
         "risk": [row["max_p_malignant"] for row in found.rows],
         "model says": [row["predicted_class"] for row in found.rows],
         "uncertain": [row["needs_review"] for row in found.rows],
+        "unlike training": [unlike_training(row) for row in found.rows],
         "files": [files_summary(row) for row in found.rows],
         "malignant slices": [
             f"{row['n_malignant_slices']}/{row['n_slices']}" for row in found.rows
@@ -72,6 +79,12 @@ selection = st.dataframe(
     },
 )
 
+if any(unlike_training(row) for row in found.rows):
+    st.caption(
+        "unlike training: the study's acquisition (pixel noise, display window, matrix) lies "
+        "outside the range of the scans the model learned from; it is scored, but read its "
+        "verdict with care (the Study page says how far)."
+    )
 for name, version in sorted({(row["model_name"], row["model_version"]) for row in found.rows}):
     rule = ui.verdict_rule(name, version)
     line = rule.study_line() if rule else "verdict rule unavailable (not in the registry?)"
