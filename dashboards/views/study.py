@@ -13,7 +13,13 @@ from lung_model.review.reviews import (
     reviewed_label,
 )
 from lung_model.review.rules import probabilities_line
-from lung_model.review.studies import get_study, slice_file, study_slices
+from lung_model.review.studies import (
+    get_study,
+    slice_file,
+    slice_unlike_training,
+    study_slices,
+    unlike_training,
+)
 from lung_model.settings import CLASSES
 
 raw = st.query_params.get("batch", "")
@@ -59,6 +65,13 @@ else:
     )
 if result["needs_review"]:
     st.warning("The model is uncertain about this study: review it with particular care.")
+if unlike := unlike_training(result):  # the acquisition guard (lung_model.scoring.guard)
+    st.warning(
+        "This study is **unlike the scans this model learned from**: "
+        + "; ".join(unlike)
+        + ". It was scored, but read the verdict with particular care: the model has not seen "
+        "scans acquired or exported like this one."
+    )
 
 user = ui.current_user() or ""
 latest = latest_study_review(engine, study["id"])
@@ -156,6 +169,8 @@ for position, item in enumerate(slices[(page - 1) * per_page : page * per_page])
         reviewed = (
             f" · reviewed {item['corrected_label'] or 'confirmed'}" if item["decision"] else ""
         )
+        if unlike := slice_unlike_training(item, result):
+            reviewed += f" · outside the training range: {', '.join(unlike)}"
         shares = {c: item[f"p_{c}"] for c in CLASSES}
         column.caption(
             f"**{ui.plain(item['path'])}** → {item['predicted_class']}  \n"
