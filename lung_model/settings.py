@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     gate_tolerance: float = Field(
         0.01, description="How much worse than the champion a challenger may be"
     )
+    gate_max_invariance_calls_changed: float = Field(
+        0.05, description="Ceiling: share of slice calls another acquisition changes (worst)"
+    )
+    gate_max_invariance_normal_as_malignant: float = Field(
+        0.15, description="Ceiling: normal slices called malignant under another acquisition"
+    )
 
     # Serving
     malignant_threshold: float | None = Field(
