@@ -4,8 +4,10 @@ CNN; outlined nodule candidates and feature pushes for a feature model), reviews
 import pandas as pd
 import streamlit as st
 import ui
+import ui_marks
 
 from lung_model.review.explain import explain_features_file, explain_file
+from lung_model.review.marks import current_marks
 from lung_model.review.reviews import (
     add_review,
     latest_study_review,
@@ -150,6 +152,7 @@ review_form(
 )
 
 slices = study_slices(engine, study["id"], result["model_name"], result["model_version"])
+marks = current_marks(engine, study["id"])
 settings = ui.settings()
 st.subheader(f"Slices ({len(slices)})")
 per_page = 24
@@ -174,7 +177,7 @@ for position, item in enumerate(slices[(page - 1) * per_page : page * per_page])
         shares = {c: item[f"p_{c}"] for c in CLASSES}
         column.caption(
             f"**{ui.plain(item['path'])}** → {item['predicted_class']}  \n"
-            f"{probabilities_line(shares)}{reviewed}"
+            f"{probabilities_line(shares)}{reviewed}{ui_marks.mark_note(marks, item)}"
         )
 
 scored = [item for item in slices if item["p_malignant"] is not None]
@@ -219,6 +222,7 @@ if scored:
         reviewed_label(chosen["decision"], chosen["corrected_label"], chosen["predicted_class"]),
         chosen["image_id"],
     )
+    ui_marks.mark_slice(engine, user, result, chosen, path, marks.get(chosen["image_id"]))
 
 st.subheader("Review history")
 history = review_history(engine, study["id"])

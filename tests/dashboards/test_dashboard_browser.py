@@ -248,3 +248,59 @@ def test_a_feature_models_explanation_reads_in_the_browser(dashboard: str, seede
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_one_click_marks_the_lesion_on_a_slice_without_reloading_the_page(
+    dashboard: str, seeded
+) -> None:
+    """Issue 22 item 1: the reviewer picks a slice, clicks the lesion's centre once; the mark
+    is stored in the slice's own pixels, the page is not reloaded (the reviewer keeps the
+    slice and the scroll position), and a reopened study shows the mark."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from lung_model.platform import db
+    from lung_model.review.marks import current_marks
+
+    second = seeded.image_ids[seeded.high][1]  # not the slice the page opens on
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        _sign_in(page, dashboard)
+        page.goto(f"{dashboard}/study?batch={seeded.high}")
+        choose = page.get_by_role("combobox", name="Slice", exact=True)
+        choose.click()
+        choose.fill("slice-01")
+        choose.press("Enter")
+        expect(page.locator(f".st-key-no_lesion_{second}")).to_be_visible()  # rerun done
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+        frames = "iframe[title*=streamlit_image_coordinates]"
+        expect(page.locator(frames)).to_have_count(1)  # the first slice's is gone
+        slice_image = page.frame_locator(frames).locator("#image")
+        expect(slice_image).to_be_visible()
+        slice_image.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)  # the image settles in its frame
+        box = slice_image.bounding_box()
+        page.evaluate("window.lungMarker = 'same page'")
+        scrolled = page.evaluate("window.scrollY") or page.evaluate(
+            "document.querySelector('[data-testid=stMain]').scrollTop"
+        )
+        slice_image.click(position={"x": box["width"] / 4, "y": box["height"] / 2})
+        expect(page.get_by_text("Mark recorded: lesion at")).to_be_visible()
+        assert page.evaluate("window.lungMarker") == "same page"  # a rerun, not a reload
+        expect(choose).to_have_value("slice-01.jpg")  # the reviewer's slice, still chosen
+        now = page.evaluate("window.scrollY") or page.evaluate(
+            "document.querySelector('[data-testid=stMain]').scrollTop"
+        )
+        assert abs(now - scrolled) < 200  # still at the slice
+        artifacts = PROJECT_ROOT / "var" / "test-artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(artifacts / "dashboard-issue22-marked.png"), full_page=True)
+
+        page.goto(f"{dashboard}/study?batch={seeded.high}")  # reopened: the mark is there
+        expect(page.get_by_text("marked: lesion at")).to_be_visible()
+        browser.close()
+    mark = current_marks(db.get_engine(seeded.settings), seeded.high)[second]
+    assert mark["kind"] == "lesion" and mark["radius"] is None
+    assert abs(mark["x"] - 128) <= 3 and abs(mark["y"] - 256) <= 3  # of the 512 px slice

@@ -26,13 +26,22 @@ from lung_model.platform import db
 from lung_model.platform.registry import CHAMPION, register, version_for_alias
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.review.database import dashboard_engine
+from lung_model.review.marks import add_mark
 from lung_model.review.reviews import add_review
 from lung_model.review.studies import get_study, slice_file
 from lung_model.review.worklist import WorklistFilter, worklist
 from lung_model.settings import Settings
 
 pytestmark = pytest.mark.slow
-COUNTED = ("scan_batches", "images", "predictions", "study_results", "reviews", "promotion_events")
+COUNTED = (
+    "scan_batches",
+    "images",
+    "predictions",
+    "study_results",
+    "reviews",
+    "review_marks",
+    "promotion_events",
+)
 
 
 def rows(settings: Settings, sql: str, **params: object) -> list[dict[str, Any]]:
@@ -49,6 +58,7 @@ def state(settings: Settings) -> dict[str, Any]:
     return {
         "worklist": worklist(db.get_engine(settings), WorklistFilter(page_size=500)).rows,
         "reviews": rows(settings, "SELECT * FROM reviews ORDER BY id"),
+        "review_marks": rows(settings, "SELECT * FROM review_marks ORDER BY id"),
         "promotion_events": rows(settings, "SELECT * FROM promotion_events ORDER BY id"),
         "champion": str(champion.version),
         "version_tags": {str(v.version): v.tags for v in versions},
@@ -100,6 +110,11 @@ def scored_system(settings: Settings, share: Path) -> dict[str, int]:
         image_id=image["id"],
         comment="one slice",
     )
+    for kind, x in (("lesion", 120.0), ("lesion", 131.5), ("no_lesion", None)):  # a correction
+        add_mark(
+            dashboard_engine(settings), image_id=image["id"], reviewer="dr.b", kind=kind,
+            x=x, y=x, radius=None if x is None else 9.0, model_version=first,
+        )  # fmt: skip
     dashboard_engine(settings).dispose()  # generates the dashboard role's password
     return batches
 
@@ -117,6 +132,7 @@ def test_back_up_wipe_restore_elsewhere_and_nothing_is_lost(
     pointer.write_text("outs:\n- md5: abcdef.dir\n")
     before = state(settings)
     assert before["champion"] == "1" and len(before["promotion_events"]) == 3
+    assert len(before["review_marks"]) == 3
 
     made = backup(settings, tmp_path / "backups", keep=2, data_pointer=pointer)
 

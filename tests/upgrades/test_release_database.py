@@ -19,6 +19,13 @@ from lung_model.review.worklist import WorklistFilter, worklist
 from lung_model.settings import Settings
 
 ROWS = ORIGIN["rows"]
+RELEASED_MIGRATIONS = {  # as its _yoyo_migration table records them
+    "0001.results-schema",
+    "0002.scoring-lineage",
+    "0003.dashboard-role",
+    "0003.dashboard-worklist",
+    "0004.feedback-and-monitoring",
+}
 A, B = (ORIGIN["studies"][name] for name in ("release-study-a", "release-study-b"))
 
 
@@ -32,7 +39,9 @@ def test_the_release_database_opens_with_the_current_code(
     restore_database(empty_pg_url)
     settings = Settings(_env_file=None, home=tmp_path / "home", database_url=empty_pg_url)
 
-    assert db.migrate(empty_pg_url) == []  # its yoyo records say every migration is applied
+    # its yoyo records list the migrations it had; the ones added since are applied now
+    added = [m for m in migrated_in_one_go.order if m not in RELEASED_MIGRATIONS]
+    assert db.migrate(empty_pg_url) == added
     engine = db.get_engine(settings)
     assert schema(empty_pg_url) == migrated_in_one_go.schema
     assert db.row_counts(engine, tuple(ROWS)) == ROWS  # every table, as the release left it
