@@ -6,6 +6,7 @@ is down and comes back."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,84 @@ def test_orthanc_to_score_to_sr_in_orthanc_and_fhir_once_per_report_version(
         (settings.outbox / f"{final_ids.fhir_id}.json").read_text()
     )
     assert amended.status == "final" and amended.resultsInterpreter[0].display == "dr.lee"
+
+
+class FhirServer:
+    """A FHIR endpoint on loopback that records each PUT; it answers 503 `down` times first."""
+
+    def __init__(self, down: int = 0) -> None:
+        import http.server
+        import threading
+
+        self.puts: list[tuple[str, dict[str, object]]] = []
+        self.down = down
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if server.down > 0:
+                    server.down -= 1
+                    self.send_response(503)
+                else:
+                    server.puts.append((self.path, json.loads(body)))
+                    self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_stow_rs_to_orthanc_and_fhir_put_with_pseudonymised_names(
+    tmp_path: Path,
+    results_settings: Settings,
+    orthanc: Orthanc,
+    feature_run: TrainedRun,
+    pg_url: str,
+) -> None:
+    from dicomweb_client.api import DICOMwebClient
+
+    settings = results_settings
+    settings.pseudonymise_names = True
+    service = Service(settings)
+    try:
+        series = write_series(tmp_path / "series", 3)
+        orthanc.upload(series.files)
+        orthanc.push_study(series.study_uid)
+        [study] = list(settings.inbox.iterdir())
+        assert study.name.startswith("ps-")
+        wait_ready(settings, study)
+    finally:
+        service.close()
+    engine = get_engine(settings)
+    score_ready(settings, engine, feature_run, pg_url)
+
+    fhir = FhirServer(down=1)
+    try:
+        settings.results_dicomweb_url = f"{orthanc.url}/dicom-web"
+        settings.results_fhir_url = fhir.url
+        first = send_results(settings, engine)
+        assert (first.planned, first.sent, first.failed) == (3, 2, 1)  # the FHIR server was down
+        second = send_results(settings, engine)
+        assert (second.planned, second.sent, second.failed) == (0, 1, 0)
+        assert send_results(settings, engine).sent == 0
+    finally:
+        fhir.close()
+
+    ids = documents.uids(series.study_uid, f"model:{FEATURE_RUN}:1")
+    found = DICOMwebClient(url=f"{orthanc.url}/dicom-web").search_for_instances(
+        study_instance_uid=series.study_uid, search_filters={"SOPInstanceUID": ids.sop_instance}
+    )
+    assert len(found) == 1  # QIDO-RS finds the SR that STOW-RS stored
+    [(path, resource)] = fhir.puts
+    assert path == f"/fhir/DiagnosticReport/{ids.fhir_id}"
+    report = DiagnosticReport.model_validate(resource)
+    assert report.status == "preliminary" and report.id == ids.fhir_id
