@@ -5,6 +5,7 @@ import streamlit as st
 import ui
 
 from lung_model.data.dvc import remote_status
+from lung_model.exchange.status import delivery_counts, waiting_deliveries
 from lung_model.review.operations import (
     drift_summary,
     inbox_waiting,
@@ -77,6 +78,31 @@ if reasons:
     st.dataframe(pd.DataFrame(quarantined_files(engine)), hide_index=True, width="stretch")
 else:
     st.caption("Nothing quarantined.")
+
+st.subheader("Results to the hospital")
+sent = delivery_counts(engine)
+for column, (label, value) in zip(
+    st.columns(3),
+    [
+        ("Reports sent", sent["sent"]),
+        ("Reports waiting", sent["waiting"]),
+        ("Retrying after a failure", sent["failing"]),
+    ],
+    strict=True,
+):
+    column.metric(label, value)
+waiting_out = waiting_deliveries(engine)
+if waiting_out:
+    st.dataframe(pd.DataFrame(waiting_out), hide_index=True, width="stretch")
+    st.caption(
+        "Each report version (the model's preliminary result, the final one after a review) "
+        "goes once to each configured place; a failed one is retried with backoff "
+        "(`python -m lung_model send-results`, the `lung_results_out` DAG)."
+    )
+elif sent["sent"]:
+    st.caption(f"Nothing waiting; last report sent {sent['last_sent']:%Y-%m-%d %H:%M %Z}.")
+else:
+    st.caption("Nothing sent yet: reports go out for studies that came in as DICOM.")
 
 st.subheader("Drift")
 days = st.number_input("Recent window (days)", 1, 365, 7, key="drift_days")

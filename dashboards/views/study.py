@@ -6,6 +6,7 @@ import streamlit as st
 import ui
 import ui_marks
 
+from lung_model.exchange.status import study_deliveries
 from lung_model.review.explain import explain_features_file, explain_file
 from lung_model.review.marks import current_marks
 from lung_model.review.reviews import (
@@ -231,6 +232,15 @@ if history:
     st.caption("Append-only: the newest review counts; earlier ones stay on record.")
 else:
     st.caption("Not reviewed yet.")
+
+deliveries = study_deliveries(engine, study["id"])
+if deliveries:
+    st.subheader("Sent to the hospital")
+    st.dataframe(pd.DataFrame(deliveries), hide_index=True, width="stretch")
+    st.caption(
+        "The DICOM SR and FHIR report of each report version, once per place; a waiting one "
+        "is retried with backoff."
+    )
 
 if len(study["results"]) > 1:
     with st.expander("Earlier results of this study (other model versions)"):
