@@ -31,6 +31,10 @@ def print_access(settings: Settings) -> None:
         f"  Inbox         {settings.inbox}   (drop <study>/ folders, then a {settings.ready_marker} file)"
     )
     print(
+        f"  DICOM in      {settings.dicom_ae_title}@{settings.dicom_bind_host}:{settings.dicom_port}"
+        f"   (calling AE titles allowed: {settings.dicom_allowed_aets})"
+    )
+    print(
         f"  Logs          {settings.home / 'log'}   secrets in {settings.secrets_dir} (git-ignored)"
     )
 

@@ -62,9 +62,12 @@ class Orthanc:
             "HttpPort": self.http_port,
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": False,
-            "DicomAlwaysAllowStore": True,
-            "DicomAlwaysAllowEcho": True,
+            # Orthanc 1.10 listens on every interface (it has no bind address): it takes
+            # DICOM only from our receiver's AE title on loopback, HTTP only from loopback.
+            "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowStore": False,
+            "DicomAlwaysAllowEcho": False,
+            "DicomCheckModalityHost": True,
             "DicomModalities": {"LUNG": [self.lung_aet, "127.0.0.1", self.lung_port]},
             "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
