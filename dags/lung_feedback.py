@@ -1,4 +1,5 @@
-"""lung_feedback: clinicians' reviews become a new DVC version of the labelled data.
+"""lung_feedback: clinicians' reviews (and their lesion marks) become a new DVC version of the
+labelled data.
 
 export_reviews (skipped when there is nothing new) -> emits `lung_labelled_data`, which
 schedules `lung_retrain`. Runs in the `dvc` pool (one slot): DVC must not run twice at once.

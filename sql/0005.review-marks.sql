@@ -32,3 +32,16 @@ CREATE TRIGGER review_marks_append_only BEFORE UPDATE OR DELETE ON review_marks
 -- The dashboard role reads and appends marks, nothing more (sql/0003.dashboard-role.sql).
 GRANT SELECT, INSERT ON review_marks TO lung_dashboard;
 GRANT USAGE ON SEQUENCE review_marks_id_seq TO lung_dashboard;
+
+-- Which marks the feedback export has written (lung_model.data.feedback): a study's newest
+-- mark id at its export, so that new marks (or a withdrawal) export the study again and an
+-- export run twice adds nothing.
+CREATE TABLE feedback_mark_exports (
+    batch_id        bigint NOT NULL REFERENCES scan_batches (id),
+    last_mark_id    bigint NOT NULL,             -- the study's newest review_marks.id then
+    n_marks         integer NOT NULL,            -- annotation rows written (counting marks)
+    data_version    text NOT NULL,               -- the DVC version that first holds them
+    exported_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (batch_id, last_mark_id)
+);
+GRANT SELECT ON feedback_mark_exports TO lung_dashboard;

@@ -4,7 +4,9 @@
 serving do) and keeps what the audit and the group split need: sha256, size, a perceptual
 hash (https://github.com/JohannesBuchner/imagehash) and a small thumbnail. `audit` turns that
 into a JSON-ready report; integrity errors (unreadable files, files that do not match
-MANIFEST.csv, an empty class) are listed under `errors` and fail `python -m lung_model audit`.
+MANIFEST.csv, an empty class, lesion marks in ANNOTATIONS.csv that name no image, another
+class than their image's or a point outside it) are listed under `errors` and fail
+`python -m lung_model audit`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lung_model.data import lesion_marks
 from lung_model.data.dataset import scan
 from lung_model.data.dvc import RAW_DVC_FILE, data_version, sha256_of
 from lung_model.imaging.images import read_gray
@@ -157,6 +160,10 @@ def audit(inventory: Inventory) -> dict[str, Any]:
     unreadable = [{"path": s.path, "reason": s.error} for s in slices if s.error]
     errors += [f"unreadable: {u['path']} ({u['reason']})" for u in unreadable]
     errors += _manifest_problems(inventory)
+    marks, unparsed = lesion_marks.read(inventory.data_dir)
+    errors += unparsed + lesion_marks.problems(
+        marks, {s.path: s.label for s in slices}, {s.path: (s.width, s.height) for s in slices}
+    )
     counts = Counter(s.label for s in slices)
     errors += [f"class '{c}' has no images" for c in CLASSES if counts[c] == 0]
     warnings += [f"skipped folder (no class): {name}" for name in inventory.skipped_folders]
@@ -188,6 +195,7 @@ def audit(inventory: Inventory) -> dict[str, Any]:
         "n_files": len(slices),
         "n_readable": len(inventory.readable),
         "class_counts": {c: counts[c] for c in CLASSES},
+        "lesion_marks": dict(Counter(mark.kind for mark in marks)),
         "image_sizes": {size: dict(c) for size, c in sorted(sizes.items())},
         "unreadable": unreadable,
         "exact_duplicates": [[s.path for s in group] for group in duplicates],

@@ -3,7 +3,9 @@
 The public release spells benign 'Bengin' and mixes case ('Normal cases', 'Malignant cases');
 `label_for_folder` accepts those and plain class names. Slices are numbered '(N)' within a
 class folder; consecutive numbers are mostly neighbouring slices of one patient, which the
-group split relies on (`lung_model.data.grouping`).
+group split relies on (`lung_model.data.grouping`). Only image files are slices: MANIFEST.csv,
+README.md and the reviewers' lesion marks in ANNOTATIONS.csv (`lung_model.data.lesion_marks`)
+sit beside them and are read by their own readers.
 """
 
 from __future__ import annotations

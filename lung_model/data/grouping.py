@@ -2,7 +2,8 @@
 
 The data has no patient id. Two slices share a group when they are the same file (sha256),
 near-duplicates (`lung_model.data.audit.near_duplicate_pairs`), or consecutive numbers in one
-class folder whose thumbnails still correlate (neighbouring slices of one scan). Groups are
+class folder whose thumbnails still correlate (neighbouring slices of one scan), or slices of
+one reviewed study (`<Class> cases/reviewed/<batch>-<study>/`, one patient). Groups are
 the connected components of those links (scipy.sparse.csgraph.connected_components), so a
 chain of neighbours is one group even when its ends look different. Splitting by group keeps
 near-identical slices on one side.
@@ -33,11 +34,17 @@ def pseudo_patients(inventory: Inventory) -> dict[str, str]:
     links += [(same[0], other) for same in by_sha.values() for other in same[1:]]
     numbered = sorted(
         (i for i, s in enumerate(slices) if s.number is not None and s.error is None),
-        key=lambda i: (slices[i].label, slices[i].number),
+        key=lambda i: (slices[i].label, slices[i].path.rsplit("/", 1)[0], slices[i].number),
     )
+    studies: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(slices):
+        if "/reviewed/" in s.path:
+            studies[s.path.rsplit("/", 1)[0]].append(i)
+    links += [(same[0], other) for same in studies.values() for other in same[1:]]
     for i, j in zip(numbered, numbered[1:], strict=False):
         a, b = slices[i], slices[j]
-        neighbours = a.label == b.label and b.number == (a.number or 0) + 1
+        same_folder = a.path.rsplit("/", 1)[0] == b.path.rsplit("/", 1)[0]
+        neighbours = same_folder and b.number == (a.number or 0) + 1
         if neighbours and correlation[i, j] >= CONSECUTIVE_CORRELATION:
             links.append((i, j))
     n = len(slices)

@@ -163,3 +163,88 @@ def test_a_study_whose_names_are_pseudonyms_is_exported_under_them(
     folder = f"Malignant cases/reviewed/{batch}-{names.name('Doe^Jane')}/"
     exported = {f"{folder}{names.name(p.name)}.jpg" for p in (fresh.archive / "Doe^Jane").iterdir()}
     assert set(manifest_labels(repo)) == exported
+
+
+def mark(settings: Settings, batch: int, index: int, kind: str, x=None, y=None, radius=None):
+    """A mark by 'dr' on the study's `index`-th slice (by path)."""
+    with db.get_engine(settings).begin() as connection:
+        image = connection.execute(
+            text("SELECT id FROM images WHERE batch_id = :b ORDER BY path OFFSET :i LIMIT 1"),
+            {"b": batch, "i": index},
+        ).scalar_one()
+        connection.execute(
+            text("""INSERT INTO review_marks (image_id, reviewer, kind, x, y, radius,
+                    model_name, model_version) VALUES (:i, 'dr', :k, :x, :y, :r, 'm', '1')"""),
+            {"i": image, "k": kind, "x": x, "y": y, "r": radius},
+        )
+
+
+def annotation_rows(repo: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((repo / "data" / "raw" / "ANNOTATIONS.csv").open()))
+
+
+def test_marks_are_exported_beside_the_images_once_and_again_when_they_change(
+    fresh: Settings, repo: Path
+) -> None:
+    """Issue 22 item 2: a confirmed study's counting marks become ANNOTATIONS.csv rows of the
+    new data version (the dataset README says how to read them); exporting again adds nothing;
+    a new mark or a withdrawal exports the study again; a new label moves its marks too."""
+    from lung_model.data import lesion_marks
+    from lung_model.data.audit import audit, inspect
+    from lung_model.data.grouping import pseudo_patients
+
+    batch = scored_study(fresh, "CT-0077")
+    mark(fresh, batch, 0, "lesion", 200, 180)
+    mark(fresh, batch, 0, "lesion", 210.5, 190, 14)  # a correction: this one counts
+    mark(fresh, batch, 1, "no_lesion")
+    mark(fresh, batch, 2, "lesion", 50, 60)
+    mark(fresh, batch, 2, "withdrawn")  # taken back: no row
+    assert feedback.export_reviews(fresh, repo)["exported"] == 0  # marked, not yet reviewed
+
+    review(fresh, batch, "correct", "malignant")
+    first = feedback.export_reviews(fresh, repo)
+    assert (first["exported"], first["images"], first["marks"]) == (1, 3, 2)
+    rows = annotation_rows(repo)
+    folder = f"Malignant cases/reviewed/{batch}-CT-0077/"
+    assert [(r["path"].startswith(folder), r["label"], r["kind"]) for r in rows] == [
+        (True, "malignant", "lesion"),
+        (True, "malignant", "no_lesion"),
+    ]
+    assert (rows[0]["x"], rows[0]["y"], rows[0]["radius"]) == ("210.5", "190.0", "14.0")
+    assert rows[1]["x"] == rows[1]["radius"] == ""
+    assert rows[0]["reviewer"].startswith("rv-") and "dr" not in rows[0]["reviewer"][3:5]
+    assert rows[0]["reviewer"] == feedback.reviewer_pseudonym(fresh, "dr")
+    assert set(manifest_labels(repo)) >= {r["path"] for r in rows}
+    readme = (repo / "data" / "raw" / "README.md").read_text()
+    assert readme.count(feedback.README_SECTION) == 1 and "| radius |" in readme
+
+    data = repo / "data" / "raw"
+    inventory = inspect(data)
+    report = audit(inventory)
+    assert [e for e in report["errors"] if "has no images" not in e] == []  # two classes only
+    assert report["lesion_marks"] == {"lesion": 1, "no_lesion": 1}
+    groups = pseudo_patients(inventory)
+    assert len({groups[p] for p in manifest_labels(repo)}) == 1  # one study, one patient
+
+    again = feedback.export_reviews(fresh, repo)
+    assert again["exported"] == 0 and again["data_version"] == first["data_version"]
+    assert annotation_rows(repo) == rows
+
+    mark(fresh, batch, 1, "lesion", 300, 300)  # the reviewer changed their mind
+    remarked = feedback.export_reviews(fresh, repo)
+    assert (remarked["exported"], remarked["marks"]) == (1, 2)
+    assert remarked["data_version"] != first["data_version"]
+    assert [r["kind"] for r in annotation_rows(repo)] == ["lesion", "lesion"]
+    assert len(manifest_labels(repo)) == 3  # the images are listed once
+
+    review(fresh, batch, "correct", "benign")
+    moved = feedback.export_reviews(fresh, repo)
+    assert moved["exported"] == 1
+    assert {(r["path"].split("/")[0], r["label"]) for r in annotation_rows(repo)} == {
+        ("Bengin cases", "benign")
+    }
+    assert readme.count(feedback.README_SECTION) == 1
+
+    broken = data / lesion_marks.FILE  # the audit refuses a mark of an image that is not there
+    broken.write_text(broken.read_text().replace(f"{batch}-CT-0077", "nowhere", 1))
+    assert any("no such image" in e for e in audit(inspect(data))["errors"])
