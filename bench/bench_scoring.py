@@ -10,6 +10,9 @@ In one run on this machine, with the same model and batch size:
       processes (the feature model, `lung_model.scoring.decode_pool`) is also run with the
       first size decoding in threads, the way it did before; CPU time counts the workers,
   (c) the seed project's loop: open one image, predict one, INSERT and commit one row.
+With --guard, the first size also runs with the acquisition guard off, on, off, on
+(`lung_model.scoring.guard`; a model without an acquisition range is given one measured on
+200 real slices), so its cost is measured in the same run, alternated against load changes.
 Slices are the real ones of data/raw; to have 10,000 distinct files, each copy gets a
 unique JPEG comment segment (same pixels, distinct sha256, so nothing is deduplicated).
 The model is `--model URI` (any family, from the configured MLflow store), else the
@@ -18,7 +21,7 @@ registered champion when there is one, else the untrained production CNN
 on the configured server, dropped afterwards.
 
 usage: .venv/bin/python bench/bench_scoring.py [--sizes 1000 10000] [--seed-slices 200]
-                                 [--batch N] [--crop lungs|body|none] [--model URI]
+                                 [--batch N] [--crop lungs|body|none] [--model URI] [--guard]
 """
 
 from __future__ import annotations
@@ -133,6 +136,8 @@ def child(args: argparse.Namespace) -> None:
     )
     prepare_scoring_process(settings)  # as the CLI and the DAG do: decoding and TF share CPUs
     model, _ = load_bench_model(settings, args.crop, args.model)
+    if args.guarded:
+        set_guard(model, args.guarded == "on")
     engine = get_engine(settings)
     before = bare(model, args.batch, 8 * args.batch)  # also the warm-up
     baseline = vm_kib("VmRSS")
@@ -147,6 +152,19 @@ def child(args: argparse.Namespace) -> None:
     report |= {"rss_kib": baseline, "hwm_kib": peak, "end_kib": end}
     report |= {"bare": (before[0] + after[0]) / 2, "bare_cpu_ms": (before[1] + after[1]) / 2}
     print(json.dumps(report))
+
+
+def set_guard(model: Any, on: bool) -> None:
+    """Guard the model (with its own acquisition range, else one measured on 200 real
+    slices) or take its range away (unguarded, as models logged before issue 19)."""
+    if not on:
+        model.acquisition_range = None
+    elif not getattr(model, "acquisition_range", None):
+        from lung_model.imaging.acquisition import acquisition_range, measure
+        from lung_model.imaging.images import read_gray
+
+        measured = [measure(read_gray(p).gray) for p in real_slices()[:200]]
+        model.acquisition_range = acquisition_range(measured)
 
 
 def cpu_seconds() -> float:
@@ -231,6 +249,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: LUNG_SCORE_BATCH_SIZE")
     parser.add_argument("--crop", choices=["lungs", "body", "none"], help="default: the model's")
     parser.add_argument("--model", help="model URI (default: the champion, else untrained CNN)")
+    parser.add_argument(
+        "--guard", action="store_true", help="also the first size with the guard off and on, twice"
+    )
+    parser.add_argument("--guarded", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tracking", help=argparse.SUPPRESS)
@@ -255,26 +277,30 @@ def main() -> None:
         default_rate, default_cpu = bare(model, batch, 16 * batch)
         print(f"(a) bare model, TensorFlow's default threads: {default_rate:.1f} slices/s")
         # a model that decodes in worker processes is also run the old way, in threads
-        jobs = [(size, False) for size in args.sizes]
+        jobs = [(size, False, "") for size in args.sizes]
         if getattr(model, "process_prepare", None) is not None:
-            jobs.insert(0, (args.sizes[0], True))
+            jobs.insert(0, (args.sizes[0], True, ""))
+        if args.guard:  # off and on alternated, so that a change of the machine's load shows
+            jobs[1:1] = [(args.sizes[0], False, g) for g in ("off", "on", "off", "on")]
         del model
-        for size, threads in jobs:
+        for size, threads, guarded in jobs:
             home = work / f"home-{size}"
             fill_inbox(home / "inbox", size, settings.ready_marker)
             command = [sys.executable, __file__, "--child", "--home", str(home), "--db", db_url]
             command += ["--crop", args.crop] if args.crop else []
             command += ["--threads"] if threads else []
+            command += ["--guarded", guarded] if guarded else []
             command += (
                 ["--model", args.model, "--tracking", settings.tracking_uri()] if args.model else []
             )
             out = subprocess.run(
                 [*command, "--batch", str(batch)], check=True, capture_output=True, text=True
             ).stdout
-            run = json.loads(out.strip().splitlines()[-1]) | {"threads": threads}
+            run = json.loads(out.strip().splitlines()[-1]) | {"threads": threads, "guard": guarded}
             runs.append(run)
             print(
-                f"(b) end-to-end {size}{' (threads)' if threads else ''}:"
+                f"(b) end-to-end {size}{' (threads)' if threads else ''}"
+                f"{f' (guard {guarded})' if guarded else ''}:"
                 f" {run['scored'] / run['seconds']:.1f} slices/s;"
                 f" (a) bare model before and after, same process: {run['bare']:.1f} slices/s",
                 flush=True,
@@ -300,6 +326,7 @@ def main() -> None:
         rate = run["scored"] / run["seconds"]
         bare_rate, bare_cpu = max((run["bare"], run["bare_cpu_ms"]), (default_rate, default_cpu))
         how = ", decoding in threads" if run["threads"] else ""
+        how += f", acquisition guard {run['guard']}" if run["guard"] else ""
         print(
             f"| (a) bare model, the scorer's thread split | {8 * batch} | {run['bare']:.1f} |"
             f" {run['bare'] / bare_rate:.0%} | {run['bare'] / seed_rate:.1f}x |"
