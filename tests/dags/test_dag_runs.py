@@ -144,6 +144,7 @@ def dag_runs(deployment: Deployment) -> dict[str, dict[str, str]]:
         {"dag_id": "lung_monitoring"},
         {"dag_id": "lung_feedback"},
         {"dag_id": "lung_backup"},
+        {"dag_id": "lung_results_out"},
     ]
     done = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("dag_runner.py")), json.dumps(steps)],
@@ -378,6 +379,15 @@ def test_monitoring_and_feedback_runs(
     assert window.days == 1  # the run's data interval: the past day
     # No review yet: nothing to export, so no new data version and no retrain trigger.
     assert dag_runs["lung_feedback"] == {"state": "success", "export_reviews": "skipped"}
+
+
+def test_results_out_runs_and_sends_nothing_for_studies_that_came_as_jpeg(
+    deployment: Deployment, dag_runs: dict[str, dict[str, str]]
+) -> None:
+    assert dag_runs["lung_results_out"] == {"state": "success", "send_results": "success"}
+    with db.get_engine(deployment.settings).connect() as connection:
+        planned = connection.execute(text("SELECT count(*) FROM result_deliveries")).scalar_one()
+    assert planned == 0  # no Study Instance UID to report into
 
 
 def test_backup_run_writes_one_dated_backup(
