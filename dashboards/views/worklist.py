@@ -8,6 +8,7 @@ import ui
 
 from lung_model.platform.names import stored_names
 from lung_model.review.worklist import (
+    ORDERS,
     STATUSES,
     WorklistFilter,
     files_summary,
@@ -22,6 +23,19 @@ st.caption("Studies ordered by the highest malignant probability of any slice. A
 status = st.segmented_control(
     "Show", STATUSES, default="unreviewed", key="wl_status", format_func=str.capitalize
 )
+order = st.segmented_control(
+    "Order",
+    ORDERS,
+    default="risk",
+    key="wl_order",
+    format_func={"risk": "Riskiest first", "teach": "Teach the model"}.__getitem__,
+)
+if order == "teach":
+    st.caption(
+        "The reviews that teach the model most first: studies unlike the scans it learned "
+        "from, then those it is unsure of, then verdicts closest to a coin toss. Mark the "
+        "lesion on their slices (or say none is visible) on the Study page."
+    )
 middle, right, search = st.columns(3)
 since = middle.date_input("Received from", value=None, key="wl_since")
 until = right.date_input("Received until", value=None, key="wl_until")
@@ -38,6 +52,7 @@ found = worklist(
         study=query,
         page=page,
         page_size=page_size,
+        order=order or "risk",
     ),
     stored_names(ui.settings()),
 )

@@ -22,6 +22,17 @@ from lung_model.platform.names import StoredNames
 from lung_model.scoring.guard import summary_line
 
 Status = Literal["all", "unreviewed", "reviewed", "disagreement", "uncertain"]
+Order = Literal["risk", "teach"]
+ORDERS: tuple[Order, ...] = ("risk", "teach")
+# "risk": riskiest first (triage). "teach": the reviews that teach the model most first
+# (issue 22): studies unlike the scans the model learned from (the acquisition guard), then
+# those it flagged uncertain, then the highest malignant probability closest to 0.5 (a
+# verdict a review is most likely to change); riskiest first among equals.
+_ORDER_SQL: dict[Order, str] = {
+    "risk": "w.max_p_malignant DESC, w.batch_id",
+    "teach": "coalesce(jsonb_array_length(r.acquisition_outside) > 0, false) DESC, "
+    "w.needs_review DESC, abs(w.max_p_malignant - 0.5), w.max_p_malignant DESC, w.batch_id",
+}
 STATUSES: tuple[Status, ...] = ("all", "unreviewed", "reviewed", "disagreement", "uncertain")
 
 _ROWS = """
@@ -54,6 +65,7 @@ class WorklistFilter:
     study: str = ""  # batch id, the start of the study folder name (as stored), or its name
     page: int = 1
     page_size: int = 50
+    order: Order = "risk"
 
 
 @dataclass(frozen=True)
@@ -105,16 +117,19 @@ def _where(wanted: WorklistFilter, names: StoredNames) -> tuple[str, dict[str, A
 def worklist(
     engine: Engine, wanted: WorklistFilter, names: StoredNames | None = None
 ) -> WorklistPage:
-    """One page of studies, highest malignancy risk first, and how many match in all; with
-    pseudonymised `names`, a study is also found by the real name it was dropped under."""
+    """One page of studies, highest malignancy risk first (or in `order`), and how many match
+    in all; with pseudonymised `names`, a study is also found by the real name it was dropped
+    under."""
     if wanted.status not in _STATUS_SQL:
         raise ValueError(f"unknown status filter {wanted.status!r}")
+    if wanted.order not in _ORDER_SQL:
+        raise ValueError(f"unknown order {wanted.order!r}")
     where, params = _where(wanted, names or StoredNames())
     size = max(1, min(wanted.page_size, 500))
     page = max(1, wanted.page)
     rows_sql = text(
         f"{_ROWS} WHERE {where} "  # noqa: S608 - fixed clauses, bound values
-        "ORDER BY w.max_p_malignant DESC, w.batch_id LIMIT :limit OFFSET :offset"
+        f"ORDER BY {_ORDER_SQL[wanted.order]} LIMIT :limit OFFSET :offset"
     )
     count_sql = text(f"SELECT count(*) FROM worklist_entries w WHERE {where}")  # noqa: S608
     with engine.connect() as connection:

@@ -76,3 +76,36 @@ def test_dates_prefix_and_paging(seeded) -> None:
     assert risks == sorted(risks, reverse=True)
     with pytest.raises(ValueError):
         worklist(engine, WorklistFilter(status="everything"))  # type: ignore[arg-type]
+
+
+def test_teach_the_model_puts_unlike_then_unsure_studies_first(signed_in, seeded) -> None:
+    """Issue 22 item 4: the 'teach the model' order: a study unlike the training scans (the
+    acquisition guard's flag), then one the model flagged uncertain, then verdicts closest to
+    0.5; the riskiest-first order is unchanged."""
+    engine = dashboard_engine(seeded.settings)
+    mine = (seeded.high, seeded.uncertain, seeded.low)
+
+    def order(name: str) -> list[int]:
+        rows = worklist(engine, WorklistFilter(order=name, page_size=500)).rows  # type: ignore[arg-type]
+        return [row["batch_id"] for row in rows if row["batch_id"] in mine]
+
+    assert order("risk") == [seeded.high, seeded.uncertain, seeded.low]
+    assert order("teach") == [seeded.uncertain, seeded.high, seeded.low]  # |0.97-.5| < |0.02-.5|
+    with db.get_engine(seeded.settings).begin() as owner:  # the guard flagged the low study
+        owner.execute(
+            text(
+                "UPDATE study_results SET acquisition_outside = CAST(:o AS jsonb) WHERE batch_id = :b"
+            ),
+            {"o": '[{"measurement": "noise", "side": "below"}]', "b": seeded.low},
+        )
+    assert order("teach") == [seeded.low, seeded.uncertain, seeded.high]
+    with pytest.raises(ValueError, match="unknown order"):
+        worklist(engine, WorklistFilter(order="newest"))  # type: ignore[arg-type]
+
+    app = signed_in()
+    app.segmented_control(key="wl_status").set_value("all").run()
+    app.segmented_control(key="wl_order").set_value("teach").run()
+    assert not app.exception, app.exception
+    shown = [b for b in app.dataframe[0].value["batch"] if b in mine]
+    assert shown == [seeded.low, seeded.uncertain, seeded.high]
+    assert any("teach the model most first" in c.value for c in app.caption)
