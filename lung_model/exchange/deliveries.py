@@ -37,7 +37,6 @@ from lung_model.platform.names import StoredNames, stored_names
 from lung_model.settings import Settings
 
 log = logging.getLogger(__name__)
-SR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR Storage
 TIMEOUT = 30.0  # seconds for a destination to answer
 
 _INSERT = text("""
@@ -263,7 +262,7 @@ def c_store(settings: Settings, destination: str, dataset: Any) -> None:
     aet, host, port = parse_destination(destination)
     ae = AE(ae_title=settings.dicom_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
-    ae.add_requested_context(SR_SOP_CLASS, dataset.file_meta.TransferSyntaxUID)
+    ae.add_requested_context(documents.COMPREHENSIVE_3D_SR, dataset.file_meta.TransferSyntaxUID)
     association = ae.associate(host, port, ae_title=aet)
     if not association.is_established:
         raise ConnectionError(f"no association with {destination}")

@@ -7,7 +7,8 @@ data version as its parameters), finding site lung, the mean probability of each
 the study's slices and the highest slice probability of malignancy, the verdict as a
 qualitative evaluation, and the slices that drove the call as its source images. A
 preliminary report is complete and unverified; the amended one after a review is final,
-verified by the reviewer, and its verdict is the reviewer's label. The DiagnosticReport says
+verified by the reviewer, names the preliminary one as its predecessor, and its verdict is
+the reviewer's label. The DiagnosticReport says
 the same: status `preliminary` or `final`, one Observation per class (contained), the
 algorithm as a contained Device, the ImagingStudy by its Study Instance UID.
 
@@ -30,6 +31,7 @@ from lung_model.settings import CLASSES
 
 SCHEME = "99LUNGAI"  # private coding scheme of this system's concepts
 SR_SERIES_NUMBER = 7701
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 MANUFACTURER = "lung-ct-triage"
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 # SNOMED CT concepts of the verdicts
@@ -162,7 +164,26 @@ def structured_report(report: StudyReport, evidence: Evidence) -> Any:
         verifying_organization="lung CT triage review" if final else None,
     )
     sr.SeriesDescription = f"AI lung CT triage ({report.report_status})"
+    if final:  # amends the model's preliminary report of the same result
+        sr.PredecessorDocumentsSequence = [_preliminary_reference(report, evidence.study_uid)]
     return sr
+
+
+def _preliminary_reference(report: StudyReport, study_uid: str) -> Any:
+    """The preliminary report this final one amends (its UIDs are derived, see `uids`)."""
+    from pydicom.dataset import Dataset
+
+    preliminary = uids(study_uid, f"model:{report.model_name}:{report.model_version}")
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = COMPREHENSIVE_3D_SR
+    instance.ReferencedSOPInstanceUID = preliminary.sop_instance
+    series = Dataset()
+    series.SeriesInstanceUID = preliminary.series
+    series.ReferencedSOPSequence = [instance]
+    study = Dataset()
+    study.StudyInstanceUID = study_uid
+    study.ReferencedSeriesSequence = [series]
+    return study
 
 
 def _person_name(username: str | None) -> str:

@@ -6,12 +6,14 @@ is down and comes back."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from conftest import needs_orthanc
 from dicom_series import ct_instance, write_series
@@ -206,6 +208,10 @@ def test_orthanc_to_score_to_sr_in_orthanc_and_fhir_once_per_report_version(
     final = next(i for i in found if i["MainDicomTags"]["SOPInstanceUID"] == final_ids.sop_instance)
     final_dump = dsrdump(orthanc, str(final["ID"]), tmp_path)
     assert "VERIFIED" in final_dump and "dr.lee" in final_dump
+    amends = pydicom.dcmread(io.BytesIO(orthanc.get(f"/instances/{final['ID']}/file")))
+    [predecessor] = amends.PredecessorDocumentsSequence
+    [prior] = predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence
+    assert prior.ReferencedSOPInstanceUID == ids.sop_instance  # the preliminary SR it amends
     amended = DiagnosticReport.model_validate_json(
         (settings.outbox / f"{final_ids.fhir_id}.json").read_text()
     )
