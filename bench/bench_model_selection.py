@@ -48,8 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model_selection_scores import (  # noqa: E402
+    acquisition_vectors,
     feature_part,
     fit_features,
+    invariance_table,
     score_folds,
     slice_table,
     study_table,
@@ -57,6 +59,7 @@ from model_selection_scores import (  # noqa: E402
 
 from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
+from lung_model.imaging.acquisition import PERTURBATIONS, HarmoniseConfig  # noqa: E402
 from lung_model.imaging.features import FeatureConfig, feature_names  # noqa: E402
 from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
@@ -64,6 +67,7 @@ from lung_model.training import feature_model as product  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.training.feature_model import FeatureModelConfig  # noqa: E402
 from lung_model.training.fit import Part, TrainConfig, fit, predict_logits  # noqa: E402
+from lung_model.training.invariance import nuisance_probabilities  # noqa: E402
 from lung_model.training.metrics import MALIGNANT, point_metrics  # noqa: E402
 
 # the configurations compared: each is the first default (V1, what the README measured before)
@@ -125,6 +129,25 @@ FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
         ]
     },  # fmt: skip
 }
+# issue 19: every slice brought to one common acquisition first (`-h`), plus one randomly
+# re-acquired copy of each training slice (`-aug`), and the lesion-candidate features only
+# (`-nod`: nod_ and LoG blob responses, no intensity or whole-crop texture)
+HARMONISED = FeatureConfig(harmonise=HarmoniseConfig())
+HARMONISED_2 = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0))
+FEATURE_CONFIGS.update({
+    "features-h": (FeatureModelConfig(features=HARMONISED), False),
+    "features-h-aug": (FeatureModelConfig(features=HARMONISED, augment=1), False),
+    "features-aug": (FeatureModelConfig(augment=1), False),
+    "features-nod": (FeatureModelConfig(), False),
+    "features-h-nod": (FeatureModelConfig(features=HARMONISED), False),
+    "features-h-aug-nod": (FeatureModelConfig(features=HARMONISED, augment=1), False),
+    # a stronger common blur (2 px): the export's own smoothing and a resampled matrix then
+    # change the slice the features see less
+    "features-h2": (FeatureModelConfig(features=HARMONISED_2), False),
+    "features-h2-nod": (FeatureModelConfig(features=HARMONISED_2), False),
+    "features-h2-aug": (FeatureModelConfig(features=HARMONISED_2, augment=1), False),
+})  # fmt: skip
+LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
 HYBRID_CONFIGS = {"hybrid": "embedding", "hybrid-probs": "probabilities",
                   "hybrid-probs-oof": "probabilities-oof"}  # fmt: skip
@@ -247,15 +270,42 @@ def cnn_fold(config: TrainConfig, split, data: Path, inner_train, inner_val, out
         return apply_temperature(cnn[f"{name}_logits"], float(cnn["temperature"]))
 
     return (probabilities("val"), val.y, val.groups, probabilities("out"), _threshold(cnn),
-            float(cnn["seconds"]))  # fmt: skip
+            float(cnn["seconds"]), {})  # fmt: skip
 
 
-def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, hgb=False):
-    train, val, out = (
-        feature_part(split, p, data, config.features) for p in (inner_train, inner_val, out_paths)
-    )
-    predict, threshold, seconds, (rules_part, rules_p) = fit_features(config, train, val, hgb)
-    return rules_p, rules_part.y, rules_part.groups, predict(out.x), threshold, seconds
+def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, hgb=False,
+                 columns=None):  # fmt: skip
+    """The fold fitted and scored, with the acquisition-invariance check: the held-out
+    slices' probabilities under every perturbation, the nuisance-only baseline's p(malignant)
+    (trained on the inner-train and inner-validation slices' acquisition measurements of
+    the model's inputs) and the held-out slices' raw noise."""
+    features = config.features
+
+    def part_of(paths, perturbation=None):
+        return feature_part(split, paths, data, features, perturbation, columns)
+
+    train, val, out = (part_of(p) for p in (inner_train, inner_val, out_paths))
+    augmented = None
+    if config.augment:
+        copies = [part_of([*inner_train, *inner_val], f"augment{k}") for k in range(config.augment)]
+        augmented = Part(*(np.concatenate([getattr(c, a) for c in copies])
+                           for a in ("x", "y", "groups")))  # fmt: skip
+    names = feature_names(features)
+    kept = names if columns is None else [names[i] for i in columns]
+    with mock.patch.object(product, "feature_names", lambda _: kept):  # the trees' names
+        predict, threshold, seconds, (rules_part, rules_p) = fit_features(
+            config, train, val, hgb, augmented
+        )
+    extras = {f"out_p@{name}": predict(part_of(out_paths, name).x) for name in PERTURBATIONS}
+    fit_on = [*inner_train, *inner_val]
+    seen = acquisition_vectors(split, [*fit_on, *out_paths], data, features)
+    raw = acquisition_vectors(split, out_paths, data, FeatureConfig())
+    extras["nuisance_p"] = nuisance_probabilities(
+        np.stack([seen[p] for p in fit_on]), np.concatenate([train.y, val.y]),
+        np.stack([seen[p] for p in out_paths]),
+    )  # fmt: skip
+    extras["out_noise"] = np.array([raw[p][0] for p in out_paths])
+    return rules_p, rules_part.y, rules_part.groups, predict(out.x), threshold, seconds, extras
 
 
 @dataclass(frozen=True)
@@ -309,7 +359,7 @@ def hybrid_fold(config: HybridConfig, split, data: Path, inner_train, inner_val,
     with mock.patch.object(product, "feature_names", lambda _: names):  # the trees' names
         predict, threshold, seconds, (rules_part, rules_p) = fit_features(config.trees, train, val)
     return (rules_p, rules_part.y, rules_part.groups, predict(out.x), threshold,
-            seconds + cnn_seconds)  # fmt: skip
+            seconds + cnn_seconds, {})  # fmt: skip
 
 
 def cross_validate(name: str, split, data: Path, k: int) -> dict:
@@ -320,9 +370,10 @@ def cross_validate(name: str, split, data: Path, k: int) -> dict:
     seconds = []
     for index, (train_paths, out_paths) in enumerate(folds(split, k)):
         inner_train, inner_val = hold_back(split, train_paths, seed=index)
-        val_p, val_y, val_g, out_p, threshold, fit_seconds = fold_fit(
+        val_p, val_y, val_g, out_p, threshold, fit_seconds, extras = fold_fit(
             config, split, data, inner_train, inner_val, out_paths
-        )  # val_*: what the slice and study rules were fitted on
+        )  # val_*: what the slice and study rules were fitted on; extras: invariance check
+        saved.update({f"fold{index}_{key}": value for key, value in extras.items()})
         saved.update({f"fold{index}_val_p": val_p, f"fold{index}_val_y": val_y,
                       f"fold{index}_val_g": val_g, f"fold{index}_out_p": out_p})  # fmt: skip
         saved[f"fold{index}_out_y"] = np.array([CLASSES.index(split.label[q]) for q in out_paths])
@@ -350,7 +401,11 @@ def configuration(name: str):
         return HybridConfig(HYBRID_CONFIGS[name]), hybrid_fold
     if name in FEATURE_CONFIGS:
         config, hgb = FEATURE_CONFIGS[name]
-        return config, partial(feature_fold, hgb=hgb)
+        columns = None
+        if name.endswith("-nod"):
+            names = feature_names(config.features)
+            columns = np.array([i for i, n in enumerate(names) if n.startswith(LESION_GROUPS)])
+        return config, partial(feature_fold, hgb=hgb, columns=columns)
     changes = CONFIGS[name]
     if changes is None:
         return TrainConfig(), cnn_fold
@@ -427,6 +482,11 @@ def main() -> int:
     print(slice_table(saved))
     print("\nStudies (each rule's cuts fitted on the fold's inner-validation studies)")
     print(study_table(saved))
+    print(
+        "\nAcquisition invariance (held-out slices under each perturbation, mean over folds;"
+        " `any` study rule) and the nuisance-only baseline"
+    )
+    print(invariance_table(saved))
     return 0
 
 

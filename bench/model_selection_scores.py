@@ -21,10 +21,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from lung_model.imaging.acquisition import (
+    PERTURBATIONS,
+    content_seed,
+    harmonise,
+    measure,
+    random_acquisition,
+)
 from lung_model.imaging.features import FEATURES_VERSION, FeatureConfig, slice_features
 from lung_model.imaging.images import read_gray
 from lung_model.settings import CLASSES, get_settings
@@ -36,51 +44,108 @@ from lung_model.training.calibration import (
 )
 from lung_model.training.feature_model import FeatureModelConfig, fit_feature_model
 from lung_model.training.fit import Part
+from lung_model.training.invariance import (
+    measurement_table,
+    noise_matched_auc,
+    scores_under,
+    summary,
+)
 from lung_model.training.metrics import point_metrics, study_metrics
 from lung_model.training.study_rule import STATISTICS, fit_study_rule
 
 MALIGNANT, BENIGN, NORMAL = (CLASSES.index(c) for c in ("malignant", "benign", "normal"))
-_FEATURES: dict[FeatureConfig, dict[str, np.ndarray]] = {}
+_FEATURES: dict[tuple, dict[str, np.ndarray]] = {}
 
 
-def feature_vectors(split, paths: list[str], data: Path, config: FeatureConfig) -> dict:
-    """Each path's feature vector, computed once per data version and feature settings and
-    cached in var/bench/features/ (only the paths asked for: never the test groups)."""
-    digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
-    file = (
-        get_settings().home / "bench" / "features"
-        / f"v{FEATURES_VERSION}-{digest[:10]}-{split.data_version}.npz"
-    )  # fmt: skip
-    if config not in _FEATURES:
+def perturbed_gray(data: Path, path: str, perturbation: str | None) -> np.ndarray:
+    """The slice at full resolution, changed by a named perturbation (seeded by its path)."""
+    gray = read_gray(data / path).gray
+    if perturbation is None:
+        return gray
+    if perturbation.startswith("augment"):  # copy k of the training augmentation, as trained
+        return random_acquisition(gray, content_seed(gray) + int(perturbation[len("augment") :]))
+    return PERTURBATIONS[perturbation](gray, zlib.crc32(path.encode()))
+
+
+def _cached(kind: str, key: dict, split, paths: list[str], compute) -> dict:
+    """`compute(path)` of each path, cached per data version and `key` in var/bench/<kind>/
+    (only the paths asked for: never the test groups)."""
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    file = get_settings().home / "bench" / kind / f"{digest[:12]}-{split.data_version}.npz"
+    memo = (kind, digest)
+    if memo not in _FEATURES:
         cached: dict[str, np.ndarray] = {}
         if file.exists():
             saved = np.load(file)
             cached = dict(zip(saved["paths"].tolist(), saved["x"], strict=True))
-        _FEATURES[config] = cached
-    cached = _FEATURES[config]
+        _FEATURES[memo] = cached
+    cached = _FEATURES[memo]
     missing = [p for p in paths if p not in cached]
     if missing:
         started = time.monotonic()
         for p in missing:
-            cached[p] = slice_features(read_gray(data / p).gray, config).astype(np.float32)
-        print(f"features of {len(missing)} slices in {time.monotonic() - started:.0f} s")
+            cached[p] = compute(p)
+        print(f"{kind} {key.get('perturbation')} of {len(missing)} slices in "
+              f"{time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
         file.parent.mkdir(parents=True, exist_ok=True)
         names = sorted(cached)
         np.savez(file, paths=np.array(names), x=np.stack([cached[p] for p in names]))
     return cached
 
 
-def feature_part(split, paths: list[str], data: Path, config: FeatureConfig) -> Part:
-    vectors = feature_vectors(split, paths, data, config)
+def feature_vectors(
+    split, paths: list[str], data: Path, config: FeatureConfig, perturbation: str | None = None
+) -> dict:
+    """Each path's feature vector (of the slice changed by `perturbation`), computed once per
+    data version, feature settings and perturbation, cached in var/bench/features/."""
+    values = config.to_dict()
+    if config.groups == FeatureConfig().groups:  # every group: the key before groups existed
+        del values["groups"]
+    key = {"features": FEATURES_VERSION, **values, "perturbation": perturbation}
+    return _cached("features", key, split, paths, lambda p: slice_features(
+        perturbed_gray(data, p, perturbation), config).astype(np.float32))  # fmt: skip
+
+
+def acquisition_vectors(split, paths: list[str], data: Path, config: FeatureConfig) -> dict:
+    """Each path's acquisition measurements (`measurement_table` order) of the slice as the
+    feature model sees it (harmonised when the config harmonises), cached."""
+    key = {"acquisition": 1, "harmonise": config.to_dict()["harmonise"], "perturbation": None}
+
+    def compute(p: str) -> np.ndarray:
+        gray = read_gray(data / p).gray
+        if config.harmonise is not None:
+            gray = harmonise(gray, config.harmonise)
+        return measurement_table([measure(gray)])[0]
+
+    return _cached("acquisition", key, split, paths, compute)
+
+
+def feature_part(
+    split,
+    paths: list[str],
+    data: Path,
+    config: FeatureConfig,
+    perturbation: str | None = None,
+    columns: np.ndarray | None = None,
+) -> Part:
+    """The fold part's features (only `columns` when given: a restricted feature set)."""
+    vectors = feature_vectors(split, paths, data, config, perturbation)
+    x = np.stack([vectors[p] for p in paths])
     return Part(
-        np.stack([vectors[p] for p in paths]),
+        x if columns is None else x[:, columns],
         np.array([CLASSES.index(split.label[p]) for p in paths]),
         np.array([split.group[p] for p in paths]),
         paths,
     )
 
 
-def fit_features(config: FeatureModelConfig, train: Part, val: Part, hgb: bool = False):
+def fit_features(
+    config: FeatureModelConfig,
+    train: Part,
+    val: Part,
+    hgb: bool = False,
+    augmented: Part | None = None,
+):
     """(predict, slice threshold, fit seconds, (part, probabilities) the rules are fitted on):
     the product's `fit_feature_model` (LightGBM; since 6ae7106 trees on train + val, rules on
     their grouped out-of-fold scores, which the study statistics are then compared on too),
@@ -89,13 +154,13 @@ def fit_features(config: FeatureModelConfig, train: Part, val: Part, hgb: bool =
     (the research's model: a reference, not a product option; rules on the validation part)."""
     started = time.monotonic()
     if not hgb:
-        model = fit_feature_model(config, train, val)
+        model = fit_feature_model(config, train, val, augmented)
         seconds = time.monotonic() - started
         rules_on = val, model.predict(val.x)
         if hasattr(product, "out_of_fold_logits"):  # rules fitted out of fold on train + val
             both = Part(*(np.concatenate([a, b]) for a, b in
                           ((train.x, val.x), (train.y, val.y), (train.groups, val.groups))))  # fmt: skip
-            logits = product.out_of_fold_logits(config, both)
+            logits = product.out_of_fold_logits(config, both, augmented)
             rules_on = both, apply_temperature(logits, model.temperature)
         check = fit_study_rule(
             config.study_statistic, rules_on[0].y, rules_on[1], rules_on[0].groups,
@@ -176,9 +241,33 @@ def pooled_study_macro_f1(folds: list[dict], statistic: str) -> float:
     return point_metrics(truth, np.eye(len(CLASSES))[decided], predicted=decided)["macro_f1"]
 
 
+def invariance_scores(saved: dict[str, np.ndarray], i: int, fold: dict) -> dict:
+    """The acquisition-invariance check of fold `i` when its perturbed held-out
+    probabilities were saved (`fold{i}_out_p@<perturbation>`): FIGURES per perturbation with
+    the `any` study rule (the default's), their worst cases, and the nuisance-only
+    baseline's malignant AUC (`fold{i}_nuisance_p`)."""
+    from sklearn.metrics import roc_auc_score
+
+    t = fold["threshold"]
+    rule = fit_study_rule(
+        "any", fold["val_y"], fold["val_p"], fold["val_g"], 0.5 if t is None else t
+    )
+    prefix = f"fold{i}_out_p@"
+    per = {
+        key[len(prefix):]: scores_under(fold["out_p"], saved[key], fold["out_y"], fold["out_g"],
+                                        t, rule)
+        for key in saved if key.startswith(prefix)
+    }  # fmt: skip
+    out: dict = {"perturbations": per, "worst": summary(per) if per else {}}
+    if f"fold{i}_nuisance_p" in saved:
+        positive = fold["out_y"] == MALIGNANT
+        out["nuisance_auc"] = float(roc_auc_score(positive, saved[f"fold{i}_nuisance_p"]))
+    return out
+
+
 def score_folds(saved: dict[str, np.ndarray], k: int, seconds: list[float]) -> dict:
     """Per-fold and pooled scores from saved fold predictions (`fold{i}_{val,out}_{p,y,g}`,
-    `fold{i}_threshold`, NaN for the arg-max)."""
+    `fold{i}_threshold`, NaN for the arg-max; the invariance check's when saved)."""
     from lung_model.training.metrics import classify
 
     folds, pooled = [], {"y": [], "p": [], "predicted": []}
@@ -188,13 +277,19 @@ def score_folds(saved: dict[str, np.ndarray], k: int, seconds: list[float]) -> d
         t = float(saved[f"fold{i}_threshold"])
         fold["threshold"] = None if np.isnan(t) else t
         row = slice_scores(fold["out_y"], fold["out_p"], fold["threshold"])
-        row.update(threshold=t, fit_seconds=seconds[i], studies=study_scores(fold))
+        row.update(threshold=t, fit_seconds=seconds[i], studies=study_scores(fold),
+                   invariance=invariance_scores(saved, i, fold))  # fmt: skip
         folds.append(row)
         pooled["y"].append(fold["out_y"])
         pooled["p"].append(fold["out_p"])
         pooled["predicted"].append(classify(fold["out_p"], fold["threshold"]))
     y, p, predicted = (np.concatenate(pooled[key]) for key in ("y", "p", "predicted"))
-    return {"folds": folds, "pooled": slice_scores(y, p, None, predicted)}
+    result = {"folds": folds, "pooled": slice_scores(y, p, None, predicted)}
+    if "fold0_out_noise" in saved:  # the model's AUC where raw noise cannot separate
+        noise = np.concatenate([saved[f"fold{i}_out_noise"] for i in range(k)])
+        groups = np.concatenate([saved[f"fold{i}_out_g"] for i in range(k)])
+        result["noise_matched"] = noise_matched_auc(y, p[:, MALIGNANT], groups, noise)
+    return result
 
 
 SLICE_COLUMNS = {
@@ -220,6 +315,48 @@ def slice_table(results: list[dict]) -> str:
         keys = ("auc_malignant", "rule_recall_malignant", "rule_normal_as_malignant", "rule_macro_f1")  # fmt: skip
         cells.append(_mean_sd([f["fit_seconds"] for f in r["folds"]]).replace(".000", ""))
         cells.append(" / ".join(f"{pooled[key]:.3f}" for key in keys))
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+INVARIANCE_FIGURES = {
+    "calls_changed": "calls changed", "median_abs_delta_malignant": "median |Δp(m)|",
+    "recall_malignant": "malignant recall", "normal_as_malignant": "normal → malignant",
+    "study_normal_as_malignant": "normal studies → malignant",
+}  # fmt: skip
+
+
+def invariance_table(results: list[dict]) -> str:
+    """Per config and perturbation: FIGURES pooled as the mean over folds; then the model's
+    malignant AUC beside the nuisance-only baseline's and the noise-matched one."""
+    checked = [r for r in results if r["folds"][0].get("invariance", {}).get("perturbations")]
+    head = ["config", "perturbation", *INVARIANCE_FIGURES.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in checked:
+        for name in r["folds"][0]["invariance"]["perturbations"]:
+            values = [f["invariance"]["perturbations"][name] for f in r["folds"]]
+            cells = [f"{np.nanmean([v[c] for v in values]):.3f}" for c in INVARIANCE_FIGURES]
+            lines.append(f"| {r['name']} | {name} | " + " | ".join(cells) + " |")
+    head = ["config", "malignant AUC", "nuisance-only AUC", "noise-matched AUC (patients m/other)",
+            "worst calls changed", "worst normal → malignant", "worst malignant recall"]  # fmt: skip
+    lines += ["", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in results:
+        folds = r["folds"]
+        nuisance = [f.get("invariance", {}).get("nuisance_auc", np.nan) for f in folds]
+        matched = r.get("noise_matched")
+        worst = [f.get("invariance", {}).get("worst", {}) for f in folds]
+        cells = [
+            _mean_sd([f["auc_malignant"] for f in folds]),
+            _mean_sd(nuisance) if not np.isnan(nuisance).all() else "–",
+            f"{matched['auc']:.3f} ({matched['malignant_patients']:.0f}/"
+            f"{matched['other_patients']:.0f})"
+            if matched
+            else "–",
+            *(
+                _mean_sd([w[f"worst_{c}"] for w in worst]) if all(worst) else "–"
+                for c in ("calls_changed", "normal_as_malignant", "recall_malignant")
+            ),
+        ]
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -7,6 +7,8 @@ import ui
 from lung_model.lifecycle.gate import Floors
 from lung_model.review.model_card import (
     decision_sentence,
+    invariance_rows,
+    invariance_sentence,
     metrics_table,
     model_cards,
     promotion_history,
@@ -65,6 +67,16 @@ for column, card in zip(st.columns(max(len(cards), 1)), cards, strict=False):
                 st.columns(3), list(key.items())[row : row + 3], strict=False
             ):
                 cell.metric(name.removeprefix("test_").replace("_", " "), f"{value:.3f}")
+        if sentence := invariance_sentence(card.metrics, floors):
+            st.markdown("**Under other acquisitions**")
+            st.caption(
+                "The test split as another kernel, dose, display window, JPEG export or matrix"
+                " size would give it: the acquisition-invariance check."
+            )
+            st.markdown(ui.plain(sentence))
+            st.dataframe(
+                pd.DataFrame(invariance_rows(card.metrics)), hide_index=True, width="stretch"
+            )
         if card.metrics:
             with st.expander(f"All {len(card.metrics)} metrics of the run"):
                 metrics = pd.DataFrame(sorted(card.metrics.items()), columns=["metric", "value"])

@@ -20,6 +20,7 @@ This module is what the model family, its evaluation and the scoring guard use a
   would (smoothed to the malignant noise level, noisier, wider or narrower window, another
   level, JPEG re-compression, another matrix size): the acquisition-invariance check
   (`lung_model.training.invariance`) scores every evaluated slice under each.
+  `random_acquisition` draws such changes at random: the training augmentation.
 
 APIs: https://scikit-image.org/docs/stable/api/skimage.restoration.html#skimage.restoration.estimate_sigma,
 https://scikit-image.org/docs/stable/api/skimage.util.html#skimage.util.random_noise,
@@ -173,10 +174,11 @@ def smooth_to(gray: np.ndarray, noise: float, steps: int = 8) -> np.ndarray:
     return best
 
 
-def noise_to(gray: np.ndarray, noise: float, seed: int) -> np.ndarray:
+def noise_to(gray: np.ndarray, noise: float, seed: int, present: float | None = None) -> np.ndarray:
     """`gray` with Gaussian noise added until its measured noise is `noise` (independent
-    noise adds in variance); unchanged when it is already at or above it."""
-    present = noise_level(gray)
+    noise adds in variance); unchanged when it is already at or above it. `present`: its
+    noise level when already measured."""
+    present = noise_level(gray) if present is None else present
     if present >= noise:
         return gray.astype(np.float32, copy=False)
     variance = noise**2 - present**2
@@ -194,9 +196,10 @@ def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
         out = rewindow(out, air, tissue, config.air, config.tissue)
     if config.blur > 0:
         out = ndimage.gaussian_filter(out, config.blur)
-    if noise_level(out) > config.noise:
+    present = noise_level(out)
+    if present > config.noise:
         return smooth_to(out, config.noise)
-    return noise_to(out, config.noise, seed)
+    return noise_to(out, config.noise, seed, present)
 
 
 # -- the changes another acquisition would make (the invariance check's perturbations) --
@@ -244,6 +247,24 @@ def jpeg_recompressed(gray: np.ndarray, seed: int = 0, quality: int = 70) -> np.
 def smaller_matrix(gray: np.ndarray, seed: int = 0) -> np.ndarray:
     """Resampled (bilinear) to 3/4 of its rows and columns: another matrix size."""
     return resize_rows(gray, max(1, round(gray.shape[0] * 0.75)))
+
+
+def random_acquisition(gray: np.ndarray, seed: int) -> np.ndarray:
+    """`gray` as a random other acquisition would give it (training augmentation): the
+    noise brought to a level drawn from 0.0015..0.012, the contrast scaled by 0.6..1.3 and
+    the level moved by -0.06..0.06, the matrix 0.7..1 of its rows, then a JPEG export of
+    quality 50..95, each step drawn with probability 1/2 (the noise step always)."""
+    rng = np.random.default_rng(seed)
+    target = float(rng.uniform(0.0015, 0.012))
+    out = smooth_to(gray, target, steps=5) if noise_level(gray) > target else gray
+    out = noise_to(out, target, int(rng.integers(2**31)))
+    if rng.random() < 0.5:
+        out = _around_mean(out, float(rng.uniform(0.6, 1.3)), float(rng.uniform(-0.06, 0.06)))
+    if rng.random() < 0.5:
+        out = resize_rows(out, max(1, round(out.shape[0] * float(rng.uniform(0.7, 1.0)))))
+    if rng.random() < 0.5:
+        out = jpeg_recompressed(out, quality=int(rng.integers(50, 96)))
+    return out.astype(np.float32, copy=False)
 
 
 Perturbation = Callable[[np.ndarray, int], np.ndarray]

@@ -31,10 +31,14 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import find_contours
 
+from lung_model.imaging.acquisition import HarmoniseConfig, harmonise
 from lung_model.imaging.lung_field import LungCrop, crop_lung_field, lung_masks
 from lung_model.imaging.texture import GLCM_PROPERTIES, LBP_BINS, glcm_features, lbp_histogram
 
-FEATURES_VERSION = 1
+# 2: optional harmonisation to one common acquisition first (issue 19); a v1 config (models
+# logged before) has none and computes exactly what it did
+FEATURES_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
@@ -52,6 +56,12 @@ class FeatureConfig:
     intensity_percentiles: tuple[int, ...] = (1, 5, 25, 50, 75, 95, 99)
     glcm_levels: int = 32
     glcm_distances: tuple[int, ...] = (1, 3, 6)
+    # the common acquisition the slice is brought to first (`lung_model.imaging.acquisition.
+    # harmonise`); None: the slice as decoded (every model logged before features v2)
+    harmonise: HarmoniseConfig | None = None
+    # the feature groups computed (`FEATURE_GROUPS` keys, in that order): ("nod", "log")
+    # keeps the lesion candidates' features only, no intensity or whole-crop texture
+    groups: tuple[str, ...] = ("nod", "log", "int", "glcm", "lbp")
     version: int = FEATURES_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,7 +69,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FeatureConfig:
-        if values.get("version") != FEATURES_VERSION:
+        if values.get("version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"model needs features v{values.get('version')}, this is v{FEATURES_VERSION}"
             )
@@ -67,7 +77,9 @@ class FeatureConfig:
         if unknown:
             raise ValueError(f"unknown feature settings: {sorted(unknown)}")
         default = cls()
-        return cls(**{k: _like(getattr(default, k), v) for k, v in values.items()})
+        rest = {k: _like(getattr(default, k), v) for k, v in values.items() if k != "harmonise"}
+        common = values.get("harmonise")
+        return cls(**rest, harmonise=None if common is None else HarmoniseConfig.from_dict(common))
 
 
 def _like(default: Any, value: Any) -> Any:
@@ -78,6 +90,11 @@ def _like(default: Any, value: Any) -> Any:
 
 
 def feature_names(config: FeatureConfig) -> list[str]:
+    """The names of the features `slice_features` computes, in its order."""
+    return [n for n in _all_names(config) if n.split("_", 1)[0] in config.groups]
+
+
+def _all_names(config: FeatureConfig) -> list[str]:
     sigmas = [config.log_sigma * 2**k for k in range(config.log_levels)]
     return [
         "nod_largest",
@@ -91,6 +108,13 @@ def feature_names(config: FeatureConfig) -> list[str]:
         *(f"glcm_{p}_d{d}" for p in GLCM_PROPERTIES for d in config.glcm_distances),
         *(f"lbp_{i}" for i in range(LBP_BINS)),
     ]
+
+
+def model_gray(gray: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The slice the features are computed on: harmonised when the config says so. (A
+    config unpickled from a model logged before v2 has no `harmonise` of its own and reads
+    the class default, None.)"""
+    return gray if config.harmonise is None else harmonise(gray, config.harmonise)
 
 
 def lung_crop(gray: np.ndarray, config: FeatureConfig) -> LungCrop:
@@ -179,10 +203,14 @@ class Candidate:
 
 
 def nodule_candidates(gray: np.ndarray, config: FeatureConfig) -> list[Candidate]:
-    """The dense structures nod_ measures, largest first, down to the smallest share counted."""
-    crop = lung_crop(gray, config)
+    """The dense structures nod_ measures, largest first, down to the smallest share counted
+    (found on the harmonised slice when the model harmonises, outlined on `gray`'s pixels)."""
+    seen = model_gray(gray, config)
+    crop = lung_crop(seen, config)
     _, labels, shares = _dense_components(crop)
     top, bottom, left, right = crop.box
+    back_y, back_x = gray.shape[0] / seen.shape[0], gray.shape[1] / seen.shape[1]
+    top, bottom, left, right = top * back_y, bottom * back_y, left * back_x, right * back_x
     scale_y = (bottom - top) / crop.gray.shape[0]
     scale_x = (right - left) / crop.gray.shape[1]
     height, width = gray.shape
@@ -207,6 +235,11 @@ def nodule_candidates(gray: np.ndarray, config: FeatureConfig) -> list[Candidate
 
 def slice_features(gray: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """(n,) float32 features of a (H, W) gray slice in [0, 1], in `feature_names` order."""
-    crop = lung_crop(gray, config)
-    values = [v for group in FEATURE_GROUPS.values() for v in group(crop, config)]
+    crop = lung_crop(model_gray(gray, config), config)
+    values = [
+        v
+        for name, group in FEATURE_GROUPS.items()
+        if name in config.groups
+        for v in group(crop, config)
+    ]
     return np.asarray(values, dtype=np.float32)

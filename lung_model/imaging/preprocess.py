@@ -3,7 +3,8 @@
 `prepare` turns a decoded gray slice (`lung_model.imaging.images.read_gray`) into a square
 (size, size, 1) float32 array: aspect-preserving resize of the longer side, robust intensity
 normalisation (percentiles to [0, 1]), then zero padding to a centred square, so the image's
-shape cannot tell the class. Files are decoded for it at reduced scale (`load_file`, i.e.
+shape cannot tell the class. With `harmonise` (v4) the full-resolution slice is first brought
+to one common acquisition (`lung_model.imaging.acquisition`). Otherwise files are decoded for it at reduced scale (`load_file`, i.e.
 `read_gray(path, reduce_to=config.reduce_to)`), in training and serving alike. The
 `PreprocessConfig` is logged with every model (MLflow model metadata, see
 https://mlflow.org/docs/latest/api_reference/python_api/mlflow.keras.html) and serving
@@ -20,11 +21,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lung_model.imaging.acquisition import HarmoniseConfig, harmonise
 from lung_model.imaging.crop import crop
 from lung_model.imaging.images import read_gray
 
-PREPROCESS_VERSION = 3  # 2: JPEGs decoded at reduced DCT scale; 3: optional lung-field crop
-READABLE_VERSIONS = (2, 3)  # a v2 config has no crop field: the same steps as crop "none"
+# 2: JPEGs decoded at reduced DCT scale; 3: optional lung-field crop; 4: optional
+# harmonisation to one common acquisition first (issue 19)
+PREPROCESS_VERSION = 4
+# a v2 config has no crop field (the same steps as crop "none"), v2 and v3 no harmonise (None)
+READABLE_VERSIONS = (2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,17 @@ class PreprocessConfig:
         "none"  # "lungs", "body" or "none": what `lung_model.imaging.crop` cuts the slice to
     )
     decode_size: int = 0  # a JPEG's longer side may be decoded down to this (0: image_size)
+    # the common acquisition the full-resolution slice is brought to first
+    # (`lung_model.imaging.acquisition.harmonise`); None: the slice as decoded
+    harmonise: HarmoniseConfig | None = None
     version: int = PREPROCESS_VERSION
 
     @property
-    def reduce_to(self) -> int:
-        """What `lung_model.imaging.images.read_gray` may reduce a JPEG to: a crop needs more."""
+    def reduce_to(self) -> int | None:
+        """What `lung_model.imaging.images.read_gray` may reduce a JPEG to: a crop needs more;
+        None (full resolution) when the slice is harmonised: its noise is measured there."""
+        if self.harmonise is not None:
+            return None
         return self.decode_size or self.image_size
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,7 +59,11 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
-        config = cls(**{k: type(getattr(cls(), k))(v) for k, v in values.items()})
+        common = values.get("harmonise")
+        config = cls(
+            **{k: type(getattr(cls(), k))(v) for k, v in values.items() if k != "harmonise"},
+            harmonise=None if common is None else HarmoniseConfig.from_dict(common),
+        )
         if config.version not in READABLE_VERSIONS:
             raise ValueError(
                 f"model needs preprocessing v{config.version}, this is v{PREPROCESS_VERSION}"
@@ -58,6 +73,8 @@ class PreprocessConfig:
 
 def prepare(gray: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """(H, W) gray in [0, 1] -> (size, size, 1) float32 model input."""
+    if config.harmonise is not None:
+        gray = harmonise(gray, config.harmonise)
     gray = crop(gray, config.crop)
     height, width = gray.shape
     size = config.image_size

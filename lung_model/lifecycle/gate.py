@@ -2,7 +2,9 @@
 
 A challenger is promoted when, on the same fixed test split, it clears every absolute bound
 (`LUNG_GATE_*` settings: malignant recall on slices and on studies, the share of normal
-slices and of normal studies called malignant, macro-F1, expected calibration error) and no
+slices and of normal studies called malignant, macro-F1, expected calibration error, and
+under the acquisition-invariance check's perturbations the share of slice calls that change
+and of normal slices called malignant, each at its worst) and no
 gated metric is worse than the champion's by more than the tolerance. Equal is good enough.
 The thresholds are code and settings, reviewed like code; `lung_model.lifecycle.promotion` applies the
 decision to the registry and the database.
@@ -23,6 +25,8 @@ LABELS = {
     "study_normal_as_malignant": "normal studies called malignant",
     "macro_f1": "macro-F1",
     "ece": "ECE",
+    "invariance_calls_changed": "slice calls changed by another acquisition (worst)",
+    "invariance_normal_as_malignant": "normal slices called malignant, another acquisition (worst)",
 }
 GATED = tuple(LABELS)  # each has a floor (or ceiling) and is compared with the champion's
 
@@ -38,6 +42,10 @@ class Floors:
     min_study_malignant_recall: float = 0.0
     max_normal_as_malignant: float = 1.0
     max_study_normal_as_malignant: float = 1.0
+    # the acquisition-invariance check (`lung_model.training.invariance`): the worst case
+    # over the perturbations another scanner, kernel or export would make
+    max_invariance_calls_changed: float = 1.0
+    max_invariance_normal_as_malignant: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Floors:
@@ -49,6 +57,8 @@ class Floors:
             min_study_malignant_recall=settings.gate_min_study_malignant_recall,
             max_normal_as_malignant=settings.gate_max_normal_as_malignant,
             max_study_normal_as_malignant=settings.gate_max_study_normal_as_malignant,
+            max_invariance_calls_changed=settings.gate_max_invariance_calls_changed,
+            max_invariance_normal_as_malignant=settings.gate_max_invariance_normal_as_malignant,
         )
 
     def bounds(self) -> dict[str, float]:
@@ -59,6 +69,8 @@ class Floors:
             "study_normal_as_malignant": self.max_study_normal_as_malignant,
             "macro_f1": self.min_macro_f1,
             "ece": self.max_ece,
+            "invariance_calls_changed": self.max_invariance_calls_changed,
+            "invariance_normal_as_malignant": self.max_invariance_normal_as_malignant,
         }
 
 

@@ -60,10 +60,13 @@ def load_split(client: Any, version: Any) -> Split:
 def metrics_on_test_split(
     name: str, version: str, split: Split, data_dir: Path, settings: Settings
 ) -> dict[str, float | None]:
-    """Metrics of one registered version on the split's test slices, through serving."""
+    """Metrics of one registered version on the split's test slices, through serving: the
+    headline figures and the acquisition-invariance check's worst cases (the slices decoded
+    at full resolution, perturbed, then prepared by the model as serving prepares them)."""
+    from lung_model.imaging.images import read_gray
     from lung_model.scoring.inference import LoadedModel
     from lung_model.settings import CLASSES
-    from lung_model.training import metrics
+    from lung_model.training import invariance, metrics
 
     paths = split.paths("test")
     changed = [p for p in paths if sha256_of(data_dir / p) != split.sha256[p]]
@@ -87,7 +90,20 @@ def metrics_on_test_split(
         malignant_threshold=classifier.malignant_threshold,
         study_rule=classifier.study_rule,
     )
-    return _clean(metrics.headline(result))
+    grays = [read_gray(data_dir / p).gray for p in paths]
+    base = classifier.predict_arrays(np.stack([classifier.prepare(g) for g in grays]))
+    per = invariance.perturbation_scores(
+        grays, labels, groups, classifier.prepare, classifier.predict_arrays,
+        classifier.malignant_threshold, classifier.study_rule, base,
+    )  # fmt: skip
+    worst = invariance.summary(per)
+    return _clean(
+        {
+            **metrics.headline(result),
+            "invariance_calls_changed": worst["worst_calls_changed"],
+            "invariance_normal_as_malignant": worst["worst_normal_as_malignant"],
+        }
+    )
 
 
 def record(decision: Decision, actor: str, settings: Settings) -> None:
@@ -177,8 +193,15 @@ def run_gate(version: str, settings: Settings, data_dir: Path | None = None) -> 
 
 def _run_metrics(client: Any, settings: Settings, version: str) -> dict[str, float | None]:
     run = client.get_run(client.get_model_version(settings.model_name, version).run_id)
+    logged = {f"test_{k}": k for k in HEADLINE}
+    logged.update(  # the invariance check's worst cases, as the gate names them
+        {
+            f"test_invariance_worst_{k}": f"invariance_{k}"
+            for k in ("calls_changed", "normal_as_malignant")
+        }
+    )
     return _clean(
-        {k: run.data.metrics[f"test_{k}"] for k in HEADLINE if f"test_{k}" in run.data.metrics}
+        {name: run.data.metrics[key] for key, name in logged.items() if key in run.data.metrics}
     )
 
 

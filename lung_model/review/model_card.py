@@ -2,7 +2,9 @@
 plots, and the promotion history (every gate decision, override and rollback, with reasons).
 
 Versions are found by alias (`@champion`, `@challenger`); metrics are the training run's;
-plots are the run's PNG artifacts (confusion matrix, ROC, reliability, training curves),
+plots are the run's PNG artifacts (confusion matrix, ROC, reliability, training curves, the
+acquisition-invariance check), and the invariance check's figures per perturbation beside
+the accuracy (`invariance_rows`, `invariance_sentence`),
 downloaded once into `LUNG_HOME/cache/mlflow/<run id>/`.
 See https://mlflow.org/docs/latest/ml/model-registry/ and
 https://mlflow.org/docs/latest/api_reference/python_api/mlflow.client.html
@@ -35,6 +37,13 @@ KEY_METRICS = (
     "test_accuracy",
     "test_roc_auc_macro",
     "test_study_macro_f1",
+    # the acquisition-invariance check beside the accuracy (lung_model.training.invariance)
+    "test_roc_auc_malignant",
+    "test_nuisance_auc_malignant",
+    "test_noise_matched_auc_malignant",
+    "test_invariance_worst_calls_changed",
+    "test_invariance_worst_normal_as_malignant",
+    "test_invariance_worst_recall_malignant",
 )
 _HISTORY = text("""
 SELECT id, created_at, decision, candidate_version, champion_version, reason, actor,
@@ -168,7 +177,58 @@ METRIC_NAMES = {
     "recall_benign": "benign recall",
     "roc_auc_macro": "ROC AUC (macro)",
     "n": "test slices",
+    "invariance_calls_changed": "calls changed by another acquisition (worst)",
+    "invariance_normal_as_malignant": "normal slices called malignant, another acquisition (worst)",
 }
+# the acquisition-invariance check's figures per perturbation (training logs them as
+# test_invariance_<perturbation>_<figure>)
+INVARIANCE_COLUMNS = {
+    "calls_changed": "calls changed",
+    "median_abs_delta_malignant": "median |Δ p(malignant)|",
+    "recall_malignant": "malignant recall",
+    "normal_as_malignant": "normal slices → malignant",
+    "study_normal_as_malignant": "normal studies → malignant",
+}
+
+
+def invariance_rows(metrics: dict[str, float]) -> list[dict[str, Any]]:
+    """One row per perturbation of a training run's acquisition-invariance check (its test
+    split under another scanner, kernel or export): empty for runs logged before it."""
+    from lung_model.imaging.acquisition import PERTURBATIONS
+
+    rows = []
+    for name in PERTURBATIONS:
+        values = {
+            label: metrics.get(f"test_invariance_{name}_{figure}")
+            for figure, label in INVARIANCE_COLUMNS.items()
+        }
+        if any(v is not None for v in values.values()):
+            rows.append({"acquisition": name.replace("_", " "), **values})
+    return rows
+
+
+def invariance_sentence(metrics: dict[str, float], floors: Floors) -> str | None:
+    """What the invariance check found for a run, in words (None before it existed)."""
+    changed = metrics.get("test_invariance_worst_calls_changed")
+    if changed is None:
+        return None
+    normal = metrics.get("test_invariance_worst_normal_as_malignant", float("nan"))
+    parts = [
+        f"Under another acquisition at most {changed:.0%} of its test-slice calls change "
+        f"(gate: {floors.max_invariance_calls_changed:.0%}) and at most {normal:.0%} of normal "
+        f"slices are called malignant (gate: {floors.max_invariance_normal_as_malignant:.0%})."
+    ]
+    nuisance = metrics.get("test_nuisance_auc_malignant")
+    auc = metrics.get("test_roc_auc_malignant")
+    if nuisance is not None and auc is not None:
+        parts.append(
+            f"Its malignant ROC-AUC is {auc:.3f}; the acquisition measurements alone reach "
+            f"{nuisance:.3f} on its inputs (0.5: nothing of the export left to read)."
+        )
+    matched = metrics.get("test_noise_matched_auc_malignant")
+    if matched is not None:
+        parts.append(f"On noise-matched test patients its malignant ROC-AUC is {matched:.3f}.")
+    return " ".join(parts)
 
 
 def decision_sentence(event: dict[str, Any]) -> str:

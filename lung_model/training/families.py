@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lung_model.data.split import Split
+from lung_model.imaging.acquisition import HarmoniseConfig, harmonise
 from lung_model.imaging.images import read_gray
+from lung_model.imaging.preprocess import prepare
 from lung_model.settings import CLASSES
 from lung_model.training.calibration import apply_temperature
 from lung_model.training.feature_model import (
     FeatureModelConfig,
+    augmented_features,
     features_of,
     fit_feature_model,
 )
@@ -39,6 +43,11 @@ class FamilyFit:
     malignant_threshold: float | None
     study_rule: StudyRule
     log_model: Callable[[dict[str, Any]], str]  # metadata -> model URI
+    # a decoded full-resolution slice -> the model's input, as serving prepares it (the
+    # acquisition-invariance check prepares perturbed slices with it)
+    prepare: Callable[[np.ndarray], np.ndarray]
+    # the slice as the model sees it before its own steps: harmonised, or None (as decoded)
+    seen: Callable[[np.ndarray], np.ndarray] | None = None
     history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch curves
     best_epoch: int = 0
 
@@ -70,9 +79,15 @@ def _cnn(config: TrainConfig, split: Split, data_dir: Path, progress: bool) -> F
         lambda metadata: log_cnn(
             network, example, {"preprocess": preprocess.to_dict(), **metadata}
         ),
+        partial(prepare, config=preprocess),
+        _seen(preprocess.harmonise),
         fitted.history,
         fitted.best_epoch,
     )
+
+
+def _seen(common: HarmoniseConfig | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    return None if common is None else partial(harmonise, config=common)
 
 
 def load_feature_part(
@@ -94,7 +109,14 @@ def _features(
     from lung_model.training.served import log_feature_model
 
     parts = {p: load_feature_part(split, p, data_dir, config, progress) for p in PARTS}
-    model = fit_feature_model(config, parts["train"], parts["val"])
+    augmented = None
+    if config.augment:
+        both = [*parts["train"].paths, *parts["val"].paths]
+        labels = np.concatenate([parts["train"].y, parts["val"].y])
+        groups = np.concatenate([parts["train"].groups, parts["val"].groups])
+        x = augmented_features((read_gray(data_dir / p).gray for p in both), config)
+        augmented = Part(x, np.repeat(labels, config.augment), np.repeat(groups, config.augment))
+    model = fit_feature_model(config, parts["train"], parts["val"], augmented)
     example = data_dir / parts["test"].paths[0]
     metadata = {"features": config.features.to_dict()}
     return FamilyFit(
@@ -104,6 +126,8 @@ def _features(
         model.malignant_threshold,
         model.study_rule,
         lambda extra: log_feature_model(model, example, {**metadata, **extra}),
+        model.prepare,
+        _seen(config.features.harmonise),
     )
 
 

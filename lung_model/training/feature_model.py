@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lung_model.imaging.acquisition import content_seed, random_acquisition
 from lung_model.imaging.features import FeatureConfig, feature_names, slice_features
 from lung_model.settings import CLASSES
 from lung_model.training.calibration import (
@@ -53,6 +54,9 @@ class FeatureModelConfig:
     malignant_recall: float = 0.95  # the malignant threshold keeps this share out of fold
     calibration_folds: int = 5  # grouped folds whose out-of-fold scores fit the rules
     study_statistic: str = "any"  # lung_model.training.study_rule.STATISTICS
+    # copies of every training slice under a random other acquisition
+    # (`lung_model.imaging.acquisition.random_acquisition`) the trees also learn from
+    augment: int = 0
     bootstrap_rounds: int = 1000
 
     @classmethod
@@ -123,6 +127,18 @@ def features_of(grays: Iterable[np.ndarray], config: FeatureConfig) -> np.ndarra
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), np.float32)
 
 
+def augmented_features(grays: Iterable[np.ndarray], config: FeatureModelConfig) -> np.ndarray:
+    """(N * config.augment, features): each slice's features under `config.augment` random
+    other acquisitions (seeded by the slice's content and the copy's number), slice-major."""
+    copies = [
+        slice_features(random_acquisition(g, content_seed(g) + k), config.features)
+        for g in grays
+        for k in range(config.augment)
+    ]
+    width = len(feature_names(config.features))
+    return np.stack(copies).astype(np.float32) if copies else np.zeros((0, width), np.float32)
+
+
 def _booster(config: FeatureModelConfig) -> Any:
     from lightgbm import LGBMClassifier
 
@@ -142,34 +158,47 @@ def _booster(config: FeatureModelConfig) -> Any:
     )
 
 
-def out_of_fold_logits(config: FeatureModelConfig, part: Part) -> np.ndarray:
-    """Each slice's raw scores from trees that never saw its patient (grouped k-fold)."""
+def out_of_fold_logits(
+    config: FeatureModelConfig, part: Part, augmented: Part | None = None
+) -> np.ndarray:
+    """Each slice's raw scores from trees that never saw its patient (grouped k-fold); the
+    `augmented` copies of the fitting folds' patients join their trees' data."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     folds = StratifiedGroupKFold(config.calibration_folds, shuffle=True, random_state=config.seed)
     logits = np.zeros((len(part.y), len(CLASSES)))
     for fit_rows, held_rows in folds.split(part.x, part.y, part.groups):
-        booster = _booster(config).fit(part.x[fit_rows], part.y[fit_rows])
+        x, y = part.x[fit_rows], part.y[fit_rows]
+        if augmented is not None and len(augmented.y):
+            extra = np.isin(augmented.groups, part.groups[fit_rows])
+            x, y = np.concatenate([x, augmented.x[extra]]), np.concatenate([y, augmented.y[extra]])
+        booster = _booster(config).fit(x, y)
         logits[held_rows] = booster.booster_.predict(part.x[held_rows], raw_score=True)
     return logits
 
 
-def fit_feature_model(config: FeatureModelConfig, train: Part, val: Part) -> SliceFeatureModel:
+def fit_feature_model(
+    config: FeatureModelConfig, train: Part, val: Part, augmented: Part | None = None
+) -> SliceFeatureModel:
     """Fit the trees on the train and validation patients together; fit the temperature, the
     malignant threshold and the study rule on their out-of-fold scores (grouped k-fold, so
     every patient is scored by trees that never saw it). Trees are cheap, so the rules are
     fitted on all ~65 training patients rather than the ~13 of the validation part alone.
-    The test split is never touched."""
+    `augmented`: training slices under other acquisitions (`augmented_features`), which the
+    trees learn from but the rules are never fitted on. The test split is never touched."""
     both = Part(
         np.concatenate([train.x, val.x]),
         np.concatenate([train.y, val.y]),
         np.concatenate([train.groups, val.groups]),
         [*train.paths, *val.paths],
     )
-    logits = out_of_fold_logits(config, both)
+    logits = out_of_fold_logits(config, both, augmented)
     temperature = fit_temperature(logits, both.y)
     probabilities = apply_temperature(logits, temperature)
     threshold = fit_malignant_threshold(probabilities, both.y, config.malignant_recall, MALIGNANT)
     rule = fit_study_rule(config.study_statistic, both.y, probabilities, both.groups, threshold)
-    booster = _booster(config).fit(both.x, both.y, feature_name=feature_names(config.features))
+    x, y = both.x, both.y
+    if augmented is not None and len(augmented.y):
+        x, y = np.concatenate([x, augmented.x]), np.concatenate([y, augmented.y])
+    booster = _booster(config).fit(x, y, feature_name=feature_names(config.features))
     return SliceFeatureModel(config.features, booster, temperature, threshold, rule)

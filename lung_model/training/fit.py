@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from lung_model.data.split import Split
+from lung_model.imaging.acquisition import HarmoniseConfig
 from lung_model.imaging.preprocess import PreprocessConfig, load_files
 from lung_model.settings import CLASSES
 from lung_model.training.calibration import (
@@ -59,6 +60,8 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(a, a) mixing of training slices (0: off)
     crop: str = "lungs"  # lung_model.imaging.crop target: lungs, body or none
     decode_size: int = 0  # JPEGs decoded down to this longer side (0: image_size)
+    # every slice brought to one common acquisition first (full-resolution decode; issue 19)
+    harmonise: bool = False
     early_stopping: bool = False  # on validation macro-F1; off: train all epochs, keep the last
     # the decision rule: malignant at this calibrated probability (None: arg-max), unless
     # malignant_recall > 0, which fits the threshold on validation for that recall instead
@@ -79,7 +82,10 @@ class TrainConfig:
 
     def preprocess(self) -> PreprocessConfig:
         return PreprocessConfig(
-            image_size=self.image_size, crop=self.crop, decode_size=self.decode_size
+            image_size=self.image_size,
+            crop=self.crop,
+            decode_size=self.decode_size,
+            harmonise=HarmoniseConfig() if self.harmonise else None,
         )
 
     def params(self) -> dict[str, Any]:

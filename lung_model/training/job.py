@@ -6,6 +6,8 @@ into a registered version and `lung_model.lifecycle.promotion.run_gate` decides 
 does task by task.
 Either model family fits (`lung_model.training.families`). Logged: parameters, metrics (test
 and validation, with 95% intervals, slice and study level), per-epoch curves (CNN), plots,
+the acquisition-invariance check on the test split (`lung_model.training.invariance`: calls
+changed under other acquisitions, the nuisance-only baseline, the noise-matched AUC),
 the audit and split reports, the data version and git commit, and the model with its
 decision rules, a signature and an input example (`lung_model.training.served`).
 See https://mlflow.org/docs/latest/ml/tracking/
@@ -30,8 +32,8 @@ from lung_model.imaging.acquisition import acquisition_range, measure
 from lung_model.imaging.images import read_gray
 from lung_model.platform.orphan_runs import end_orphans_of, owner_tags
 from lung_model.platform.registry import SPLIT_ARTIFACT
-from lung_model.settings import PROJECT_ROOT, Settings
-from lung_model.training import metrics, plots
+from lung_model.settings import CLASSES, PROJECT_ROOT, Settings
+from lung_model.training import invariance, metrics, plots
 from lung_model.training.families import FamilyFit, ModelConfig, fit_family
 from lung_model.training.feature_model import FeatureModelConfig
 from lung_model.training.fit import Part, TrainConfig
@@ -119,12 +121,51 @@ def _log_plots(
         plt.close(figure)
 
 
-def training_acquisition(split: Split, data_dir: Path) -> dict[str, list[float]]:
-    """The range of acquisition measurements (`lung_model.imaging.acquisition`) over the
-    training and validation slices, decoded at full resolution as serving decodes them:
-    shipped with the model, so scoring can say when a study is unlike what it learned from."""
+def training_acquisition(
+    split: Split, data_dir: Path, seen: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[dict[str, list[float]], np.ndarray, np.ndarray]:
+    """Over the training and validation slices, decoded at full resolution as serving decodes
+    them: the range of their acquisition measurements (`lung_model.imaging.acquisition`),
+    shipped with the model so scoring can say when a study is unlike what it learned from;
+    and the measurements of the slices as the model sees them (`seen`: harmonised) with
+    their labels, what the nuisance-only baseline of the invariance check learns from."""
     paths = [*split.paths("train"), *split.paths("val")]
-    return acquisition_range([measure(read_gray(data_dir / p).gray) for p in paths])
+    raw, model_side = [], []
+    for p in paths:
+        gray = read_gray(data_dir / p).gray
+        raw.append(measure(gray))
+        model_side.append(raw[-1] if seen is None else measure(seen(gray)))
+    labels = np.array([CLASSES.index(split.label[p]) for p in paths])
+    return acquisition_range(raw), invariance.measurement_table(model_side), labels
+
+
+def _log_invariance(
+    split: Split,
+    data_dir: Path,
+    fitted: FamilyFit,
+    reference: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """The acquisition-invariance check on the test split (`lung_model.training.invariance`):
+    metrics test_invariance_*, test_nuisance_auc_malignant, test_noise_matched_*, the report
+    and a plot."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    paths = split.paths("test")
+    grays = [read_gray(data_dir / p).gray for p in paths]
+    labels = np.array([CLASSES.index(split.label[p]) for p in paths])
+    groups = np.array([split.group[p] for p in paths])
+    seen = fitted.seen or (lambda gray: gray)
+    result = invariance.check(
+        grays, labels, groups, fitted.prepare, fitted.predict, fitted.malignant_threshold,
+        fitted.study_rule, seen, reference,
+    )  # fmt: skip
+    mlflow.log_metrics(invariance.flatten(result, "test"))
+    mlflow.log_dict(result, "reports/test_invariance.json")
+    figure = plots.invariance_figure(result["perturbations"])
+    mlflow.log_figure(figure, "plots/invariance.png")
+    plt.close(figure)
+    return result
 
 
 def train_and_log(
@@ -177,13 +218,15 @@ def train_and_log(
             parts["test"], probabilities["test"], "test", config.bootstrap_rounds, fitted
         )
         _log_plots(parts["test"], probabilities["test"], test, fitted.history)
+        ranges, *reference = training_acquisition(split, data_dir, fitted.seen)
+        _log_invariance(split, data_dir, fitted, (reference[0], reference[1]))
         model_uri = fitted.log_model(
             {
                 "data_version": split.data_version,
                 "temperature": fitted.temperature,
                 "malignant_threshold": threshold,  # the decision rules serving applies
                 "study_rule": fitted.study_rule.to_dict(),
-                "acquisition_range": training_acquisition(split, data_dir),
+                "acquisition_range": ranges,
             }
         )
         mlflow.set_tag("model_uri", model_uri)

@@ -28,7 +28,15 @@ HEADLINE = (
     "normal_as_malignant", "roc_auc_malignant", "roc_auc_macro", "ece", "n",
     "study_recall_malignant", "study_normal_as_malignant", "study_macro_f1", "study_n",
 )  # fmt: skip
-LOWER_IS_BETTER = frozenset({"ece", "normal_as_malignant", "study_normal_as_malignant"})
+LOWER_IS_BETTER = frozenset(
+    {
+        "ece",
+        "normal_as_malignant",
+        "study_normal_as_malignant",
+        "invariance_calls_changed",  # the gate's invariance bounds (lung_model.lifecycle.gate)
+        "invariance_normal_as_malignant",
+    }
+)
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -84,3 +84,26 @@ def training_figure(history: dict[str, list[float]]) -> Figure:
         axes.legend()
     figure.tight_layout()
     return figure
+
+
+def invariance_figure(per_perturbation: dict[str, dict[str, float]]) -> Figure:
+    """The acquisition-invariance check (`lung_model.training.invariance`): per perturbation,
+    the share of slice calls changed, of normal slices called malignant and of malignant
+    slices found."""
+    names = list(per_perturbation)
+    shown = {
+        "calls changed": "calls_changed",
+        "normal → malignant": "normal_as_malignant",
+        "malignant recall": "recall_malignant",
+    }
+    figure, axes = plt.subplots(figsize=(8, 3.5))
+    width = 0.8 / len(shown)
+    for k, (label, key) in enumerate(shown.items()):
+        values = [per_perturbation[n][key] for n in names]
+        axes.bar(np.arange(len(names)) + k * width, values, width, label=label)
+    axes.set_xticks(np.arange(len(names)) + width, names, rotation=20)
+    axes.set_ylim(0, 1)
+    axes.set_title("Test slices under other acquisitions")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    return figure

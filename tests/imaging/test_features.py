@@ -114,3 +114,56 @@ def test_the_big_mass_is_the_largest_candidate(grays: dict[str, np.ndarray]) -> 
     largest = nodule_candidates(grays["Malignant case (3).jpg"], FeatureConfig())[0]
     top, bottom, left, right = largest.box
     assert largest.share > 0.05 and (bottom - top) * (right - left) > 50 * 50
+
+
+def test_harmonised_features_read_less_of_the_export(grays: dict[str, np.ndarray]) -> None:
+    """Issue 19: a smoothed copy of a slice (this release's malignant export) moves the
+    texture features far less once both are brought to the common acquisition."""
+    from lung_model.imaging.acquisition import HarmoniseConfig, smoothed
+
+    gray = grays["Normal case (1).jpg"]
+    plain, common = FeatureConfig(), FeatureConfig(harmonise=HarmoniseConfig())
+    texture = [i for i, n in enumerate(feature_names(plain)) if n.startswith(("glcm_", "lbp_"))]
+
+    def moved(config: FeatureConfig) -> float:
+        before, after = slice_features(gray, config), slice_features(smoothed(gray), config)
+        return float(np.abs(after - before)[texture].sum() / np.abs(before[texture]).sum())
+
+    assert moved(common) < 0.5 * moved(plain)  # 0.05 against 0.14 of the texture features
+
+
+def test_configs_logged_before_harmonisation_compute_what_they_did(
+    grays: dict[str, np.ndarray],
+) -> None:
+    from lung_model.imaging.acquisition import HarmoniseConfig
+
+    common = FeatureConfig(harmonise=HarmoniseConfig(noise=0.02))
+    assert FeatureConfig.from_dict(json.loads(json.dumps(common.to_dict()))) == common
+    v1 = {k: v for k, v in FeatureConfig().to_dict().items() if k != "harmonise"}
+    assert FeatureConfig.from_dict({**v1, "version": 1}).harmonise is None
+    unpickled = FeatureConfig.__new__(FeatureConfig)  # a model pickled before v2: no field
+    unpickled.__dict__.update({**v1, "version": 1})
+    gray = grays["Normal case (1).jpg"]
+    assert np.array_equal(slice_features(gray, unpickled), slice_features(gray, FeatureConfig()))
+
+
+def test_candidates_of_a_harmonised_model_are_outlined_on_the_input(
+    grays: dict[str, np.ndarray],
+) -> None:
+    from lung_model.imaging.acquisition import HarmoniseConfig, smaller_matrix
+
+    gray = smaller_matrix(grays["Malignant case (3).jpg"])  # 384 rows, harmonised at 512
+    largest = nodule_candidates(gray, FeatureConfig(harmonise=HarmoniseConfig()))[0]
+    top, bottom, left, right = largest.box
+    assert bottom <= 384 and right <= 384 and (bottom - top) * (right - left) > 37 * 37
+
+
+def test_a_config_can_keep_the_lesion_candidates_features_only(
+    grays: dict[str, np.ndarray],
+) -> None:
+    full, lesion = FeatureConfig(), FeatureConfig(groups=("nod", "log"))
+    names = feature_names(full)
+    kept = [i for i, n in enumerate(names) if n.startswith(("nod_", "log_"))]
+    assert feature_names(lesion) == [names[i] for i in kept]
+    gray = grays["Malignant case (3).jpg"]
+    assert np.array_equal(slice_features(gray, lesion), slice_features(gray, full)[kept])

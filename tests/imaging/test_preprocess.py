@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lung_model.imaging.images import read_gray
 from lung_model.imaging.preprocess import PreprocessConfig, load_file, prepare
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
@@ -56,6 +58,19 @@ def test_config_round_trip_and_version_check() -> None:
     assert older.crop == "none"
     with pytest.raises(ValueError, match="preprocessing v99"):
         PreprocessConfig.from_dict({**config.to_dict(), "version": 99})
+    assert PreprocessConfig.from_dict({"image_size": 96, "version": 3}).harmonise is None
+
+
+def test_a_harmonised_config_ships_its_acquisition_and_decodes_in_full() -> None:
+    from lung_model.imaging.acquisition import HarmoniseConfig, smoothed
+
+    config = PreprocessConfig(image_size=64, crop="lungs", harmonise=HarmoniseConfig())
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    assert config.reduce_to is None and PreprocessConfig(image_size=64).reduce_to == 64
+    gray = read_gray(SQUARE).gray
+    x = prepare(gray, config)
+    assert x.shape == (64, 64, 1) and np.array_equal(x, prepare(gray, config))
+    assert np.abs(prepare(smoothed(gray), config) - x).mean() < 0.05
 
 
 def test_lung_crop_fills_the_square_with_chest() -> None:
@@ -73,7 +88,8 @@ def test_a_crop_can_be_decoded_from_more_pixels_and_scoring_decodes_alike() -> N
     plain = PreprocessConfig(image_size=64, crop="lungs")
     detailed = PreprocessConfig(image_size=64, crop="lungs", decode_size=256)
     assert (plain.reduce_to, detailed.reduce_to) == (64, 256)
-    assert PreprocessConfig.from_dict({"image_size": 64, "crop": "lungs", "version": 3}) == plain
+    v3 = PreprocessConfig.from_dict({"image_size": 64, "crop": "lungs", "version": 3})
+    assert v3 == replace(plain, version=3) and v3.reduce_to == 64  # the same steps as before
 
     x = load_file(SQUARE, detailed)
     assert x.shape == (64, 64, 1) and not np.array_equal(x, load_file(SQUARE, plain))

@@ -1,6 +1,7 @@
 """The gate's decision for a first model, a better, a worse and an equal one, against every
 bound: malignant recall on slices and studies, normal slices and studies called malignant,
-macro-F1 and calibration."""
+macro-F1, calibration, and calls changed and normal slices called malignant under another
+acquisition."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ FLOORS = Floors(
     min_study_malignant_recall=1.0,
     max_normal_as_malignant=0.15,
     max_study_normal_as_malignant=0.20,
+    max_invariance_calls_changed=0.05,
+    max_invariance_normal_as_malignant=0.15,
 )
 CHAMPION = {
     "recall_malignant": 0.97,
@@ -24,6 +27,8 @@ CHAMPION = {
     "study_normal_as_malignant": 0.0,
     "macro_f1": 0.65,
     "ece": 0.05,
+    "invariance_calls_changed": 0.02,
+    "invariance_normal_as_malignant": 0.04,
 }
 
 
@@ -45,6 +50,16 @@ def test_first_model_is_promoted_when_it_clears_the_floors() -> None:
         ("study_normal_as_malignant", 3 / 7, "normal studies called malignant 0.429 > ceiling"),
         ("macro_f1", 0.5, "macro-F1 0.500 < floor"),
         ("ece", 0.2, "ECE 0.200 > ceiling"),
+        (
+            "invariance_calls_changed",
+            0.37,
+            "slice calls changed by another acquisition (worst) 0.370 > ceiling 0.050",
+        ),
+        (
+            "invariance_normal_as_malignant",
+            0.73,  # issue 19: a smoothed normal scan called malignant
+            "normal slices called malignant, another acquisition (worst) 0.730 > ceiling",
+        ),
     ],
 )
 def test_a_bound_rejects_even_without_a_champion(metric: str, value: float, words: str) -> None:
@@ -72,6 +87,7 @@ def test_slightly_worse_within_tolerance_is_promoted() -> None:
         ("normal_as_malignant", 0.07, "normal slices called malignant"),
         ("macro_f1", 0.63, "macro-F1"),
         ("ece", 0.07, "ECE"),
+        ("invariance_calls_changed", 0.04, "slice calls changed by another acquisition"),
     ],
 )
 def test_worse_model_is_rejected(metric: str, value: float, words: str) -> None:

@@ -65,3 +65,34 @@ def test_every_bound_of_the_gate_has_its_limit_and_a_plain_name() -> None:
     assert rows["normal studies called malignant"] == (
         f"<= {floors.max_study_normal_as_malignant:.2f}"
     )
+
+
+def test_the_invariance_check_is_shown_beside_the_accuracy() -> None:
+    from lung_model.review.model_card import invariance_rows, invariance_sentence
+
+    assert invariance_rows({"test_macro_f1": 0.6}) == []
+    assert invariance_sentence({"test_macro_f1": 0.6}, FLOORS) is None
+    metrics = {
+        "test_invariance_smoothed_calls_changed": 0.37,
+        "test_invariance_smoothed_normal_as_malignant": 0.73,
+        "test_invariance_jpeg_calls_changed": 0.01,
+        "test_invariance_worst_calls_changed": 0.37,
+        "test_invariance_worst_normal_as_malignant": 0.73,
+        "test_roc_auc_malignant": 1.0,
+        "test_nuisance_auc_malignant": 0.99,
+    }
+    rows = invariance_rows(metrics)
+    assert [r["acquisition"] for r in rows] == ["smoothed", "jpeg"]
+    assert rows[0]["calls changed"] == 0.37 and rows[0]["normal slices → malignant"] == 0.73
+    assert rows[1]["normal slices → malignant"] is None
+    sentence = invariance_sentence(metrics, Floors.from_settings(Settings()))
+    assert sentence is not None
+    assert "at most 37% of its test-slice calls change (gate: 5%)" in sentence
+    assert "73% of normal slices are called malignant (gate: 15%)" in sentence
+    assert "the acquisition measurements alone reach 0.990" in sentence
+    event = rejected()
+    event["candidate_metrics"] |= {"invariance_calls_changed": 0.37}
+    rows = {
+        row["metric"]: row["gate"] for row in metrics_table(event, Floors.from_settings(Settings()))
+    }
+    assert rows["calls changed by another acquisition (worst)"] == "<= 0.05"

@@ -86,6 +86,9 @@ def test_training_run_logs_everything(trained: TrainResult, lenient: Settings, o
         "test_study_macro_f1",
         "val_accuracy",
         "temperature",
+        "test_invariance_smoothed_calls_changed",
+        "test_invariance_worst_normal_as_malignant",
+        "test_noise_matched_malignant_patients",
     ):
         assert key in run.data.metrics, key
     artifacts = {a.path for a in client.list_artifacts(trained.run_id, "plots")}
@@ -94,6 +97,7 @@ def test_training_run_logs_everything(trained: TrainResult, lenient: Settings, o
         "plots/roc.png",
         "plots/reliability.png",
         "plots/training_curves.png",
+        "plots/invariance.png",
     } <= artifacts
     audit = mlflow.artifacts.load_dict(f"runs:/{trained.run_id}/reports/audit.json")
     assert audit["n_files"] == 18 and audit["errors"] == []
