@@ -167,6 +167,11 @@ def set_guard(model: Any, on: bool) -> None:
         model.acquisition_range = acquisition_range(measured)
 
 
+def times(numerator: float, denominator: float) -> str:
+    """'12.3x'; a dash when the denominator is nil (a tiny model's forward pass rounds to 0)."""
+    return f"{numerator / denominator:.1f}x" if denominator else "–"
+
+
 def cpu_seconds() -> float:
     """CPU time of this process, all threads, and of its reaped children: the decoding
     worker processes, joined at the end of each study (user + system)."""
@@ -319,7 +324,7 @@ def main() -> None:
     print(
         f"| (a) bare model forward pass, TensorFlow defaults | {16 * batch} | {default_rate:.1f} |"
         f" | {default_rate / seed_rate:.1f}x | {default_cpu:.1f} | |"
-        f" {seed_cpu / default_cpu:.1f}x | | |"
+        f" {times(seed_cpu, default_cpu)} | | |"
     )
     for run in runs:
         # the reference is the faster of the two bare-model figures: the practical limit
@@ -330,7 +335,7 @@ def main() -> None:
         print(
             f"| (a) bare model, the scorer's thread split | {8 * batch} | {run['bare']:.1f} |"
             f" {run['bare'] / bare_rate:.0%} | {run['bare'] / seed_rate:.1f}x |"
-            f" {run['bare_cpu_ms']:.1f} | | {seed_cpu / run['bare_cpu_ms']:.1f}x | | |"
+            f" {run['bare_cpu_ms']:.1f} | | {times(seed_cpu, run['bare_cpu_ms'])} | | |"
         )
         print(
             f"| (b) end-to-end files -> PostgreSQL{how} | {run['scored']:,} | {rate:.1f} |"
