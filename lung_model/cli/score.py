@@ -25,6 +25,7 @@ from lung_model.cli.exit_codes import ExitCode
 from lung_model.platform.names import printable
 from lung_model.scoring.decode import DecodeWorkerDied
 from lung_model.scoring.engine import FileOutcome, Scorer, StudySummary
+from lung_model.scoring.guard import UNLIKE_TRAINING
 from lung_model.scoring.inbox import find_ready_studies
 from lung_model.scoring.predictor import slice_class
 from lung_model.settings import get_settings
@@ -94,6 +95,8 @@ def _describe(summary: StudySummary) -> str:
             f" -> {summary.result['predicted_class']}"
             f" (max p_malignant {float(summary.result['max_p_malignant']):.3f}{review})"
         )
+        if unlike := summary.result.get("unlike_training"):
+            head += f"; {UNLIKE_TRAINING}: {'; '.join(unlike)}"
     return head + (f" [{summary.error}]" if summary.error else "")
 
 

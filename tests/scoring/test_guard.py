@@ -13,6 +13,7 @@ from scoring_helpers import make_study, real_slices, rows
 from scoring_toys import ProcessToyPredictor, ToyPredictor
 from sqlalchemy import Engine
 
+from lung_model.cli.score import _describe as describe_summary
 from lung_model.imaging.acquisition import acquisition_range, measure
 from lung_model.imaging.images import read_gray
 from lung_model.scoring import guard
@@ -113,6 +114,9 @@ def test_scoring_marks_a_study_outside_the_range_and_not_one_inside(
     assert deviation.value < noisy["noise"][0]
     assert marked.result["unlike_training"] == [deviation.describe()]
     assert "below the lowest this model learned from" in deviation.describe()
+    line = describe_summary(marked)  # what `python -m lung_model score` prints
+    assert f"{guard.UNLIKE_TRAINING}: {deviation.describe()}" in line
+    assert guard.UNLIKE_TRAINING not in describe_summary(summary)
 
 
 def test_an_unguarded_model_measures_nothing_and_records_no_check(
