@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from lung_model.data.audit import audit, inspect, require_clean
+from lung_model.data.marks import marked_split
 from lung_model.data.split import Split, make_split, report
 from lung_model.imaging.acquisition import acquisition_range, measure
 from lung_model.imaging.images import read_gray
@@ -188,7 +189,8 @@ def train_and_log(
     progress = sys.stderr.isatty() if progress is None else progress
     inventory = inspect(data_dir, progress=progress)
     audit_report = require_clean(audit(inventory))
-    split = make_split(inventory)
+    marks = marked_split(make_split(inventory), data_dir)  # reviewers' lesion marks
+    split = marks.split
     # who runs it, from its first moment: a later look ends it as KILLED if this process dies
     with mlflow.start_run(run_name=f"train-{split.data_version[:8]}", tags=owner_tags()) as run:
         mlflow.set_tags(
@@ -200,6 +202,8 @@ def train_and_log(
             }
         )
         mlflow.log_params({"family": family_of(config), **config.params()})
+        mlflow.log_params({"marks_no_lesion": marks.treatment})
+        mlflow.log_metrics(marks.metrics())
         mlflow.log_dict(audit_report, "reports/audit.json")
         mlflow.log_text(split.to_json(), SPLIT_ARTIFACT)
         mlflow.log_dict(report(split), "reports/split_report.json")
