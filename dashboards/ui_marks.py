@@ -116,3 +116,35 @@ def mark_slice(
         )
     if outcome := st.session_state.pop(OUTCOME, None):
         (controls.success if outcome[0] == "success" else controls.error)(outcome[1])
+
+
+def training_marks(engine: Engine, runs: list[dict[str, Any]]) -> None:
+    """The Model page's lines on marks: what the next training can use, what the last used."""
+    from lung_model.review.marks import marks_for_training
+
+    st.subheader("Lesion marks for training")
+    try:
+        found = marks_for_training(engine)
+    except Exception as error:  # the database may be unreachable
+        st.error(f"Marks unavailable: {type(error).__name__}: {error}")
+        return
+    st.markdown(
+        f"The next training can use **{found['slices']} marked slices** in "
+        f"**{found['studies']} reviewed studies**; {found['exported_slices']} slices of "
+        f"{found['exported_studies']} studies are in the data already, the rest once "
+        "lung_feedback exports them (nightly)."
+    )
+    last = next((run for run in runs if run.get("marked slices") is not None), None)
+    if last is None:
+        st.caption("No training run has recorded marks yet.")
+    else:
+        st.markdown(
+            f"The last training ({last['run']}, {last['started']:%Y-%m-%d %H:%M}) used "
+            f"**{last['marked slices']:.0f} marked slices** in "
+            f"**{last['marked studies']:.0f} studies**."
+        )
+    st.caption(
+        "Marked slices of the training and validation patients are used (test patients keep "
+        "their patient labels); slices marked 'no lesion visible' in a benign or malignant "
+        "study are left out of training (docs/MODEL.md, run 6)."
+    )

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 import ui
+import ui_marks
 
 from lung_model.lifecycle.gate import Floors
 from lung_model.review.model_card import (
@@ -142,3 +143,4 @@ if runs:
     )
 else:
     st.caption("No training run yet.")
+ui_marks.training_marks(ui.engine(), runs)

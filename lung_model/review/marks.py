@@ -122,3 +122,33 @@ def marked_slice(path: Path, mark: dict[str, Any] | None) -> Image.Image:
     draw.line((x - arm, y, x + arm, y), fill=(230, 30, 30), width=width)
     draw.line((x, y - arm, x, y + arm), fill=(230, 30, 30), width=width)
     return image
+
+
+_FOR_TRAINING = text("""
+WITH counting AS (
+    SELECT DISTINCT ON (m.image_id) m.image_id, m.kind, i.batch_id
+    FROM review_marks m JOIN images i ON i.id = m.image_id
+    ORDER BY m.image_id, m.created_at DESC, m.id DESC
+), exported AS (
+    SELECT DISTINCT ON (batch_id) batch_id, n_marks
+    FROM feedback_mark_exports ORDER BY batch_id, last_mark_id DESC
+)
+SELECT
+    (SELECT count(*) FROM counting c WHERE c.kind <> 'withdrawn' AND EXISTS (
+        SELECT 1 FROM reviews v WHERE v.batch_id = c.batch_id AND v.image_id IS NULL))
+        AS slices,
+    (SELECT count(DISTINCT c.batch_id) FROM counting c WHERE c.kind <> 'withdrawn' AND EXISTS (
+        SELECT 1 FROM reviews v WHERE v.batch_id = c.batch_id AND v.image_id IS NULL))
+        AS studies,
+    (SELECT coalesce(sum(n_marks), 0) FROM exported) AS exported_slices,
+    (SELECT count(*) FROM exported WHERE n_marks > 0) AS exported_studies
+""")
+
+
+def marks_for_training(engine: Engine) -> dict[str, int]:
+    """Marked slices and studies the next training can use: the counting marks of reviewed
+    studies (`slices`, `studies`), and of those what lung_feedback has already exported into
+    the data (`exported_slices`, `exported_studies`)."""
+    with engine.connect() as connection:
+        row = connection.execute(_FOR_TRAINING).mappings().one()
+    return {key: int(value) for key, value in row.items()}

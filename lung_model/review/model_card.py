@@ -157,6 +157,8 @@ def training_runs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
             "run": run.info.run_name,
             "state": RUN_STATES.get(run.info.status, run.info.status.lower()),
             "why": run.data.tags.get(REASON_TAG, ""),
+            "marked slices": run.data.metrics.get("marked_slices"),  # reviewers' lesion marks
+            "marked studies": run.data.metrics.get("marked_studies"),
             "link": run_url(settings.mlflow_ui_url, experiment.experiment_id, run.info.run_id),
         }
         for run in found

@@ -127,3 +127,46 @@ def test_the_study_page_records_no_lesion_and_shows_marks_when_reopened(signed_i
     assert any("marked: no lesion visible" in c.value for c in again.caption)
     again.button(key=f"withdraw_{riskiest}").click().run()
     assert riskiest not in current_marks(db.get_engine(seeded.settings), seeded.high)
+
+
+def test_the_model_page_says_what_the_next_training_can_use_and_the_last_used(
+    signed_in, seeded
+) -> None:
+    """Issue 22 item 4: marks of reviewed studies count for the next training (a study not
+    reviewed yet, a withdrawn mark do not); the last training run's logged counts are shown."""
+    from lung_model.platform.tracking import configure_mlflow
+    from lung_model.review.marks import marks_for_training
+    from lung_model.review.reviews import add_review
+
+    engine = dashboard_engine(seeded.settings)
+    before = marks_for_training(engine)
+    high, low = seeded.image_ids[seeded.high], seeded.image_ids[seeded.low]
+    add_mark(engine, image_id=high[0], reviewer=USER, kind="lesion", x=10, y=10)
+    add_mark(engine, image_id=high[1], reviewer=USER, kind="no_lesion")
+    add_mark(engine, image_id=high[2], reviewer=USER, kind="no_lesion")
+    add_mark(engine, image_id=high[2], reviewer=USER, kind="withdrawn")
+    add_mark(engine, image_id=low[0], reviewer=USER, kind="no_lesion")  # study not reviewed
+    assert marks_for_training(engine) == before
+    add_review(
+        engine, batch_id=seeded.high, reviewer=USER, label="malignant",
+        predicted_class="malignant", model_name="m", model_version="1",
+    )  # fmt: skip
+    now = marks_for_training(engine)
+    assert (now["slices"] - before["slices"], now["studies"] - before["studies"]) == (2, 1)
+
+    client = configure_mlflow(seeded.settings)
+    experiment = client.get_experiment_by_name(seeded.settings.experiment).experiment_id
+    run = client.create_run(experiment, run_name="train-with-marks")
+    client.log_metric(run.info.run_id, "marked_slices", 41)
+    client.log_metric(run.info.run_id, "marked_studies", 6)
+    client.set_terminated(run.info.run_id)
+
+    app = signed_in()
+    app.switch_page("views/model.py")
+    app.run(timeout=120)
+    assert not app.exception, app.exception
+    text_shown = "\n".join(m.value for m in app.markdown)
+    assert f"**{now['slices']} marked slices** in **{now['studies']} reviewed studies**" in (
+        text_shown
+    )
+    assert "used **41 marked slices** in **6 studies**" in text_shown
