@@ -22,7 +22,7 @@ from itertools import islice
 import numpy as np
 
 from lung_model.imaging.errors import UnreadableImage
-from lung_model.imaging.images import decode_bytes, read_limited, sniff_format
+from lung_model.imaging.images import DecodedImage, decode_bytes, read_limited, sniff_format
 from lung_model.scoring.files import InputFile
 from lung_model.scoring.guard import Measure
 from lung_model.scoring.predictor import Prepare
@@ -81,9 +81,8 @@ def decode_file(
         image = decode_bytes(data, id_key=id_key, reduce_to=reduce_to)
         facts.update(width=image.width, height=image.height)
         x = np.asarray(prepare(image.gray), dtype=np.float32)
-        if measure is not None:  # at full resolution, as training measured its slices
-            full = image if reduce_to is None else decode_bytes(data, id_key=id_key)
-            facts["acquisition"] = measure(full.gray, image.height, image.width)
+        if measure is not None:
+            facts["acquisition"] = _measured(measure, data, image, id_key, reduce_to)
     except UnreadableImage as error:
         return _refused(file, str(error), **facts)
     except Exception as error:  # a decoder or preprocessing bug must not stop the study
@@ -99,6 +98,18 @@ def decode_file(
         **facts,  # type: ignore[arg-type]
     )
     return Decoded(file, row, x)
+
+
+def _measured(
+    measure: Measure, data: bytes, image: DecodedImage, id_key: bytes | None, reduce_to: int | None
+) -> dict[str, float] | None:
+    """The slice's acquisition measurements at full resolution (as training measured its
+    slices); None when they cannot be taken: the guard never costs a slice its score."""
+    try:
+        full = image if reduce_to is None else decode_bytes(data, id_key=id_key)
+        return measure(full.gray, image.height, image.width)
+    except Exception:  # an unmeasurable slice is scored, not refused
+        return None
 
 
 def default_workers() -> int:

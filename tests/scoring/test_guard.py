@@ -17,7 +17,10 @@ from lung_model.cli.score import _describe as describe_summary
 from lung_model.imaging.acquisition import acquisition_range, measure
 from lung_model.imaging.images import read_gray
 from lung_model.scoring import guard
+from lung_model.scoring.decode import decode_file
 from lung_model.scoring.engine import Scorer
+from lung_model.scoring.files import InputFile
+from lung_model.scoring.predictor import input_shape_for, preparer_for
 from lung_model.settings import Settings
 
 ALLOWED: guard.Range = {"noise": (0.004, 0.009), "rows": (512.0, 512.0)}
@@ -130,3 +133,19 @@ def test_an_unguarded_model_measures_nothing_and_records_no_check(
         (None, None, summary.result["predicted_class"])
     ]
     assert all(m is None for _, m in rows(engine, MEASURED_SQL, study="S-unguarded"))
+
+
+def test_a_slice_the_guard_cannot_measure_is_still_scored() -> None:
+    def broken(gray: object, height: int, width: int) -> dict[str, float]:
+        raise ValueError("no lung field")
+
+    [path] = real_slices(1)
+    file = InputFile(path.name, path, path)
+    toy = ToyPredictor("unmeasurable")
+    decoded = decode_file(file, preparer_for(toy), input_shape_for(toy), None, 256, broken)
+    assert decoded.row.status == "scored" and decoded.x is not None
+    assert decoded.row.acquisition is None
+    measured = decode_file(
+        file, preparer_for(toy), input_shape_for(toy), None, 256, guard.measure_slice
+    )
+    assert measured.row.acquisition == guard.measure_slice(read_gray(path).gray, 512, 512)
