@@ -1,13 +1,17 @@
 """lung_batch_score: score every study folder that is ready in the inbox into PostgreSQL.
 
-wait_for_ready_study (deferrable: waits in the triggerer, holding no worker slot)
-  -> claim_ready -> score_claimed_study (one mapped task per study, named after it)
-  -> summarise (emits the `lung_predictions` asset)
+wait_for_ready_study (deferrable: waits in the triggerer, holding no worker slot, and the
+  triggerer ends it when a study is ready: no worker process resumes it)
+  -> score_ready_studies (LUNG_SCORE_TASKS mapped tasks at once; each loads the model once,
+     then claims and scores ready studies one at a time until none is left, so they share
+     the work as it comes; each is named after the studies it scored and their outcomes; a
+     study that raises does not stop the others, the task fails after its last one, and its
+     retry takes up that study's claim again)
+  -> summarise (emits the `lung_predictions` asset; waits a little when nothing was scored)
 
 Scheduled `@continuous` with one active run: a run waits for a ready study, scores what is
-ready, and the next run starts waiting as soon as it ends, so something always watches the
-inbox (the sensor looks every 5 s; a study is claimed within seconds, or, when it arrives
-while a run is scoring, as soon as that run ends).
+ready (studies arriving while it scores included), and the next run starts waiting as soon
+as it ends, so something always watches the inbox (the sensor looks every 2 s).
 
 The inbox and the results database are Airflow Connections (`lung_inbox`, `lung_results`).
 Scoring upserts (one row per image content and model version), so a retried task adds
@@ -31,6 +35,7 @@ from lung_airflow import (
 )
 
 from lung_model.pipelines.ready_sensor import ReadyStudySensor
+from lung_model.settings import get_settings
 
 IDLE_SECONDS = 30
 
@@ -47,44 +52,46 @@ def lung_batch_score() -> None:
         task_id="wait_for_ready_study",
         fs_conn_id=INBOX_CONN_ID,
         deferrable=True,
-        poke_interval=5,
+        poke_interval=2,
         timeout=timedelta(days=1),
         soft_fail=True,  # a quiet day: skipped, not failed, and the next run waits on
     )
 
-    @task
-    def claim_ready() -> list[str]:
-        import time
-
+    @task(
+        queue=TENSORFLOW_QUEUE,
+        map_index_template="{{ studies }}",
+        max_active_tis_per_dagrun=get_settings().score_tasks,
+    )
+    def score_ready_studies(slot: int) -> list[dict]:
         from lung_model.pipelines import batch_score
 
-        claimed = batch_score.claim_ready_for_tasks(lung_settings())
-        if not claimed:  # the sensor saw a study another scorer (e.g. the CLI) took first:
-            time.sleep(IDLE_SECONDS)  # do not spin runs
-        return claimed
+        context = get_current_context()
+        scored: list[dict] = []
 
-    @task(queue=TENSORFLOW_QUEUE, map_index_template="{{ study }}", max_active_tis_per_dagrun=2)
-    def score_claimed_study(study_dir: str) -> dict:
-        from pathlib import Path
+        def label(summary: dict | None = None) -> None:
+            scored.extend([summary] if summary else [])
+            context["studies"] = batch_score.outcome_label(scored)  # type: ignore[typeddict-unknown-key]
 
-        from lung_model.pipelines import batch_score
-        from lung_model.scoring.inbox import study_name
-
-        get_current_context()["study"] = study_name(Path(study_dir))  # type: ignore[typeddict-unknown-key]
-        return batch_score.score_claimed_study(Path(study_dir), lung_settings())
+        label()
+        return batch_score.score_ready_studies(lung_settings(), slot, on_study=label)
 
     @task(outlets=[PREDICTIONS])
-    def summarise(summaries: Sequence[dict]) -> dict:
+    def summarise(summaries: Sequence[list[dict]]) -> dict:
+        import time
+
         from lung_model.pipelines import batch_score
 
         # One slice reads every mapped result at once. Iterating the lazy sequence instead
         # reads them one by one until a read fails, and each run logged that last read as
         # "[error] XCom not found ... offset=<n>".
-        return batch_score.summarise(list(summaries[:]))
+        totals = batch_score.summarise([s for task in summaries[:] for s in task])
+        if not totals["studies"]:  # the sensor saw a study another scorer (the CLI) took
+            time.sleep(IDLE_SECONDS)  # first: do not spin runs
+        return totals
 
-    claimed = claim_ready()
-    wait >> claimed
-    summarise(score_claimed_study.expand(study_dir=claimed))
+    scored = score_ready_studies.expand(slot=list(range(get_settings().score_tasks)))
+    wait >> scored
+    summarise(scored)
 
 
 lung_batch_score()

@@ -146,8 +146,8 @@ class Settings(BaseSettings):
     )
     score_tasks: int = Field(
         2,
-        description="Scoring tasks a lung_batch_score run deals its claimed studies into (and "
-        "runs at once); each loads the model once: match the CPUs or Celery worker slots",
+        description="Scoring tasks of a lung_batch_score run, run at once; each loads the model "
+        "once and takes ready studies until none is left: match the CPUs or worker slots",
         ge=1,
     )
 

@@ -1,14 +1,24 @@
 """The plain functions the `lung_batch_score` DAG (and anything else) calls, one per task.
 
+`score_ready_studies` is one of the run's `LUNG_SCORE_TASKS` scoring tasks: when something
+is ready it loads the champion once, then claims and scores studies one at a time (the
+stranded claims of a killed scorer first, then the inbox, oldest first) until none is left
+that it has not tried, so the tasks of a run share the work as it comes, each study on its
+own: one that raises is logged and skipped, its claim left for a retry, and the task fails
+after its last study naming it (`StudiesFailed`). Loading the model once per task instead of
+once per study, and claiming inside the scoring tasks instead of in a task of its own, is
+what brings the DAG to the engine's speed: a task process starting, importing MLflow and
+loading the model costs seconds; scoring a study of 40 slices, a fraction of one.
 `claim_ready` claims every ready inbox study plus the claims stranded by a killed scorer
-and returns their `processing/` paths (`claim_ready_for_tasks`: as strings for XCom);
-`score_claimed_study` loads the champion and scores, archives and summarises one of them;
-`summarise` totals the summaries. `score_study` does claim-and-score for one folder.
+(`claim_ready_for_tasks`: named as the database stores them); `score_study` claims (or
+resumes) and scores one folder; `summarise` totals the summaries of a run.
 See https://airflow.apache.org/docs/apache-airflow/stable/best-practices.html
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +29,9 @@ from lung_model.scoring.decode import limit_model_threads, split_cpus
 from lung_model.scoring.engine import Scorer
 from lung_model.scoring.predictor import Predictor
 from lung_model.settings import Settings
+
+log = logging.getLogger(__name__)
+Summary = dict[str, Any]
 
 
 def _engine(settings: Settings, engine: Engine | None) -> Engine:
@@ -34,15 +47,26 @@ def _scorer(model: Predictor, settings: Settings, engine: Engine | None) -> Scor
     return Scorer(model, _engine(settings, engine), settings, id_key=key)
 
 
-def claim_ready(settings: Settings, engine: Engine | None = None) -> list[Path]:
-    """Claim every ready inbox study; include stranded claims nobody holds a lock on."""
+def claimable(settings: Settings, engine: Engine | None = None) -> list[Path]:
+    """The ready studies a scorer could take now, oldest claim first: the inbox's, and the
+    claims in `processing/` that no scorer holds (stranded by a killed one)."""
     engine = _engine(settings, engine)
-    claimed: list[Path] = []
+    found: list[Path] = []
     for folder in inbox.find_ready_studies(settings):
         if folder.parent.parent == settings.processing:
             with inbox.study_lock(engine, inbox.claim_id(folder)) as free:
-                if free:
-                    claimed.append(folder)
+                if not free:
+                    continue
+        found.append(folder)
+    return found
+
+
+def claim_ready(settings: Settings, engine: Engine | None = None) -> list[Path]:
+    """Claim every ready inbox study; include stranded claims nobody holds a lock on."""
+    claimed: list[Path] = []
+    for folder in claimable(settings, engine):
+        if folder.parent.parent == settings.processing:
+            claimed.append(folder)
         elif (target := inbox.claim(folder, settings)) is not None:
             claimed.append(target)
     return claimed
@@ -70,20 +94,81 @@ def score_study(
     return _scorer(model, settings, engine).score_claimed(Path(study_dir)).as_dict()
 
 
-def score_claimed_study(
-    study_dir: Path, settings: Settings, model_uri: str | None = None
-) -> dict[str, Any]:
-    """One mapped DAG task: load the champion (or `model_uri`) and score one claim (named
-    as `claim_ready_for_tasks` names it)."""
-    from lung_model.platform.names import stored_names
+class StudiesFailed(RuntimeError):
+    """Some studies of a scoring task raised; the others were scored. Their claims stay in
+    `processing/` for the task's retry (or the next run) to score again."""
+
+    def __init__(self, summaries: list[Summary]) -> None:
+        self.summaries = summaries
+        failed = [s for s in summaries if s["status"] == "error"]
+        lines = "; ".join(f"{s['study']}: {s['error']}" for s in failed)
+        super().__init__(f"{len(failed)} of {len(summaries)} studies failed: {lines}")
+
+
+def score_ready(
+    model: Predictor,
+    settings: Settings,
+    engine: Engine | None = None,
+    on_study: Callable[[Summary], None] | None = None,
+) -> list[Summary]:
+    """Claim and score ready studies one at a time with one scorer until every one left has
+    been tried (another scorer's claims come back `busy` or `gone` and are not tried again,
+    nor reported). A study that raises is logged and summarised as `error`, its claim left
+    in `processing/`; after the last one `StudiesFailed` is raised if any did. `on_study`
+    sees each summary as it is made."""
+    scorer, tried = _scorer(model, settings, engine), set()
+    summaries: list[Summary] = []
+    while candidates := [f for f in inbox.find_ready_studies(settings) if f.name not in tried]:
+        folder = candidates[0]
+        tried.add(folder.name)  # a study keeps its name from the inbox to its claim
+        try:
+            summary = scorer.score_claimed(folder).as_dict()
+        except Exception as error:  # this study only: the others still get scored
+            log.exception("study %s failed; its claim stays for the retry", folder.name)
+            name, where = scorer.names.name(folder.name), scorer.names.folder(folder)
+            summary = {"study": name, "folder": where, "status": "error"}
+            summary["error"] = f"{type(error).__name__}: {error}"
+        log.info("study %s: %s", summary["study"], summary["status"])
+        if summary["status"] in ("busy", "gone"):
+            continue  # another scorer's: not this task's outcome
+        summaries.append(summary)
+        if on_study:
+            on_study(summary)
+    if any(summary["status"] == "error" for summary in summaries):
+        raise StudiesFailed(summaries)
+    return summaries
+
+
+def score_ready_studies(
+    settings: Settings,
+    slot: int = 0,
+    model_uri: str | None = None,
+    on_study: Callable[[Summary], None] | None = None,
+) -> list[Summary]:
+    """The DAG's scoring task number `slot` (from 0): when more than `slot` studies are
+    claimable, load the champion (or `model_uri`) once and `score_ready`; otherwise return
+    at once, nothing loaded (a study dropped alone gets one task and the CPUs to itself)."""
     from lung_model.scoring.inference import load_model
 
-    claimed = stored_names(settings).locate(str(study_dir)) or Path(study_dir)
+    if len(claimable(settings)) <= slot:
+        return []
     prepare_scoring_process(settings)
-    return score_study(claimed, load_model(settings, model_uri), settings)
+    return score_ready(load_model(settings, model_uri), settings, on_study=on_study)
 
 
-def summarise(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+def outcome_label(summaries: list[Summary], limit: int = 250) -> str:
+    """A scoring task's name in the Airflow UI: each study it scored and its outcome
+    (`a: done, b: error`), cut to `limit` characters with a count."""
+    if not summaries:
+        return "nothing to score"
+    label = ", ".join(f"{s['study']}: {s['status']}" for s in summaries)
+    if len(label) <= limit:
+        return label
+    tail = f" ... ({len(summaries)} studies)"
+    return label[: limit - len(tail)].rsplit(", ", 1)[0] + tail
+
+
+def summarise(summaries: list[Summary]) -> dict[str, Any]:
     """Totals over the studies of one run (what the DAG publishes)."""
     done = [s for s in summaries if s.get("status") in ("done", "failed")]
     return {

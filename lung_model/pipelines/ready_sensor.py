@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Connection
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 
 def study_ready(inbox: str, marker: str, quiet_seconds: float) -> bool:
@@ -29,7 +29,8 @@ def study_ready(inbox: str, marker: str, quiet_seconds: float) -> bool:
 
 
 class ReadyStudyTrigger(BaseTrigger):
-    """Fires once some study in `inbox` is ready by the inbox's rule."""
+    """Ends the waiting sensor successfully once some study in `inbox` is ready by the
+    inbox's rule."""
 
     def __init__(
         self, inbox: str, marker: str, quiet_seconds: float, poke_interval: float = 5.0
@@ -53,7 +54,9 @@ class ReadyStudyTrigger(BaseTrigger):
         ready = (self.inbox, self.marker, self.quiet_seconds)
         while not await asyncio.to_thread(study_ready, *ready):
             await asyncio.sleep(self.poke_interval)
-        yield TriggerEvent(True)
+        # ends the sensor from the triggerer: no worker process starts to resume it, the
+        # scoring tasks are scheduled seconds sooner (`dag.test()` still resumes it)
+        yield TaskSuccessEvent()
 
 
 class ReadyStudySensor(BaseSensorOperator):

@@ -234,9 +234,8 @@ def test_batch_score_scores_and_quarantines_into_postgres(
     assert states == {
         "state": "success",
         "wait_for_ready_study": "success",
-        "claim_ready": "success",
-        "score_claimed_study[0]": "success",
-        "score_claimed_study[1]": "success",
+        "score_ready_studies[0]": "success",
+        "score_ready_studies[1]": "success",
         "summarise": "success",
     }
     results = scored(settings, ["dagtest-a", "dagtest-b"])
@@ -248,9 +247,15 @@ def test_batch_score_scores_and_quarantines_into_postgres(
     with engine.connect() as connection:
         labels = connection.execute(
             text("""SELECT rendered_map_index FROM task_instance
-                    WHERE dag_id = 'lung_batch_score' AND task_id = 'score_claimed_study'""")
+                    WHERE dag_id = 'lung_batch_score' AND task_id = 'score_ready_studies'""")
         ).scalars()
-        assert sorted(labels) == ["dagtest-a", "dagtest-b"]  # map_index_template names studies
+        # each scoring task is named after the studies it scored and their outcomes (under
+        # dag.test the tasks run one after the other: the first scores both)
+        outcomes = sorted(o for label in labels for o in label.split(", "))
+        assert [o for o in outcomes if o != "nothing to score"] == [
+            "dagtest-a: done",
+            "dagtest-b: done",
+        ]
         events = connection.execute(
             text(
                 "SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id "
@@ -347,7 +352,7 @@ def test_celery_worker_runs_batch_score(
     drop_study(settings, "celery-a", slices[:2])
     airflow.airflow("dags", "test", "lung_batch_score", "--use-executor", env=env, timeout=400)
     states = task_states(deployment.metadata_url, "lung_batch_score")
-    assert set(states.values()) == {"success"} and "score_claimed_study[0]" in states
+    assert set(states.values()) == {"success"} and "score_ready_studies[0]" in states
     assert scored(settings, ["celery-a"])["celery-a"][:2] == ("done", 2)
     log = services.log_file(settings, "test-celery-worker").read_text(errors="replace")
     assert celery_stack.worker_name in log and "succeeded" in log
@@ -364,7 +369,7 @@ def test_celery_worker_runs_batch_score(
             text("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
         ).scalar()
     engine.dispose()
-    assert queues["score_claimed_study"] == "tensorflow" and queues["summarise"] == "default"
+    assert queues["score_ready_studies"] == "tensorflow" and queues["summarise"] == "default"
     assert results and results >= 1  # task results went through the PostgreSQL backend
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lung_model.settings import PROJECT_ROOT
+from lung_model.settings import PROJECT_ROOT, get_settings
 
 DAG_IDS = {
     "lung_retrain",
@@ -44,17 +44,17 @@ def downstream(dag: Any, task_id: str) -> set[str]:
 
 def test_batch_score_graph(dagbag: Any) -> None:
     dag = dagbag.dags["lung_batch_score"]
-    assert downstream(dag, "wait_for_ready_study") == {"claim_ready"}
-    assert downstream(dag, "claim_ready") == {"score_claimed_study"}
-    assert downstream(dag, "score_claimed_study") == {"summarise"}
+    assert downstream(dag, "wait_for_ready_study") == {"score_ready_studies"}
+    assert downstream(dag, "score_ready_studies") == {"summarise"}
     sensor = dag.get_task("wait_for_ready_study")
     assert sensor.deferrable and sensor.soft_fail
     # Something always watches the inbox: a new run waits as soon as the last one ends
     # (one at a time), and its sensor looks often enough to pick a study up within a minute.
     assert type(dag.timetable).__name__ == "ContinuousTimetable" and dag.max_active_runs == 1
     assert sensor.poke_interval <= 10
-    score = dag.get_task("score_claimed_study")
+    score = dag.get_task("score_ready_studies")
     assert score.map_index_template and score.queue == "tensorflow"
+    assert score.max_active_tis_per_dagrun == get_settings().score_tasks  # all at once
     assert [o.name for o in dag.get_task("summarise").outlets] == ["lung_predictions"]
 
 

@@ -40,7 +40,7 @@ def test_the_worklist_link_only_on_scoring_tasks(urls: None) -> None:
 
     link = lung_ui.ReviewWorklistLink()
     scoring = SimpleNamespace(
-        dag_id="lung_batch_score", task_id="score_claimed_study", run_id="r", map_index=0
+        dag_id="lung_batch_score", task_id="score_ready_studies", run_id="r", map_index=0
     )
     training = SimpleNamespace(dag_id="lung_retrain", task_id="train", run_id="r", map_index=-1)
     assert link.get_link(None, ti_key=scoring) == "https://review.example"

@@ -43,17 +43,22 @@ def _batch_score_run(env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _study_outcomes(airflow: Deployment) -> list[tuple[str, dict[str, Any]]]:
-    """(run id, the summary a score_claimed_study task returned) for every mapped task of every run."""
+    """(run id, a study's summary) for every study each mapped score_ready_studies task
+    of every run returned."""
     engine = create_engine(airflow.metadata_url)
     with engine.connect() as connection:
         found = connection.execute(
             text(
                 "SELECT run_id, value FROM xcom WHERE dag_id = 'lung_batch_score'"
-                " AND task_id = 'score_claimed_study' AND key = 'return_value'"
+                " AND task_id = 'score_ready_studies' AND key = 'return_value'"
             )
         ).all()
     engine.dispose()
-    return [(run, value if isinstance(value, dict) else json.loads(value)) for run, value in found]
+    return [
+        (run, summary)
+        for run, value in found
+        for summary in (value if isinstance(value, list) else json.loads(value))
+    ]
 
 
 def _wait_for_a_run(metadata_url: str, timeout: float = 300) -> None:
