@@ -62,6 +62,14 @@ def allowed_callers(setting: str) -> list[str]:
     return [] if "*" in titles else titles
 
 
+def study_folder(names: StoredNames, study_uid: str | None) -> str:
+    """The inbox folder of a study: its UID made safe, or that name's pseudonym."""
+    if not study_uid:
+        return UNKNOWN_STUDY
+    safe = safe_uid(study_uid)
+    return names.name(safe) if names.key is not None else safe
+
+
 @dataclass(frozen=True)
 class Stored:
     folder: str  # the study folder in the inbox
@@ -87,10 +95,7 @@ class Receiver:
             self._last[entry.name] = entry.stat().st_mtime
 
     def folder_for(self, study_uid: str | None) -> str:
-        if not study_uid:
-            return UNKNOWN_STUDY
-        safe = safe_uid(study_uid)
-        return self.names.name(safe) if self.names.key is not None else safe
+        return study_folder(self.names, study_uid)
 
     def _holdings(self, folder: str) -> set[str]:
         """The instance files a study folder of this name holds: in the inbox, claimed,

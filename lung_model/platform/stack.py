@@ -91,6 +91,7 @@ def down(settings: Settings) -> list[str]:
     """Stop every service `up` started (in reverse order); return the names stopped."""
     stopped = []
     names = [s.name for s in local_services(settings, {"AIRFLOW__API__PORT": "0"})]
+    names.append("orthanc")  # the demo's local PACS, when `make demo` started one
     for name in reversed(names):
         if services.stop(settings, name):
             stopped.append(name)

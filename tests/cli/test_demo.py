@@ -78,6 +78,7 @@ def test_the_logins_are_printed_as_soon_as_the_services_answer(
     monkeypatch.setattr(demo, "print_access", lambda s: events.append("access"))
     monkeypatch.setattr(demo, "retrain", lambda *a: events.append("retrain"))
     monkeypatch.setattr(demo, "score_demo_studies", lambda *a: events.append("scoring") or True)
+    monkeypatch.setattr(demo, "hospital_phase", lambda *a: events.append("hospital") or True)
 
     code = demo.cli_demo(argparse.Namespace(started_at=None))
 

@@ -71,12 +71,7 @@ def wait_ready(settings: Settings, study: Path) -> None:
 
 def sr_instances(pacs: Orthanc, study_uid: str) -> list[dict[str, object]]:
     found = pacs.instances_of(study_uid)
-    return [i for i in found if i["MainDicomTags"].get("SOPInstanceUID") and is_sr(pacs, i)]
-
-
-def is_sr(pacs: Orthanc, instance: dict[str, object]) -> bool:
-    tags = pacs.get(f"/instances/{instance['ID']}/simplified-tags")
-    return bool(tags.get("Modality") == "SR")
+    return [i for i in found if pacs.modality_of(str(i["ID"])) == "SR"]
 
 
 def dsrdump(pacs: Orthanc, instance_id: str, folder: Path) -> str:
