@@ -12,6 +12,7 @@ import pytest
 from scoring_helpers import make_study, real_slices, rows
 from scoring_toys import ProcessToyPredictor, ToyPredictor
 from sqlalchemy import Engine
+from tiny_models import FEATURE_RUN, TrainedRun
 
 from lung_model.cli.score import _describe as describe_summary
 from lung_model.imaging.acquisition import acquisition_range, measure
@@ -20,6 +21,7 @@ from lung_model.scoring import guard
 from lung_model.scoring.decode import decode_file
 from lung_model.scoring.engine import Scorer
 from lung_model.scoring.files import InputFile
+from lung_model.scoring.inference import LoadedModel
 from lung_model.scoring.predictor import input_shape_for, preparer_for
 from lung_model.settings import Settings
 
@@ -149,3 +151,22 @@ def test_a_slice_the_guard_cannot_measure_is_still_scored() -> None:
         file, preparer_for(toy), input_shape_for(toy), None, 256, guard.measure_slice
     )
     assert measured.row.acquisition == guard.measure_slice(read_gray(path).gray, 512, 512)
+
+
+def test_a_trained_model_ships_its_range_and_scores_guarded(
+    feature_run: TrainedRun, pg_url: str, settings: Settings, engine: Engine
+) -> None:
+    """The training job logs the range with the model; loading it guards the scorer, and a
+    model logged before (no range in its metadata) loads unguarded."""
+    model = LoadedModel.load(feature_run.settings(pg_url, FEATURE_RUN), f"models:/{FEATURE_RUN}/1")
+    assert model.acquisition_range is not None
+    assert set(model.acquisition_range) == set(guard.MEASUREMENTS)
+    settings.guard_slices, settings.score_processes_min_files = 2, 0
+    study = make_study(settings.home / "sites", "S-trained", real_slices(3))
+    summary = Scorer(model, engine, settings).score_in_place(study)
+    assert summary.status == "done" and isinstance(summary.result["unlike_training"], list)
+    [(allowed, outside_, _)] = rows(engine, STUDY_SQL, study="S-trained")
+    assert allowed == model.acquisition_range and isinstance(outside_, list)
+    before = LoadedModel(model.network, model.name, model.version)  # no range, as logged before
+    assert before.acquisition_range is None
+    assert Scorer(before, engine, settings).acquisition_range is None
