@@ -132,8 +132,9 @@ FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
 # issue 19: every slice brought to one common acquisition first (`-h`), plus one randomly
 # re-acquired copy of each training slice (`-aug`), and the lesion-candidate features only
 # (`-nod`: nod_ and LoG blob responses, no intensity or whole-crop texture)
-HARMONISED = FeatureConfig(harmonise=HarmoniseConfig())
-HARMONISED_2 = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0))
+HARMONISED = FeatureConfig(harmonise=HarmoniseConfig(blur=1.0, ceiling=1.0))
+HARMONISED_2 = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0, ceiling=1.0))
+HARMONISED_2C = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0, ceiling=0.86))
 FEATURE_CONFIGS.update({
     "features-h": (FeatureModelConfig(features=HARMONISED), False),
     "features-h-aug": (FeatureModelConfig(features=HARMONISED, augment=1), False),
@@ -146,6 +147,9 @@ FEATURE_CONFIGS.update({
     "features-h2": (FeatureModelConfig(features=HARMONISED_2), False),
     "features-h2-nod": (FeatureModelConfig(features=HARMONISED_2), False),
     "features-h2-aug": (FeatureModelConfig(features=HARMONISED_2, augment=1), False),
+    # and clipped at 0.86 after the re-window: a narrower window's saturation is everyone's
+    "features-h2c": (FeatureModelConfig(features=HARMONISED_2C), False),
+    "features-h2c-aug": (FeatureModelConfig(features=HARMONISED_2C, augment=1), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input

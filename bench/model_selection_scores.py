@@ -320,7 +320,7 @@ def slice_table(results: list[dict]) -> str:
 
 
 INVARIANCE_FIGURES = {
-    "calls_changed": "calls changed", "median_abs_delta_malignant": "median |Δp(m)|",
+    "calls_changed": "calls changed", "median_abs_delta_malignant": "median abs Δp(m)",
     "recall_malignant": "malignant recall", "normal_as_malignant": "normal → malignant",
     "study_normal_as_malignant": "normal studies → malignant",
 }  # fmt: skip

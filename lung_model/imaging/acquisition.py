@@ -13,7 +13,8 @@ This module is what the model family, its evaluation and the scoring guard use a
   what a model ships (metadata key "acquisition_range") and what scoring compares with.
 - `harmonise(gray, config)` brings a slice to one common acquisition before either model
   family sees it: 512 rows, the aerated lung and soft tissue at fixed gray levels (a linear
-  re-window), a fixed Gaussian blur that removes the export's own fine texture, then
+  re-window; optionally clipped at a common ceiling), a fixed Gaussian blur that removes the
+  export's own fine texture, then
   Gaussian noise added (or more smoothing) until the measured noise is the common level.
   The added noise is seeded by the slice's content, so one slice always gives one result.
 - `PERTURBATIONS`: named, seeded functions that change a slice as another acquisition
@@ -120,6 +121,9 @@ class HarmoniseConfig:
     tissue: float = COMMON_TISSUE
     blur: float = 1.0  # Gaussian sigma (px at `rows`) that removes the export's fine texture
     noise: float = 0.010  # the common noise level, above every export in this release
+    # gray values above this are clipped after the re-window, as the narrowest export window
+    # clips them anyway (1.0: none); what one export saturated is then saturated in all
+    ceiling: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,6 +198,8 @@ def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
     air, tissue = tissue_levels(out)
     if tissue - air >= MIN_SPAN:
         out = rewindow(out, air, tissue, config.air, config.tissue)
+    if config.ceiling < 1.0:
+        out = np.minimum(out, config.ceiling)
     if config.blur > 0:
         out = ndimage.gaussian_filter(out, config.blur)
     present = noise_level(out)

@@ -75,6 +75,23 @@ def test_harmonise_brings_a_smoothed_and_a_noisy_copy_to_one_noise(normal: np.nd
     assert harmonise(smaller_matrix(normal), config).shape == (512, 512)
 
 
+def test_a_common_ceiling_gives_every_export_the_narrow_window_s_saturation(
+    normal: np.ndarray,
+) -> None:
+    from lung_model.imaging.acquisition import narrower_window
+
+    narrow = narrower_window(normal)
+    assert (narrow >= 0.999).mean() > 3 * (normal >= 0.999).mean()  # it saturates tissue
+    clipped = HarmoniseConfig(blur=2.0, ceiling=0.86)
+    open_ = HarmoniseConfig(blur=2.0, ceiling=1.0)
+
+    def apart(config: HarmoniseConfig) -> float:  # the bright end: what saturation changes
+        bright = [np.percentile(harmonise(g, config), [90, 95, 99]) for g in (narrow, normal)]
+        return float(np.abs(bright[0] - bright[1]).sum())
+
+    assert apart(clipped) < 0.5 * apart(open_)
+
+
 def test_harmonise_and_perturbations_are_deterministic(normal: np.ndarray) -> None:
     config = HarmoniseConfig()
     assert np.array_equal(harmonise(normal, config), harmonise(normal.copy(), config))
