@@ -61,9 +61,12 @@ class Inventory:
 
     @property
     def data_version(self) -> str:
-        """The DVC hash for `data/raw`; elsewhere a digest of the (path, sha256) list."""
+        """The DVC hash for `data/raw` (of this project, or of another DVC repository beside
+        its `raw.dvc`); elsewhere a digest of the (path, sha256) list."""
         if self.data_dir.resolve() == RAW_DVC_FILE.with_suffix("").resolve():
             return data_version()
+        if self.data_dir.name == "raw" and (pointer := self.data_dir.with_suffix(".dvc")).exists():
+            return data_version(pointer)
         listing = "\n".join(
             f"{s.path}\t{s.sha256}" for s in sorted(self.slices, key=lambda s: s.path)
         )

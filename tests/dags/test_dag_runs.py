@@ -404,3 +404,87 @@ def test_backup_run_writes_one_dated_backup(
     [made] = backups(deployment.settings.backup_folder)
     included = {p["name"] for p in verify(made)["parts"] if p["included"]}
     assert {"database", "mlflow_store", "mlflow_artifacts", "studies", "secrets"} <= included
+
+
+def test_marks_reach_a_retrain_through_lung_feedback_and_a_new_data_version(
+    dag_runs: dict[str, dict[str, str]], deployment: Deployment, tmp_path: Path
+) -> None:
+    """Issue 22 item 6, from the review on: a reviewer's marks on a scored study (recorded by
+    the function the Study page calls) -> `lung_feedback` exports them into a DVC repository
+    as a new data version -> `lung_retrain` trains on that version in Airflow -> its MLflow run
+    names that data version and counts the marked slices it used."""
+    import mlflow
+
+    from lung_model.data.split import Split
+    from lung_model.platform.registry import SPLIT_ARTIFACT
+    from lung_model.platform.tracking import configure_mlflow
+    from lung_model.review.database import dashboard_engine
+    from lung_model.review.marks import add_mark
+    from lung_model.review.reviews import add_review
+
+    settings = deployment.settings
+    repo = tmp_path / "repo"
+    shutil.copytree(deployment.tiny_data, repo / "data" / "raw")
+
+    def run_dvc(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, check=True,
+                       capture_output=True)  # fmt: skip
+
+    run_dvc("init", "--no-scm", "-q")
+    run_dvc("remote", "add", "-d", "local", str(tmp_path / "remote"))
+    run_dvc("add", "-q", "data/raw")
+    before = dvc.data_version(repo / "data" / "raw.dvc")
+
+    engine = dashboard_engine(settings)  # as the dashboard records them
+    with db.get_engine(settings).connect() as connection:
+        batch, result_version = connection.execute(
+            text("""SELECT b.id, s.model_version FROM scan_batches b
+                    JOIN study_results s ON s.batch_id = b.id WHERE b.study = 'dagtest-a'""")
+        ).one()
+        images = (
+            connection.execute(
+                text("SELECT id FROM images WHERE batch_id = :b ORDER BY path"), {"b": batch}
+            )
+            .scalars()
+            .all()
+        )
+    common = {"reviewer": "dr.e2e", "model_version": result_version}
+    add_mark(engine, image_id=images[0], kind="lesion", x=250, y=260, radius=15, **common)
+    add_mark(engine, image_id=images[1], kind="no_lesion", **common)
+    add_review(engine, batch_id=batch, label="malignant", predicted_class=None,
+               model_name=settings.model_name, **common)  # fmt: skip
+
+    steps = [
+        {"dag_id": "lung_feedback", "conf": {"repo": str(repo)}},
+        {"dag_id": "lung_retrain",
+         "conf": {"config": "tiny", "data_dir": str(repo / "data" / "raw")}},
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("dag_runner.py")), json.dumps(steps)],
+        env={**os.environ, **deployment.env}, capture_output=True, text=True, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    states = [json.loads(line)["state"] for line in done.stdout.splitlines() if line[:1] == "{"]
+    assert states == ["success", "success"]
+
+    version = dvc.data_version(repo / "data" / "raw.dvc")
+    assert version != before
+    annotations = list(csv.DictReader((repo / "data" / "raw" / "ANNOTATIONS.csv").open()))
+    assert sorted(r["kind"] for r in annotations) == ["lesion", "no_lesion"]
+    with db.get_engine(settings).connect() as connection:
+        exported = connection.execute(
+            text("SELECT n_marks, data_version FROM feedback_mark_exports WHERE batch_id = :b"),
+            {"b": batch},
+        ).all()
+    assert [tuple(row) for row in exported] == [(2, version)]
+
+    client = configure_mlflow(settings)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    [run] = client.search_runs(
+        [experiment], f"tags.data_version = '{version}' and tags.job = 'train'"
+    )
+    split = Split.from_json(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{SPLIT_ARTIFACT}"))
+    used = [r for r in annotations if split.part.get(r["path"]) in ("train", "val")]
+    excluded = [r for r in annotations if r["kind"] == "no_lesion" and r["path"] not in split.part]
+    assert run.data.metrics["marked_slices"] == len(used) + len(excluded) > 0
+    assert run.data.metrics["marked_no_lesion_slices"] == len(excluded)
