@@ -8,7 +8,7 @@
 ALTER TABLE images ADD COLUMN acquisition jsonb;
 ALTER TABLE study_results ADD COLUMN acquisition_range jsonb;
 ALTER TABLE study_results ADD COLUMN acquisition_outside jsonb;
--- the Operations page and the daily check count the studies outside, recent first
+-- the Operations page lists the latest studies outside the range
 CREATE INDEX study_results_unlike_training_idx ON study_results (created_at DESC)
     WHERE jsonb_array_length(acquisition_outside) > 0;
 
