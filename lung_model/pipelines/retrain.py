@@ -113,12 +113,15 @@ def audit_data(data_dir: str | None = None, settings: Settings | None = None) ->
 
 
 def split_data(data_dir: str | None = None, settings: Settings | None = None) -> SplitCounts:
-    """The group-aware split: check no group crosses it; return its counts."""
+    """The group-aware split, with reviewers' lesion marks applied as training will apply them:
+    check no group crosses it; return its counts."""
     from lung_model.data.audit import inspect
+    from lung_model.data.marks import marked_split
     from lung_model.data.split import check, make_split, report
 
     settings = settings or get_settings()
-    split = make_split(inspect(_data_dir(data_dir, settings)))
+    folder = _data_dir(data_dir, settings)
+    split = marked_split(make_split(inspect(folder)), folder).split
     check(split)
     counts = report(split)
     return SplitCounts.model_validate({key: counts[key] for key in SplitCounts.model_fields})

@@ -14,6 +14,7 @@ from lung_model.data import lesion_marks
 from lung_model.data.audit import inspect
 from lung_model.data.lesion_marks import Annotation
 from lung_model.data.split import Split, make_split
+from lung_model.pipelines import retrain
 from lung_model.platform.registry import SPLIT_ARTIFACT
 from lung_model.platform.tracking import configure_mlflow
 from lung_model.settings import PROJECT_ROOT
@@ -41,6 +42,9 @@ def test_a_training_run_uses_and_counts_the_marks(
         Annotation(test, split.label[test], "no_lesion", None, None, None, "rv-a", "", 3),
     ]
     lesion_marks.rewrite(data, "/none/", marks)
+
+    counts = retrain.split_data(str(data), settings)  # the DAG's step reports the same split
+    assert sum(counts.slices["train"].values()) == len(split.paths("train")) - 1
 
     result = train_and_log(settings, FeatureModelConfig.tiny(), data, progress=False)
 
