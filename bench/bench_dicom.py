@@ -5,7 +5,7 @@ Targets (issue 21): a 100-slice series pushed by Orthanc -> SR stored back in Or
 most 60 s on this machine; receiving at least 50 instances/s into the inbox.
 
 Everything runs on loopback in a temporary folder: Orthanc from Debian's package with its own
-configuration (`tests/exchange/orthanc.py`), the receiver in this process
+configuration (`tests/exchange/orthanc_pacs.py`), the receiver in this process
 (`lung_model.exchange.receiver.Service`), results in a temporary database on the configured
 PostgreSQL server (dropped afterwards). The series: `--slices` synthetic CT instances of
 `--size` px made from the test fixture's JPEG slices through the lung window
@@ -105,7 +105,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from dicom_series import write_series
-    from orthanc import Orthanc, free_port
+    from orthanc_pacs import Orthanc, free_port
 
     from lung_model.exchange.deliveries import send_results
     from lung_model.exchange.receiver import Service

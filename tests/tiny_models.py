@@ -27,8 +27,12 @@ LENIENT = {
 
 
 def store_settings(home: Path, pg_url: str) -> Settings:
-    """Settings of the store's owner: MLflow under `home`, results on the test database."""
-    return Settings(_env_file=None, home=home, database_url=pg_url)  # type: ignore[call-arg]
+    """Settings of the store's owner: MLflow under `home`, results on the test database.
+    Never the environment's MLFLOW_TRACKING_URI: MLflow's `set_tracking_uri` exports it, so
+    any test that configured MLflow before would otherwise move this store into its own."""
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, home=home, database_url=pg_url, mlflow_tracking_uri=None
+    )
 
 
 def use_home(home: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from orthanc_pacs import Orthanc, free_port
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from orthanc import Orthanc, free_port, installed  # noqa: E402
-
-from lung_model.settings import Settings  # noqa: E402
-
-needs_orthanc = pytest.mark.skipif(
-    not installed(),
-    reason="Orthanc and dcmtk are not installed (apt-get install orthanc "
-    "orthanc-dicomweb dcmtk; .ci/run installs them)",
-)
+from lung_model.exchange.receiver import Service
+from lung_model.settings import Settings
 
 
 @pytest.fixture
@@ -37,3 +28,13 @@ def orthanc(tmp_path: Path, dicom_settings: Settings) -> Iterator[Orthanc]:
         yield pacs
     finally:
         pacs.stop()
+
+
+@pytest.fixture
+def receiver(dicom_settings: Settings) -> Iterator[Service]:
+    """Our receiver listening (in this process) on the test's port."""
+    service = Service(dicom_settings)
+    try:
+        yield service
+    finally:
+        service.close()

@@ -8,9 +8,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import needs_orthanc
 from dicom_series import fixture_slices
-from orthanc import free_port
+from orthanc_pacs import free_port, needs_orthanc
 from tiny_models import FEATURE_RUN, TrainedRun
 
 from lung_model.cli.hospital_demo import SERVICE, hospital_loop

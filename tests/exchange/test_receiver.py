@@ -9,28 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from conftest import needs_orthanc
 from dicom_series import write_series
-from orthanc import Orthanc
+from orthanc_pacs import Orthanc, needs_orthanc
 
 from lung_model.exchange.receiver import Service, allowed_callers, safe_uid
 from lung_model.platform.names import stored_names
 from lung_model.settings import PROJECT_ROOT, Settings
 
 pytestmark = needs_orthanc
-
-
-@pytest.fixture
-def receiver(dicom_settings: Settings) -> Iterator[Service]:
-    service = Service(dicom_settings)
-    try:
-        yield service
-    finally:
-        service.close()
 
 
 def storescu(settings: Settings, files: list[Path], calling: str = "STORESCU") -> int:

@@ -9,16 +9,14 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from conftest import needs_orthanc
 from dicom_series import ct_instance, write_series
 from fhir.resources.diagnosticreport import DiagnosticReport
-from orthanc import Orthanc
+from orthanc_pacs import Orthanc, needs_orthanc
 from sqlalchemy import Engine, text
 from tiny_models import FEATURE_RUN, TrainedRun
 
@@ -42,15 +40,6 @@ def results_settings(dicom_settings: Settings, empty_pg_url: str) -> Settings:
     dicom_settings.database_url = empty_pg_url
     dicom_settings.results_retry_seconds = 0.0  # a failed delivery is due again at once
     return dicom_settings
-
-
-@pytest.fixture
-def receiver(results_settings: Settings) -> Iterator[Service]:
-    service = Service(results_settings)
-    try:
-        yield service
-    finally:
-        service.close()
 
 
 def score_ready(settings: Settings, engine: Engine, feature_run: TrainedRun, pg_url: str) -> None:

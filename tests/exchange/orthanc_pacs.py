@@ -13,9 +13,17 @@ import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from lung_model.exchange.orthanc import AE_TITLE, ORTHANC, OrthancClient, installed, write_config
 
-__all__ = ["Orthanc", "free_port", "installed"]
+__all__ = ["Orthanc", "free_port", "installed", "needs_orthanc"]
+
+needs_orthanc = pytest.mark.skipif(
+    not installed(),
+    reason="Orthanc and dcmtk are not installed (apt-get install orthanc orthanc-dicomweb "
+    "dcmtk; .ci/run installs them)",
+)
 
 
 def free_port() -> int:
