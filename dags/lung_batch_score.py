@@ -3,15 +3,16 @@
 wait_for_ready_study (deferrable: waits in the triggerer, holding no worker slot, and the
   triggerer ends it when a study is ready: no worker process resumes it)
   -> score_ready_studies (LUNG_SCORE_TASKS mapped tasks at once; each loads the model once,
-     then claims and scores ready studies one at a time until none is left, so they share
-     the work as it comes; each is named after the studies it scored and their outcomes; a
-     study that raises does not stop the others, the task fails after its last one, and its
-     retry takes up that study's claim again)
+     then claims and scores the studies ready at its start one at a time, so they share
+     them as they go; each is named after the studies it scored and their outcomes; a study
+     that raises does not stop the others, the task fails after its last one, and its retry
+     takes up that study's claim again)
   -> summarise (emits the `lung_predictions` asset; waits a little when nothing was scored)
 
 Scheduled `@continuous` with one active run: a run waits for a ready study, scores what is
-ready (studies arriving while it scores included), and the next run starts waiting as soon
-as it ends, so something always watches the inbox (the sensor looks every 2 s).
+ready, and the next run starts waiting as soon as it ends, so something always watches the
+inbox (the sensor looks every 2 s; a study arriving while a run scores is taken up by the
+next one).
 
 The inbox and the results database are Airflow Connections (`lung_inbox`, `lung_results`).
 Scoring upserts (one row per image content and model version), so a retried task adds

@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     score_tasks: int = Field(
         2,
         description="Scoring tasks of a lung_batch_score run, run at once; each loads the model "
-        "once and takes ready studies until none is left: match the CPUs or worker slots",
+        "once and takes the ready studies one at a time: match the CPUs or worker slots",
         ge=1,
     )
 

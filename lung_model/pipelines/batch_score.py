@@ -1,11 +1,11 @@
 """The plain functions the `lung_batch_score` DAG (and anything else) calls, one per task.
 
 `score_ready_studies` is one of the run's `LUNG_SCORE_TASKS` scoring tasks: when something
-is ready it loads the champion once, then claims and scores studies one at a time (the
-stranded claims of a killed scorer first, then the inbox, oldest first) until none is left
-that it has not tried, so the tasks of a run share the work as it comes, each study on its
-own: one that raises is logged and skipped, its claim left for a retry, and the task fails
-after its last study naming it (`StudiesFailed`). Loading the model once per task instead of
+is ready it loads the champion once, then claims and scores the studies ready at its start
+one at a time (the stranded claims of a killed scorer first, then the inbox, oldest first),
+so the tasks of a run share them as they go, each study on its own: one that raises is
+logged and skipped, its claim left for a retry, and the task fails after its last study
+naming it (`StudiesFailed`). Loading the model once per task instead of
 once per study, and claiming inside the scoring tasks instead of in a task of its own, is
 what brings the DAG to the engine's speed: a task process starting, importing MLflow and
 loading the model costs seconds; scoring a study of 40 slices, a fraction of one.
@@ -18,6 +18,8 @@ See https://airflow.apache.org/docs/apache-airflow/stable/best-practices.html
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,8 +85,16 @@ def claim_ready_for_tasks(settings: Settings) -> list[str]:
 
 
 def prepare_scoring_process(settings: Settings) -> None:
-    """Share the CPUs between decoding and the model; call before the model is loaded."""
-    limit_model_threads(split_cpus(settings.score_workers, settings.score_model_threads)[1])
+    """Share the CPUs between decoding and the model; call before the model is loaded.
+
+    TensorFlow is not imported for it: a model that needs TensorFlow (the CNN) imports it
+    when it loads and takes its thread count from `TF_NUM_INTRAOP_THREADS`; the feature
+    model never pays the import (seconds in every scoring task and `score` command)."""
+    threads = split_cpus(settings.score_workers, settings.score_model_threads)[1]
+    if "tensorflow" in sys.modules:
+        limit_model_threads(threads)
+    else:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
 
 
 def score_study(
@@ -111,14 +121,16 @@ def score_ready(
     engine: Engine | None = None,
     on_study: Callable[[Summary], None] | None = None,
 ) -> list[Summary]:
-    """Claim and score ready studies one at a time with one scorer until every one left has
-    been tried (another scorer's claims come back `busy` or `gone` and are not tried again,
-    nor reported). A study that raises is logged and summarised as `error`, its claim left
-    in `processing/`; after the last one `StudiesFailed` is raised if any did. `on_study`
-    sees each summary as it is made."""
-    scorer, tried = _scorer(model, settings, engine), set()
+    """Claim and score, one at a time with one scorer, the studies claimable when it starts,
+    until each has been tried (the ones another scorer takes meanwhile come back `busy` or
+    `gone`, and are not reported). Studies arriving meanwhile are left to the next run: a
+    task ends, and a newly promoted champion is loaded, however steady the inflow. A study
+    that raises is logged and summarised as `error`, its claim left in `processing/`; after
+    the last one `StudiesFailed` is raised if any did. `on_study` sees each summary."""
+    scorer, tried = _scorer(model, settings, engine), set[str]()
+    wanted = {folder.name for folder in claimable(settings, scorer.engine)}
     summaries: list[Summary] = []
-    while candidates := [f for f in inbox.find_ready_studies(settings) if f.name not in tried]:
+    while candidates := [f for f in inbox.find_ready_studies(settings) if f.name in wanted - tried]:
         folder = candidates[0]
         tried.add(folder.name)  # a study keeps its name from the inbox to its claim
         try:

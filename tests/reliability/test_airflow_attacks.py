@@ -109,6 +109,11 @@ def test_two_batch_score_runs_at_once_score_each_study_once(
         **deployment.env,
         "MLFLOW_TRACKING_URI": champion["MLFLOW_TRACKING_URI"],
         "LUNG_MODEL_NAME": champion["LUNG_MODEL_NAME"],
+        # One scoring task a run: dag.test() runs a run's mapped tasks one after the other,
+        # so a second task would start once the first had scored the first wave, take the
+        # second wave as well, and leave the second run's sensor waiting for a study (as a
+        # deployment's next run waits; dag.test() would never end).
+        "LUNG_SCORE_TASKS": "1",
     }
 
     first = _batch_score_run(env)
