@@ -9,9 +9,10 @@ naming it (`StudiesFailed`). Loading the model once per task instead of
 once per study, and claiming inside the scoring tasks instead of in a task of its own, is
 what brings the DAG to the engine's speed: a task process starting, importing MLflow and
 loading the model costs seconds; scoring a study of 40 slices, a fraction of one.
-`claim_ready` claims every ready inbox study plus the claims stranded by a killed scorer
-(`claim_ready_for_tasks`: named as the database stores them); `score_study` claims (or
-resumes) and scores one folder; `summarise` totals the summaries of a run.
+What a task returns and how it is labelled names studies as the database stores them
+(pseudonyms with `LUNG_PSEUDONYMISE_NAMES`), so no study name reaches Airflow's database.
+`claim_ready` claims every ready inbox study plus the claims stranded by a killed scorer;
+`score_study` claims (or resumes) and scores one folder; `summarise` totals a run.
 See https://airflow.apache.org/docs/apache-airflow/stable/best-practices.html
 """
 
@@ -74,16 +75,6 @@ def claim_ready(settings: Settings, engine: Engine | None = None) -> list[Path]:
     return claimed
 
 
-def claim_ready_for_tasks(settings: Settings) -> list[str]:
-    """`claim_ready`, each claim's path as the database would store it: what the DAG passes
-    between its tasks, so that with `LUNG_PSEUDONYMISE_NAMES` no study name reaches Airflow's
-    database (XComs, mapped task labels)."""
-    from lung_model.platform.names import stored_names
-
-    names = stored_names(settings)
-    return [names.folder(path) for path in claim_ready(settings)]
-
-
 def prepare_scoring_process(settings: Settings) -> None:
     """Share the CPUs between decoding and the model; call before the model is loaded.
 
@@ -136,8 +127,8 @@ def score_ready(
         try:
             summary = scorer.score_claimed(folder).as_dict()
         except Exception as error:  # this study only: the others still get scored
-            log.exception("study %s failed; its claim stays for the retry", folder.name)
             name, where = scorer.names.name(folder.name), scorer.names.folder(folder)
+            log.exception("study %s failed; its claim stays for the retry", name)
             summary = {"study": name, "folder": where, "status": "error"}
             summary["error"] = f"{type(error).__name__}: {error}"
         log.info("study %s: %s", summary["study"], summary["status"])
