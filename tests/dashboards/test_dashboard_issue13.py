@@ -52,9 +52,12 @@ def test_the_worklist_row_says_what_became_of_every_file(signed_in, seeded) -> N
             {"b": seeded.high},
         )
     app = signed_in()
-    table = app.dataframe[0].value.set_index("batch")
-    assert table.loc[seeded.high, "files"] == "3 of 4 scored, 1 quarantined"
-    assert table.loc[seeded.low, "files"] == "2 of 2 scored"
+    for batch, files in (
+        (seeded.high, "3 of 4 scored, 1 quarantined"),
+        (seeded.low, "2 of 2 scored"),
+    ):
+        app.text_input(key="wl_query").input(str(batch)).run()  # other tests' studies fill page 1
+        assert app.dataframe[0].value.set_index("batch").loc[batch, "files"] == files
 
 
 def test_operations_lists_inbox_folders_without_a_marker(signed_in, seeded) -> None:

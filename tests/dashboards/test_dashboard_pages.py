@@ -35,6 +35,7 @@ def test_worklist_orders_by_risk_and_filters(signed_in, seeded) -> None:
 
 def test_study_view_shows_slices_lineage_and_flag(signed_in, seeded) -> None:
     app = signed_in()
+    app.text_input(key="wl_query").input(str(seeded.uncertain)).run()  # not on page 1 maybe
     app.selectbox(key="wl_pick").set_value(seeded.uncertain)
     app.button(key="wl_open").click().run()
     assert not app.exception, app.exception
