@@ -135,6 +135,7 @@ FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
 HARMONISED = FeatureConfig(harmonise=HarmoniseConfig(blur=1.0, ceiling=1.0))
 HARMONISED_2 = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0, ceiling=1.0))
 HARMONISED_2C = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0, ceiling=0.86))
+HARMONISED_C = FeatureConfig(harmonise=HarmoniseConfig(blur=1.0, ceiling=0.86))
 FEATURE_CONFIGS.update({
     "features-h": (FeatureModelConfig(features=HARMONISED), False),
     "features-h-aug": (FeatureModelConfig(features=HARMONISED, augment=1), False),
@@ -150,6 +151,7 @@ FEATURE_CONFIGS.update({
     # and clipped at 0.86 after the re-window: a narrower window's saturation is everyone's
     "features-h2c": (FeatureModelConfig(features=HARMONISED_2C), False),
     "features-h2c-aug": (FeatureModelConfig(features=HARMONISED_2C, augment=1), False),
+    "features-hc-aug": (FeatureModelConfig(features=HARMONISED_C, augment=1), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
