@@ -120,12 +120,12 @@ class HarmoniseConfig:
     air: float = COMMON_AIR
     tissue: float = COMMON_TISSUE
     # Gaussian sigma (px at `rows`) that removes the export's fine texture: 2 px lost the
-    # malignant signal too (0.947 AUC, 40% of normal slices called malignant; run 6)
+    # malignant signal too (0.947 AUC, 40% of normal slices called malignant; run 7)
     blur: float = 1.0
     noise: float = 0.010  # the common noise level, above every export in this release
     # gray values above this are clipped after the re-window, so what a narrower export
     # window saturated is saturated in all (1.0: none). 0.86 made a narrower window change
-    # fewer calls but called 19% of normal slices malignant against 9% (run 6): off
+    # fewer calls but called 19% of normal slices malignant against 9% (docs/MODEL.md, run 7): off
     ceiling: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:

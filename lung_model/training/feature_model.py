@@ -44,7 +44,7 @@ class FeatureModelConfig:
     # of each training slice (`augment`): the release's export fingerprint (malignant
     # patients exported with half the noise) is what the unharmonised model read; harmonised,
     # a smoothed or re-windowed normal scan is called malignant far less often, for a lower
-    # but still >= 0.95 malignant AUC in grouped cross-validation (docs/MODEL.md, run 6)
+    # but still >= 0.95 malignant AUC in grouped cross-validation (docs/MODEL.md, run 7)
     features: FeatureConfig = field(
         default_factory=lambda: FeatureConfig(harmonise=HarmoniseConfig())
     )
