@@ -41,6 +41,14 @@ def register_champion(settings) -> str:
     signature = infer_signature(example, np.asarray(network(example)))
     with mlflow.start_run(tags={"data_version": "data-v1"}) as run:
         mlflow.log_metrics({"test_recall_malignant": 0.98, "test_macro_f1": 0.91, "test_ece": 0.04})
+        mlflow.log_metrics(  # the acquisition-invariance check (issue 19)
+            {
+                "test_invariance_smoothed_calls_changed": 0.03,
+                "test_invariance_smoothed_normal_as_malignant": 0.04,
+                "test_invariance_worst_calls_changed": 0.03,
+                "test_invariance_worst_normal_as_malignant": 0.04,
+            }
+        )
         figure = plt.figure()
         plt.plot([0, 1], [0, 1])
         mlflow.log_figure(figure, "plots/roc.png")
@@ -101,6 +109,10 @@ def test_model_page_gradcam_and_try_a_scan(signed_in, seeded) -> None:
     floor = seeded.settings.gate_min_macro_f1  # the floor in force, as the gate reads it
     assert behind.set_index("metric").loc["macro-F1", "gate"] == f">= {floor:.2f}"
     assert not any("{" in str(m.value) for m in app.markdown)  # no JSON dumped
+    # the invariance check beside the accuracy: in words and per perturbation
+    assert any("at most 3% of its test" in str(m.value) for m in app.markdown)
+    (checked,) = [d.value for d in app.dataframe if "acquisition" in d.value.columns]
+    assert list(checked["acquisition"]) == ["smoothed"]
 
     app.switch_page("views/study.py")
     app.query_params["batch"] = str(seeded.high)
