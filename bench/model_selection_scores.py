@@ -31,6 +31,7 @@ from lung_model.imaging.acquisition import (
     content_seed,
     harmonise,
     measure,
+    measurement_table,
     random_acquisition,
 )
 from lung_model.imaging.features import FEATURES_VERSION, FeatureConfig, slice_features
@@ -45,7 +46,6 @@ from lung_model.training.calibration import (
 from lung_model.training.feature_model import FeatureModelConfig, fit_feature_model
 from lung_model.training.fit import Part
 from lung_model.training.invariance import (
-    measurement_table,
     noise_matched_auc,
     scores_under,
     summary,

@@ -101,14 +101,18 @@ def measure(gray: np.ndarray) -> Acquisition:
     )
 
 
+def measurement_table(measured: Sequence[Acquisition]) -> np.ndarray:
+    """(N, len(MEASUREMENTS)) float64, one row of measurements per slice."""
+    return np.array([[getattr(m, k) for k in MEASUREMENTS] for m in measured], dtype=np.float64)
+
+
 def acquisition_range(
     measured: Sequence[Acquisition], low: float = 1.0, high: float = 99.0
 ) -> dict[str, list[float]]:
     """[low, high] percentile of each measurement over `measured` (e.g. the training slices)."""
     if not measured:
         return {}
-    table = np.array([[getattr(m, k) for k in MEASUREMENTS] for m in measured], dtype=np.float64)
-    bounds = np.percentile(table, [low, high], axis=0)
+    bounds = np.percentile(measurement_table(measured), [low, high], axis=0)
     return {k: [float(bounds[0, i]), float(bounds[1, i])] for i, k in enumerate(MEASUREMENTS)}
 
 

@@ -25,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.imaging.acquisition import MEASUREMENTS, PERTURBATIONS, Acquisition, noise_level
+from lung_model.imaging.acquisition import (
+    PERTURBATIONS,
+    measurement_table,
+    noise_level,
+)
 from lung_model.settings import CLASSES
 from lung_model.training.metrics import classify, study_metrics
 from lung_model.training.study_rule import StudyRule
@@ -118,11 +122,6 @@ def summary(per_perturbation: dict[str, dict[str, float]]) -> dict[str, float]:
         values = [v[figure] for v in per_perturbation.values() if not np.isnan(v[figure])]
         out[f"worst_{figure}"] = float(worst(values)) if values else float("nan")
     return out
-
-
-def measurement_table(measured: Sequence[Acquisition]) -> np.ndarray:
-    """(N, len(MEASUREMENTS)) float64: the nuisance-only baseline's inputs."""
-    return np.array([[getattr(m, k) for k in MEASUREMENTS] for m in measured], dtype=np.float64)
 
 
 def nuisance_probabilities(

@@ -29,7 +29,7 @@ import numpy as np
 from lung_model.data.audit import audit, inspect, require_clean
 from lung_model.data.marks import marked_split
 from lung_model.data.split import Split, make_split, report
-from lung_model.imaging.acquisition import acquisition_range, measure
+from lung_model.imaging.acquisition import acquisition_range, measure, measurement_table
 from lung_model.imaging.images import read_gray
 from lung_model.platform.orphan_runs import end_orphans_of, owner_tags
 from lung_model.platform.registry import SPLIT_ARTIFACT
@@ -137,7 +137,7 @@ def training_acquisition(
         raw.append(measure(gray))
         model_side.append(raw[-1] if seen is None else measure(seen(gray)))
     labels = np.array([CLASSES.index(split.label[p]) for p in paths])
-    return acquisition_range(raw), invariance.measurement_table(model_side), labels
+    return acquisition_range(raw), measurement_table(model_side), labels
 
 
 def _log_invariance(
