@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data db demo test lint pytest bench soak stop clean browser
+.PHONY: setup data db demo test lint pytest bench soak stop clean browser pacs
 
 setup: $(STAMP)  ## create .venv and install the locked dependencies (fast when done)
 
@@ -38,7 +38,12 @@ browser:  ## Debian chromium for the dashboard's browser test (installed only wh
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
-pytest: setup data browser
+pacs:  ## Debian's Orthanc and dcmtk for the DICOM integration tests (installed only when missing)
+	@test -x /usr/sbin/Orthanc -a -x /usr/bin/storescu -a -x /usr/bin/dsrdump || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq orthanc orthanc-dicomweb dcmtk; }
+
+pytest: setup data browser pacs
 	$(VENV)/bin/pytest
 
 test: lint pytest  ## everything CI runs
