@@ -168,16 +168,20 @@ def rewindow(
     return np.clip((gray - air) * scale + to_air, 0.0, 1.0).astype(np.float32)
 
 
-def smooth_to(gray: np.ndarray, noise: float, steps: int = 8) -> np.ndarray:
+def smooth_to(
+    gray: np.ndarray, noise: float, steps: int = 8, present: float | None = None
+) -> np.ndarray:
     """`gray` smoothed with the Gaussian whose sigma (bisected) brings its measured noise
-    down to `noise`; unchanged when it is already at or below it."""
-    if noise_level(gray) <= noise:
+    down to `noise`; unchanged when it is already at or below it (`present`: its noise,
+    when the caller has measured it)."""
+    if (noise_level(gray) if present is None else present) <= noise:
         return gray.astype(np.float32, copy=False)
+    gray = gray.astype(np.float32, copy=False)
     low, high = 0.0, 4.0
-    best = ndimage.gaussian_filter(gray.astype(np.float32), high)
+    best = ndimage.gaussian_filter(gray, high)
     for _ in range(steps):
         middle = (low + high) / 2
-        smoothed = ndimage.gaussian_filter(gray.astype(np.float32), middle)
+        smoothed = ndimage.gaussian_filter(gray, middle)
         if noise_level(smoothed) > noise:
             low = middle
         else:
@@ -211,7 +215,7 @@ def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
         out = ndimage.gaussian_filter(out, config.blur)
     present = noise_level(out)
     if present > config.noise:
-        return smooth_to(out, config.noise)
+        return smooth_to(out, config.noise, present=present)
     return noise_to(out, config.noise, seed, present)
 
 
@@ -269,7 +273,8 @@ def random_acquisition(gray: np.ndarray, seed: int) -> np.ndarray:
     quality 50..95, each step drawn with probability 1/2 (the noise step always)."""
     rng = np.random.default_rng(seed)
     target = float(rng.uniform(0.0015, 0.012))
-    out = smooth_to(gray, target, steps=5) if noise_level(gray) > target else gray
+    present = noise_level(gray)
+    out = smooth_to(gray, target, steps=5, present=present) if present > target else gray
     out = noise_to(out, target, int(rng.integers(2**31)))
     if rng.random() < 0.5:
         out = _around_mean(out, float(rng.uniform(0.6, 1.3)), float(rng.uniform(-0.06, 0.06)))

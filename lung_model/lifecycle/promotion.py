@@ -91,7 +91,11 @@ def metrics_on_test_split(
         study_rule=classifier.study_rule,
     )
     grays = [read_gray(data_dir / p).gray for p in paths]
-    base = classifier.predict_arrays(np.stack([classifier.prepare(g) for g in grays]))
+    base = (  # serving decoded these very slices at full resolution: same probabilities
+        probabilities
+        if classifier.reduce_to is None
+        else classifier.predict_arrays(np.stack([classifier.prepare(g) for g in grays]))
+    )
     per = invariance.perturbation_scores(
         grays, labels, groups, classifier.prepare, classifier.predict_arrays,
         classifier.malignant_threshold, classifier.study_rule, base,

@@ -82,7 +82,7 @@ def decode_file(
         facts.update(width=image.width, height=image.height)
         x = np.asarray(prepare(image.gray), dtype=np.float32)
         if measure is not None:
-            facts["acquisition"] = _measured(measure, data, image, id_key, reduce_to)
+            facts["acquisition"] = _measured(measure, data, image, id_key)
     except UnreadableImage as error:
         return _refused(file, str(error), **facts)
     except Exception as error:  # a decoder or preprocessing bug must not stop the study
@@ -101,12 +101,13 @@ def decode_file(
 
 
 def _measured(
-    measure: Measure, data: bytes, image: DecodedImage, id_key: bytes | None, reduce_to: int | None
+    measure: Measure, data: bytes, image: DecodedImage, id_key: bytes | None
 ) -> dict[str, float] | None:
     """The slice's acquisition measurements at full resolution (as training measured its
     slices); None when they cannot be taken: the guard never costs a slice its score."""
     try:
-        full = image if reduce_to is None else decode_bytes(data, id_key=id_key)
+        reduced = image.gray.shape != (image.height, image.width)
+        full = decode_bytes(data, id_key=id_key) if reduced else image
         return measure(full.gray, image.height, image.width)
     except Exception:  # an unmeasurable slice is scored, not refused
         return None
