@@ -39,6 +39,7 @@ from lung_model.pipelines.ready_sensor import ReadyStudySensor
 from lung_model.settings import get_settings
 
 IDLE_SECONDS = 30
+SCORE_TASKS = get_settings().score_tasks  # LUNG_SCORE_TASKS, read when the file is parsed
 
 
 @dag(
@@ -61,7 +62,7 @@ def lung_batch_score() -> None:
     @task(
         queue=TENSORFLOW_QUEUE,
         map_index_template="{{ studies }}",
-        max_active_tis_per_dagrun=get_settings().score_tasks,
+        max_active_tis_per_dagrun=SCORE_TASKS,
     )
     def score_ready_studies(slot: int) -> list[dict]:
         from lung_model.pipelines import batch_score
@@ -90,7 +91,7 @@ def lung_batch_score() -> None:
             time.sleep(IDLE_SECONDS)  # first: do not spin runs
         return totals
 
-    scored = score_ready_studies.expand(slot=list(range(get_settings().score_tasks)))
+    scored = score_ready_studies.expand(slot=list(range(SCORE_TASKS)))
     wait >> scored
     summarise(scored)
 

@@ -13,7 +13,13 @@ import streamlit as st
 from sqlalchemy import Engine
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from lung_model.review.marks import Kind, add_mark, click_to_mark, marked_slice
+from lung_model.review.marks import (
+    Kind,
+    add_mark,
+    click_to_mark,
+    marked_slice,
+    marks_for_training,
+)
 
 OUTCOME = "mark_outcome"
 
@@ -120,8 +126,6 @@ def mark_slice(
 
 def training_marks(engine: Engine, runs: list[dict[str, Any]]) -> None:
     """The Model page's lines on marks: what the next training can use, what the last used."""
-    from lung_model.review.marks import marks_for_training
-
     st.subheader("Lesion marks for training")
     try:
         found = marks_for_training(engine)

@@ -225,12 +225,12 @@ def import_dataset(settings: Settings, source: Path | None = None) -> DataImport
                 " (data/raw.dvc changed: commit it)"
             )
     lacking = _raw_entries(_status(PROJECT_ROOT, granular=True), "not_in_remote")
-    if lacking:
+    if lacking:  # the status just read says the remote holds it otherwise: ask again only here
         dvc("push", "--quiet", "data/raw.dvc")
         done.pushed = len([path for path in lacking if not path.endswith("/")])
-    status = remote_status(settings)
-    if not status.holds:
-        raise DataError(f"after the push the DVC remote {status.describe()}")
+        status = remote_status(settings)
+        if not status.holds:
+            raise DataError(f"after the push the DVC remote {status.describe()}")
     done.lines[:0] = [
         f"data/raw is data version {done.version}, {done.origin}",
         f"DVC remote {url}: "
