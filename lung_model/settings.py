@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         None, description="STOW-RS result SRs to this DICOMweb root (unset: no STOW-RS)"
     )
     results_fhir_url: str | None = Field(
-        None, description="POST FHIR DiagnosticReports to this FHIR base (unset: outbox only)"
+        None,
+        description="PUT FHIR DiagnosticReports (by id) to this FHIR base (unset: outbox only)",
     )
     results_retry_seconds: float = Field(
         30.0, description="First wait before a failed delivery is retried (doubles each time)"

@@ -26,6 +26,7 @@ https://dicom.nema.org/medical/dicom/current/output/chtml/part07/chapter_9.html#
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import logging
 import os
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lung_model.platform.names import StoredNames, stored_names
+from lung_model.scoring.inbox import CLAIM_SEPARATOR
 from lung_model.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ class Receiver:
         settings, found = self.settings, set[str]()
         places = [settings.inbox / folder, *settings.processing.glob(f"*/{folder}")]
         for root in (settings.archive, settings.quarantine):
-            places += [root / folder, *root.glob(f"{glob_escape(folder)}~*")]
+            places += [root / folder, *root.glob(f"{glob.escape(folder)}{CLAIM_SEPARATOR}*")]
         for place in places:
             with contextlib.suppress(OSError):
                 found.update(entry.name for entry in os.scandir(place))
@@ -182,10 +184,6 @@ class Receiver:
         else:
             log.info("%s/%s was received before: not stored again", stored.folder, stored.file)
         return SUCCESS
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def application_entity(settings: Settings) -> Any:
