@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         description="Slices of each study, spread evenly through it, whose acquisition the "
         "guard measures (0: none, the guard off)",
     )
+    guard_perturbations: str = Field(
+        "smoothed,narrower_window,smaller_matrix",
+        description="Acquisition changes (names of lung_model.imaging.acquisition.PERTURBATIONS, "
+        "comma-separated) under which the guard's slices are scored again: the study's "
+        "acquisition sensitivity ('': not scored again)",
+    )
     score_batch_size: int = Field(64, description="Slices per prediction and DB transaction")
     score_workers: int = Field(
         0,
