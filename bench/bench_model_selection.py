@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model_selection_scores import (  # noqa: E402
-    acquisition_vectors,
+    acquisition_extras,
+    cnn_inputs,
     feature_part,
     fit_features,
     invariance_table,
@@ -67,7 +68,6 @@ from lung_model.training import feature_model as product  # noqa: E402
 from lung_model.training.calibration import apply_temperature  # noqa: E402
 from lung_model.training.feature_model import FeatureModelConfig  # noqa: E402
 from lung_model.training.fit import Part, TrainConfig, fit, predict_logits  # noqa: E402
-from lung_model.training.invariance import nuisance_probabilities  # noqa: E402
 from lung_model.training.metrics import MALIGNANT, point_metrics  # noqa: E402
 
 # the configurations compared: each is the first default (V1, what the README measured before)
@@ -104,6 +104,13 @@ CONFIGS: dict[str, dict | None] = {
     "mixup96-lungs-ens3": {**LUNGS96, "mixup": 0.4, "members": 3},
     "aug96-lungs-wd": {**LUNGS96, "augment": True, "weight_decay": 5e-3, "label_smoothing": 0.1},
 }  # fmt: skip
+# issue 19, today's CNN with its inputs harmonised (`-h`, the feature family's common
+# acquisition) and learning from re-acquired copies of its training slices (`-aug`)
+CNN_CONFIGS = {
+    "cnn-h": TrainConfig(harmonise=True),
+    "cnn-h-aug": TrainConfig(harmonise=True, acquisition_copies=1),
+    "cnn-aug": TrainConfig(acquisition_copies=1),
+}
 RULE_RECALL = 0.98  # the malignant recall every configuration's threshold is fitted for
 # the feature family: (config, fit scikit-learn's HistGradientBoosting instead of LightGBM)
 FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
@@ -196,6 +203,9 @@ def part(split, paths: list[str], data: Path, preprocess: PreprocessConfig) -> P
             f"v{PREPROCESS_VERSION}-{preprocess.image_size}-{preprocess.crop}"
             f"-{preprocess.reduce_to}-{split.data_version}-trainval"
         )
+        if preprocess.harmonise is not None:  # the common acquisition's settings too
+            common = json.dumps(preprocess.harmonise.to_dict(), sort_keys=True)
+            key += "-h" + hashlib.sha1(common.encode()).hexdigest()[:8]
         file = cache / f"{key}.npz"
         everything = sorted(p for p, name in split.part.items() if name != "test")
         if file.exists():
@@ -217,33 +227,44 @@ def part(split, paths: list[str], data: Path, preprocess: PreprocessConfig) -> P
 # the training code as this process runs it (read at start: others may edit the files during
 # a run); the slices come from part()'s cache, keyed by PREPROCESS_VERSION
 _CNN_CODE = hashlib.sha1(b"".join(
-    (ROOT / "lung_model" / "training" / name).read_bytes()
-    for name in ("fit.py", "network.py", "augment.py", "calibration.py")
+    (ROOT / "lung_model" / name).read_bytes()
+    for name in ("training/fit.py", "training/network.py", "training/augment.py",
+                 "training/calibration.py", "training/reacquire.py", "imaging/acquisition.py")
 )).hexdigest()  # fmt: skip
 
 
 def cnn_outputs(config: TrainConfig, split, data: Path, train_paths, val_paths, out_paths):
-    """One CNN trained on `train_paths` (temperature and threshold on `val_paths`) and its
-    logits and embeddings (the global-average-pooling output before dropout and logits; an
-    ensemble's members side by side) for the train, validation and held-out slices.
-    Cached in var/bench/cnn-folds/ under a digest of the config, the paths, the data version
-    and the training code, so `cnn`, `hybrid` and `hybrid-probs` share one training a fold."""
+    """One CNN trained on `train_paths` (temperature and threshold on `val_paths`; with
+    `acquisition_copies`, their re-acquired copies too) and its logits and embeddings (the
+    global-average-pooling output before dropout and logits; an ensemble's members side by
+    side) for the train, validation and held-out slices, and the held-out slices' logits under
+    every perturbation of the invariance check (`out@<name>_logits`; `out_full_logits`:
+    unchanged, decoded at full resolution as the perturbed ones, when the model decodes JPEGs
+    at reduced scale). Cached in var/bench/cnn-folds/ under a digest of the config (its
+    preprocessing, harmonisation and copies), the paths, the data version and the training
+    code, so `cnn`, `hybrid` and `hybrid-probs` share one training a fold."""
     import keras
 
-    key = json.dumps([config.params(), train_paths, val_paths, out_paths, split.data_version,
-                      PREPROCESS_VERSION, keras.__version__, _CNN_CODE],
+    preprocess = config.preprocess()
+    key = json.dumps([config.params(), preprocess.to_dict(), train_paths, val_paths, out_paths,
+                      split.data_version, PREPROCESS_VERSION, keras.__version__, _CNN_CODE],
                      sort_keys=True, default=str)  # fmt: skip
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     file = get_settings().home / "bench" / "cnn-folds" / f"{digest}.npz"
     if file.exists():
         return dict(np.load(file))
-    preprocess = config.preprocess()
     parts = {
         name: part(split, paths, data, preprocess)
         for name, paths in (("train", train_paths), ("val", val_paths), ("out", out_paths))
     }
+    copies = None
+    if config.acquisition_copies:  # slice-major, as lung_model.training.reacquire makes them
+        made = [cnn_inputs(split, train_paths, data, preprocess, f"augment{k}")
+                for k in range(config.acquisition_copies)]  # fmt: skip
+        copies = np.stack([np.stack([c[p] for c in made]) for p in train_paths])
+        copies = copies.reshape(-1, *copies.shape[2:])
     started = time.monotonic()
-    fitted = fit(config, parts["train"], parts["val"], progress=False)
+    fitted = fit(config, parts["train"], parts["val"], progress=False, copies=copies)
     seconds = time.monotonic() - started
     pools = [layer.output for layer in fitted.network.layers
              if isinstance(layer, keras.layers.GlobalAveragePooling2D)]  # fmt: skip
@@ -256,6 +277,11 @@ def cnn_outputs(config: TrainConfig, split, data: Path, train_paths, val_paths, 
     for name, p in parts.items():
         outputs[f"{name}_logits"] = predict_logits(fitted.network, p.x)
         outputs[f"{name}_embedding"] = predict_logits(embed, p.x).astype(np.float32)
+    checked = [*PERTURBATIONS] + ([None] if preprocess.reduce_to is not None else [])
+    for name in checked:
+        inputs = cnn_inputs(split, out_paths, data, preprocess, name)
+        logits = predict_logits(fitted.network, np.stack([inputs[p] for p in out_paths]))
+        outputs["out_full_logits" if name is None else f"out@{name}_logits"] = logits
     file.parent.mkdir(parents=True, exist_ok=True)
     np.savez(file, **outputs)
     return outputs
@@ -268,15 +294,24 @@ def _threshold(outputs: dict) -> float | None:
 
 def cnn_fold(config: TrainConfig, split, data: Path, inner_train, inner_val, out_paths):
     """(validation probabilities, labels, groups, held-out probabilities, slice threshold,
-    fit seconds)."""
+    fit seconds, the acquisition-invariance check's inputs as `feature_fold` gives them)."""
     cnn = cnn_outputs(config, split, data, inner_train, inner_val, out_paths)
     val = part(split, inner_val, data, config.preprocess())
 
     def probabilities(name: str) -> np.ndarray:
         return apply_temperature(cnn[f"{name}_logits"], float(cnn["temperature"]))
 
+    extras = {f"out_p@{name}": probabilities(f"out@{name}") for name in PERTURBATIONS
+              if f"out@{name}_logits" in cnn}  # fmt: skip
+    if "out_full_logits" in cnn:
+        extras["out_p_full"] = probabilities("out_full")
+    if extras:
+        common = config.preprocess().harmonise
+        extras.update(
+            acquisition_extras(split, [*inner_train, *inner_val], out_paths, data, common)
+        )
     return (probabilities("val"), val.y, val.groups, probabilities("out"), _threshold(cnn),
-            float(cnn["seconds"]), {})  # fmt: skip
+            float(cnn["seconds"]), extras)  # fmt: skip
 
 
 def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, hgb=False,
@@ -303,14 +338,8 @@ def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, h
             config, train, val, hgb, augmented
         )
     extras = {f"out_p@{name}": predict(part_of(out_paths, name).x) for name in PERTURBATIONS}
-    fit_on = [*inner_train, *inner_val]
-    seen = acquisition_vectors(split, [*fit_on, *out_paths], data, features)
-    raw = acquisition_vectors(split, out_paths, data, FeatureConfig())
-    extras["nuisance_p"] = nuisance_probabilities(
-        np.stack([seen[p] for p in fit_on]), np.concatenate([train.y, val.y]),
-        np.stack([seen[p] for p in out_paths]),
-    )  # fmt: skip
-    extras["out_noise"] = np.array([raw[p][0] for p in out_paths])
+    extras.update(acquisition_extras(split, [*inner_train, *inner_val], out_paths, data,
+                                     features.harmonise))  # fmt: skip
     return rules_p, rules_part.y, rules_part.groups, predict(out.x), threshold, seconds, extras
 
 
@@ -412,6 +441,8 @@ def configuration(name: str):
             names = feature_names(config.features)
             columns = np.array([i for i, n in enumerate(names) if n.startswith(LESION_GROUPS)])
         return config, partial(feature_fold, hgb=hgb, columns=columns)
+    if name in CNN_CONFIGS:
+        return CNN_CONFIGS[name], cnn_fold
     changes = CONFIGS[name]
     if changes is None:
         return TrainConfig(), cnn_fold

@@ -28,14 +28,14 @@ import numpy as np
 
 from lung_model.imaging.acquisition import (
     PERTURBATIONS,
-    content_seed,
+    HarmoniseConfig,
     harmonise,
     measure,
     measurement_table,
-    random_acquisition,
 )
 from lung_model.imaging.features import FEATURES_VERSION, FeatureConfig, slice_features
 from lung_model.imaging.images import read_gray
+from lung_model.imaging.preprocess import PreprocessConfig, prepare
 from lung_model.settings import CLASSES, get_settings
 from lung_model.training import feature_model as product
 from lung_model.training.calibration import (
@@ -47,10 +47,12 @@ from lung_model.training.feature_model import FeatureModelConfig, fit_feature_mo
 from lung_model.training.fit import Part
 from lung_model.training.invariance import (
     noise_matched_auc,
+    nuisance_probabilities,
     scores_under,
     summary,
 )
 from lung_model.training.metrics import point_metrics, study_metrics
+from lung_model.training.reacquire import reacquired
 from lung_model.training.study_rule import STATISTICS, fit_study_rule
 
 MALIGNANT, BENIGN, NORMAL = (CLASSES.index(c) for c in ("malignant", "benign", "normal"))
@@ -63,7 +65,7 @@ def perturbed_gray(data: Path, path: str, perturbation: str | None) -> np.ndarra
     if perturbation is None:
         return gray
     if perturbation.startswith("augment"):  # copy k of the training augmentation, as trained
-        return random_acquisition(gray, content_seed(gray) + int(perturbation[len("augment") :]))
+        return reacquired(gray, int(perturbation[len("augment") :]))
     return PERTURBATIONS[perturbation](gray, zlib.crc32(path.encode()))
 
 
@@ -106,18 +108,48 @@ def feature_vectors(
         perturbed_gray(data, p, perturbation), config).astype(np.float32))  # fmt: skip
 
 
-def acquisition_vectors(split, paths: list[str], data: Path, config: FeatureConfig) -> dict:
+def cnn_inputs(
+    split, paths: list[str], data: Path, config: PreprocessConfig, perturbation: str | None = None
+) -> dict:
+    """Each path's CNN input (`prepare`) of the slice decoded at full resolution and changed
+    by `perturbation` (or a training copy, `augment<k>`), cached in var/bench/cnn-inputs/."""
+    key = {"inputs": config.to_dict(), "perturbation": perturbation}
+    return _cached("cnn-inputs", key, split, paths,
+                   lambda p: prepare(perturbed_gray(data, p, perturbation), config))  # fmt: skip
+
+
+def acquisition_vectors(
+    split, paths: list[str], data: Path, common: HarmoniseConfig | None
+) -> dict:
     """Each path's acquisition measurements (`measurement_table` order) of the slice as the
-    feature model sees it (harmonised when the config harmonises), cached."""
-    key = {"acquisition": 1, "harmonise": config.to_dict()["harmonise"], "perturbation": None}
+    model sees it (harmonised to `common`, or as decoded), cached."""
+    key = {"acquisition": 1, "harmonise": None if common is None else common.to_dict(),
+           "perturbation": None}  # fmt: skip
 
     def compute(p: str) -> np.ndarray:
         gray = read_gray(data / p).gray
-        if config.harmonise is not None:
-            gray = harmonise(gray, config.harmonise)
+        if common is not None:
+            gray = harmonise(gray, common)
         return measurement_table([measure(gray)])[0]
 
     return _cached("acquisition", key, split, paths, compute)
+
+
+def acquisition_extras(
+    split, fit_on: list[str], out_paths: list[str], data: Path, common: HarmoniseConfig | None
+) -> dict[str, np.ndarray]:
+    """The invariance check's inputs besides the perturbed scores, for any family: the
+    nuisance-only baseline's p(malignant) of the held-out slices (trained on the `fit_on`
+    slices' acquisition measurements of the model's inputs) and their raw noise."""
+    seen = acquisition_vectors(split, [*fit_on, *out_paths], data, common)
+    raw = acquisition_vectors(split, out_paths, data, None)
+    labels = np.array([CLASSES.index(split.label[p]) for p in fit_on])
+    return {
+        "nuisance_p": nuisance_probabilities(
+            np.stack([seen[p] for p in fit_on]), labels, np.stack([seen[p] for p in out_paths])
+        ),
+        "out_noise": np.array([raw[p][0] for p in out_paths]),
+    }
 
 
 def feature_part(
@@ -253,9 +285,11 @@ def invariance_scores(saved: dict[str, np.ndarray], i: int, fold: dict) -> dict:
         "any", fold["val_y"], fold["val_p"], fold["val_g"], 0.5 if t is None else t
     )
     prefix = f"fold{i}_out_p@"
+    # unchanged slices decoded at full resolution as the perturbed ones (a CNN that decodes
+    # JPEGs at reduced scale scores them so only here), else the held-out scores
+    base = saved.get(f"fold{i}_out_p_full", fold["out_p"])
     per = {
-        key[len(prefix):]: scores_under(fold["out_p"], saved[key], fold["out_y"], fold["out_g"],
-                                        t, rule)
+        key[len(prefix):]: scores_under(base, saved[key], fold["out_y"], fold["out_g"], t, rule)
         for key in saved if key.startswith(prefix)
     }  # fmt: skip
     out: dict = {"perturbations": per, "worst": summary(per) if per else {}}

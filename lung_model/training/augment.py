@@ -1,4 +1,6 @@
-"""Training-time augmentation in numpy: flips, small rotations, zooms and shifts, gamma, mixup.
+"""Training-time augmentation in numpy: flips, small rotations, zooms and shifts, gamma, mixup,
+and other acquisitions: each epoch draws every training slice or one of its re-acquired
+copies (`lung_model.training.reacquire`), with equal chances.
 
 Applied to training batches only, outside the model, so the served network never contains
 an augmentation layer. Geometry uses scipy.ndimage.affine_transform
@@ -64,10 +66,13 @@ class AugmentedSlices(keras.utils.PyDataset):
         seed: int,
         augment: bool = True,
         mixup: float = 0.0,
+        copies: np.ndarray | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.x, self.y, self.weights = x, y, weights
+        # (N * k, ...) re-acquired copies, slice-major; None or empty: the slices only
+        self.copies = copies if copies is not None and len(copies) else None
         self.batch_size, self.augment, self.mixup = batch_size, augment, mixup
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x))
@@ -78,12 +83,21 @@ class AugmentedSlices(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pick = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         x = self.x[pick]
+        if self.copies is not None:
+            x = self._reacquired(pick, x, self.copies)
         if self.augment:
             x = np.stack([augment_slice(image, self.rng) for image in x])
         y, weights = self.y[pick], self.weights[pick]
         if self.mixup > 0:
             return mix(x, y, weights, self.rng.beta(self.mixup, self.mixup, len(x)), self.rng)
         return x, y, weights
+
+    def _reacquired(self, pick: np.ndarray, x: np.ndarray, copies: np.ndarray) -> np.ndarray:
+        """Each picked slice (0) or one of its k copies (1..k), drawn with equal chances."""
+        k = len(copies) // len(self.x)
+        which = self.rng.integers(0, k + 1, len(pick))
+        copied = copies[pick * k + np.maximum(which - 1, 0)]
+        return np.where((which > 0).reshape(-1, *([1] * (x.ndim - 1))), copied, x)
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.x))

@@ -28,7 +28,14 @@ from lung_model.training.feature_model import (
     features_of,
     fit_feature_model,
 )
-from lung_model.training.fit import Part, TrainConfig, fit, load_part, predict_logits
+from lung_model.training.fit import (
+    Part,
+    TrainConfig,
+    fit,
+    load_part,
+    predict_logits,
+    reacquired_copies,
+)
 from lung_model.training.study_rule import StudyRule, fit_study_rule
 
 PARTS = ("train", "val", "test")
@@ -58,7 +65,8 @@ def _cnn(config: TrainConfig, split: Split, data_dir: Path, progress: bool) -> F
 
     preprocess = config.preprocess()
     parts = {p: load_part(split, p, data_dir, preprocess, progress) for p in PARTS}
-    fitted = fit(config, parts["train"], parts["val"], progress)
+    copies = reacquired_copies(parts["train"].paths, data_dir, config)
+    fitted = fit(config, parts["train"], parts["val"], progress, copies)
 
     def predict(x: np.ndarray) -> np.ndarray:
         return apply_temperature(predict_logits(fitted.network, x), fitted.temperature)

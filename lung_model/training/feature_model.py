@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from lung_model.imaging.acquisition import HarmoniseConfig, content_seed, random_acquisition
+from lung_model.imaging.acquisition import HarmoniseConfig
 from lung_model.imaging.features import FeatureConfig, feature_names, slice_features
 from lung_model.settings import CLASSES
 from lung_model.training.calibration import (
@@ -29,6 +30,7 @@ from lung_model.training.calibration import (
     fit_temperature,
 )
 from lung_model.training.fit import Part
+from lung_model.training.reacquire import reacquired_inputs
 from lung_model.training.study_rule import StudyRule, fit_study_rule
 
 MALIGNANT = CLASSES.index("malignant")
@@ -142,14 +144,10 @@ def features_of(grays: Iterable[np.ndarray], config: FeatureConfig) -> np.ndarra
 
 def augmented_features(grays: Iterable[np.ndarray], config: FeatureModelConfig) -> np.ndarray:
     """(N * config.augment, features): each slice's features under `config.augment` random
-    other acquisitions (seeded by the slice's content and the copy's number), slice-major."""
-    copies = [
-        slice_features(random_acquisition(g, content_seed(g) + k), config.features)
-        for g in grays
-        for k in range(config.augment)
-    ]
+    other acquisitions (`lung_model.training.reacquire`), slice-major."""
     width = len(feature_names(config.features))
-    return np.stack(copies).astype(np.float32) if copies else np.zeros((0, width), np.float32)
+    prepare = partial(slice_features, config=config.features)
+    return reacquired_inputs(grays, config.augment, prepare, (width,))
 
 
 def _booster(config: FeatureModelConfig) -> Any:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import sys
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ import numpy as np
 from lung_model.data.split import Split
 from lung_model.imaging.acquisition import HarmoniseConfig
 from lung_model.imaging.preprocess import PreprocessConfig, load_files
+from lung_model.imaging.preprocess import prepare as prepare_input
 from lung_model.settings import CLASSES
 from lung_model.training.calibration import (
     apply_temperature,
     fit_malignant_threshold,
     fit_temperature,
 )
+from lung_model.training.reacquire import reacquired_inputs
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,9 @@ class TrainConfig:
     decode_size: int = 0  # JPEGs decoded down to this longer side (0: image_size)
     # every slice brought to one common acquisition first (full-resolution decode; issue 19)
     harmonise: bool = False
+    # re-acquired copies of every training slice (`lung_model.training.reacquire`), one of
+    # which, or the slice itself, each epoch draws (0: none, as every model logged before)
+    acquisition_copies: int = 0
     early_stopping: bool = False  # on validation macro-F1; off: train all epochs, keep the last
     # the decision rule: malignant at this calibrated probability (None: arg-max), unless
     # malignant_recall > 0, which fits the threshold on validation for that recall instead
@@ -113,14 +119,31 @@ def load_part(
     return Part(x, y, np.array([split.group[p] for p in paths]), paths)
 
 
+def reacquired_copies(paths: list[str], data_dir: Path, config: TrainConfig) -> np.ndarray | None:
+    """The model inputs of `config.acquisition_copies` re-acquired copies of each slice
+    (decoded at full resolution, as the copies are exported anew), or None without."""
+    from lung_model.imaging.images import read_gray
+
+    if not config.acquisition_copies:
+        return None
+    preprocess = config.preprocess()
+    grays = (read_gray(data_dir / p).gray for p in paths)
+    shape = (preprocess.image_size, preprocess.image_size, 1)
+    prepare = partial(prepare_input, config=preprocess)
+    return reacquired_inputs(grays, config.acquisition_copies, prepare, shape)
+
+
 def class_weights(y: np.ndarray) -> dict[int, float]:
     """'Balanced' weights: n / (classes * count), so each class weighs the same in the loss."""
     counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
     return {i: float(len(y) / (len(CLASSES) * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
-def _batches(part: Part, config: TrainConfig, training: bool) -> Any:
-    """Training: augmented, class-weighted, shuffled batches; validation: plain arrays."""
+def _batches(
+    part: Part, config: TrainConfig, training: bool, copies: np.ndarray | None = None
+) -> Any:
+    """Training: augmented, class-weighted, shuffled batches (each slice or one of its
+    re-acquired `copies` per epoch); validation: plain arrays."""
     from lung_model.training.augment import AugmentedSlices
 
     one_hot = np.eye(len(CLASSES), dtype=np.float32)[part.y]
@@ -129,8 +152,9 @@ def _batches(part: Part, config: TrainConfig, training: bool) -> Any:
     weights = class_weights(part.y)
     sample_weight = np.array([weights[int(c)] for c in part.y], dtype=np.float32)
     return AugmentedSlices(
-        part.x, one_hot, sample_weight, config.batch_size, config.seed, config.augment, config.mixup
-    )
+        part.x, one_hot, sample_weight, config.batch_size, config.seed, config.augment,
+        config.mixup, copies,
+    )  # fmt: skip
 
 
 def predict_logits(network: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -149,7 +173,7 @@ class Fitted:
 
 
 def _fit_one(
-    config: TrainConfig, seed: int, train: Part, val: Part, show: bool
+    config: TrainConfig, seed: int, train: Part, val: Part, show: bool, copies: np.ndarray | None
 ) -> tuple[Any, dict[str, list[float]], int]:
     """One network from scratch: (keras model, per-epoch curves, epoch whose weights it has)."""
     import keras
@@ -189,7 +213,7 @@ def _fit_one(
             )
         )
     history = network.fit(
-        _batches(train, replace(config, seed=seed), training=True),
+        _batches(train, replace(config, seed=seed), training=True, copies=copies),
         validation_data=_batches(val, config, training=False),
         batch_size=config.batch_size,
         epochs=config.epochs,
@@ -204,9 +228,16 @@ def _fit_one(
     return network, curves, int(np.argmax(scores[first:]) + first + 1)
 
 
-def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = None) -> Fitted:
+def fit(
+    config: TrainConfig,
+    train: Part,
+    val: Part,
+    progress: bool | None = None,
+    copies: np.ndarray | None = None,
+) -> Fitted:
     """Train `config.members` networks from scratch on `train` (seeds seed, seed + 1, ...),
-    average their logits, fit the temperature and the malignant threshold on `val`."""
+    average their logits, fit the temperature and the malignant threshold on `val`.
+    `copies`: the training slices' re-acquired model inputs (`reacquired_copies`)."""
     import tensorflow as tf
 
     from lung_model.training.network import ensemble
@@ -216,7 +247,9 @@ def fit(config: TrainConfig, train: Part, val: Part, progress: bool | None = Non
     with contextlib.suppress(RuntimeError):
         tf.config.threading.set_inter_op_parallelism_threads(2)
     show = sys.stderr.isatty() if progress is None else progress
-    fitted = [_fit_one(config, config.seed + i, train, val, show) for i in range(config.members)]
+    fitted = [
+        _fit_one(config, config.seed + i, train, val, show, copies) for i in range(config.members)
+    ]
     network = ensemble([f[0] for f in fitted], config.widths, config.dropout, config.norm)
     curves, best_epoch = fitted[0][1], fitted[0][2]
     val_logits = predict_logits(network, val.x)
