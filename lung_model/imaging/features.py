@@ -15,7 +15,10 @@ cuts that box out, resizes it to `crop_side` px and returns, in `feature_names` 
 - glcm_, lbp_  texture of the whole crop (`lung_model.imaging.texture`).
 
 `nodule_candidates` returns the dense structures the nod_ features measured, outlined in the
-input's pixel coordinates, for display. Research and cross-validation: issue 12, variant
+input's pixel coordinates, for display. Training may pass a reviewer's lesion mark
+(`LesionPoint`): nod_largest then measures the candidate at the mark instead of the largest,
+and nod_top3 that one with the two largest others (`marked_candidate`); serving never has a
+mark and computes exactly what it did. Research and cross-validation: issue 12, variant
 "fast6a". APIs: https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.gaussian_filter.html,
 https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.laplace.html,
 https://scikit-image.org/docs/stable/api/skimage.measure.html#skimage.measure.find_contours
@@ -40,6 +43,9 @@ from lung_model.imaging.texture import GLCM_PROPERTIES, LBP_BINS, glcm_features,
 FEATURES_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
+# how far from a centre marked without an extent a candidate may lie and still be the one
+# marked, as a share of the slice's longer side (the ring `review.marks` draws for such a mark)
+MARK_REACH = 1 / 40
 
 
 @dataclass(frozen=True)
@@ -130,14 +136,66 @@ def _dense_components(crop: LungCrop) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return dense, labels, np.bincount(labels.ravel())[1:] / area
 
 
-def nodule_features(crop: LungCrop, config: FeatureConfig) -> list[float]:
+@dataclass(frozen=True)
+class LesionPoint:
+    """A reviewer's lesion mark in the pixels of the slice it is given with: centre (column
+    x, row y) and extent (radius; None when only the centre was marked)."""
+
+    x: float
+    y: float
+    radius: float | None = None
+
+    def scaled(self, before: tuple[int, ...], after: tuple[int, ...]) -> LesionPoint:
+        """The same place on the slice resized from shape `before` to `after`."""
+        sy, sx = after[0] / before[0], after[1] / before[1]
+        radius = None if self.radius is None else self.radius * (sx + sy) / 2
+        return LesionPoint(self.x * sx, self.y * sy, radius)
+
+    def reach(self, shape: tuple[int, ...]) -> float:
+        """How far from the centre a candidate may lie and be the marked one (px)."""
+        return self.radius if self.radius is not None else MARK_REACH * max(shape)
+
+
+def marked_candidate(crop: LungCrop, config: FeatureConfig, point: LesionPoint) -> int | None:
+    """The index (into `_dense_components`' shares) of the candidate nearest to `point` (in
+    the pixels of the slice the crop was cut from) when it lies within the mark's reach;
+    None otherwise (then the features keep the largest)."""
+    _, labels, shares = _dense_components(crop)
+    counted = np.flatnonzero(shares >= min(config.nodule_shares)) + 1
+    inside = np.isin(labels, counted)
+    if not inside.any():
+        return None
+    top, bottom, left, right = crop.box
+    scale_y, scale_x = crop.gray.shape[0] / (bottom - top), crop.gray.shape[1] / (right - left)
+    row = (point.y + 0.5 - top) * scale_y - 0.5
+    col = (point.x + 0.5 - left) * scale_x - 0.5
+    height, width = crop.gray.shape
+    r, c = int(np.clip(round(row), 0, height - 1)), int(np.clip(round(col), 0, width - 1))
+    distance, (rows, cols) = ndimage.distance_transform_edt(~inside, return_indices=True)
+    outside = np.hypot(row - r, col - c)  # a point beyond the crop is that much further away
+    reach = point.reach((bottom - top, right - left)) * (scale_x + scale_y) / 2
+    if float(distance[r, c]) + outside > reach:
+        return None
+    return int(labels[rows[r, c], cols[r, c]]) - 1
+
+
+def nodule_features(
+    crop: LungCrop, config: FeatureConfig, chosen: int | None = None
+) -> list[float]:
+    """nod_ values; `chosen` (a `marked_candidate`) is measured as the lesion instead of the
+    largest candidate."""
     dense, _, shares = _dense_components(crop)
     if len(shares) == 0:
         return [0.0] * (len(config.nodule_shares) + 3)
-    shares = np.sort(shares)[::-1]
     counts = [float((shares >= s).sum()) for s in config.nodule_shares]
     area = max(float(crop.filled.sum()), 1.0)
-    return [float(shares[0]), float(shares[:3].sum()), *counts, float(dense.sum() / area)]
+    order = np.sort(shares)[::-1]
+    lesion, top3 = float(order[0]), float(order[:3].sum())
+    if chosen is not None:
+        others = np.sort(np.delete(shares, chosen))[::-1]
+        lesion = float(shares[chosen])
+        top3 = lesion + float(others[:2].sum())
+    return [lesion, top3, *counts, float(dense.sum() / area)]
 
 
 def _order_statistics(values: np.ndarray, percentiles: list[float]) -> list[float]:
@@ -233,13 +291,19 @@ def nodule_candidates(gray: np.ndarray, config: FeatureConfig) -> list[Candidate
     return found
 
 
-def slice_features(gray: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """(n,) float32 features of a (H, W) gray slice in [0, 1], in `feature_names` order."""
-    crop = lung_crop(model_gray(gray, config), config)
+def slice_features(
+    gray: np.ndarray, config: FeatureConfig, point: LesionPoint | None = None
+) -> np.ndarray:
+    """(n,) float32 features of a (H, W) gray slice in [0, 1], in `feature_names` order;
+    with a reviewer's lesion `point` (in `gray`'s pixels, training only), the nod_ lesion
+    features measure the candidate at the mark (`marked_candidate`)."""
+    seen = model_gray(gray, config)
+    crop = lung_crop(seen, config)
+    groups = dict(FEATURE_GROUPS)
+    if point is not None and "nod" in config.groups:
+        chosen = marked_candidate(crop, config, point.scaled(gray.shape, seen.shape))
+        groups["nod"] = lambda crop, config: nodule_features(crop, config, chosen)
     values = [
-        v
-        for name, group in FEATURE_GROUPS.items()
-        if name in config.groups
-        for v in group(crop, config)
+        v for name, group in groups.items() if name in config.groups for v in group(crop, config)
     ]
     return np.asarray(values, dtype=np.float32)

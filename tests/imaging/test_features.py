@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from skimage.feature import local_binary_pattern
+from skimage.measure import points_in_poly
 
+from lung_model.imaging.acquisition import HarmoniseConfig
 from lung_model.imaging.features import (
     FEATURES_VERSION,
+    MARK_REACH,
+    Candidate,
     FeatureConfig,
+    LesionPoint,
     feature_names,
     lung_crop,
     nodule_candidates,
@@ -167,3 +172,75 @@ def test_a_config_can_keep_the_lesion_candidates_features_only(
     assert feature_names(lesion) == [names[i] for i in kept]
     gray = grays["Malignant case (3).jpg"]
     assert np.array_equal(slice_features(gray, lesion), slice_features(gray, full)[kept])
+
+
+def _inside(candidate: Candidate) -> tuple[float, float]:
+    """A pixel centre (x, y) inside the candidate's outline, nearest its vertices' mean."""
+    outline = np.array(candidate.outline)
+    top, bottom, left, right = candidate.box
+    rows, cols = np.mgrid[top:bottom, left:right]
+    grid = np.column_stack([rows.ravel(), cols.ravel()]).astype(float)
+    inside = grid[points_in_poly(grid, outline)]
+    nearest = inside[np.argmin(np.hypot(*(inside - outline.mean(axis=0)).T))]
+    return float(nearest[1]), float(nearest[0])
+
+
+@pytest.mark.parametrize("harmonised", [False, True])
+def test_a_lesion_mark_chooses_the_candidate_the_lesion_features_measure(
+    grays: dict[str, np.ndarray], harmonised: bool
+) -> None:
+    """Issue 22: training may measure the reviewer's marked candidate instead of the largest;
+    only nod_largest and nod_top3 change, and only when the mark is on another candidate."""
+    config = FeatureConfig(harmonise=HarmoniseConfig() if harmonised else None)
+    names = feature_names(config)
+    moved = 0
+    for name, gray in grays.items():
+        plain = slice_features(gray, config)
+        found = nodule_candidates(gray, config)
+        others = [c for c in found[1:] if c.share >= 0.005]
+        if not others:
+            continue
+        marked = others[0]
+        x, y = _inside(marked)
+        values = slice_features(gray, config, LesionPoint(x, y))
+        assert values[0] == pytest.approx(marked.share, rel=1e-5), name
+        if marked in found[:3]:  # the three largest: the same three, in another role
+            assert values[1] == pytest.approx(plain[1], rel=1e-5), name
+        else:
+            expected = marked.share + found[0].share + found[1].share
+            assert values[1] == pytest.approx(expected, rel=1e-5), name
+        assert np.array_equal(values[2:], plain[2:]), name  # counts, dense, log, texture
+        assert names[:2] == ["nod_largest", "nod_top3"]
+        moved += 1
+        on_largest = slice_features(gray, config, LesionPoint(*_inside(found[0])))
+        assert np.array_equal(on_largest, plain), name
+        far = slice_features(gray, config, LesionPoint(2.0, 2.0, radius=3.0))  # no candidate
+        assert np.array_equal(far, plain), name
+        again = slice_features(gray, config, LesionPoint(x, y))
+        assert np.array_equal(again, values), name  # deterministic
+    assert moved >= 2
+
+
+def test_a_mark_reaches_a_candidate_within_its_extent_only(
+    grays: dict[str, np.ndarray],
+) -> None:
+    gray = grays["Malignant case (3).jpg"]
+    config = FeatureConfig()
+    plain = slice_features(gray, config)
+    found = nodule_candidates(gray, config)
+    small = next(c for c in found[1:] if c.share >= 0.005)
+    top, bottom, left, right = small.box
+    beside = LesionPoint(right + 30.0, (top + bottom) / 2)  # 30 px right of its box
+    nearest_other = slice_features(gray, config, replace(beside, radius=1.0))
+    assert np.array_equal(nearest_other, plain)  # too far for a 1-px extent: the largest
+    reached = slice_features(gray, config, replace(beside, radius=45.0))
+    assert reached[0] != plain[0]  # an extent that covers a candidate other than the largest
+
+
+def test_a_point_moves_with_the_slice_when_it_is_resized(
+    grays: dict[str, np.ndarray],
+) -> None:
+    point = LesionPoint(100.0, 50.0, 8.0)
+    moved = point.scaled((512, 400), (256, 200))
+    assert (moved.x, moved.y, moved.radius) == (50.0, 25.0, 4.0)
+    assert LesionPoint(1.0, 1.0).reach((512, 256)) == pytest.approx(512 * MARK_REACH)
