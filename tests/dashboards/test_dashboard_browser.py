@@ -7,85 +7,39 @@ in `var/test-artifacts/` for a person to look at.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dashboard_helpers import APP, PASSWORD, USER, stored_reviews
+from dashboard_helpers import PASSWORD, USER, stored_reviews
+from live_dashboard import (
+    ARTIFACTS,
+    choose_slice,
+    chromium_page,
+    click_lesion,
+    scroll_position,
+    serve_dashboard,
+    show_slice,
+    sign_in,
+)
 
-from lung_model.settings import PROJECT_ROOT
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 def dashboard(seeded) -> Iterator[str]:
-    """The dashboard as `make demo` starts it: from the project root, so Streamlit reads the
-    project's `.streamlit/config.toml` (no toolbar flag here: the config must do it)."""
-    port = _free_port()
-    env = {**os.environ, "LUNG_HOME": str(seeded.settings.home)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
-         f"--server.port={port}", "--server.address=127.0.0.1",
-         "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
-        env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)  # noqa: S310
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    output = server.stdout.read().decode() if server.stdout else ""
-                    pytest.fail(f"streamlit did not start:\n{output}")
-                time.sleep(0.5)
+    with serve_dashboard(seeded.settings.home) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def _sign_in(page, url: str) -> None:
-    from playwright.sync_api import expect
-
-    page.set_default_timeout(60_000)  # generous: CI machines are shared
-    expect.set_options(timeout=60_000)
-    page.goto(url)
-    page.get_by_role("textbox", name="Username").fill(USER)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+    sign_in(page, url, USER, PASSWORD)
 
 
 def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    assert CHROMIUM.exists(), "Debian chromium is missing: run `make browser`"
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)  # generous: CI machines are shared
-        expect.set_options(timeout=60_000)
+    with chromium_page() as page:
         page.goto(dashboard)
         expect(page.get_by_role("button", name="Sign in")).to_be_visible()
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
@@ -101,9 +55,8 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         expect(page.get_by_test_id("stDataFrame")).to_be_visible()
         expect(page.get_by_test_id("stSelectbox")).to_be_visible()
         page.wait_for_timeout(1000)  # the grid paints on a canvas
-        artifacts = PROJECT_ROOT / "var" / "test-artifacts"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(artifacts / "dashboard-worklist.png"))
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-worklist.png"))
         page.reload()  # a new Streamlit session: the session cookie keeps the reviewer in
         expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
 
@@ -119,7 +72,7 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         form.get_by_role("button", name="Submit review").click()
         expect(page.get_by_text("recorded: benign.")).to_be_visible()
 
-        shot = artifacts / "dashboard-review.png"
+        shot = ARTIFACTS / "dashboard-review.png"
         page.screenshot(path=str(shot), full_page=True)
 
         page.get_by_role("button", name="Sign out").click()
@@ -127,7 +80,6 @@ def test_sign_in_open_a_study_and_review_it(dashboard: str, seeded) -> None:
         page.reload()  # signed out means the cookie no longer signs anyone in
         expect(page.get_by_role("textbox", name="Password")).to_be_visible()
         assert page.get_by_test_id("stSidebarNav").count() == 0
-        browser.close()
     assert shot.stat().st_size > 10_000
 
     newest = stored_reviews(seeded.settings, seeded.high)[-1]
@@ -150,14 +102,10 @@ def test_override_banner_and_the_saved_review_in_a_browser(
     """Issue 13: every clinical page warns while the champion is an override; after a review
     is saved the form shows the reviewer's choice and the worklist row shows the review; no
     developer chrome (Deploy, rerun, clear cache) for clinicians."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     seeded = overridden
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with chromium_page() as page:
         _sign_in(page, dashboard)
         expect(page.get_by_text(BANNER)).to_be_visible()
         expect(page.get_by_text("Not for clinical use.")).to_be_visible()
@@ -207,19 +155,17 @@ def test_override_banner_and_the_saved_review_in_a_browser(
         expect(_cell(grid, "reviewer", 0)).to_have_text(USER)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(tmp_path / "worklist-reviewed.png"))
-        browser.close()
     for name in ("worklist-override.png", "study-reviewed.png", "worklist-reviewed.png"):
         assert (tmp_path / name).stat().st_size > 10_000
-    shots = PROJECT_ROOT / "var" / "test-artifacts"  # kept for a person to look at
-    shots.mkdir(parents=True, exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # kept for a person to look at
     for shot in tmp_path.glob("*.png"):
-        (shots / f"dashboard-issue13-{shot.name}").write_bytes(shot.read_bytes())
+        (ARTIFACTS / f"dashboard-issue13-{shot.name}").write_bytes(shot.read_bytes())
 
 
 def test_a_feature_models_explanation_reads_in_the_browser(dashboard: str, seeded) -> None:
     """Issue 12 item 3: the outlined candidates and the feature pushes of a real tiny
     feature champion, drawn by the browser (screenshot kept for a person to look at)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
     from tiny_models import train_feature_model
 
     from lung_model.platform.tracking import configure_mlflow
@@ -228,11 +174,7 @@ def test_a_feature_models_explanation_reads_in_the_browser(dashboard: str, seede
     configure_mlflow(seeded.settings).set_registered_model_alias(
         seeded.settings.model_name, "champion", version
     )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with chromium_page() as page:
         _sign_in(page, dashboard)
         page.goto(f"{dashboard}/study?batch={seeded.high}")
         page.get_by_role("button", name="Explain this slice").click()
@@ -242,11 +184,9 @@ def test_a_feature_models_explanation_reads_in_the_browser(dashboard: str, seede
         expect(page.get_by_text("Raw malignant score")).to_be_visible()
         chart.scroll_into_view_if_needed()
         page.wait_for_timeout(1000)  # the chart draws after it is laid out
-        artifacts = PROJECT_ROOT / "var" / "test-artifacts"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        shot = artifacts / "dashboard-feature-explanation.png"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "dashboard-feature-explanation.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
     assert shot.stat().st_size > 10_000
 
 
@@ -256,51 +196,31 @@ def test_one_click_marks_the_lesion_on_a_slice_without_reloading_the_page(
     """Issue 22 item 1: the reviewer picks a slice, clicks the lesion's centre once; the mark
     is stored in the slice's own pixels, the page is not reloaded (the reviewer keeps the
     slice and the scroll position), and a reopened study shows the mark."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from lung_model.platform import db
     from lung_model.review.marks import current_marks
 
     second = seeded.image_ids[seeded.high][1]  # not the slice the page opens on
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with chromium_page() as page:
         _sign_in(page, dashboard)
         page.goto(f"{dashboard}/study?batch={seeded.high}")
-        choose = page.get_by_role("combobox", name="Slice", exact=True)
-        choose.click()
-        choose.fill("slice-01")
-        choose.press("Enter")
-        expect(page.locator(f".st-key-no_lesion_{second}")).to_be_visible()  # rerun done
-        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
-        frames = "iframe[title*=streamlit_image_coordinates]"
-        expect(page.locator(frames)).to_have_count(1)  # the first slice's is gone
-        slice_image = page.frame_locator(frames).locator("#image")
-        expect(slice_image).to_be_visible()
-        slice_image.scroll_into_view_if_needed()
-        page.wait_for_timeout(500)  # the image settles in its frame
-        box = slice_image.bounding_box()
-        page.evaluate("window.lungMarker = 'same page'")
-        scrolled = page.evaluate("window.scrollY") or page.evaluate(
-            "document.querySelector('[data-testid=stMain]').scrollTop"
-        )
-        slice_image.click(position={"x": box["width"] / 4, "y": box["height"] / 2})
+        choose = choose_slice(page, "slice-01.jpg", second)
+        expect(page.get_by_text("not marked", exact=True)).to_be_visible()
+        show_slice(page)  # scrolled down to it, as a reviewer does
+        page.evaluate("window.lungMarker = 'same page'")  # a reload would lose it
+        scrolled = scroll_position(page)
+        assert scrolled > 300, scrolled  # the slice is far down the page: a place to lose
+        click_lesion(page, 0.25, 0.5)  # the one click
         expect(page.get_by_text("Mark recorded: lesion at")).to_be_visible()
         assert page.evaluate("window.lungMarker") == "same page"  # a rerun, not a reload
         expect(choose).to_have_value("slice-01.jpg")  # the reviewer's slice, still chosen
-        now = page.evaluate("window.scrollY") or page.evaluate(
-            "document.querySelector('[data-testid=stMain]').scrollTop"
-        )
-        assert abs(now - scrolled) < 200  # still at the slice
-        artifacts = PROJECT_ROOT / "var" / "test-artifacts"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(artifacts / "dashboard-issue22-marked.png"), full_page=True)
+        assert abs(scroll_position(page) - scrolled) < 200  # still at the slice
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-issue22-marked.png"), full_page=True)
 
         page.goto(f"{dashboard}/study?batch={seeded.high}")  # reopened: the mark is there
         expect(page.get_by_text("marked: lesion at")).to_be_visible()
-        browser.close()
     mark = current_marks(db.get_engine(seeded.settings), seeded.high)[second]
     assert mark["kind"] == "lesion" and mark["radius"] is None
     assert abs(mark["x"] - 128) <= 3 and abs(mark["y"] - 256) <= 3  # of the 512 px slice
