@@ -145,4 +145,14 @@ def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
         height=height,
         patient_hash=pseudonym(patient, id_key) if (patient and id_key) else None,
         instance_number=instance,
+        pixel_spacing=_pixel_spacing(ds),
     )
+
+
+def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
+    """(row, column) spacing in mm, when the file gives two positive numbers."""
+    try:
+        row, column = (float(v) for v in ds.get("PixelSpacing") or ())
+    except (TypeError, ValueError):
+        return None
+    return (row, column) if row > 0 and column > 0 else None

@@ -23,3 +23,5 @@ class DecodedImage:
     height: int
     patient_hash: str | None = None  # keyed hash of the DICOM PatientID, never the ID itself
     instance_number: int | None = None  # DICOM InstanceNumber: the slice's place in its series
+    # DICOM PixelSpacing (mm between rows, mm between columns); None when the file does not say
+    pixel_spacing: tuple[float, float] | None = None

@@ -181,3 +181,14 @@ def test_the_patient_key_is_created_once_private_and_shared(tmp_path: Path) -> N
     key_file = next((tmp_path / "secrets").iterdir())
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert [p.name for p in (tmp_path / "secrets").iterdir()] == ["patient-id.key"]
+
+
+def test_pixel_spacing_is_read_when_the_file_gives_it() -> None:
+    """Distances on a slice in mm (the explanation's mark distance, issue 22)."""
+    ds = ct_small()
+    ds.PixelSpacing = [0.7, 0.65]
+    assert decode_dicom(to_bytes(ds)).pixel_spacing == (0.7, 0.65)
+    del ds.PixelSpacing
+    assert decode_dicom(to_bytes(ds)).pixel_spacing is None
+    ds.PixelSpacing = [0, 0.7]
+    assert decode_dicom(to_bytes(ds)).pixel_spacing is None
