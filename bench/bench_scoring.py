@@ -135,7 +135,7 @@ def child(args: argparse.Namespace) -> None:
         score_processes_min_files=0 if args.threads else Settings().score_processes_min_files,
     )
     prepare_scoring_process(settings)  # as the CLI and the DAG do: decoding and TF share CPUs
-    model, _ = load_bench_model(settings, args.crop, args.model)
+    model, described = load_bench_model(settings, args.crop, args.model)
     if args.guarded:
         set_guard(model, args.guarded == "on")
     engine = get_engine(settings)
@@ -149,6 +149,7 @@ def child(args: argparse.Namespace) -> None:
     peak, end = vm_kib("VmHWM"), vm_kib("VmRSS")
     after = bare(model, args.batch, 8 * args.batch)
     report = {"scored": scored, "seconds": seconds, "cpu_ms": 1000 * cpu / max(scored, 1)}
+    report |= {"model": described}
     report |= {"rss_kib": baseline, "hwm_kib": peak, "end_kib": end}
     report |= {"bare": (before[0] + after[0]) / 2, "bare_cpu_ms": (before[1] + after[1]) / 2}
     print(json.dumps(report))
@@ -295,13 +296,16 @@ def main() -> None:
             command += ["--crop", args.crop] if args.crop else []
             command += ["--threads"] if threads else []
             command += ["--guarded", guarded] if guarded else []
-            command += (
-                ["--model", args.model, "--tracking", settings.tracking_uri()] if args.model else []
-            )
+            # the parent's model store: without it the child's fresh LUNG_HOME has no champion
+            # and it measured the untrained CNN instead (PERFORMANCE.md, issue 19)
+            command += ["--tracking", settings.tracking_uri()]
+            command += ["--model", args.model] if args.model else []
             out = subprocess.run(
                 [*command, "--batch", str(batch)], check=True, capture_output=True, text=True
             ).stdout
             run = json.loads(out.strip().splitlines()[-1]) | {"threads": threads, "guard": guarded}
+            if run["model"] != described:
+                raise SystemExit(f"the child scored {run['model']}, not {described}")
             runs.append(run)
             print(
                 f"(b) end-to-end {size}{' (threads)' if threads else ''}"
