@@ -87,7 +87,7 @@ def hospital_loop(
     client.upload(series.files)
     client.push_study(series.study_uid)
     say(f"Orthanc pushed study {series.study_uid} ({len(series.files)} CT slices) to the receiver")
-    folder = study_folder(stored_names(settings), series.study_uid)
+    folder = study_folder(series.study_uid)
     deadline = time.monotonic() + timeout
     while not _batch_done(settings, folder):
         if time.monotonic() > deadline:

@@ -4,8 +4,9 @@
 `LUNG_DICOM_AE_TITLE` and accepts associations only from the calling AE titles in
 `LUNG_DICOM_ALLOWED_AETS` (any other is rejected at association, before a byte of data).
 Each instance is written, as received (file meta and all), to
-`inbox/<study folder>/<SOP Instance UID>.dcm`: the folder is the Study Instance UID (or, with
-`LUNG_PSEUDONYMISE_NAMES`, its `ps-` pseudonym, see `platform.names`). A file goes first to
+`inbox/<Study Instance UID>/<SOP Instance UID>.dcm`, real names on disk also with
+`LUNG_PSEUDONYMISE_NAMES`: the scorer is the one place that stores a folder's pseudonym
+(`platform.names`), so a reviewer finds the study by its UID. A file goes first to
 `LUNG_HOME/receiving/partial/` and is renamed into place, so the scorer never reads half of
 one. An instance whose SOP Instance UID this study already holds (in the inbox, being scored,
 archived or quarantined) is acknowledged and not written again: a re-sent series is scored
@@ -36,7 +37,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lung_model.platform.names import StoredNames, stored_names
 from lung_model.scoring.inbox import CLAIM_SEPARATOR
 from lung_model.settings import Settings
 
@@ -64,12 +64,9 @@ def allowed_callers(setting: str) -> list[str]:
     return [] if "*" in titles else titles
 
 
-def study_folder(names: StoredNames, study_uid: str | None) -> str:
-    """The inbox folder of a study: its UID made safe, or that name's pseudonym."""
-    if not study_uid:
-        return UNKNOWN_STUDY
-    safe = safe_uid(study_uid)
-    return names.name(safe) if names.key is not None else safe
+def study_folder(study_uid: str | None) -> str:
+    """The inbox folder of a study: its UID made safe."""
+    return safe_uid(study_uid) if study_uid else UNKNOWN_STUDY
 
 
 @dataclass(frozen=True)
@@ -82,9 +79,8 @@ class Stored:
 class Receiver:
     """Writes instances into study folders and marks them ready when they go quiet."""
 
-    def __init__(self, settings: Settings, names: StoredNames | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.names = names if names is not None else stored_names(settings)
         self.partial = settings.home / "receiving" / "partial"
         self.journal = settings.home / "receiving" / "studies"
         for folder in (settings.inbox, self.partial, self.journal):
@@ -95,9 +91,6 @@ class Receiver:
         self._seen: dict[str, float] = {}  # study folder -> its last instance, marked or not
         for entry in self.journal.iterdir():  # studies a killed receiver left arriving
             self._last[entry.name] = entry.stat().st_mtime
-
-    def folder_for(self, study_uid: str | None) -> str:
-        return study_folder(self.names, study_uid)
 
     def _holdings(self, folder: str) -> set[str]:
         """The instance files a study folder of this name holds: in the inbox, claimed,
@@ -113,7 +106,7 @@ class Receiver:
 
     def store(self, data: bytes, study_uid: str | None, sop_uid: str) -> Stored:
         """Write one instance's file bytes into its study folder, once per SOP Instance UID."""
-        folder, file = self.folder_for(study_uid), safe_uid(sop_uid) + ".dcm"
+        folder, file = study_folder(study_uid), safe_uid(sop_uid) + ".dcm"
         with self._lock:
             held = self._held.get(folder)
             if held is None:

@@ -25,6 +25,7 @@ from lung_model.exchange.deliveries import send_results
 from lung_model.exchange.receiver import Service
 from lung_model.pipelines.results_out import rule_in_words
 from lung_model.platform.db import get_engine
+from lung_model.platform.names import stored_names
 from lung_model.review.reviews import add_review
 from lung_model.scoring.engine import Scorer
 from lung_model.scoring.inbox import find_ready_studies
@@ -252,13 +253,15 @@ def test_stow_rs_to_orthanc_and_fhir_put_with_pseudonymised_names(
         series = write_series(tmp_path / "series", 3)
         orthanc.upload(series.files)
         orthanc.push_study(series.study_uid)
-        [study] = list(settings.inbox.iterdir())
-        assert study.name.startswith("ps-")
+        study = settings.inbox / series.study_uid
         wait_ready(settings, study)
     finally:
         service.close()
     engine = get_engine(settings)
     score_ready(settings, engine, feature_run, pg_url)
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT study FROM scan_batches")).scalars().all()
+    assert stored == [stored_names(settings).name(series.study_uid)]  # pseudonymised once
 
     fhir = FhirServer(down=1)
     try:
