@@ -48,6 +48,9 @@ from lung_model.scoring.study import SliceStats, study_verdict
 from lung_model.settings import Settings
 from lung_model.training.study_rule import StudyRule
 
+NO_FILES = "the study folder holds no image files"
+NONE_SCORABLE = "no slice could be scored (see the quarantine reasons)"
+
 
 @dataclass(frozen=True)
 class FileOutcome:
@@ -154,7 +157,7 @@ class Scorer:
                     batch, batch_id, lock, study, claimed, destination
                 )
         _fenced(lock, claimed)
-        return self._finish(summary)
+        return self._finish(summary, nothing_to_score=not files)
 
     def _measured(self, files: list[InputFile]) -> set[str]:
         """The files whose acquisition the guard measures (none for an unguarded model)."""
@@ -219,7 +222,9 @@ class Scorer:
                 FileOutcome(study, row.path, location, row.status, row.reason, row.sha256, probs)
             )
 
-    def _finish(self, summary: StudySummary) -> StudySummary:
+    def _finish(self, summary: StudySummary, nothing_to_score: bool = False) -> StudySummary:
+        """Close the batch: the study's verdict, or why it has none (`nothing_to_score`: the
+        folder held no file at all, so there are no quarantine reasons to point to)."""
         assert summary.batch_id is not None
         threshold = study_threshold(self.model, self.settings.malignant_threshold)
         stats = store.slice_stats(self.engine, summary.batch_id, self.model, threshold)
@@ -229,7 +234,7 @@ class Scorer:
             rule = getattr(self.model, "study_rule", None) or StudyRule()
             margin = self.settings.uncertain_margin
             verdict = study_verdict(probabilities, rule, threshold, margin).as_dict()
-        error = None if verdict else "no slice could be scored (see the quarantine reasons)"
+        error = None if verdict else (NO_FILES if nothing_to_score else NONE_SCORABLE)
         check = self._check_acquisition(summary.batch_id) if verdict else None
         summary.n_files, summary.n_scored, summary.n_quarantined = store.finish_batch(
             self.engine, summary.batch_id, self.model, stats, verdict, error, check

@@ -137,7 +137,7 @@ def test_every_hostile_input_in_one_inbox_run(
 
     assert sorted(summaries) == sorted([STUDY, "S-empty-ready"])
     assert summaries["S-empty-ready"]["status"] == "failed"
-    assert "no slice could be scored" in summaries["S-empty-ready"]["error"]
+    assert summaries["S-empty-ready"]["error"] == "the study folder holds no image files"
     hostile = summaries[STUDY]
     expected = _expected(outside)
     assert hostile["status"] == "done" and hostile["n_files"] == len(expected)

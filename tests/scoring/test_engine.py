@@ -204,6 +204,26 @@ def test_a_study_with_nothing_scorable_fails_with_a_reason(
     assert (settings.archive / "S-empty" / "_READY").exists()
 
 
+def test_a_study_folder_with_only_the_marker_fails_once_saying_it_holds_no_files(
+    settings: Settings, engine: Engine, toy: ToyPredictor
+) -> None:
+    study = settings.inbox / "S-marker-only"
+    study.mkdir()
+    (study / "_READY").touch()
+
+    [summary] = [
+        Scorer(toy, engine, settings).score_claimed(f) for f in find_ready_studies(settings)
+    ]
+
+    assert (summary.status, summary.n_files) == ("failed", 0)
+    assert summary.error == "the study folder holds no image files"
+    assert rows(
+        engine, "SELECT status, error FROM scan_batches WHERE id = :b", b=summary.batch_id
+    ) == [("failed", "the study folder holds no image files")]
+    assert (settings.archive / "S-marker-only" / "_READY").exists()
+    assert find_ready_studies(settings) == []  # out of the inbox: never claimed again
+
+
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_batches_of_any_size_score_each_distinct_image_once(
     settings: Settings, engine: Engine, toy: ToyPredictor, tmp_path: Path, batch_size: int
