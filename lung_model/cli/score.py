@@ -97,6 +97,8 @@ def _describe(summary: StudySummary) -> str:
         )
         if unlike := summary.result.get("unlike_training"):
             head += f"; {UNLIKE_TRAINING}: {'; '.join(unlike)}"
+        if sensitive := summary.result.get("acquisition_sensitivity"):
+            head += f"; {sensitive}"
     return head + (f" [{summary.error}]" if summary.error else "")
 
 

@@ -26,6 +26,7 @@ from lung_model.imaging.images import DecodedImage, decode_bytes, read_limited, 
 from lung_model.scoring.files import InputFile
 from lung_model.scoring.guard import Measure
 from lung_model.scoring.predictor import Prepare
+from lung_model.scoring.sensitivity import perturbed_inputs
 from lung_model.scoring.store import ImageRow
 
 MAX_REASON = 300
@@ -40,6 +41,8 @@ class Decoded:
     file: InputFile
     row: ImageRow
     x: np.ndarray | None  # model input, None when quarantined
+    # inputs under acquisition perturbations (`scoring.sensitivity`), for the guard's slices
+    perturbed: dict[str, np.ndarray] | None = None
 
 
 def _refused(file: InputFile, reason: str, **known: object) -> Decoded:
@@ -62,10 +65,12 @@ def decode_file(
     id_key: bytes | None,
     reduce_to: int | None,
     measure: Measure | None = None,
+    perturb: tuple[str, ...] = (),
 ) -> Decoded:
     """One input file to a scored-to-be row with its model input, or a quarantine row;
     `reduce_to` is how far the model lets a JPEG be decoded down (None: full resolution);
-    `measure`, when given, adds the slice's acquisition measurements (`scoring.guard`)."""
+    `measure`, when given, adds the slice's acquisition measurements (`scoring.guard`),
+    `perturb` its model inputs under those perturbations (`scoring.sensitivity`)."""
     if file.refusal:
         return _refused(file, file.refusal)
     try:
@@ -81,8 +86,10 @@ def decode_file(
         image = decode_bytes(data, id_key=id_key, reduce_to=reduce_to)
         facts.update(width=image.width, height=image.height)
         x = np.asarray(prepare(image.gray), dtype=np.float32)
+        full = _full_resolution(data, image, id_key) if measure or perturb else None
         if measure is not None:
-            facts["acquisition"] = _measured(measure, data, image, id_key)
+            facts["acquisition"] = _measured(measure, full, image)
+        perturbed = _perturbed(perturb, prepare, full, image, input_shape)
     except UnreadableImage as error:
         return _refused(file, str(error), **facts)
     except Exception as error:  # a decoder or preprocessing bug must not stop the study
@@ -97,20 +104,47 @@ def decode_file(
         instance_number=image.instance_number,
         **facts,  # type: ignore[arg-type]
     )
-    return Decoded(file, row, x)
+    return Decoded(file, row, x, perturbed)
+
+
+def _full_resolution(data: bytes, image: DecodedImage, id_key: bytes | None) -> DecodedImage | None:
+    """The slice at full resolution (decoded again only when it was decoded down); None
+    when that fails: the guard never costs a slice its score."""
+    try:
+        reduced = image.gray.shape != (image.height, image.width)
+        return decode_bytes(data, id_key=id_key) if reduced else image
+    except Exception:
+        return None
 
 
 def _measured(
-    measure: Measure, data: bytes, image: DecodedImage, id_key: bytes | None
+    measure: Measure, full: DecodedImage | None, image: DecodedImage
 ) -> dict[str, float] | None:
     """The slice's acquisition measurements at full resolution (as training measured its
-    slices); None when they cannot be taken: the guard never costs a slice its score."""
+    slices); None when they cannot be taken."""
     try:
-        reduced = image.gray.shape != (image.height, image.width)
-        full = decode_bytes(data, id_key=id_key) if reduced else image
-        return measure(full.gray, image.height, image.width)
+        return None if full is None else measure(full.gray, image.height, image.width)
     except Exception:  # an unmeasurable slice is scored, not refused
         return None
+
+
+def _perturbed(
+    names: tuple[str, ...],
+    prepare: Prepare,
+    full: DecodedImage | None,
+    image: DecodedImage,
+    input_shape: tuple[int, ...],
+) -> dict[str, np.ndarray] | None:
+    """The slice's model inputs under the perturbations `names` (as the invariance check
+    makes them: from the full-resolution slice); None when not wanted or not possible."""
+    if not names or full is None:
+        return None
+    try:
+        inputs = perturbed_inputs(full.gray, prepare, names, full is not image)
+    except Exception:  # a slice the perturbations break is scored, just not checked
+        return None
+    usable = all(x.shape == tuple(input_shape) and np.isfinite(x).all() for x in inputs.values())
+    return inputs if usable else None
 
 
 def default_workers() -> int:

@@ -11,7 +11,9 @@ leaves nothing half done: the rerun redoes at most one batch, and the upserts ma
 no-op in the database.
 A model that ships the acquisition range it learned from is guarded (`guard`): a few slices
 of each study are measured as they are decoded, and the study result says whether, and on
-which measurement, the study is unlike the scans the model learned from.
+which measurement, the study is unlike the scans the model learned from; the same slices are
+also scored under a few acquisition perturbations (`sensitivity`), and the study result says on
+how many of them the call changes.
 Each batch commits on the session holding the study's advisory lock (`inbox.ClaimLock`):
 when a database restart ended that session, the lock is taken again before the next batch,
 and if another scorer has taken the study up meanwhile this one stops ("busy") and leaves
@@ -32,7 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from lung_model.platform.names import stored_names
-from lung_model.scoring import guard, inbox, store
+from lung_model.scoring import guard, inbox, sensitivity, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
 from lung_model.scoring.decode_pool import DecodePool
 from lung_model.scoring.files import InputFile, list_inputs
@@ -42,6 +44,7 @@ from lung_model.scoring.predictor import (
     input_shape_for,
     preparer_for,
     reduce_to_for,
+    slice_class,
     study_threshold,
 )
 from lung_model.scoring.study import SliceStats, study_verdict
@@ -106,24 +109,45 @@ class Scorer:
         self.names = stored_names(settings)  # as dropped, or pseudonyms (see platform.names)
         # the acquisition range the model learned from; None: unguarded (nothing measured)
         self.acquisition_range = guard.model_range(model) if settings.guard_slices else None
+        # the perturbations the guard's slices are also scored under (none when unguarded)
+        self.perturbations = (
+            sensitivity.chosen(settings.guard_perturbations) if self.acquisition_range else ()
+        )
 
     def _summary(self, folder: Path, status: str, study: str | None = None) -> StudySummary:
         """A summary naming the study and its folder as the database stores them."""
         name = self.names.name(study or folder.name)
         return StudySummary(study=name, folder=self.names.folder(folder), status=status)
 
-    def _decode(self, file: InputFile, measure: guard.Measure | None = None) -> Decoded:
+    def _decode(
+        self, file: InputFile, measure: guard.Measure | None = None, perturb: tuple[str, ...] = ()
+    ) -> Decoded:
         return decode_file(
-            file, self.prepare, self.input_shape, self.id_key, self.reduce_to, measure
+            file, self.prepare, self.input_shape, self.id_key, self.reduce_to, measure, perturb
         )
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> dict[str, store.Probabilities]:
         if not inputs:
             return {}
-        probs = np.asarray(self.model.predict(np.stack(list(inputs.values()))), dtype=np.float64)
+        probs = self._probabilities(list(inputs.values()))
+        return {sha: (p[0], p[1], p[2]) for sha, p in zip(inputs, probs.tolist(), strict=True)}
+
+    def _probabilities(self, inputs: list[np.ndarray]) -> np.ndarray:
+        probs = np.asarray(self.model.predict(np.stack(inputs)), dtype=np.float64)
         if probs.shape != (len(inputs), 3) or not np.isfinite(probs).all():
             raise RuntimeError(f"model {self.model.name} returned unusable output {probs.shape}")
-        return {sha: (p[0], p[1], p[2]) for sha, p in zip(inputs, probs.tolist(), strict=True)}
+        return probs
+
+    def _perturbed_calls(self, batch: list[Decoded]) -> dict[str, dict[str, str]]:
+        """{sha256: {perturbation: the model's call}} of the batch's perturbed slices."""
+        keys = [(d.row.sha256 or "", name) for d in batch if d.perturbed for name in d.perturbed]
+        if not keys:
+            return {}
+        inputs = [x for d in batch if d.perturbed for x in d.perturbed.values()]
+        calls: dict[str, dict[str, str]] = {}
+        for (sha, name), p in zip(keys, self._probabilities(inputs), strict=True):
+            calls.setdefault(sha, {})[name] = slice_class(self.model, p)
+        return calls
 
     def score_folder(
         self,
@@ -149,8 +173,9 @@ class Scorer:
         with self._decode_pool(len(files)) as pool:
 
             def submit(file: InputFile) -> Future[Decoded]:
-                wanted = file.relpath in measured
-                return pool.submit(file, measure=guard.measure_slice if wanted else None)
+                if file.relpath not in measured:
+                    return pool.submit(file, measure=None)
+                return pool.submit(file, measure=guard.measure_slice, perturb=self.perturbations)
 
             for batch in decoded_batches(files, submit, self.settings.score_batch_size):
                 summary.n_predicted += self._score_batch(
@@ -197,7 +222,8 @@ class Scorer:
         fresh = self._predict({sha: x for sha, x in inputs.items() if sha not in known})
         session = _fenced(lock, claimed)
         rows = [replace(d.row, path=self.names.name(d.row.path)) for d in batch]
-        store.write_batch(self.engine, batch_id, rows, fresh, self.model, session)
+        perturbed = self._perturbed_calls(batch)
+        store.write_batch(self.engine, batch_id, rows, fresh, self.model, session, perturbed)
         for d in batch:
             self._after_commit(d, study, claimed, destination, {**known, **fresh})
         return len(fresh)
@@ -236,14 +262,17 @@ class Scorer:
             verdict = study_verdict(probabilities, rule, threshold, margin).as_dict()
         error = None if verdict else (NO_FILES if nothing_to_score else NONE_SCORABLE)
         check = self._check_acquisition(summary.batch_id) if verdict else None
+        sensitive = self._check_sensitivity(summary.batch_id) if verdict else None
         summary.n_files, summary.n_scored, summary.n_quarantined = store.finish_batch(
-            self.engine, summary.batch_id, self.model, stats, verdict, error, check
+            self.engine, summary.batch_id, self.model, stats, verdict, error, check, sensitive
         )
         summary.status, summary.error = ("done", None) if verdict else ("failed", error)
         if verdict:
             summary.result = {**verdict, **asdict(stats)}
             if check is not None:
                 summary.result["unlike_training"] = [d.describe() for d in check.outside]
+            if sensitive is not None:
+                summary.result["acquisition_sensitivity"] = sensitive.describe()
         return summary
 
     def _check_acquisition(self, batch_id: int) -> store.AcquisitionCheck | None:
@@ -253,6 +282,14 @@ class Scorer:
         measured = store.slice_acquisitions(self.engine, batch_id)
         outside = guard.check_study(measured, self.acquisition_range, self.settings.guard_min_share)
         return store.AcquisitionCheck(self.acquisition_range, outside)
+
+    def _check_sensitivity(self, batch_id: int) -> sensitivity.Sensitivity | None:
+        """How many of the study's checked slices change their call under another export
+        (None: not checked)."""
+        if not self.perturbations:
+            return None
+        slices = store.slice_perturbed_calls(self.engine, batch_id, self.model)
+        return sensitivity.check_study(slices, self.perturbations)
 
     def score_in_place(self, folder: Path) -> StudySummary:
         """Score a study folder where it is, moving nothing (`score PATH`)."""

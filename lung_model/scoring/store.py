@@ -20,6 +20,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from lung_model.scoring.guard import Deviation, Range
 from lung_model.scoring.predictor import Predictor, slice_class
+from lung_model.scoring.sensitivity import Sensitivity
 from lung_model.scoring.study import SliceStats
 
 
@@ -97,9 +98,12 @@ def write_batch(
     predictions: dict[str, Probabilities],
     model: Predictor,
     session: PoolProxiedConnection | None = None,
+    perturbed: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Upsert the images and insert the new predictions in one transaction, on `session`
-    when given (the one holding the claim's lock, see `inbox.ClaimLock`; kept open)."""
+    when given (the one holding the claim's lock, see `inbox.ClaimLock`; kept open);
+    `perturbed`: {sha256: {perturbation: call}} of the guard's slices (`scoring.sensitivity`)
+    onto their predictions (the same for the same image and model: recomputed, unchanged)."""
     raw = session or engine.raw_connection()
     cursor = raw.cursor()
     try:
@@ -133,6 +137,15 @@ def write_batch(
                     for sha, probs in predictions.items()
                 ],
                 page_size=max(len(predictions), 1),
+            )
+        if perturbed:
+            execute_values(
+                cursor,
+                "UPDATE predictions p SET perturbed_calls = v.calls::jsonb"
+                " FROM (VALUES %s) AS v (sha, name, version, calls) WHERE p.image_sha256 = v.sha"
+                " AND p.model_name = v.name AND p.model_version = v.version",
+                [(sha, model.name, model.version, Json(c)) for sha, c in perturbed.items()],
+                page_size=max(len(perturbed), 1),
             )
         raw.commit()
     except BaseException:
@@ -204,6 +217,26 @@ def slice_acquisitions(engine: Engine, batch_id: int) -> list[dict[str, float]]:
         return [dict(row) for row in rows]
 
 
+def slice_perturbed_calls(
+    engine: Engine, batch_id: int, model: Predictor
+) -> list[tuple[str, str, dict[str, str]]]:
+    """(path, call, calls under each perturbation) of the batch's measured slices this model
+    version also scored perturbed (`scoring.sensitivity`); a slice whose content another
+    study's check scored perturbed counts only where this study measured it too."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT i.path, p.predicted_class, p.perturbed_calls"
+                " FROM images i JOIN predictions p ON p.image_sha256 = i.sha256"
+                " AND p.model_name = :name AND p.model_version = :version"
+                " WHERE i.batch_id = :batch AND i.status = 'scored'"
+                " AND i.acquisition IS NOT NULL AND p.perturbed_calls IS NOT NULL ORDER BY i.id"
+            ),
+            {"batch": batch_id, "name": model.name, "version": model.version},
+        ).all()
+    return [(row[0], row[1], dict(row[2])) for row in rows]
+
+
 def finish_batch(
     engine: Engine,
     batch_id: int,
@@ -212,18 +245,21 @@ def finish_batch(
     verdict: dict[str, Any] | None,
     error: str | None,
     check: AcquisitionCheck | None = None,
+    sensitivity: Sensitivity | None = None,
 ) -> tuple[int, int, int]:
-    """Write the study result (when there is one, with its acquisition `check` when the model
-    is guarded) and close the batch; (files, scored, quarantined) as the database counts them."""
+    """Write the study result (when there is one, with its acquisition `check` and
+    `sensitivity` when the model is guarded) and close the batch; (files, scored,
+    quarantined) as the database counts them."""
     with engine.begin() as conn:
         if verdict is not None:
             conn.execute(
                 text(
                     "INSERT INTO study_results (batch_id, model_name, model_version, data_version,"
                     " n_slices, max_p_malignant, mean_p_malignant, n_malignant_slices,"
-                    " predicted_class, needs_review, acquisition_range, acquisition_outside)"
+                    " predicted_class, needs_review, acquisition_range, acquisition_outside,"
+                    " acquisition_sensitivity, sensitivity_share)"
                     " VALUES (:batch, :name, :version, :data, :n, :max_p, :mean_p, :n_mal,"
-                    " :label, :review, :allowed, :outside)"
+                    " :label, :review, :allowed, :outside, :sensitivity, :share)"
                     " ON CONFLICT (batch_id, model_name, model_version) DO UPDATE SET"
                     " data_version = EXCLUDED.data_version, n_slices = EXCLUDED.n_slices,"
                     " max_p_malignant = EXCLUDED.max_p_malignant,"
@@ -232,7 +268,9 @@ def finish_batch(
                     " predicted_class = EXCLUDED.predicted_class,"
                     " needs_review = EXCLUDED.needs_review,"
                     " acquisition_range = EXCLUDED.acquisition_range,"
-                    " acquisition_outside = EXCLUDED.acquisition_outside"
+                    " acquisition_outside = EXCLUDED.acquisition_outside,"
+                    " acquisition_sensitivity = EXCLUDED.acquisition_sensitivity,"
+                    " sensitivity_share = EXCLUDED.sensitivity_share"
                 ),
                 {
                     "batch": batch_id,
@@ -249,6 +287,8 @@ def finish_batch(
                     "outside": None
                     if check is None
                     else Json([d.as_dict() for d in check.outside]),
+                    "sensitivity": None if sensitivity is None else Json(sensitivity.as_dict()),
+                    "share": None if sensitivity is None else sensitivity.share,
                 },
             )
         counts = conn.execute(
