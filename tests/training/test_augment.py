@@ -69,3 +69,27 @@ def test_mixup_blends_slices_labels_and_weights_alike() -> None:
     )  # fmt: skip
     _, batch_y, _ = data[0]
     assert batch_y.shape == (8, 3) and not np.isin(batch_y, [0.0, 1.0]).all()
+
+
+def test_each_epoch_draws_every_slice_or_its_reacquired_copy_reproducibly() -> None:
+    x = np.arange(8, dtype=np.float32)[:, None, None, None] * np.ones((1, 4, 4, 1), np.float32)
+    copies = np.repeat(x + 100.0, 2, axis=0)  # two copies of slice i, both i + 100, slice-major
+    copies[1::2] += 100.0  # the second copy of slice i: i + 200
+    y = np.eye(3, dtype=np.float32)[np.arange(8) % 3]
+
+    def epochs(seed: int) -> list[np.ndarray]:
+        data = AugmentedSlices(x, y, np.ones(8, np.float32), 4, seed, False, copies=copies)
+        drawn = []
+        for _ in range(6):
+            drawn.append(np.concatenate([data[i][0][:, 0, 0, 0] for i in range(len(data))]))
+            data.on_epoch_end()
+        return drawn
+
+    drawn = epochs(3)
+    for epoch in drawn:  # every slice once an epoch, as itself or as one of its own copies
+        assert sorted(epoch.astype(int) % 100) == list(range(8))
+    kinds = np.concatenate(drawn).astype(int) // 100
+    assert set(kinds.tolist()) == {0, 1, 2}  # the slice itself and both copies are drawn
+    for a, b in zip(drawn, epochs(3), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(drawn, epochs(4), strict=True))

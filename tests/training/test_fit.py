@@ -62,3 +62,15 @@ def test_history_has_one_point_per_epoch_and_the_rule_comes_back(first: Fitted) 
 
     logits = first.network.predict(VAL.x, verbose=0)
     assert logits.shape == (len(VAL.y), len(CLASSES)) and np.isfinite(logits).all()
+
+
+def test_reacquired_copies_train_reproducibly_and_change_the_network(first: Fitted) -> None:
+    copies = random_part(12, 3).x  # one copy of each training slice
+    with_copies = fit(CONFIG, TRAIN, VAL, progress=False, copies=copies)
+    again = fit(CONFIG, TRAIN, VAL, progress=False, copies=copies)
+
+    for a, b in zip(weights(with_copies), weights(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(weights(first), weights(with_copies), strict=True)
+    )
