@@ -60,7 +60,7 @@ from model_selection_scores import (  # noqa: E402
 
 from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
-from lung_model.imaging.acquisition import PERTURBATIONS, HarmoniseConfig  # noqa: E402
+from lung_model.imaging.acquisition import CONTRAST_RANGE, PERTURBATIONS, HarmoniseConfig  # noqa: E402
 from lung_model.imaging.features import FeatureConfig, feature_names  # noqa: E402
 from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
@@ -159,6 +159,16 @@ FEATURE_CONFIGS.update({
     "features-h2c": (FeatureModelConfig(features=HARMONISED_2C), False),
     "features-h2c-aug": (FeatureModelConfig(features=HARMONISED_2C, augment=1), False),
     "features-hc-aug": (FeatureModelConfig(features=HARMONISED_C, augment=1), False),
+})  # fmt: skip
+# run 9: glcm_ and lbp_ of the lung field only (`-hf`: a narrower window's saturation of the
+# tissue around the lungs no longer reaches them), and wider augmentation (`-aug2w`: two
+# copies, contrast x0.6..1.5, so the trees see saturated exports of both classes)
+HARMONISED_FIELD = replace(HARMONISED, texture_region="field")
+WIDER = {"augment": 2, "augment_contrast": (0.6, 1.5)}
+FEATURE_CONFIGS.update({
+    "features-hf-aug": (FeatureModelConfig(features=HARMONISED_FIELD, augment=1), False),
+    "features-hf-aug2w": (FeatureModelConfig(features=HARMONISED_FIELD, **WIDER), False),
+    "features-h-aug2w": (FeatureModelConfig(features=HARMONISED, **WIDER), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
@@ -328,7 +338,10 @@ def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, h
     train, val, out = (part_of(p) for p in (inner_train, inner_val, out_paths))
     augmented = None
     if config.augment:
-        copies = [part_of([*inner_train, *inner_val], f"augment{k}") for k in range(config.augment)]
+        low, high = config.augment_contrast  # named only when not the default range
+        wider = "" if (low, high) == CONTRAST_RANGE else f"@{low:g}-{high:g}"
+        copies = [part_of([*inner_train, *inner_val], f"augment{k}{wider}")
+                  for k in range(config.augment)]  # fmt: skip
         augmented = Part(*(np.concatenate([getattr(c, a) for c in copies])
                            for a in ("x", "y", "groups")))  # fmt: skip
     names = feature_names(features)

@@ -65,7 +65,11 @@ def perturbed_gray(data: Path, path: str, perturbation: str | None) -> np.ndarra
     if perturbation is None:
         return gray
     if perturbation.startswith("augment"):  # copy k of the training augmentation, as trained
-        return reacquired(gray, int(perturbation[len("augment") :]))
+        copy, _, contrast = perturbation[len("augment") :].partition("@")  # "augment1@0.6-1.5"
+        if not contrast:
+            return reacquired(gray, int(copy))
+        low, high = (float(v) for v in contrast.split("-"))
+        return reacquired(gray, int(copy), (low, high))
     return PERTURBATIONS[perturbation](gray, zlib.crc32(path.encode()))
 
 
@@ -103,6 +107,8 @@ def feature_vectors(
     values = config.to_dict()
     if config.groups == FeatureConfig().groups:  # every group: the key before groups existed
         del values["groups"]
+    if config.texture_region == FeatureConfig().texture_region:  # the key before it existed
+        del values["texture_region"]
     key = {"features": FEATURES_VERSION, **values, "perturbation": perturbation}
     return _cached("features", key, split, paths, lambda p: slice_features(
         perturbed_gray(data, p, perturbation), config).astype(np.float32))  # fmt: skip

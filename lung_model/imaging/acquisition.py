@@ -266,18 +266,24 @@ def smaller_matrix(gray: np.ndarray, seed: int = 0) -> np.ndarray:
     return resize_rows(gray, max(1, round(gray.shape[0] * 0.75)))
 
 
-def random_acquisition(gray: np.ndarray, seed: int) -> np.ndarray:
+CONTRAST_RANGE = (0.6, 1.3)  # the augmentation's contrast factors (a wider / narrower window)
+
+
+def random_acquisition(
+    gray: np.ndarray, seed: int, contrast: tuple[float, float] = CONTRAST_RANGE
+) -> np.ndarray:
     """`gray` as a random other acquisition would give it (training augmentation): the
-    noise brought to a level drawn from 0.0015..0.012, the contrast scaled by 0.6..1.3 and
-    the level moved by -0.06..0.06, the matrix 0.7..1 of its rows, then a JPEG export of
-    quality 50..95, each step drawn with probability 1/2 (the noise step always)."""
+    noise brought to a level drawn from 0.0015..0.012, the contrast scaled by a factor
+    drawn from `contrast` (clipped: above 1 a narrower window saturates) and the level moved
+    by -0.06..0.06, the matrix 0.7..1 of its rows, then a JPEG export of quality 50..95, each
+    step drawn with probability 1/2 (the noise step always)."""
     rng = np.random.default_rng(seed)
     target = float(rng.uniform(0.0015, 0.012))
     present = noise_level(gray)
     out = smooth_to(gray, target, steps=5, present=present) if present > target else gray
     out = noise_to(out, target, int(rng.integers(2**31)))
     if rng.random() < 0.5:
-        out = _around_mean(out, float(rng.uniform(0.6, 1.3)), float(rng.uniform(-0.06, 0.06)))
+        out = _around_mean(out, float(rng.uniform(*contrast)), float(rng.uniform(-0.06, 0.06)))
     if rng.random() < 0.5:
         out = resize_rows(out, max(1, round(out.shape[0] * float(rng.uniform(0.7, 1.0)))))
     if rng.random() < 0.5:

@@ -12,7 +12,8 @@ cuts that box out, resizes it to `crop_side` px and returns, in `feature_names` 
         5-point Laplacian on each level of a 2x2-mean pyramid, scaled by -sigma², so bright
         blobs are positive), inside the field: max, 99th and 95th order statistic, mean, sd;
 - int_  intensity order statistics, mean and sd inside the field;
-- glcm_, lbp_  texture of the whole crop (`lung_model.imaging.texture`).
+- glcm_, lbp_  texture of the whole crop, or of the lung field only (`texture_region`)
+              (`lung_model.imaging.texture`).
 
 `nodule_candidates` returns the dense structures the nod_ features measured, outlined in the
 input's pixel coordinates, for display. Training may pass a reviewer's lesion mark
@@ -68,6 +69,11 @@ class FeatureConfig:
     # the feature groups computed (`FEATURE_GROUPS` keys, in that order): ("nod", "log")
     # keeps the lesion candidates' features only, no intensity or whole-crop texture
     groups: tuple[str, ...] = ("nod", "log", "int", "glcm", "lbp")
+    # where glcm_ and lbp_ are measured: "crop", the whole lung-field crop (chest wall and
+    # mediastinum included), or "field", the filled lung field only (issue 19: a narrower
+    # export window saturates the bright tissue around the lungs, which moved the whole
+    # crop's GLCM energy and entropy by 2 sd of the malignant-normal spread)
+    texture_region: str = "crop"
     version: int = FEATURES_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,12 +240,17 @@ def intensity_features(crop: LungCrop, config: FeatureConfig) -> list[float]:
     return [*_order_statistics(values, percentiles), float(values.mean()), float(values.std())]
 
 
+def _texture_mask(crop: LungCrop, config: FeatureConfig) -> np.ndarray | None:
+    return crop.filled if config.texture_region == "field" and crop.filled.any() else None
+
+
 def glcm_group(crop: LungCrop, config: FeatureConfig) -> list[float]:
-    return glcm_features(crop.gray, config.glcm_levels, config.glcm_distances)
+    mask = _texture_mask(crop, config)
+    return glcm_features(crop.gray, config.glcm_levels, config.glcm_distances, mask)
 
 
 def lbp_group(crop: LungCrop, config: FeatureConfig) -> list[float]:
-    return lbp_histogram(crop.gray)
+    return lbp_histogram(crop.gray, _texture_mask(crop, config))
 
 
 FEATURE_GROUPS: dict[str, Callable[[LungCrop, FeatureConfig], list[float]]] = {

@@ -1,5 +1,6 @@
 """Texture statistics of a lung-field crop: grey-level co-occurrence (GLCM) and local binary
-patterns (LBP), both over the whole crop.
+patterns (LBP), over the whole crop or only inside a mask (the lung field: a narrower export
+window saturates bright tissue outside it, issue 19).
 
 `glcm_features` is scikit-image's `graycomatrix` (symmetric, normalised; angles 0, 45, 90,
 135 degrees averaged) and `graycoprops`: contrast, homogeneity, energy, correlation and
@@ -8,7 +9,9 @@ entropy (natural log) per distance. `lbp_histogram` is the 10-bin histogram of t
 codes of `skimage.feature.local_binary_pattern(u8, 8, 1, method="uniform")`, computed with
 eight shifted numpy arrays in a quarter of the time (tests/imaging/test_features.py checks
 they are identical). On this data both mostly measure pixel noise, which is why the crop is cut
-from the full-resolution decode.
+from the full-resolution decode. With a mask, the GLCM counts only pairs of pixels both inside
+it (the pixels outside get an extra level 0 whose row and column are dropped before
+`graycoprops`, which normalises) and the LBP histogram only the codes of pixels inside it.
 
 APIs: https://scikit-image.org/docs/stable/api/skimage.feature.html#skimage.feature.graycomatrix,
 https://scikit-image.org/docs/stable/api/skimage.feature.html#skimage.feature.graycoprops,
@@ -33,11 +36,20 @@ def quantised(gray: np.ndarray, levels: int) -> np.ndarray:
     return np.minimum((gray * levels).astype(np.int32), levels - 1).astype(np.uint8)
 
 
-def glcm_features(gray: np.ndarray, levels: int, distances: Sequence[int]) -> list[float]:
-    """GLCM_PROPERTIES at each distance, averaged over GLCM_ANGLES: property-major order."""
-    matrices = graycomatrix(
-        quantised(gray, levels), distances, GLCM_ANGLES, levels, symmetric=True, normed=True
-    )
+def glcm_features(
+    gray: np.ndarray, levels: int, distances: Sequence[int], mask: np.ndarray | None = None
+) -> list[float]:
+    """GLCM_PROPERTIES at each distance, averaged over GLCM_ANGLES: property-major order;
+    with `mask`, of the pairs of pixels both inside it."""
+    if mask is None:
+        matrices = graycomatrix(
+            quantised(gray, levels), distances, GLCM_ANGLES, levels, symmetric=True, normed=True
+        )
+    else:
+        shifted = quantised(gray, levels) + np.uint8(1)  # levels <= 255 here
+        shifted[~mask] = 0
+        counts = graycomatrix(shifted, distances, GLCM_ANGLES, levels + 1, symmetric=True)
+        matrices = counts[1:, 1:]
     return [float(v) for p in GLCM_PROPERTIES for v in graycoprops(matrices, p).mean(axis=1)]
 
 
@@ -84,8 +96,10 @@ def lbp_codes(image: np.ndarray) -> np.ndarray:
     return code
 
 
-def lbp_histogram(gray: np.ndarray) -> list[float]:
-    """Share of the crop's pixels in each of the LBP_BINS uniform bins (gray in [0, 1])."""
+def lbp_histogram(gray: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
+    """Share of the crop's pixels (inside `mask` when given) in each of the LBP_BINS uniform
+    bins (gray in [0, 1])."""
     codes = UNIFORM_BINS[lbp_codes((gray * 255).astype(np.uint8))]
-    counts = np.bincount(codes.ravel(), minlength=LBP_BINS).astype(np.float64)
+    codes = codes.ravel() if mask is None else codes[mask]
+    counts = np.bincount(codes, minlength=LBP_BINS).astype(np.float64)
     return [float(v) for v in counts / max(counts.sum(), 1.0)]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.imaging.acquisition import HarmoniseConfig
+from lung_model.imaging.acquisition import CONTRAST_RANGE, HarmoniseConfig
 from lung_model.imaging.features import FeatureConfig, feature_names, slice_features
 from lung_model.settings import CLASSES
 from lung_model.training.calibration import (
@@ -66,6 +66,9 @@ class FeatureModelConfig:
     # copies of every training slice under a random other acquisition
     # (`lung_model.imaging.acquisition.random_acquisition`) the trees also learn from
     augment: int = 1
+    # the range of the copies' contrast factor (`random_acquisition`; above 1 clipped, as a
+    # narrower window saturates)
+    augment_contrast: tuple[float, float] = CONTRAST_RANGE
     bootstrap_rounds: int = 1000
 
     @classmethod
@@ -147,7 +150,7 @@ def augmented_features(grays: Iterable[np.ndarray], config: FeatureModelConfig) 
     other acquisitions (`lung_model.training.reacquire`), slice-major."""
     width = len(feature_names(config.features))
     prepare = partial(slice_features, config=config.features)
-    return reacquired_inputs(grays, config.augment, prepare, (width,))
+    return reacquired_inputs(grays, config.augment, prepare, (width,), config.augment_contrast)
 
 
 def _booster(config: FeatureModelConfig) -> Any:

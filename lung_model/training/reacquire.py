@@ -14,12 +14,15 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from lung_model.imaging.acquisition import content_seed, random_acquisition
+from lung_model.imaging.acquisition import CONTRAST_RANGE, content_seed, random_acquisition
 
 
-def reacquired(gray: np.ndarray, copy: int) -> np.ndarray:
-    """Copy number `copy` of the (H, W) gray slice under a random other acquisition."""
-    return random_acquisition(gray, content_seed(gray) + copy)
+def reacquired(
+    gray: np.ndarray, copy: int, contrast: tuple[float, float] = CONTRAST_RANGE
+) -> np.ndarray:
+    """Copy number `copy` of the (H, W) gray slice under a random other acquisition
+    (`contrast`: the range of its contrast factor)."""
+    return random_acquisition(gray, content_seed(gray) + copy, contrast)
 
 
 def reacquired_inputs(
@@ -27,8 +30,9 @@ def reacquired_inputs(
     copies: int,
     prepare: Callable[[np.ndarray], np.ndarray],
     shape: tuple[int, ...],
+    contrast: tuple[float, float] = CONTRAST_RANGE,
 ) -> np.ndarray:
     """(N * copies, *shape) float32: the model inputs (`prepare`) of each decoded slice's
     `copies` re-acquired copies, slice-major (slice i's copies at i * copies ...)."""
-    rows = [prepare(reacquired(g, k)) for g in grays for k in range(copies)]
+    rows = [prepare(reacquired(g, k, contrast)) for g in grays for k in range(copies)]
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, *shape), np.float32)

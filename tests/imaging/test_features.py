@@ -244,3 +244,44 @@ def test_a_point_moves_with_the_slice_when_it_is_resized(
     moved = point.scaled((512, 400), (256, 200))
     assert (moved.x, moved.y, moved.radius) == (50.0, 25.0, 4.0)
     assert LesionPoint(1.0, 1.0).reach((512, 256)) == pytest.approx(512 * MARK_REACH)
+
+
+def test_texture_inside_a_mask_of_everything_is_the_whole_crops(
+    grays: dict[str, np.ndarray],
+) -> None:
+    from lung_model.imaging.texture import lbp_histogram
+
+    crop = lung_crop(grays["Normal case (1).jpg"], FeatureConfig())
+    everything = np.ones(crop.gray.shape, dtype=bool)
+    assert np.allclose(
+        glcm_features(crop.gray, 32, (1, 3), everything), glcm_features(crop.gray, 32, (1, 3))
+    )
+    assert lbp_histogram(crop.gray, everything) == lbp_histogram(crop.gray)
+    # the tissue outside the lung field does not count when the field is the mask
+    changed = np.where(crop.filled, crop.gray, 1.0 - crop.gray)
+    assert glcm_features(changed, 32, (1,), crop.filled) == glcm_features(
+        crop.gray, 32, (1,), crop.filled
+    )
+    assert glcm_features(changed, 32, (1,)) != glcm_features(crop.gray, 32, (1,))
+
+
+def test_lung_field_texture_is_not_moved_by_a_narrower_window(
+    grays: dict[str, np.ndarray],
+) -> None:
+    """Issue 19: a narrower export window saturates the bright tissue around the lungs; the
+    whole crop's GLCM and LBP move with it, the lung field's far less."""
+    from lung_model.imaging.acquisition import narrower_window
+
+    crop = FeatureConfig(harmonise=HarmoniseConfig())
+    field = replace(crop, texture_region="field")
+    texture = [i for i, n in enumerate(feature_names(crop)) if n.startswith(("glcm_", "lbp_"))]
+
+    def moved(config: FeatureConfig) -> float:
+        total = 0.0
+        for gray in grays.values():
+            before = slice_features(gray, config)[texture]
+            after = slice_features(narrower_window(gray), config)[texture]
+            total += float(np.abs(after - before).sum() / np.abs(before).sum())
+        return total / len(grays)
+
+    assert moved(field) < 0.7 * moved(crop)  # 0.10 against 0.18 (the rest: the new noise)
