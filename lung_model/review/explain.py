@@ -16,6 +16,10 @@ the pushes towards the class rest on: the nodule-candidate features (then it nam
 candidate they measure, outlined thicker: the largest dense structure), blob responses, or
 whole-slice texture and intensity, which in this release follow how a scan was exported as
 much as the disease (issue 19), and the explanation says so when they carry most of it.
+When a reviewer has marked the slice (`lung_model.review.marks`), `MarkReading` puts the mark
+beside the candidates (drawn as a blue ring and cross) and says whether the candidate behind
+the score is at the marked lesion, how far from it (slice pixels, and mm when the DICOM gives
+its pixel spacing), or that the reviewer saw no lesion on the slice.
 See https://lightgbm.readthedocs.io/en/stable/pythonapi/lightgbm.Booster.html#lightgbm.Booster.predict
 """
 
@@ -25,13 +29,15 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from skimage.measure import points_in_poly
 
-from lung_model.imaging.features import Candidate, nodule_candidates
+from lung_model.imaging.features import Candidate, LesionPoint, nodule_candidates
 from lung_model.imaging.images import read_gray
+from lung_model.review.marks import draw_mark
 from lung_model.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 TOP_FEATURES = 8
 TOP_CANDIDATES = 5
 OUTLINE_COLOURS = ((255, 64, 64), (255, 196, 0), (0, 200, 255), (64, 230, 64), (255, 64, 255))
+REVIEWER_COLOUR = (40, 90, 255)  # the reviewer's mark, apart from every candidate's colour
 
 
 def explain_array(model: LoadedModel, model_input: np.ndarray, class_index: int) -> np.ndarray:
@@ -146,6 +153,79 @@ def read_pushes(
 
 
 @dataclass(frozen=True)
+class MarkReading:
+    """A reviewer's mark of the explained slice beside the model's candidates."""
+
+    kind: str  # 'lesion' or 'no_lesion'
+    point: LesionPoint | None  # the marked lesion in the explained image's pixels
+    at_mark: int | None  # the outlined candidate (number) at the marked lesion, if any
+    distance_px: float | None  # marked centre to the driving candidate (0: on it), slice px
+    distance_mm: float | None  # the same in mm, when the pixel spacing is known
+    driver_at_mark: bool | None  # is the candidate behind the score the marked lesion
+    text: str
+
+
+def _distance(candidate: Candidate, x: float, y: float) -> float:
+    """From (x, y) to the candidate: 0 inside its outline, else to the nearest outline point."""
+    outline = np.asarray(candidate.outline, dtype=np.float64)
+    if points_in_poly(np.array([[y, x]]), outline)[0]:
+        return 0.0
+    return float(np.hypot(outline[:, 0] - y, outline[:, 1] - x).min())
+
+
+def _length(pixels: float, mm: float | None) -> str:
+    return f"{pixels:.0f} px" + ("" if mm is None else f" ({mm:.1f} mm)")
+
+
+def read_mark(
+    mark: dict[str, Any],
+    candidates: list[Candidate],
+    driver: int | None,
+    shape: tuple[int, int],
+    size: tuple[int, int],
+    spacing: tuple[float, float] | None = None,
+) -> MarkReading:
+    """The reviewer's `mark` (a `review.marks.current_marks` row: kind, x, y, radius in the
+    slice's own pixels, `size` = its width and height) against the `candidates` outlined on
+    the explained image (`shape` rows, columns) and the `driver` behind the score. A
+    candidate is at the mark when it lies within the mark's extent (`LesionPoint.reach`)."""
+    if mark["kind"] != "lesion":
+        text = "A reviewer marked this slice 'no lesion visible': they saw no lesion here."
+        if driver is not None:
+            text += f" The model's score rests on candidate {driver} all the same."
+        return MarkReading(mark["kind"], None, None, None, None, None, text)
+    radius = None if mark["radius"] is None else float(mark["radius"])
+    marked = LesionPoint(float(mark["x"]), float(mark["y"]), radius)
+    point = marked.scaled((size[1], size[0]), shape)
+    back = size[0] / shape[1]  # explained image px -> the slice's own px
+    reach = point.reach(shape)
+    distances = [_distance(c, point.x, point.y) for c in candidates]
+    near = [n for n, d in enumerate(distances, start=1) if d <= reach]
+    at_mark = min(near, key=lambda n: distances[n - 1]) if near else None
+    where = (
+        f"Outlined candidate {at_mark} is at the mark."
+        if at_mark
+        else "None of the outlined candidates is at the mark."
+    )
+    if driver is None:
+        text = f"A reviewer marked the lesion (blue ring); no single candidate drives the score. {where}"
+        return MarkReading("lesion", point, at_mark, None, None, None, text)
+    pixels = distances[driver - 1] * back
+    mm = None if spacing is None else pixels * (spacing[0] + spacing[1]) / 2
+    if driver == at_mark:
+        text = (
+            f"The model's driving candidate {driver} is at the reviewer's marked lesion (blue"
+            f" ring): {_length(pixels, mm)} from the marked centre."
+        )
+    else:
+        text = (
+            f"The model's driving candidate {driver} is elsewhere: {_length(pixels, mm)} from"
+            f" the reviewer's marked lesion (blue ring). {where}"
+        )
+    return MarkReading("lesion", point, at_mark, pixels, mm, driver == at_mark, text)
+
+
+@dataclass(frozen=True)
 class FeatureExplanation:
     class_name: str  # the class whose raw score is explained
     outlined: np.ndarray  # RGB uint8, the full slice with the largest candidates outlined
@@ -155,6 +235,7 @@ class FeatureExplanation:
     expected_value: float  # the raw score of an average training slice
     raw_score: float  # expected_value + every contribution: this slice's raw score
     reading: Reading  # what the push towards the class rests on, in words
+    mark: MarkReading | None = None  # a reviewer's mark of the slice, beside the candidates
 
 
 def _ordinal(n: int) -> str:
@@ -225,8 +306,13 @@ def explain_features(
     class_name: str = "malignant",
     top: int = TOP_FEATURES,
     candidates: int = TOP_CANDIDATES,
+    mark: dict[str, Any] | None = None,
+    size: tuple[int, int] | None = None,
+    spacing: tuple[float, float] | None = None,
 ) -> FeatureExplanation:
-    """A feature model's reasons for one decoded slice (full resolution, as it scores)."""
+    """A feature model's reasons for one decoded slice (full resolution, as it scores);
+    with a reviewer's `mark` of it (`read_mark`; `size`: the slice's own width and height,
+    the gray's when not given), the mark beside them."""
     if model.family != "features":
         raise TypeError(f"feature explanations need a feature model; this is a {model.family}")
     network = model.network
@@ -241,20 +327,43 @@ def explain_features(
     ]
     found = nodule_candidates(gray, network.features)[:candidates]
     reading = read_pushes(names, pushes, found, class_name)
+    outlined = outline_candidates(gray, found, reading.driver)
+    beside = None
+    if mark is not None:
+        shape = (gray.shape[0], gray.shape[1])
+        size = size or (shape[1], shape[0])
+        beside = read_mark(mark, found, reading.driver, shape, size, spacing)
+        if beside.point is not None:
+            image = Image.fromarray(outlined)
+            draw_mark(image, beside.point.x, beside.point.y, beside.point.radius, REVIEWER_COLOUR)
+            outlined = np.asarray(image, dtype=np.uint8)
     return FeatureExplanation(
         class_name=class_name,
-        outlined=outline_candidates(gray, found, reading.driver),
+        outlined=outlined,
         candidates=found,
         top=shown,
         others=float(pushes.sum() - pushes[strongest].sum()),
         expected_value=expected,
         raw_score=float(values.sum()),
         reading=reading,
+        mark=beside,
     )
 
 
 def explain_features_file(
-    model: LoadedModel, path: Path, class_name: str = "malignant"
+    model: LoadedModel,
+    path: Path,
+    class_name: str = "malignant",
+    mark: dict[str, Any] | None = None,
 ) -> FeatureExplanation:
-    """`explain_features` of a stored slice, decoded as the model decodes it for scoring."""
-    return explain_features(model, read_gray(path, reduce_to=model.reduce_to).gray, class_name)
+    """`explain_features` of a stored slice, decoded as the model decodes it for scoring,
+    with the reviewer's counting `mark` of it (`review.marks.current_marks`) if any."""
+    decoded = read_gray(path, reduce_to=model.reduce_to)
+    return explain_features(
+        model,
+        decoded.gray,
+        class_name,
+        mark=mark,
+        size=(decoded.width, decoded.height),
+        spacing=decoded.pixel_spacing,
+    )

@@ -17,11 +17,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from sqlalchemy import Engine, text
 
+from lung_model.imaging.features import MARK_REACH
 from lung_model.imaging.images import read_gray
 
 Kind = Literal["lesion", "no_lesion", "withdrawn"]
 KINDS: tuple[Kind, ...] = ("lesion", "no_lesion", "withdrawn")
 MIN_DRAG = 4.0  # displayed pixels: a shorter drag is a click (a centre without extent)
+MARK_COLOUR = (230, 30, 30)
 
 _INSERT = text("""
 INSERT INTO review_marks (image_id, reviewer, kind, x, y, radius, model_name, model_version)
@@ -112,16 +114,27 @@ def marked_slice(path: Path, mark: dict[str, Any] | None) -> Image.Image:
     image = Image.fromarray((gray * 255).astype(np.uint8)).convert("RGB")
     if mark is None or mark["kind"] != "lesion":
         return image
-    draw = ImageDraw.Draw(image)
-    x, y = float(mark["x"]), float(mark["y"])
-    side = max(image.size)
-    ring = float(mark["radius"] or side / 40)
-    width = max(2, side // 256)
-    draw.ellipse((x - ring, y - ring, x + ring, y + ring), outline=(230, 30, 30), width=width)
-    arm = side / 80
-    draw.line((x - arm, y, x + arm, y), fill=(230, 30, 30), width=width)
-    draw.line((x, y - arm, x, y + arm), fill=(230, 30, 30), width=width)
+    draw_mark(image, float(mark["x"]), float(mark["y"]), mark["radius"])
     return image
+
+
+def draw_mark(
+    image: Image.Image,
+    x: float,
+    y: float,
+    radius: float | None,
+    colour: tuple[int, int, int] = MARK_COLOUR,
+) -> None:
+    """A lesion mark in place on `image` (in its pixels): a ring at the extent (or a small
+    one, 1/40 of the longer side, round a centre without one) and a cross at the centre."""
+    draw = ImageDraw.Draw(image)
+    side = max(image.size)
+    ring = float(radius or side * MARK_REACH)
+    width = max(2, side // 256)
+    draw.ellipse((x - ring, y - ring, x + ring, y + ring), outline=colour, width=width)
+    arm = side / 80
+    draw.line((x - arm, y, x + arm, y), fill=colour, width=width)
+    draw.line((x, y - arm, x, y + arm), fill=colour, width=width)
 
 
 _FOR_TRAINING = text("""

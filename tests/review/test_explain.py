@@ -3,25 +3,31 @@ the candidates it measured lie on the slice, and the feature pushes add up to it
 
 from __future__ import annotations
 
+import uuid
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 from tiny_models import FEATURE_RUN, FIXTURE_DATA, TrainedRun
 
 from lung_model.imaging.features import Candidate, nodule_candidates
 from lung_model.imaging.images import read_gray
+from lung_model.platform.db import get_engine
 from lung_model.review.explain import (
     LESION,
+    REVIEWER_COLOUR,
     TEXTURE,
     TOP_CANDIDATES,
     TOP_FEATURES,
     explain_features,
     explain_features_file,
     outline_candidates,
+    read_mark,
     read_pushes,
     readable_feature,
 )
+from lung_model.review.marks import add_mark, current_marks
 from lung_model.review.try_scan import try_scan
 from lung_model.scoring.inference import LoadedModel
 from lung_model.settings import CLASSES
@@ -140,3 +146,128 @@ def test_the_explanation_reads_the_models_own_pushes(model: LoadedModel) -> None
     if why.reading.driver:  # drawn twice as thick as the other outlines
         plain = outline_candidates(read_gray(SLICE).gray, why.candidates)
         assert (np.abs(why.outlined.astype(int) - plain).sum(axis=2) > 0).sum() > 0
+
+
+def _inside(candidate: Candidate) -> tuple[float, float]:
+    """(x, y) of a pixel centre inside the candidate's outline, nearest its vertices' mean."""
+    from skimage.measure import points_in_poly
+
+    outline = np.array(candidate.outline)
+    top, bottom, left, right = candidate.box
+    rows, cols = np.mgrid[top:bottom, left:right]
+    grid = np.column_stack([rows.ravel(), cols.ravel()]).astype(float)
+    inside = grid[points_in_poly(grid, outline)]
+    nearest = inside[np.argmin(np.hypot(*(inside - outline.mean(axis=0)).T))]
+    return float(nearest[1]), float(nearest[0])
+
+
+@pytest.fixture(scope="module")
+def found(model: LoadedModel) -> list[Candidate]:
+    return nodule_candidates(read_gray(SLICE).gray, model.network.features)[:TOP_CANDIDATES]
+
+
+def lesion(x: float, y: float, radius: float | None = None) -> dict:
+    return {"kind": "lesion", "x": x, "y": y, "radius": radius}
+
+
+def test_a_driver_on_the_marked_lesion_is_said_to_be_at_it(found: list[Candidate]) -> None:
+    x, y = _inside(found[0])
+    reading = read_mark(lesion(x, y), found, 1, (512, 512), (512, 512))
+    assert reading.driver_at_mark is True and reading.at_mark == 1
+    assert reading.distance_px == 0.0 and reading.distance_mm is None
+    assert reading.text == (
+        "The model's driving candidate 1 is at the reviewer's marked lesion (blue ring):"
+        " 0 px from the marked centre."
+    )
+
+
+def test_a_driver_away_from_the_mark_is_said_to_be_elsewhere_with_the_distance(
+    found: list[Candidate],
+) -> None:
+    other = next(n for n, c in enumerate(found[1:], start=2) if c.share >= 0.002)
+    x, y = _inside(found[other - 1])
+    reading = read_mark(lesion(x, y, 6.0), found, 1, (512, 512), (512, 512), (0.7, 0.7))
+    outline = np.array(found[0].outline)
+    expected = float(np.hypot(outline[:, 0] - y, outline[:, 1] - x).min())
+    assert reading.driver_at_mark is False and reading.at_mark == other
+    assert reading.distance_px == pytest.approx(expected) and expected > 6.0
+    assert reading.distance_mm == pytest.approx(0.7 * expected)
+    assert reading.text == (
+        f"The model's driving candidate 1 is elsewhere: {expected:.0f} px ({0.7 * expected:.1f}"
+        f" mm) from the reviewer's marked lesion (blue ring). Outlined candidate {other} is at"
+        " the mark."
+    )
+    nowhere = read_mark(lesion(3.0, 3.0, 2.0), found, 1, (512, 512), (512, 512))
+    assert nowhere.at_mark is None and nowhere.driver_at_mark is False
+    assert nowhere.text.endswith("None of the outlined candidates is at the mark.")
+    undriven = read_mark(lesion(x, y), found, None, (512, 512), (512, 512))
+    assert undriven.distance_px is None and undriven.driver_at_mark is None
+    assert "no single candidate drives the score" in undriven.text
+
+
+def test_a_mark_on_a_larger_slice_is_moved_and_measured_in_the_slices_pixels(
+    found: list[Candidate],
+) -> None:
+    """The explained image may be decoded smaller than the slice the reviewer marked."""
+    x, y = _inside(found[0])
+    far = read_mark(lesion(2 * x + 80, 2 * y, 4.0), found, 1, (512, 512), (1024, 1024))
+    assert far.point is not None and far.point.x == pytest.approx(x + 40)
+    assert far.point.radius == pytest.approx(2.0)
+    near = read_mark(lesion(x + 40, y, 2.0), found, 1, (512, 512), (512, 512))
+    assert far.distance_px == pytest.approx(2 * near.distance_px)  # type: ignore[operator]
+
+
+def test_a_slice_marked_without_a_lesion_says_the_reviewer_saw_none(
+    found: list[Candidate],
+) -> None:
+    empty = {"kind": "no_lesion", "x": None, "y": None, "radius": None}
+    reading = read_mark(empty, found, 1, (512, 512), (512, 512))
+    assert reading.point is None and reading.distance_px is None
+    assert reading.text == (
+        "A reviewer marked this slice 'no lesion visible': they saw no lesion here. The"
+        " model's score rests on candidate 1 all the same."
+    )
+    assert read_mark(empty, found, None, (512, 512), (512, 512)).text.endswith("no lesion here.")
+
+
+def _marked_slice(settings, kind: str, x=None, y=None, radius=None) -> dict:
+    """A reviewer's counting mark of SLICE, saved and read back through the real database."""
+    engine = get_engine(settings)
+    with engine.begin() as connection:
+        batch = connection.execute(
+            text("INSERT INTO scan_batches (study, source_path) VALUES (:s, '/in') RETURNING id"),
+            {"s": f"explain-{uuid.uuid4().hex[:8]}"},
+        ).scalar_one()
+        image = connection.execute(
+            text(
+                "INSERT INTO images (batch_id, path, sha256, status, width, height)"
+                " VALUES (:b, :p, :sha, 'scored', 512, 512) RETURNING id"
+            ),
+            {"b": batch, "p": SLICE.name, "sha": uuid.uuid4().hex * 2},
+        ).scalar_one()
+    add_mark(engine, image_id=image, reviewer="dr.a", kind="no_lesion")  # then corrected
+    add_mark(engine, image_id=image, reviewer="dr.a", kind=kind, x=x, y=y, radius=radius)
+    return current_marks(engine, batch)[image]
+
+
+def test_the_explanation_shows_the_reviewers_saved_mark_beside_the_candidates(
+    model: LoadedModel, found: list[Candidate], settings
+) -> None:
+    x, y = _inside(found[0])
+    mark = _marked_slice(settings, "lesion", x, y, 20.0)
+    why = explain_features_file(model, SLICE, "malignant", mark=mark)
+    plain = explain_features_file(model, SLICE, "malignant")
+    assert why.mark == read_mark(mark, why.candidates, why.reading.driver, (512, 512), (512, 512))
+    assert why.mark is not None and why.mark.at_mark == 1
+    assert why.mark.driver_at_mark is (why.reading.driver == 1)
+    assert why.reading == plain.reading and why.top == plain.top  # the mark explains nothing away
+    changed = np.abs(why.outlined.astype(int) - plain.outlined).sum(axis=2) > 0
+    rows, cols = np.nonzero(changed)
+    assert np.hypot(rows - y, cols - x).max() <= 20.0 + 6  # the ring and cross, at the mark
+    drawn = why.outlined[changed].astype(int)
+    assert (np.abs(drawn - REVIEWER_COLOUR).sum(axis=1) < 30).mean() > 0.5
+
+    empty = _marked_slice(settings, "no_lesion")
+    none = explain_features_file(model, SLICE, "malignant", mark=empty)
+    assert none.mark is not None and "they saw no lesion here" in none.mark.text
+    assert np.array_equal(none.outlined, plain.outlined)  # nothing to draw
