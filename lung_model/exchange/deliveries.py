@@ -46,7 +46,7 @@ VALUES (:batch_id, :report, :report_status, :channel, :destination, :study_uid, 
 ON CONFLICT (batch_id, report, channel, destination) DO NOTHING
 """)
 _TAKE_DUE = text("""
-SELECT id, batch_id, report, report_status, channel, destination, study_instance_uid, attempts
+SELECT id, batch_id, report, channel, destination, attempts
 FROM result_deliveries
 WHERE status = 'waiting' AND next_attempt_at <= now() AND id > :after
 ORDER BY id LIMIT 1
@@ -126,7 +126,8 @@ class Sender:
         self.settings, self.engine = settings, engine
         self.names: StoredNames = stored_names(settings)
         self.rule_of = rule_of
-        self._built: dict[tuple[int, str], Built] = {}
+        self._built: dict[tuple[int, str], Built] = {}  # per report version
+        self._evidence: dict[int, reports.Evidence] = {}  # per batch: its versions share it
 
     def build(self, candidate: reports.Candidate) -> Built:
         key = (candidate.batch_id, candidate.report)
@@ -134,10 +135,15 @@ class Sender:
             report = reports.load_report(self.engine, candidate)
             if self.rule_of is not None:
                 report.rule = self.rule_of(report.model_name, report.model_version)
-            paths = reports.scored_dicom_paths(self.engine, candidate.batch_id)
-            evidence = reports.read_evidence(report.archive_path, self.names, paths)
-            self._built[key] = Built(report, evidence)
+            self._built[key] = Built(report, self.evidence(candidate.batch_id, report))
         return self._built[key]
+
+    def evidence(self, batch_id: int, report: reports.StudyReport) -> reports.Evidence:
+        """The archived DICOM headers of a batch, read from disk once per run."""
+        if batch_id not in self._evidence:
+            paths = reports.scored_dicom_paths(self.engine, batch_id)
+            self._evidence[batch_id] = reports.read_evidence(report.archive_path, self.names, paths)
+        return self._evidence[batch_id]
 
     def plan(self) -> tuple[int, list[str]]:
         """A delivery row per report version and configured place; (rows created, skipped)."""
@@ -199,12 +205,10 @@ class Sender:
                     sent += 1
 
     def send(self, row: Any) -> None:
-        candidate = reports.Candidate(
-            int(row["batch_id"]), str(row["report"]), str(row["report_status"]), 0, None
-        )
-        built = self._built.get((candidate.batch_id, candidate.report))
-        if built is None:
-            built = self.build(self._candidate_of(candidate))
+        batch_id, report = int(row["batch_id"]), str(row["report"])
+        built = self._built.get((batch_id, report))
+        if built is None:  # planned in an earlier run
+            built = self.build(reports.candidate(self.engine, batch_id, report))
         channel, destination = str(row["channel"]), str(row["destination"])
         if channel == "dicom":
             c_store(self.settings, destination, built.structured_report())
@@ -216,35 +220,6 @@ class Sender:
             put_fhir(destination, built.diagnostic_report())
         else:
             raise ValueError(f"unknown channel {channel}")
-
-    def _candidate_of(self, partial: reports.Candidate) -> reports.Candidate:
-        """The full candidate of a row planned in an earlier run."""
-        with self.engine.connect() as connection:
-            if partial.report.startswith("review:"):
-                review_id = int(partial.report.split(":", 1)[1])
-                result_id = connection.execute(
-                    text(
-                        "SELECT sr.id FROM reviews v JOIN study_results sr ON sr.batch_id ="
-                        " v.batch_id WHERE v.id = :id ORDER BY (sr.model_name = v.model_name"
-                        " AND sr.model_version = v.model_version) DESC, sr.created_at DESC,"
-                        " sr.id DESC LIMIT 1"
-                    ),
-                    {"id": review_id},
-                ).scalar_one()
-                return reports.Candidate(
-                    partial.batch_id, partial.report, "final", int(result_id), review_id
-                )
-            _, name, version = partial.report.split(":", 2)
-            result_id = connection.execute(
-                text(
-                    "SELECT id FROM study_results WHERE batch_id = :batch AND model_name = :name"
-                    " AND model_version = :version"
-                ),
-                {"batch": partial.batch_id, "name": name, "version": version},
-            ).scalar_one()
-        return reports.Candidate(
-            partial.batch_id, partial.report, "preliminary", int(result_id), None
-        )
 
 
 def send_results(settings: Settings, engine: Engine, rule_of: RuleOf | None = None) -> Outcome:

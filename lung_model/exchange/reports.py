@@ -27,39 +27,55 @@ from lung_model.settings import CLASSES
 DRIVING_SLICES = 3
 log = logging.getLogger(__name__)
 
-_CANDIDATES = text("""
+# Every report version of the studies that came in as DICOM (of one batch when :batch is set):
+# the model's results, and every study review with `latest` marking the one a report says.
+_VERSIONS = """
 WITH dicom_batches AS (
     SELECT b.id FROM scan_batches b
     WHERE b.status = 'done' AND b.archive_path IS NOT NULL
+      AND (CAST(:batch AS bigint) IS NULL OR b.id = :batch)
       AND EXISTS (SELECT 1 FROM images i
                   WHERE i.batch_id = b.id AND i.status = 'scored' AND i.format = 'dicom')
-), latest_reviews AS (
-    SELECT DISTINCT ON (v.batch_id) v.* FROM reviews v JOIN dicom_batches d ON d.id = v.batch_id
-    WHERE v.image_id IS NULL ORDER BY v.batch_id, v.created_at DESC, v.id DESC
-), candidates AS (
+), study_reviews AS (
+    SELECT v.* FROM reviews v JOIN dicom_batches d ON d.id = v.batch_id WHERE v.image_id IS NULL
+), versions AS (
     SELECT r.batch_id, 'model:' || r.model_name || ':' || r.model_version AS report,
-           'preliminary' AS report_status, r.id AS result_id, NULL::bigint AS review_id
+           'preliminary' AS report_status, r.id AS result_id, NULL::bigint AS review_id,
+           true AS latest
     FROM study_results r JOIN dicom_batches d ON d.id = r.batch_id
     UNION ALL
-    SELECT v.batch_id, 'review:' || v.id, 'final', r.id, v.id
-    FROM latest_reviews v
+    SELECT v.batch_id, 'review:' || v.id, 'final', r.id, v.id,
+           NOT EXISTS (SELECT 1 FROM study_reviews w WHERE w.batch_id = v.batch_id
+                       AND (w.created_at, w.id) > (v.created_at, v.id))
+    FROM study_reviews v
     JOIN LATERAL (
         SELECT sr.id FROM study_results sr WHERE sr.batch_id = v.batch_id
         ORDER BY (sr.model_name = v.model_name AND sr.model_version = v.model_version) DESC,
                  sr.created_at DESC, sr.id DESC LIMIT 1
     ) r ON true
 )
-SELECT c.* FROM candidates c
-WHERE (SELECT count(*) FROM result_deliveries x
+"""
+_CANDIDATES = text(
+    _VERSIONS  # noqa: S608 - fixed SQL, bound values
+    + """
+SELECT c.batch_id, c.report, c.report_status, c.result_id, c.review_id FROM versions c
+WHERE c.latest AND (SELECT count(*) FROM result_deliveries x
        WHERE x.batch_id = c.batch_id AND x.report = c.report
          AND x.channel || ' ' || x.destination = ANY(:keys)) < :wanted
 ORDER BY c.batch_id, c.report
-""")
+"""
+)
+_VERSION = text(
+    _VERSIONS  # noqa: S608 - fixed SQL, bound values
+    + """
+SELECT batch_id, report, report_status, result_id, review_id FROM versions
+WHERE report = :report
+"""
+)
 
 _RESULT = text("""
-SELECT b.study, b.archive_path, r.model_name, r.model_version, r.data_version,
-       r.predicted_class, r.needs_review, r.n_slices, r.n_malignant_slices,
-       r.max_p_malignant, r.created_at,
+SELECT b.archive_path, r.model_name, r.model_version, r.data_version, r.predicted_class,
+       r.n_slices, r.max_p_malignant, r.created_at,
        avg(p.p_normal) AS p_normal, avg(p.p_benign) AS p_benign, avg(p.p_malignant) AS p_malignant
 FROM study_results r
 JOIN scan_batches b ON b.id = r.batch_id
@@ -81,13 +97,13 @@ LIMIT :limit
 """)
 
 _REVIEW = text("""
-SELECT reviewer, decision, corrected_label, comment, created_at FROM reviews WHERE id = :id
+SELECT reviewer, decision, corrected_label, created_at FROM reviews WHERE id = :id
 """)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A report version some configured destination has not had yet."""
+    """A report version of a study that came in as DICOM: the model's result or a review."""
 
     batch_id: int
     report: str
@@ -98,10 +114,8 @@ class Candidate:
 
 @dataclass
 class StudyReport:
-    batch_id: int
     report: str
     report_status: str  # preliminary | final
-    study: str  # as stored (maybe a pseudonym)
     archive_path: str
     model_name: str
     model_version: str
@@ -111,12 +125,9 @@ class StudyReport:
     probabilities: dict[str, float]  # mean over the study's scored slices, CLASSES order
     max_p_malignant: float
     n_slices: int
-    n_malignant_slices: int
-    needs_review: bool
     scored_at: datetime
     driving: list[str]  # stored image paths of the slices that drove the call
     reviewer: str | None = None
-    review_comment: str | None = None
     reviewed_at: datetime | None = None
     rule: str | None = None  # the study rule in words (from the model's metadata)
 
@@ -124,9 +135,17 @@ class StudyReport:
 def candidates(engine: Engine, channels: list[tuple[str, str]]) -> list[Candidate]:
     """Report versions lacking a delivery row on one of `channels` ((channel, destination))."""
     keys = [f"{channel} {destination}" for channel, destination in channels]
+    params = {"keys": keys, "wanted": len(keys), "batch": None}
     with engine.connect() as connection:
-        rows = connection.execute(_CANDIDATES, {"keys": keys, "wanted": len(keys)}).all()
+        rows = connection.execute(_CANDIDATES, params).all()
     return [Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
+
+
+def candidate(engine: Engine, batch_id: int, report: str) -> Candidate:
+    """One report version by its key (a delivery planned in an earlier run), latest or not."""
+    with engine.connect() as connection:
+        r = connection.execute(_VERSION, {"batch": batch_id, "report": report}).one()
+    return Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4])
 
 
 def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
@@ -150,10 +169,8 @@ def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
         ).scalars()
         driving_paths = [str(path) for path in driving]
     return StudyReport(
-        batch_id=candidate.batch_id,
         report=candidate.report,
         report_status=candidate.report_status,
-        study=str(row["study"]),
         archive_path=str(row["archive_path"]),
         model_name=str(row["model_name"]),
         model_version=str(row["model_version"]),
@@ -163,12 +180,9 @@ def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
         probabilities={name: float(row[f"p_{name}"]) for name in CLASSES},
         max_p_malignant=float(row["max_p_malignant"]),
         n_slices=int(row["n_slices"]),
-        n_malignant_slices=int(row["n_malignant_slices"]),
-        needs_review=bool(row["needs_review"]),
         scored_at=row["created_at"],
         driving=driving_paths,
         reviewer=review["reviewer"] if review else None,
-        review_comment=review["comment"] if review else None,
         reviewed_at=review["created_at"] if review else None,
     )
 

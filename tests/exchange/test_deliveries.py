@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from lung_model.exchange import documents
+from lung_model.exchange import documents, reports
 from lung_model.exchange.deliveries import Sender, backoff, destinations, parse_destination
 from lung_model.platform.db import get_engine
 from lung_model.settings import Settings
@@ -105,3 +105,52 @@ def test_two_senders_at_once_send_each_due_row_once(settings: Settings, empty_pg
         ).all()
     assert states == [("sent", 1, 12)]
     assert senders[0].deliver_due() == (0, 0)  # sent rows are never sent again
+
+
+def test_a_report_version_is_found_by_its_key_also_once_a_later_review_replaced_it(
+    settings: Settings, empty_pg_url: str
+) -> None:
+    """What is planned is what is sent: a delivery of an earlier review, still waiting, is
+    rebuilt from the same report version the planning saw (one query for both)."""
+    settings.database_url = empty_pg_url
+    engine = get_engine(settings)
+    with engine.begin() as connection:
+
+        def insert(sql: str, **values: object) -> int:
+            return int(connection.execute(text(sql + " RETURNING id"), values).scalar_one())
+
+        batch = insert(
+            "INSERT INTO scan_batches (study, source_path, status, archive_path)"
+            " VALUES ('s', '/s', 'done', '/archive/s')"
+        )
+        insert(
+            "INSERT INTO images (batch_id, path, sha256, format, status)"
+            " VALUES (:b, 'a.dcm', repeat('a', 64), 'dicom', 'scored')",
+            b=batch,
+        )
+        result = insert(
+            "INSERT INTO study_results (batch_id, model_name, model_version, data_version,"
+            " n_slices, max_p_malignant, mean_p_malignant, n_malignant_slices,"
+            " predicted_class, needs_review) VALUES (:b, 'm', '1', 'd', 1, 0.9, 0.9, 1,"
+            " 'malignant', false)",
+            b=batch,
+        )
+        reviews = [
+            insert(
+                "INSERT INTO reviews (batch_id, reviewer, decision, corrected_label,"
+                " model_name, model_version, created_at)"
+                " VALUES (:b, 'dr', 'correct', 'benign', 'm', '1', now() + :n * interval '1 s')",
+                b=batch,
+                n=n,
+            )
+            for n in range(2)
+        ]
+
+    planned = reports.candidates(engine, [("fhir-outbox", "/outbox")])
+    assert [(c.report, c.report_status, c.result_id) for c in planned] == [
+        ("model:m:1", "preliminary", result),
+        (f"review:{reviews[1]}", "final", result),  # only the latest review is a report
+    ]
+    earlier = reports.candidate(engine, batch, f"review:{reviews[0]}")
+    assert earlier == reports.Candidate(batch, f"review:{reviews[0]}", "final", result, reviews[0])
+    assert reports.candidate(engine, batch, "model:m:1") == planned[0]
