@@ -51,19 +51,21 @@ class Uids:
     fhir_id: str  # the DiagnosticReport's logical id
 
 
+def derived_uid(*parts: str) -> str:
+    """A `2.25.` UID from a name-based (SHA-1, RFC 4122 version 5) UUID of `parts`: the same
+    parts always give the same UID."""
+    return "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, "\n".join(parts)).int)
+
+
 def uids(study_uid: str, report: str, model: str = "") -> Uids:
-    """The identifiers of one report version of one study, the same on every call: `2.25.`
-    UIDs from a name-based (SHA-1, RFC 4122 version 5) UUID of the study and report version."""
+    """The identifiers of one report version of one study, the same on every call (derived
+    from the study and report version)."""
     seed = "\n".join([MANUFACTURER, study_uid, report])
-
-    def uid(*parts: str) -> str:
-        return "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, "\n".join(parts)).int)
-
     return Uids(
-        series=uid(seed, "series"),
-        sop_instance=uid(seed, "sr"),
-        tracking=uid(seed, "tracking"),
-        device=uid(MANUFACTURER, model, "device"),
+        series=derived_uid(seed, "series"),
+        sop_instance=derived_uid(seed, "sr"),
+        tracking=derived_uid(seed, "tracking"),
+        device=derived_uid(MANUFACTURER, model, "device"),
         fhir_id=f"lung-{hashlib.sha256(seed.encode()).hexdigest()[:40]}",
     )
 

@@ -6,12 +6,12 @@ UIDs are derived from `seed`, so the same call writes the same series."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lung_model.exchange.documents import derived_uid
 from lung_model.imaging.dicom import LUNG_WINDOW_LEVEL, LUNG_WINDOW_WIDTH
 
 
@@ -21,10 +21,6 @@ class Series:
     series_uid: str
     files: list[Path]
     sop_uids: list[str]
-
-
-def derived_uid(*parts: str) -> str:
-    return "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, "\n".join(parts)).int)
 
 
 def ct_instance(

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.exchange import synthetic
+from lung_model.exchange import documents, synthetic
 from lung_model.exchange.synthetic import Series
 from lung_model.settings import PROJECT_ROOT
 
@@ -34,5 +34,5 @@ def ct_instance(
     gray: np.ndarray, study_uid: str, series_uid: str, number: int, *, modality: str = "CT"
 ) -> Any:
     """One instance of a new SOP Instance UID in the given study and series."""
-    uid = synthetic.derived_uid(uuid.uuid4().hex)
+    uid = documents.derived_uid(uuid.uuid4().hex)
     return synthetic.ct_instance(gray, study_uid, series_uid, number, uid, modality=modality)
