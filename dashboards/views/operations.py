@@ -13,10 +13,12 @@ from lung_model.review.operations import (
     quarantine_reasons,
     quarantined_files,
     recent_batches,
+    sensitive_studies,
     status_counts,
-    unlike_training,
+    unlike_training_counts,
     unlike_training_studies,
 )
+from lung_model.scoring.sensitivity import HIGH_SENSITIVITY
 
 engine = ui.engine()
 st.title("Operations")
@@ -123,7 +125,7 @@ else:
     st.caption("No predictions yet.")
 
 st.subheader("Unlike the scans the model learned from")
-unlike = unlike_training(engine)
+unlike = unlike_training_counts(engine)
 if unlike["guarded"]:
     st.metric(
         "Studies unlike training",
@@ -137,6 +139,15 @@ if unlike["guarded"]:
         st.dataframe(pd.DataFrame(unlike_training_studies(engine)), hide_index=True)
 else:
     st.caption("No study was scored by a model that ships its acquisition range (unguarded).")
+sensitive = sensitive_studies(engine)
+if sensitive["checked"]:
+    st.metric(
+        "Studies whose calls hang on the export",
+        f"{sensitive['sensitive']} of {sensitive['checked']}",
+        help="Of the studies whose checked slices were scored again as other exports would "
+        "give them (each study by its latest result): those on which the model's call "
+        f"changed on at least {HIGH_SENSITIVITY:.0%} of the checked slices.",
+    )
 
 st.subheader("Daily checks")
 checks = monitoring_history(engine)

@@ -21,8 +21,9 @@ from lung_model.review.studies import (
     slice_file,
     slice_unlike_training,
     study_slices,
-    unlike_training,
 )
+from lung_model.scoring.guard import unlike_training
+from lung_model.scoring.sensitivity import changed_on, described
 from lung_model.settings import CLASSES
 
 raw = st.query_params.get("batch", "")
@@ -68,13 +69,21 @@ else:
     )
 if result["needs_review"]:
     st.warning("The model is uncertain about this study: review it with particular care.")
-if unlike := unlike_training(result):  # the acquisition guard (lung_model.scoring.guard)
+if unlike := unlike_training(result["acquisition_outside"]):  # lung_model.scoring.guard
     st.warning(
         "This study is **unlike the scans this model learned from**: "
         + "; ".join(unlike)
         + ". It was scored, but read the verdict with particular care: the model has not seen "
         "scans acquired or exported like this one."
     )
+sensitivity = result.get("acquisition_sensitivity")  # lung_model.scoring.sensitivity
+if sensitivity and sensitivity["changed"]:
+    st.warning(
+        f"The model's {described(sensitivity)}: its verdict may hang on how the scan was "
+        "exported, not only on what it shows. Your review of this study teaches the model most."
+    )
+elif sensitivity:
+    st.caption(f"The model's {described(sensitivity)}.")
 
 user = ui.current_user() or ""
 latest = latest_study_review(engine, study["id"])
@@ -175,6 +184,8 @@ for position, item in enumerate(slices[(page - 1) * per_page : page * per_page])
         )
         if unlike := slice_unlike_training(item, result):
             reviewed += f" · outside the training range: {', '.join(unlike)}"
+        if changes := changed_on(sensitivity, item["path"]):
+            reviewed += f" · call changes under another export: {changes}"
         shares = {c: item[f"p_{c}"] for c in CLASSES}
         column.caption(
             f"**{ui.plain(item['path'])}** → {item['predicted_class']}  \n"
@@ -209,7 +220,8 @@ if scored:
                 heat = explain_file(settings, model, path, chosen["sha256"], index)
                 right.image(heat, caption=f"Grad-CAM for {explained}", width="stretch")
             else:
-                why = explain_features_file(model, path, explained)
+                mark = marks.get(chosen["image_id"])  # beside the candidates, if marked
+                why = explain_features_file(model, path, explained, mark=mark)
                 right.image(why.outlined, caption=ui.candidates_caption(why), width="stretch")
                 ui.feature_pushes(st, why)
         except Exception as error:  # the model store may be unreachable

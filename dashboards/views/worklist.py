@@ -12,9 +12,10 @@ from lung_model.review.worklist import (
     STATUSES,
     WorklistFilter,
     files_summary,
-    unlike_training,
     worklist,
 )
+from lung_model.scoring.guard import summary_line
+from lung_model.scoring.sensitivity import slices_changed
 
 st.title("Worklist")
 ui.override_banner()
@@ -32,9 +33,11 @@ order = st.segmented_control(
 )
 if order == "teach":
     st.caption(
-        "The reviews that teach the model most first: studies unlike the scans it learned "
-        "from, then those it is unsure of, then verdicts closest to a coin toss. Mark the "
-        "lesion on their slices (or say none is visible) on the Study page."
+        "The reviews that teach the model most first. A study's teach priority adds up, each "
+        "from 0 to 1: unlike the scans the model learned from; the model unsure of it; the "
+        "share of its checked slices whose call another export changes; how close its "
+        "verdict is to a coin toss (riskiest first among equals). Mark the lesion on their "
+        "slices (or say none is visible) on the Study page."
     )
 middle, right, search = st.columns(3)
 since = middle.date_input("Received from", value=None, key="wl_since")
@@ -61,6 +64,8 @@ if not found.rows:
     st.info("No study matches these filters.")
     st.stop()
 
+unlike = [summary_line(row["acquisition_outside"]) for row in found.rows]
+changed = [slices_changed(row["acquisition_sensitivity"]) for row in found.rows]
 table = pd.DataFrame(
     {
         "batch": [row["batch_id"] for row in found.rows],
@@ -68,7 +73,8 @@ table = pd.DataFrame(
         "risk": [row["max_p_malignant"] for row in found.rows],
         "model says": [row["predicted_class"] for row in found.rows],
         "uncertain": [row["needs_review"] for row in found.rows],
-        "unlike training": [unlike_training(row) for row in found.rows],
+        "unlike training": unlike,
+        "calls change under another export": changed,
         "files": [files_summary(row) for row in found.rows],
         "malignant slices": [
             f"{row['n_malignant_slices']}/{row['n_slices']}" for row in found.rows
@@ -94,11 +100,20 @@ selection = st.dataframe(
     },
 )
 
-if any(unlike_training(row) for row in found.rows):
+if any(unlike):
     st.caption(
         "unlike training: the study's acquisition (pixel noise, display window, matrix) lies "
         "outside the range of the scans the model learned from; it is scored, but read its "
         "verdict with care (the Study page says how far)."
+    )
+if any(changed):
+    st.caption(
+        "calls change under another export: the checked slices of the study (the same the "
+        "unlike-training check measures) were scored again as other exports would give them "
+        "(by default smoothed, a narrower display window, a smaller matrix); on so many of "
+        "them the model's call changed. A "
+        "verdict that hangs on the export is one to read with care, and one whose review "
+        "teaches the model most."
     )
 for name, version in sorted({(row["model_name"], row["model_version"]) for row in found.rows}):
     rule = ui.verdict_rule(name, version)

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import text
 
 from lung_model.platform import db
-from lung_model.review.operations import predicted_mix, unlike_training
+from lung_model.review.operations import predicted_mix, unlike_training_counts
 from lung_model.settings import CLASSES, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ QUERIES = {
 
 def acquisition_breach(counted: dict[str, Any], most: float) -> str | None:
     """Acquisition drift, when more than `most` of the guarded studies were unlike the scans
-    their model learned from (`review.operations.unlike_training`'s counts)."""
+    their model learned from (`review.operations.unlike_training_counts`)."""
     guarded, unlike = counted["guarded"], counted["unlike"]
     if not guarded or unlike / guarded <= most:
         return None
@@ -92,7 +92,7 @@ def run_checks(start: datetime, end: datetime, settings: Settings | None = None)
         backlog = int(connection.execute(text(QUERIES["backlog"]), window).scalar_one())
         failed = int(connection.execute(text(QUERIES["failed_batches"]), window).scalar_one())
         quarantined = int(connection.execute(text(QUERIES["quarantined"]), window).scalar_one())
-    acquisition = unlike_training(engine, start, end)
+    acquisition = unlike_training_counts(engine, start, end)
     reference = training_mix(settings.raw_data)
     drift = psi(reference, predicted) if sum(predicted.values()) else None
     breaches = []

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 from lung_model.platform.names import stored_names
 from lung_model.scoring.guard import MEASUREMENTS, summary_line
 from lung_model.scoring.inbox import waiting_folders
+from lung_model.scoring.sensitivity import HIGH_SENSITIVITY
 from lung_model.settings import CLASSES, Settings
 
 _STATUS = text("""
@@ -102,6 +103,14 @@ SELECT w.batch_id, w.study, r.model_version, r.predicted_class, r.acquisition_ou
 FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
 WHERE jsonb_array_length(r.acquisition_outside) > 0
 ORDER BY r.created_at DESC, w.batch_id DESC LIMIT :limit
+""")
+
+# Studies (by their latest result) checked under other exports, and those whose call changes on
+# at least :high of their checked slices (`lung_model.scoring.sensitivity`).
+_SENSITIVE = text("""
+SELECT count(r.sensitivity_share) AS checked,
+       count(*) FILTER (WHERE r.sensitivity_share >= :high) AS sensitive
+FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
 """)
 
 _CHECKS = text("""
@@ -214,7 +223,7 @@ def drift_summary(engine: Engine, days: int = 7) -> list[dict[str, Any]]:
     return summary
 
 
-def unlike_training(
+def unlike_training_counts(
     engine: Engine, start: datetime | None = None, end: datetime | None = None
 ) -> dict[str, Any]:
     """{'guarded': studies a model with an acquisition range scored, 'unlike': those outside
@@ -228,6 +237,13 @@ def unlike_training(
             name = MEASUREMENTS.get(row["measurement"], row["measurement"])
             counted["by_measurement"][f"{name} {row['side']}"] = int(row["studies"])
     return counted
+
+
+def sensitive_studies(engine: Engine) -> dict[str, int]:
+    """{'checked': studies scored again under other exports, 'sensitive': those whose call
+    another export changes on at least `HIGH_SENSITIVITY` of their checked slices}."""
+    [row] = _rows(engine, _SENSITIVE, high=HIGH_SENSITIVITY)
+    return {"checked": int(row["checked"]), "sensitive": int(row["sensitive"])}
 
 
 def unlike_training_studies(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:

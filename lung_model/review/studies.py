@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 
 from lung_model.imaging.images import read_gray
 from lung_model.platform.names import stored_names
-from lung_model.scoring.guard import MEASUREMENTS, Deviation, outside, parse_range
+from lung_model.scoring.guard import MEASUREMENTS, outside, parse_range
 from lung_model.settings import Settings
 
 _BATCH = text("SELECT * FROM scan_batches WHERE id = :batch_id")
@@ -62,12 +62,6 @@ def study_slices(
     params = {"batch_id": batch_id, "model_name": model_name, "model_version": model_version}
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(_SLICES, params).mappings()]
-
-
-def unlike_training(result: dict[str, Any]) -> list[str]:
-    """Why a study result is unlike the scans its model learned from (the acquisition guard,
-    `lung_model.scoring.guard`), one line per measurement; [] when like them or unguarded."""
-    return [Deviation.from_dict(d).describe() for d in result.get("acquisition_outside") or []]
 
 
 def slice_unlike_training(item: dict[str, Any], result: dict[str, Any]) -> list[str]:

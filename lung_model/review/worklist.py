@@ -6,7 +6,9 @@ supersedes an earlier one here without erasing it). Triggers keep `worklist_entr
 row per study, `sql/0003.dashboard-worklist.sql`) current, so a page is one indexed read
 even at 100,000 studies (`bench/bench_worklist.py`). Every filter is a bound parameter.
 A row's `acquisition_outside` says whether the study is unlike the scans its model learned
-from (`lung_model.scoring.guard`; None: an unguarded model; `unlike_training` in words).
+from (`lung_model.scoring.guard`; None: an unguarded model; `summary_line` in words), its
+`acquisition_sensitivity` on how many checked slices another export changes the call
+(`lung_model.scoring.sensitivity`; None: not checked; `sensitivity.described` in words).
 See https://docs.sqlalchemy.org/en/20/core/connections.html#using-textual-sql
 """
 
@@ -19,19 +21,21 @@ from typing import Any, Literal
 from sqlalchemy import Engine, text
 
 from lung_model.platform.names import StoredNames
-from lung_model.scoring.guard import summary_line
 
 Status = Literal["all", "unreviewed", "reviewed", "disagreement", "uncertain"]
 Order = Literal["risk", "teach"]
 ORDERS: tuple[Order, ...] = ("risk", "teach")
 # "risk": riskiest first (triage). "teach": the reviews that teach the model most first
-# (issue 22): studies unlike the scans the model learned from (the acquisition guard), then
-# those it flagged uncertain, then the highest malignant probability closest to 0.5 (a
-# verdict a review is most likely to change); riskiest first among equals.
+# (issue 22), by the study's teach priority, stored with its worklist row and indexed
+# (sql/0008.teach-order.sql, `teach_priority`), each term in [0, 1]:
+#     [unlike the scans the model learned from (the acquisition guard)]
+#   + [the model is unsure (needs_review)]
+#   + the share of its checked slices whose call another export changes (`sensitivity`)
+#   + 1 - 2 |max p(malignant) - 0.5|  (a verdict closest to a coin toss)
+# highest first; riskiest first among equals.
 _ORDER_SQL: dict[Order, str] = {
     "risk": "w.max_p_malignant DESC, w.batch_id",
-    "teach": "coalesce(jsonb_array_length(r.acquisition_outside) > 0, false) DESC, "
-    "w.needs_review DESC, abs(w.max_p_malignant - 0.5), w.max_p_malignant DESC, w.batch_id",
+    "teach": "w.teach_priority DESC, w.max_p_malignant DESC, w.batch_id",
 }
 STATUSES: tuple[Status, ...] = ("all", "unreviewed", "reviewed", "disagreement", "uncertain")
 
@@ -40,6 +44,7 @@ SELECT w.batch_id, w.study, w.received_at AS started_at,
        r.model_name, r.model_version, r.data_version, r.n_slices,
        r.max_p_malignant, r.mean_p_malignant, r.n_malignant_slices,
        r.predicted_class, r.needs_review, r.created_at AS scored_at, r.acquisition_outside,
+       r.acquisition_sensitivity, w.teach_priority,
        v.reviewer, v.decision, v.corrected_label, v.created_at AS reviewed_at,
        w.reviewed_label, b.n_files, b.n_scored, b.n_quarantined
 FROM worklist_entries w
@@ -80,12 +85,6 @@ def files_summary(row: dict[str, Any]) -> str:
     """'3 of 4 scored, 1 quarantined': what became of every file of the study."""
     summary = f"{row['n_scored']} of {row['n_files']} scored"
     return summary + (f", {row['n_quarantined']} quarantined" if row["n_quarantined"] else "")
-
-
-def unlike_training(row: dict[str, Any]) -> str:
-    """'pixel noise below': on what the study is unlike the scans its model learned from
-    (the acquisition guard); '' when it is like them or its model is unguarded."""
-    return summary_line(row.get("acquisition_outside"))
 
 
 def _where(wanted: WorklistFilter, names: StoredNames) -> tuple[str, dict[str, Any]]:

@@ -132,6 +132,13 @@ def check_study(
     return deviations
 
 
+def unlike_training(stored: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """Why a study result is unlike the scans its model learned from, from its stored
+    deviations: one line per measurement (`Deviation.describe`); [] when like them or
+    unguarded."""
+    return [Deviation.from_dict(d).describe() for d in stored or []]
+
+
 def summary_line(stored: Sequence[Mapping[str, Any]] | None) -> str:
     """A study result's stored deviations in a few words: 'pixel noise below, matrix rows
     above'; '' when inside the range or unguarded."""

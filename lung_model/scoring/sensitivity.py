@@ -122,3 +122,15 @@ def check_study(
 def described(stored: Mapping[str, Any] | None) -> str:
     """A study result's stored sensitivity in words; '' when it was not checked."""
     return Sensitivity.from_dict(stored).describe() if stored else ""
+
+
+def changed_on(stored: Mapping[str, Any] | None, path: str) -> str:
+    """'smoothed, narrower window': the perturbations that change the call on the slice at
+    `path` (as stored); '' when none does or it was not checked."""
+    return ", ".join(p.replace("_", " ") for p in (stored or {}).get("changed", {}).get(path, []))
+
+
+def slices_changed(stored: Mapping[str, Any] | None) -> str:
+    """'3 of 12 slices': on how many checked slices another export changes the call (the
+    worklist's column); '' when the study was not checked."""
+    return f"{len(stored['changed'])} of {stored['n_slices']} slices" if stored else ""

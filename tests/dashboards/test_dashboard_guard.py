@@ -64,3 +64,49 @@ def test_a_study_unlike_training_is_marked_explained_and_counted(signed_in, seed
     assert any("outside on" in t.columns and "pixel noise below" in set(t["outside on"])
                for t in tables)  # fmt: skip
     assert any("unlike in" in t.columns and batch in set(t["batch_id"]) for t in tables)
+
+
+def test_calls_that_another_export_changes_are_shown_in_words_and_counted(
+    signed_in, seeded
+) -> None:
+    """Issue 22 item 4: a study whose call another export changes on one of its two checked
+    slices says so on the worklist, on the Study page (and on that slice), and is counted on
+    Operations."""
+    batch, _ = seed_study(seeded.settings, "study-sensitive", [0.8, 0.3])
+    stored = {"perturbations": ["smoothed", "narrower_window"], "n_slices": 2,
+              "changed": {"slice-01.jpg": ["smoothed", "narrower_window"]}}  # fmt: skip
+    with db.get_engine(seeded.settings).begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE study_results SET acquisition_sensitivity = CAST(:s AS jsonb),"
+                " sensitivity_share = 0.5 WHERE batch_id = :b"
+            ),
+            {"b": batch, "s": json.dumps(stored)},
+        )
+    app = signed_in()
+    app.text_input(key="wl_query").input(str(batch)).run()
+    [row] = app.dataframe[0].value.to_dict("records")
+    assert row["calls change under another export"] == "1 of 2 slices"
+    assert any("calls change under another export:" in c.value for c in app.caption)
+    app.text_input(key="wl_query").input(str(seeded.high)).run()
+    assert app.dataframe[0].value.iloc[0]["calls change under another export"] == ""
+
+    app.switch_page("views/study.py")
+    app.query_params["batch"] = str(batch)
+    app.run()
+    assert not app.exception, app.exception
+    words = "calls change under another export on 1 of 2 slices (smoothed 1, narrower window 1)"
+    assert any(words in w.value for w in app.warning)
+    captions = [c.value for c in app.caption]
+    changed = [c for c in captions if "call changes under another export" in c]
+    assert len(changed) == 1 and "slice-01.jpg" in changed[0].replace("\\", "")
+    assert "smoothed, narrower window" in changed[0]
+
+    app.switch_page("views/operations.py")
+    app.run()
+    assert not app.exception, app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    sensitive, checked = (
+        int(n) for n in metrics["Studies whose calls hang on the export"].split(" of ")
+    )
+    assert 1 <= sensitive <= checked

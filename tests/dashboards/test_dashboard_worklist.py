@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -78,25 +79,61 @@ def test_dates_prefix_and_paging(seeded) -> None:
         worklist(engine, WorklistFilter(status="everything"))  # type: ignore[arg-type]
 
 
-def test_teach_the_model_puts_unlike_then_unsure_studies_first(signed_in, seeded) -> None:
-    """Issue 22 item 4: the 'teach the model' order: a study unlike the training scans (the
-    acquisition guard's flag), then one the model flagged uncertain, then verdicts closest to
-    0.5; the riskiest-first order is unchanged."""
+def teach_priority(row: dict) -> float:
+    """The documented teach priority (sql/0008.teach-order.sql, lung_model.review.worklist)."""
+    unlike = 1.0 if row["acquisition_outside"] else 0.0
+    unsure = 1.0 if row["needs_review"] else 0.0
+    changed = (row["acquisition_sensitivity"] or {}).get("changed", {})
+    share = len(changed) / row["acquisition_sensitivity"]["n_slices"] if changed else 0.0
+    return unlike + unsure + share + 1.0 - 2.0 * abs(row["max_p_malignant"] - 0.5)
+
+
+def test_teach_the_model_orders_by_the_documented_priority(signed_in, seeded) -> None:
+    """Issue 22 item 4: the 'teach the model' order adds up, each from 0 to 1: unlike the
+    training scans (the acquisition guard's flag), the model unsure, the share of checked
+    slices whose call another export changes, the verdict's closeness to 0.5; the
+    riskiest-first order is unchanged."""
     engine = dashboard_engine(seeded.settings)
     mine = (seeded.high, seeded.uncertain, seeded.low)
 
     def order(name: str) -> list[int]:
         rows = worklist(engine, WorklistFilter(order=name, page_size=500)).rows  # type: ignore[arg-type]
+        for row in rows:
+            assert row["teach_priority"] == pytest.approx(teach_priority(row))
         return [row["batch_id"] for row in rows if row["batch_id"] in mine]
 
     assert order("risk") == [seeded.high, seeded.uncertain, seeded.low]
     assert order("teach") == [seeded.uncertain, seeded.high, seeded.low]  # |0.97-.5| < |0.02-.5|
-    with db.get_engine(seeded.settings).begin() as owner:  # the guard flagged the low study
+    # the guard flagged the low study, and another export changes the call on 1 of its 2
+    # slices: 1 + 0.5 + 0.04 is still below the unsure study's 1 + 0.9
+    sensitive = {
+        "perturbations": ["smoothed"],
+        "n_slices": 2,
+        "changed": {"slice-00.jpg": ["smoothed"]},
+    }
+    with db.get_engine(seeded.settings).begin() as owner:
         owner.execute(
             text(
-                "UPDATE study_results SET acquisition_outside = CAST(:o AS jsonb) WHERE batch_id = :b"
+                "UPDATE study_results SET acquisition_outside = CAST(:o AS jsonb),"
+                " acquisition_sensitivity = CAST(:s AS jsonb), sensitivity_share = 0.5"
+                " WHERE batch_id = :b"
             ),
-            {"o": '[{"measurement": "noise", "side": "below"}]', "b": seeded.low},
+            {
+                "o": '[{"measurement": "noise", "side": "below"}]',
+                "s": json.dumps(sensitive),
+                "b": seeded.low,
+            },
+        )
+    assert order("teach") == [seeded.uncertain, seeded.low, seeded.high]
+    # on both of its slices: 1 + 1 + 0.04 comes first
+    sensitive["changed"]["slice-01.jpg"] = ["smoothed"]
+    with db.get_engine(seeded.settings).begin() as owner:
+        owner.execute(
+            text(
+                "UPDATE study_results SET acquisition_sensitivity = CAST(:s AS jsonb),"
+                " sensitivity_share = 1.0 WHERE batch_id = :b"
+            ),
+            {"s": json.dumps(sensitive), "b": seeded.low},
         )
     assert order("teach") == [seeded.low, seeded.uncertain, seeded.high]
     with pytest.raises(ValueError, match="unknown order"):

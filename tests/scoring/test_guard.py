@@ -49,6 +49,8 @@ def test_a_study_is_marked_when_enough_of_its_slices_lie_outside() -> None:
     assert guard.Deviation.from_dict(deviation.as_dict()) == deviation
     assert guard.summary_line([deviation.as_dict()]) == "pixel noise below"
     assert guard.summary_line(None) == guard.summary_line([]) == ""
+    assert guard.unlike_training([deviation.as_dict()]) == [deviation.describe()]
+    assert guard.unlike_training(None) == guard.unlike_training([]) == []
 
 
 def test_a_model_without_a_range_is_unguarded(settings: Settings, engine: Engine) -> None:
