@@ -171,7 +171,12 @@ def candidates_caption(explanation: FeatureExplanation) -> str:
     shares = " · ".join(
         f"{n}: {share(c.share)}" for n, c in enumerate(explanation.candidates, start=1)
     )
-    return f"Dense candidates the model measured, largest first (share of the lung field): {shares}"
+    mark = explanation.mark
+    ring = "; blue ring: the reviewer's lesion mark" if mark and mark.point else ""
+    return (
+        "Dense candidates the model measured, largest first (share of the lung field): "
+        f"{shares}{ring}"
+    )
 
 
 def feature_pushes(container: Any, explanation: FeatureExplanation) -> None:
@@ -182,6 +187,8 @@ def feature_pushes(container: Any, explanation: FeatureExplanation) -> None:
 
     reading = explanation.reading
     (container.warning if reading.shares[TEXTURE] > MOSTLY else container.info)(reading.text)
+    if mark := explanation.mark:  # the reviewer's mark of this slice, beside the model's
+        (container.warning if mark.driver_at_mark is False else container.info)(mark.text)
 
     name = explanation.class_name
     table = pd.DataFrame(

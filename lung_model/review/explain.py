@@ -161,7 +161,9 @@ class MarkReading:
     at_mark: int | None  # the outlined candidate (number) at the marked lesion, if any
     distance_px: float | None  # marked centre to the driving candidate (0: on it), slice px
     distance_mm: float | None  # the same in mm, when the pixel spacing is known
-    driver_at_mark: bool | None  # is the candidate behind the score the marked lesion
+    # is the candidate behind the score the marked lesion (False on a slice marked without
+    # one); None when no candidate drives the score
+    driver_at_mark: bool | None
     text: str
 
 
@@ -191,9 +193,10 @@ def read_mark(
     candidate is at the mark when it lies within the mark's extent (`LesionPoint.reach`)."""
     if mark["kind"] != "lesion":
         text = "A reviewer marked this slice 'no lesion visible': they saw no lesion here."
-        if driver is not None:
-            text += f" The model's score rests on candidate {driver} all the same."
-        return MarkReading(mark["kind"], None, None, None, None, None, text)
+        if driver is None:
+            return MarkReading(mark["kind"], None, None, None, None, None, text)
+        text += f" The model's score rests on candidate {driver} all the same."
+        return MarkReading(mark["kind"], None, None, None, None, False, text)
     radius = None if mark["radius"] is None else float(mark["radius"])
     marked = LesionPoint(float(mark["x"]), float(mark["y"]), radius)
     point = marked.scaled((size[1], size[0]), shape)

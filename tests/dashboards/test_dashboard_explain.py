@@ -4,11 +4,17 @@ CNN shows Grad-CAM. The champion is a real tiny feature model trained by the tra
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from dashboard_helpers import MODEL
+from dashboard_helpers import MODEL, RAW
 from tiny_models import train_feature_model
 
+from lung_model.imaging.features import nodule_candidates
+from lung_model.imaging.images import read_gray
+from lung_model.platform import db
 from lung_model.platform.tracking import configure_mlflow
+from lung_model.review.marks import add_mark
+from lung_model.training.feature_model import FeatureModelConfig
 
 pytestmark = pytest.mark.slow
 
@@ -39,3 +45,43 @@ def test_study_view_shows_a_feature_models_explanation(signed_in, seeded) -> Non
     assert len(numbers) == 8 and not numbers["feature"].str.contains("_").any()  # readable
     pushes = numbers["push"].abs().tolist()
     assert pushes == sorted(pushes, reverse=True)
+
+
+def test_the_explanation_shows_the_reviewers_mark_beside_the_models_candidate(
+    signed_in, seeded
+) -> None:
+    """Issue 22 item 3: a slice marked by a reviewer is explained with the mark beside the
+    candidates, in words: at the model's candidate or elsewhere, or 'no lesion visible'."""
+    _, version = train_feature_model(seeded.settings)
+    configure_mlflow(seeded.settings).set_registered_model_alias(MODEL, "champion", version)
+    first = seeded.image_ids[seeded.high][0]  # the slice the page explains first
+    gray = read_gray(RAW / "Malignant cases" / "Malignant case (1).jpg").gray
+    largest = nodule_candidates(gray, FeatureModelConfig.tiny().features)[0]
+    rows, cols = np.array(largest.outline).T
+    engine = db.get_engine(seeded.settings)
+    common = {"reviewer": "dr.a", "model_name": MODEL, "model_version": version}
+    x, y = float(cols.mean()), float(rows.mean())
+    add_mark(engine, image_id=first, kind="lesion", x=x, y=y, radius=40.0, **common)
+
+    def explained() -> tuple[str, list[str]]:
+        app = signed_in()
+        app.switch_page("views/study.py")
+        app.query_params["batch"] = str(seeded.high)
+        app.run()
+        app.button(key="explain_go").click().run(timeout=120)
+        assert not app.exception, app.exception
+        captions = [str(c) for image in app.image for c in image.captions]
+        (outlined,) = [c for c in captions if "Dense candidates the model measured" in c]
+        notes = [str(n.value) for n in [*app.info, *app.warning]]
+        return outlined, notes
+
+    outlined, notes = explained()
+    assert "blue ring: the reviewer's lesion mark" in outlined
+    (said,) = [n for n in notes if "blue ring" in n]
+    assert "candidate 1" in said and ("is at the reviewer's marked lesion" in said
+                                      or "Outlined candidate 1 is at the mark" in said)  # fmt: skip
+
+    add_mark(engine, image_id=first, kind="no_lesion", **common)  # a correction counts
+    outlined, notes = explained()
+    assert "blue ring" not in outlined
+    assert any("'no lesion visible': they saw no lesion here" in n for n in notes)

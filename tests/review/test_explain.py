@@ -223,11 +223,13 @@ def test_a_slice_marked_without_a_lesion_says_the_reviewer_saw_none(
     empty = {"kind": "no_lesion", "x": None, "y": None, "radius": None}
     reading = read_mark(empty, found, 1, (512, 512), (512, 512))
     assert reading.point is None and reading.distance_px is None
+    assert reading.driver_at_mark is False  # the model's candidate is no marked lesion
     assert reading.text == (
         "A reviewer marked this slice 'no lesion visible': they saw no lesion here. The"
         " model's score rests on candidate 1 all the same."
     )
-    assert read_mark(empty, found, None, (512, 512), (512, 512)).text.endswith("no lesion here.")
+    undriven = read_mark(empty, found, None, (512, 512), (512, 512))
+    assert undriven.text.endswith("no lesion here.") and undriven.driver_at_mark is None
 
 
 def _marked_slice(settings, kind: str, x=None, y=None, radius=None) -> dict:
