@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from live_dashboard import free_port
 from pg_admin import SERVER_URL, admin
 from sqlalchemy import create_engine, text
 
@@ -126,6 +126,20 @@ def scored(settings: Settings, names: list[str]) -> dict[str, tuple[str, int, in
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
 
+def run_dags(deployment: Deployment, steps: list[dict]) -> list[dict[str, str]]:
+    """The steps (DAG runs and `promote_if_no_champion`) by `dag_runner.py`, in one
+    interpreter; one {"dag_id", "run_id", "state"} per DAG run."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("dag_runner.py")), json.dumps(steps)],
+        env={**os.environ, **deployment.env},
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
 @pytest.fixture(scope="module")
 def dag_runs(deployment: Deployment) -> dict[str, dict[str, str]]:
     """`lung_retrain` (tiny config), the tiny model as champion (an operator override when
@@ -146,15 +160,7 @@ def dag_runs(deployment: Deployment) -> dict[str, dict[str, str]]:
         {"dag_id": "lung_backup"},
         {"dag_id": "lung_results_out"},
     ]
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("dag_runner.py")), json.dumps(steps)],
-        env={**os.environ, **deployment.env},
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    runs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    runs = run_dags(deployment, steps)
     return {
         run["dag_id"]: {
             "state": run["state"],
@@ -264,12 +270,6 @@ def test_batch_score_scores_and_quarantines_into_postgres(
         ).scalar()
         assert events == 1
     engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -406,21 +406,63 @@ def test_backup_run_writes_one_dated_backup(
     assert {"database", "mlflow_store", "mlflow_artifacts", "studies", "secrets"} <= included
 
 
-def test_marks_reach_a_retrain_through_lung_feedback_and_a_new_data_version(
-    dag_runs: dict[str, dict[str, str]], deployment: Deployment, tmp_path: Path
-) -> None:
-    """Issue 22 item 6, from the review on: a reviewer's marks on a scored study (recorded by
-    the function the Study page calls) -> `lung_feedback` exports them into a DVC repository
-    as a new data version -> `lung_retrain` trains on that version in Airflow -> its MLflow run
-    names that data version and counts the marked slices it used."""
-    import mlflow
+REVIEWER, PASSWORD = "dr.e2e", "marks reach the model"
+LESION_AT = (0.68, 0.53)  # of the width and height: the mass on "Malignant case (2)"
 
-    from lung_model.data.split import Split
-    from lung_model.platform.registry import SPLIT_ARTIFACT
+
+def _review_in_the_browser(settings: Settings, batch: int, slices: list[tuple[int, str]]) -> None:
+    """What a reviewer does on the real dashboard in chromium: one click on the lesion of the
+    first slice, "No lesion visible" on the second, then the study's label, malignant."""
+    from live_dashboard import (
+        ARTIFACTS,
+        SLICE_FRAME,
+        choose_slice,
+        chromium_page,
+        click_lesion,
+        serve_dashboard,
+        settled,
+        sign_in,
+    )
+    from playwright.sync_api import expect
+
+    (lesion, lesion_name), (clear, clear_name) = slices
+    with serve_dashboard(settings.home) as url, chromium_page() as page:
+        sign_in(page, url, REVIEWER, PASSWORD)
+        page.goto(f"{url}/study?batch={batch}")
+        expect(page.get_by_role("heading", name="Study dagtest-a")).to_be_visible()
+        choose_slice(page, lesion_name, lesion)
+        click_lesion(page, *LESION_AT)
+        expect(page.get_by_text("Mark recorded: lesion at")).to_be_visible()
+        settled(page)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator(SLICE_FRAME).screenshot(path=str(ARTIFACTS / "dag-issue22-marked-slice.png"))
+
+        choose_slice(page, clear_name, clear)
+        page.locator(f".st-key-no_lesion_{clear}").get_by_role("button").click()
+        expect(page.get_by_text("Mark recorded: no lesion visible.")).to_be_visible()
+
+        form = page.get_by_test_id("stForm").first
+        form.get_by_role("radiogroup", name="Label").get_by_text("malignant").click()
+        form.get_by_role("button", name="Submit review").click()
+        expect(page.get_by_text("recorded: malignant.")).to_be_visible()
+
+
+def test_marks_made_in_the_browser_reach_a_retrain_through_lung_feedback(
+    dag_runs: dict[str, dict[str, str]],
+    deployment: Deployment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 22 item 6, in the real stack: a reviewer marks two slices of a scored study and
+    reviews it in the dashboard (chromium) -> `lung_feedback` exports them into a DVC
+    repository as a new data version -> `lung_retrain` trains on that version in Airflow -> its
+    MLflow run counts the marked slices and studies, and the model version it registered has
+    that data version; `lung_feedback` run again exports nothing and counts nothing twice."""
+    from PIL import Image
+
     from lung_model.platform.tracking import configure_mlflow
-    from lung_model.review.database import dashboard_engine
-    from lung_model.review.marks import add_mark
-    from lung_model.review.reviews import add_review
+    from lung_model.review import accounts
+    from lung_model.review.marks import current_marks, marks_for_training
 
     settings = deployment.settings
     repo = tmp_path / "repo"
@@ -435,56 +477,69 @@ def test_marks_reach_a_retrain_through_lung_feedback_and_a_new_data_version(
     run_dvc("add", "-q", "data/raw")
     before = dvc.data_version(repo / "data" / "raw.dvc")
 
-    engine = dashboard_engine(settings)  # as the dashboard records them
-    with db.get_engine(settings).connect() as connection:
-        batch, result_version = connection.execute(
-            text("""SELECT b.id, s.model_version FROM scan_batches b
-                    JOIN study_results s ON s.batch_id = b.id WHERE b.study = 'dagtest-a'""")
-        ).one()
-        images = (
-            connection.execute(
-                text("SELECT id FROM images WHERE batch_id = :b ORDER BY path"), {"b": batch}
-            )
-            .scalars()
-            .all()
-        )
-    common = {"reviewer": "dr.e2e", "model_version": result_version}
-    add_mark(engine, image_id=images[0], kind="lesion", x=250, y=260, radius=15, **common)
-    add_mark(engine, image_id=images[1], kind="no_lesion", **common)
-    add_review(engine, batch_id=batch, label="malignant", predicted_class=None,
-               model_name=settings.model_name, **common)  # fmt: skip
+    engine = db.get_engine(settings)
+    with engine.connect() as connection:
+        batch = connection.execute(
+            text("SELECT id FROM scan_batches WHERE study = 'dagtest-a'")
+        ).scalar_one()
+        slices = connection.execute(
+            text("SELECT id, path FROM images WHERE batch_id = :b ORDER BY path"), {"b": batch}
+        ).all()
+    assert not current_marks(engine, batch)
+    monkeypatch.setattr(accounts, "ROUNDS", 4)  # real bcrypt, at its lowest cost for speed
+    accounts.add_account(settings, REVIEWER, PASSWORD)
+    _review_in_the_browser(settings, batch, [tuple(row) for row in slices[:2]])
+
+    (lesion, lesion_name), (clear, clear_name) = slices[:2]
+    marks = current_marks(engine, batch)  # what the clicks stored
+    assert {i: (m["kind"], m["reviewer"]) for i, m in marks.items()} == {
+        lesion: ("lesion", REVIEWER),
+        clear: ("no_lesion", REVIEWER),
+    }
+    with Image.open(settings.archive / "dagtest-a" / lesion_name) as image:
+        width, height = image.size
+    x, y = marks[lesion]["x"], marks[lesion]["y"]
+    assert abs(x - LESION_AT[0] * width) <= 3 and abs(y - LESION_AT[1] * height) <= 3
 
     steps = [
         {"dag_id": "lung_feedback", "conf": {"repo": str(repo)}},
         {"dag_id": "lung_retrain",
          "conf": {"config": "tiny", "data_dir": str(repo / "data" / "raw")}},
+        {"dag_id": "lung_feedback", "conf": {"repo": str(repo)}},  # again: nothing new
     ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("dag_runner.py")), json.dumps(steps)],
-        env={**os.environ, **deployment.env}, capture_output=True, text=True, cwd=PROJECT_ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    states = [json.loads(line)["state"] for line in done.stdout.splitlines() if line[:1] == "{"]
-    assert states == ["success", "success"]
+    runs = run_dags(deployment, steps)
+    assert [run["state"] for run in runs] == ["success"] * 3
+    assert task_states(deployment.metadata_url, "lung_feedback")["export_reviews"] == "skipped"
 
     version = dvc.data_version(repo / "data" / "raw.dvc")
     assert version != before
     annotations = list(csv.DictReader((repo / "data" / "raw" / "ANNOTATIONS.csv").open()))
-    assert sorted(r["kind"] for r in annotations) == ["lesion", "no_lesion"]
-    with db.get_engine(settings).connect() as connection:
+    by_file = {row["path"].rsplit("/", 1)[1]: row for row in annotations}
+    assert sorted(by_file) == sorted([lesion_name, clear_name])  # once each, after two runs
+    assert by_file[lesion_name]["kind"] == "lesion" and by_file[clear_name]["kind"] == "no_lesion"
+    assert (float(by_file[lesion_name]["x"]), float(by_file[lesion_name]["y"])) == (x, y)
+    with engine.connect() as connection:
         exported = connection.execute(
             text("SELECT n_marks, data_version FROM feedback_mark_exports WHERE batch_id = :b"),
             {"b": batch},
         ).all()
     assert [tuple(row) for row in exported] == [(2, version)]
+    counted = marks_for_training(engine)  # what the Model page says
+    assert (counted["exported_slices"], counted["exported_studies"]) == (2, 1)
 
     client = configure_mlflow(settings)
     experiment = client.get_experiment_by_name(settings.experiment).experiment_id
-    [run] = client.search_runs(
-        [experiment], f"tags.data_version = '{version}' and tags.job = 'train'"
+    [run] = client.search_runs([experiment], "tags.job = 'train'", order_by=["start_time DESC"],
+                               max_results=1)  # fmt: skip
+    assert run.data.tags["data_version"] == version  # the second export made no new version
+    assert run.data.params["marks_no_lesion"] == "exclude"
+    assert {k: v for k, v in run.data.metrics.items() if k.startswith("marked_")} == {
+        "marked_slices": 2,
+        "marked_studies": 1,
+        "marked_lesion_slices": 1,
+        "marked_no_lesion_slices": 1,
+    }
+    [registered] = client.search_model_versions(
+        f"name = '{settings.model_name}' and run_id = '{run.info.run_id}'"
     )
-    split = Split.from_json(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{SPLIT_ARTIFACT}"))
-    used = [r for r in annotations if split.part.get(r["path"]) in ("train", "val")]
-    excluded = [r for r in annotations if r["kind"] == "no_lesion" and r["path"] not in split.part]
-    assert run.data.metrics["marked_slices"] == len(used) + len(excluded) > 0
-    assert run.data.metrics["marked_no_lesion_slices"] == len(excluded)
+    assert registered.tags["data_version"] == version
