@@ -128,7 +128,7 @@ def main() -> int:
             model, described = model_for(args, work, db_url)
             series = write_series(work / "series", args.slices, size=args.size)
             megabytes = sum(p.stat().st_size for p in series.files) / 1e6
-            pacs = Orthanc(work / "orthanc", settings.dicom_port).start()
+            pacs = Orthanc(settings, work / "orthanc").start()
             pacs.upload(series.files)
             settings.results_dicom_destination = pacs.destination
             service = Service(settings)

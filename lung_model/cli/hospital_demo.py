@@ -33,18 +33,6 @@ ORTHANC_DICOM_PORT = 4242
 SERVICE = "orthanc"
 
 
-def orthanc_service(settings: Settings, http_port: int, dicom_port: int) -> services.Service:
-    folder = settings.home / "orthanc"
-    config = orthanc.write_config(
-        folder, http_port, dicom_port, settings.dicom_ae_title, settings.dicom_port
-    )
-    return services.Service(
-        SERVICE,
-        [str(orthanc.ORTHANC), "--no-jobs", str(config)],
-        health_url=f"http://127.0.0.1:{http_port}/system",
-    )
-
-
 def _port_taken(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -76,7 +64,10 @@ def hospital_loop(
     if services.running(settings, SERVICE) is None and any(_port_taken(p) for p in ports):
         say(f"ports {http_port}/{dicom_port} are taken: hospital loop skipped")
         return True
-    service = orthanc_service(settings, http_port, dicom_port)
+    folder = settings.home / "orthanc"
+    service = orthanc.service(
+        SERVICE, folder, http_port, dicom_port, settings.dicom_ae_title, settings.dicom_port
+    )
     pid = services.start(settings, service)
     services.wait_until_up(settings, service, timeout=60)
     say(f"Orthanc (local PACS): pid {pid}, http://127.0.0.1:{http_port}/app/explorer.html")

@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from lung_model.platform import services
+
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 AE_TITLE = "ORTHANC"
@@ -55,6 +57,19 @@ def write_config(
     path = folder / "orthanc.json"
     path.write_text(json.dumps(config, indent=1))
     return path
+
+
+def service(
+    name: str, folder: Path, http_port: int, dicom_port: int, receiver_aet: str, receiver_port: int
+) -> services.Service:
+    """Orthanc as a local service (`platform.services` starts and stops it), configured in
+    `folder` (`write_config`), up once its REST API answers."""
+    config = write_config(folder, http_port, dicom_port, receiver_aet, receiver_port)
+    return services.Service(
+        name,
+        [str(ORTHANC), "--no-jobs", str(config)],
+        health_url=f"http://127.0.0.1:{http_port}/system",
+    )
 
 
 class OrthancClient:

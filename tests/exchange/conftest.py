@@ -23,7 +23,7 @@ def dicom_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def orthanc(tmp_path: Path, dicom_settings: Settings) -> Iterator[Orthanc]:
-    pacs = Orthanc(tmp_path / "orthanc", dicom_settings.dicom_port).start()
+    pacs = Orthanc(dicom_settings, tmp_path / "orthanc").start()
     try:
         yield pacs
     finally:

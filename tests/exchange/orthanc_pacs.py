@@ -1,28 +1,26 @@
-"""A real PACS for the tests: Debian's Orthanc started with its own configuration
-(`lung_model.exchange.orthanc.write_config`) in a temporary folder, DICOM and HTTP on free
-ports, reached on loopback; our receiver is its modality `LUNG`."""
+"""A real PACS for the tests: Debian's Orthanc run as a local service (`exchange.orthanc`,
+started and stopped by `platform.services` under the test's `LUNG_HOME`), configured in a
+temporary folder, DICOM and HTTP on free ports, reached on loopback; our receiver (at the
+settings' `dicom_port`) is its modality `LUNG`."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import time
-import urllib.error
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from lung_model.exchange.orthanc import AE_TITLE, ORTHANC, OrthancClient, installed, write_config
+from lung_model.exchange import orthanc
+from lung_model.exchange.orthanc import AE_TITLE, OrthancClient, installed
+from lung_model.platform import services
+from lung_model.settings import Settings
 
 __all__ = ["Orthanc", "free_port", "installed", "needs_orthanc"]
 
 needs_orthanc = pytest.mark.skipif(
     not installed(),
     reason="Orthanc and dcmtk are not installed (apt-get install orthanc orthanc-dicomweb "
-    "dcmtk; .ci/run installs them)",
+    "dcmtk; make pacs and .ci/run install them)",
 )
 
 
@@ -32,55 +30,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
 class Orthanc(OrthancClient):
-    folder: Path
-    lung_port: int  # where our receiver listens (Orthanc's modality LUNG)
-    lung_aet: str = "LUNGAI"
-    dicom_port: int = field(default_factory=free_port)
-    http_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    """Orthanc on free ports, storing in `folder`, pushing to the receiver of `settings`."""
 
-    def __post_init__(self) -> None:
-        OrthancClient.__init__(self, f"http://127.0.0.1:{self.http_port}")
+    def __init__(self, settings: Settings, folder: Path, lung_aet: str = "LUNGAI") -> None:
+        self.settings, self.dicom_port, http_port = settings, free_port(), free_port()
+        super().__init__(f"http://127.0.0.1:{http_port}")
+        self.service = orthanc.service(
+            "orthanc", folder, http_port, self.dicom_port, lung_aet, settings.dicom_port
+        )
 
     @property
     def destination(self) -> str:
         return f"{AE_TITLE}@127.0.0.1:{self.dicom_port}"
 
     def start(self, timeout: float = 30.0) -> Orthanc:
-        config = write_config(
-            self.folder, self.http_port, self.dicom_port, self.lung_aet, self.lung_port
-        )
-        log = (self.folder / "orthanc.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(ORTHANC), "--no-jobs", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.folder,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Orthanc exited:\n{self.log_tail()}")
-            try:
-                self.get("/system")
-                return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.2)
-        raise TimeoutError(f"Orthanc did not answer in {timeout:.0f} s:\n{self.log_tail()}")
+        services.start(self.settings, self.service)
+        services.wait_until_up(self.settings, self.service, timeout)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
-
-    def log_tail(self) -> str:
-        path = self.folder / "orthanc.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        services.stop(self.settings, self.service.name, grace_seconds=15)

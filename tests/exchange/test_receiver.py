@@ -1,6 +1,7 @@
 """The DICOM receiver against a real PACS (Orthanc pushes) and dcmtk's storescu as a second
 sender: one folder per study, one file per SOP Instance UID, the ready marker once quiet,
-unknown callers refused at association, and a receiver killed mid-series."""
+unknown callers refused at association, and a receiver killed mid-series. The receiver's own
+rules are also tested without them (those run on any machine)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,8 @@ from pathlib import Path
 from dicom_series import write_series
 from orthanc_pacs import Orthanc, needs_orthanc
 
-from lung_model.exchange.receiver import Service, allowed_callers, safe_uid
+from lung_model.exchange.receiver import Receiver, Service, allowed_callers, safe_uid
 from lung_model.settings import PROJECT_ROOT, Settings
-
-pytestmark = needs_orthanc
 
 
 def storescu(settings: Settings, files: list[Path], calling: str = "STORESCU") -> int:
@@ -44,6 +43,24 @@ def test_uids_become_safe_names_and_the_allow_list_reads_star_as_any() -> None:
     assert allowed_callers("ORTHANC,*") == []
 
 
+def test_an_instance_is_written_once_and_its_study_marked_ready_once_quiet(
+    dicom_settings: Settings,
+) -> None:
+    receiver = Receiver(dicom_settings)
+    study = dicom_settings.inbox / "1.2.3"
+    assert receiver.store(b"first", "1.2.3", "1.2.3.1").written
+    assert not receiver.store(b"again", "1.2.3", "1.2.3.1").written  # re-sent: kept as it was
+    assert (study / "1.2.3.1.dcm").read_bytes() == b"first"
+    arrived = time.time()
+    assert receiver.mark_quiet(arrived) == []  # not quiet yet
+    assert receiver.mark_quiet(arrived + dicom_settings.dicom_quiet_seconds) == ["1.2.3"]
+    assert (study / dicom_settings.ready_marker).is_file()
+    receiver.store(b"late", "1.2.3", "1.2.3.2")  # arriving again: not ready until quiet
+    assert not (study / dicom_settings.ready_marker).exists()
+    assert receiver.store(b"x", None, "1.9").folder == "no-study-uid"
+
+
+@needs_orthanc
 def test_a_series_pushed_by_orthanc_lands_once_per_instance_and_is_marked_ready_when_quiet(
     tmp_path: Path, dicom_settings: Settings, orthanc: Orthanc, receiver: Service
 ) -> None:
@@ -70,6 +87,7 @@ def test_a_series_pushed_by_orthanc_lands_once_per_instance_and_is_marked_ready_
     assert not any(dicom_settings.home.joinpath("receiving", "partial").iterdir())
 
 
+@needs_orthanc
 def test_an_unknown_calling_ae_is_refused_at_association(
     tmp_path: Path, dicom_settings: Settings, receiver: Service
 ) -> None:
@@ -80,6 +98,7 @@ def test_an_unknown_calling_ae_is_refused_at_association(
     assert (dicom_settings.inbox / series.study_uid / f"{series.sop_uids[0]}.dcm").is_file()
 
 
+@needs_orthanc
 def test_pseudonymised_names_leave_the_uid_on_disk_for_the_scorer_to_pseudonymise(
     tmp_path: Path, dicom_settings: Settings
 ) -> None:
@@ -95,6 +114,7 @@ def test_pseudonymised_names_leave_the_uid_on_disk_for_the_scorer_to_pseudonymis
     assert [p.name for p in dicom_settings.inbox.iterdir()] == [series.study_uid]
 
 
+@needs_orthanc
 def test_a_receiver_killed_mid_series_marks_the_study_once_it_is_back(
     tmp_path: Path, dicom_settings: Settings
 ) -> None:
