@@ -5,23 +5,18 @@ task's retry scores only that study again."""
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
+from scoring_helpers import make_study, real_slices
+from scoring_toys import ToyPredictor
 from sqlalchemy import text
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "scoring"))  # the scoring tests' helpers
-
-from scoring_helpers import make_study, real_slices  # noqa: E402
-from scoring_toys import ToyPredictor  # noqa: E402
-
-from lung_model.pipelines import batch_score  # noqa: E402
-from lung_model.platform.db import get_engine  # noqa: E402
-from lung_model.scoring import inbox  # noqa: E402
-from lung_model.settings import Settings  # noqa: E402
+from lung_model.pipelines import batch_score
+from lung_model.platform.db import get_engine
+from lung_model.scoring import inbox
+from lung_model.settings import Settings
 
 
 class FailsOnOneCall(ToyPredictor):
