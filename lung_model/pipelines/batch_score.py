@@ -111,17 +111,21 @@ def score_ready(
     settings: Settings,
     engine: Engine | None = None,
     on_study: Callable[[Summary], None] | None = None,
+    wanted: list[Path] | None = None,
 ) -> list[Summary]:
-    """Claim and score, one at a time with one scorer, the studies claimable when it starts,
-    until each has been tried (the ones another scorer takes meanwhile come back `busy` or
-    `gone`, and are not reported). Studies arriving meanwhile are left to the next run: a
-    task ends, and a newly promoted champion is loaded, however steady the inflow. A study
+    """Claim and score, one at a time with one scorer, the studies claimable when it starts
+    (`wanted`, when the caller has just listed them) until each has been tried (the ones
+    another scorer takes meanwhile come back `busy` or `gone`, and are not reported). Studies
+    arriving meanwhile are left to the next run: a task ends, and a newly promoted champion
+    is loaded, however steady the inflow. A study
     that raises is logged and summarised as `error`, its claim left in `processing/`; after
     the last one `StudiesFailed` is raised if any did. `on_study` sees each summary."""
     scorer, tried = _scorer(model, settings, engine), set[str]()
-    wanted = {folder.name for folder in claimable(settings, scorer.engine)}
+    if wanted is None:
+        wanted = claimable(settings, scorer.engine)
+    names = {folder.name for folder in wanted}
     summaries: list[Summary] = []
-    while candidates := [f for f in inbox.find_ready_studies(settings) if f.name in wanted - tried]:
+    while candidates := [f for f in inbox.find_ready_studies(settings) if f.name in names - tried]:
         folder = candidates[0]
         tried.add(folder.name)  # a study keeps its name from the inbox to its claim
         try:
@@ -153,10 +157,12 @@ def score_ready_studies(
     at once, nothing loaded (a study dropped alone gets one task and the CPUs to itself)."""
     from lung_model.scoring.inference import load_model
 
-    if len(claimable(settings)) <= slot:
+    wanted = claimable(settings)
+    if len(wanted) <= slot:
         return []
     prepare_scoring_process(settings)
-    return score_ready(load_model(settings, model_uri), settings, on_study=on_study)
+    model = load_model(settings, model_uri)
+    return score_ready(model, settings, on_study=on_study, wanted=wanted)
 
 
 def outcome_label(summaries: list[Summary], limit: int = 250) -> str:
