@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_scoring import PROJECT, real_slices, unique_copy  # noqa: E402
-from bench_soak import FIXTURES, isolate, lung, say  # noqa: E402
+from bench_soak import champion, interrupted, isolate, lung, say  # noqa: E402
 
 from lung_model.settings import Settings  # noqa: E402
 
@@ -85,17 +85,6 @@ class Slices:
             (folder / marker).touch()
             folders.append(folder)
         return folders
-
-
-def champion(settings: Settings, config: str) -> str:
-    from lung_model.platform.registry import current_champion
-
-    say(f"training the {config} configuration (the benchmark's champion)")
-    data = ["--data", str(FIXTURES)] if config == "tiny" else []
-    say("  " + lung("train", "--config", config, *data).strip().splitlines()[-1])
-    if current_champion(settings) is None:
-        lung("promote", "latest", "--reason", "DAG benchmark: the system, not the model")
-    return str(current_champion(settings))
 
 
 def celery_up(settings: Settings, prefix: str) -> dict[str, str]:
@@ -269,10 +258,6 @@ def table(measures: list[Measure]) -> str:
     return "\n".join(lines)
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -293,7 +278,7 @@ def main() -> int:
 
     from lung_model.platform import airflow, db, stack
 
-    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     home = Path(tempfile.mkdtemp(prefix="lung-bench-dag-"))
     settings = isolate(home)
     if args.score_tasks:  # every service of the stack inherits it: the DAG reads it at parse
@@ -303,7 +288,7 @@ def main() -> int:
     try:
         settings.ensure_dirs()
         lung("migrate")
-        version = champion(settings, args.config)
+        version = champion(settings, args.config, "DAG")
         slices = Slices()
         for executor in args.executors.split(","):
             say(f"champion version {version}; starting the stack ({executor} executor)")

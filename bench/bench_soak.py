@@ -104,15 +104,16 @@ def lung(*args: str) -> str:
     return done.stdout
 
 
-def champion(settings: Settings) -> str:
-    """Train the tiny feature preset on the fixtures; promote it by override when the gate
-    rejects it (the soak measures the system, not the model)."""
+def champion(settings: Settings, config: str = "tiny", bench: str = "soak") -> str:
+    """Train the `config` preset (tiny: on tests/fixtures); promote it by override when the
+    gate rejects it (a `bench` benchmark measures the system, not the model)."""
     from lung_model.platform.registry import current_champion
 
-    say("training the tiny feature preset on tests/fixtures (the soak's champion)")
-    say("  " + lung("train", "--config", "tiny", "--data", str(FIXTURES)).strip().splitlines()[-1])
+    say(f"training the {config} configuration (the {bench} benchmark's champion)")
+    data = ["--data", str(FIXTURES)] if config == "tiny" else []
+    say("  " + lung("train", "--config", config, *data).strip().splitlines()[-1])
     if current_champion(settings) is None:
-        lung("promote", "latest", "--reason", "soak benchmark: the system, not the model")
+        lung("promote", "latest", "--reason", f"{bench} benchmark: the system, not the model")
     return str(current_champion(settings))
 
 
@@ -430,7 +431,8 @@ def stop(settings: Settings) -> None:
         say("stopped the embedded PostgreSQL")
 
 
-def _interrupted(signum: int, frame: object) -> None:
+def interrupted(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: the benchmark stops what it started on its way out."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -448,7 +450,7 @@ def main() -> int:
     parser.add_argument("--keep-home", action="store_true", help="keep the LUNG_HOME")
     args = parser.parse_args()
 
-    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     home = Path(tempfile.mkdtemp(prefix="lung-soak-"))
     settings = isolate(home)
     try:
