@@ -23,15 +23,25 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Protocol
 
 import psutil
 
 from lung_model.scoring.decode import Decoded
 from lung_model.scoring.files import InputFile
+from lung_model.scoring.guard import Measure
 
-Work = Callable[..., Decoded]  # (file, **per-file options) -> Decoded
+
+class Work(Protocol):
+    """Decode and prepare one file (`decode.decode_file` with the model's part bound); per
+    file: whether to `measure` its acquisition and under which perturbations to `perturb` it."""
+
+    def __call__(
+        self, file: InputFile, *, measure: Measure | None = None, perturb: tuple[str, ...] = ()
+    ) -> Decoded: ...
+
+
 WATCH_SECONDS = 1.0  # how often a worker checks that its scorer is still there
 _WORK: Work | None = None  # a worker process's work function
 
@@ -56,14 +66,14 @@ def _exit_without(scorer_pid: int) -> None:
             os._exit(1)
 
 
-def _work_in_worker(file: InputFile, **options: object) -> Decoded:
+def _work_in_worker(file: InputFile, measure: Measure | None, perturb: tuple[str, ...]) -> Decoded:
     assert _WORK is not None, "worker started without its work function"
-    return _WORK(file, **options)
+    return _WORK(file, measure=measure, perturb=perturb)
 
 
 class DecodePool:
-    """`submit(file, **options)` decodes and prepares one file in a thread or a worker
-    process (`options`: what varies per file, e.g. `measure` it or not; picklable)."""
+    """`submit(file, ...)` decodes and prepares one file in a thread or a worker process
+    (what varies per file, as `Work` takes it; picklable)."""
 
     def __init__(self, work: Work, workers: int, process_work: Work | None = None) -> None:
         # a daemonic process (a Celery prefork worker running the task) may not have children
@@ -79,10 +89,12 @@ class DecodePool:
                 workers, context, initializer=_start_worker, initargs=(process_work, os.getpid())
             )
 
-    def submit(self, file: InputFile, **options: object) -> Future[Decoded]:
+    def submit(
+        self, file: InputFile, *, measure: Measure | None = None, perturb: tuple[str, ...] = ()
+    ) -> Future[Decoded]:
         if self.in_processes:
-            return self._executor.submit(_work_in_worker, file, **options)
-        return self._executor.submit(self._work, file, **options)
+            return self._executor.submit(_work_in_worker, file, measure, perturb)
+        return self._executor.submit(self._work, file, measure=measure, perturb=perturb)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
