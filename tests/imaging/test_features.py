@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from candidate_points import inside
 from skimage.feature import local_binary_pattern
-from skimage.measure import points_in_poly
 
 from lung_model.imaging.acquisition import HarmoniseConfig
 from lung_model.imaging.features import (
     FEATURES_VERSION,
     MARK_REACH,
-    Candidate,
     FeatureConfig,
     LesionPoint,
     feature_names,
@@ -174,17 +173,6 @@ def test_a_config_can_keep_the_lesion_candidates_features_only(
     assert np.array_equal(slice_features(gray, lesion), slice_features(gray, full)[kept])
 
 
-def _inside(candidate: Candidate) -> tuple[float, float]:
-    """A pixel centre (x, y) inside the candidate's outline, nearest its vertices' mean."""
-    outline = np.array(candidate.outline)
-    top, bottom, left, right = candidate.box
-    rows, cols = np.mgrid[top:bottom, left:right]
-    grid = np.column_stack([rows.ravel(), cols.ravel()]).astype(float)
-    inside = grid[points_in_poly(grid, outline)]
-    nearest = inside[np.argmin(np.hypot(*(inside - outline.mean(axis=0)).T))]
-    return float(nearest[1]), float(nearest[0])
-
-
 @pytest.mark.parametrize("harmonised", [False, True])
 def test_a_lesion_mark_chooses_the_candidate_the_lesion_features_measure(
     grays: dict[str, np.ndarray], harmonised: bool
@@ -201,7 +189,7 @@ def test_a_lesion_mark_chooses_the_candidate_the_lesion_features_measure(
         if not others:
             continue
         marked = others[0]
-        x, y = _inside(marked)
+        x, y = inside(marked)
         values = slice_features(gray, config, LesionPoint(x, y))
         assert values[0] == pytest.approx(marked.share, rel=1e-5), name
         if marked in found[:3]:  # the three largest: the same three, in another role
@@ -212,7 +200,7 @@ def test_a_lesion_mark_chooses_the_candidate_the_lesion_features_measure(
         assert np.array_equal(values[2:], plain[2:]), name  # counts, dense, log, texture
         assert names[:2] == ["nod_largest", "nod_top3"]
         moved += 1
-        on_largest = slice_features(gray, config, LesionPoint(*_inside(found[0])))
+        on_largest = slice_features(gray, config, LesionPoint(*inside(found[0])))
         assert np.array_equal(on_largest, plain), name
         far = slice_features(gray, config, LesionPoint(2.0, 2.0, radius=3.0))  # no candidate
         assert np.array_equal(far, plain), name

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from candidate_points import inside
 from sqlalchemy import text
 from tiny_models import FEATURE_RUN, FIXTURE_DATA, TrainedRun
 
@@ -148,19 +149,6 @@ def test_the_explanation_reads_the_models_own_pushes(model: LoadedModel) -> None
         assert (np.abs(why.outlined.astype(int) - plain).sum(axis=2) > 0).sum() > 0
 
 
-def _inside(candidate: Candidate) -> tuple[float, float]:
-    """(x, y) of a pixel centre inside the candidate's outline, nearest its vertices' mean."""
-    from skimage.measure import points_in_poly
-
-    outline = np.array(candidate.outline)
-    top, bottom, left, right = candidate.box
-    rows, cols = np.mgrid[top:bottom, left:right]
-    grid = np.column_stack([rows.ravel(), cols.ravel()]).astype(float)
-    inside = grid[points_in_poly(grid, outline)]
-    nearest = inside[np.argmin(np.hypot(*(inside - outline.mean(axis=0)).T))]
-    return float(nearest[1]), float(nearest[0])
-
-
 @pytest.fixture(scope="module")
 def found(model: LoadedModel) -> list[Candidate]:
     return nodule_candidates(read_gray(SLICE).gray, model.network.features)[:TOP_CANDIDATES]
@@ -171,7 +159,7 @@ def lesion(x: float, y: float, radius: float | None = None) -> dict:
 
 
 def test_a_driver_on_the_marked_lesion_is_said_to_be_at_it(found: list[Candidate]) -> None:
-    x, y = _inside(found[0])
+    x, y = inside(found[0])
     reading = read_mark(lesion(x, y), found, 1, (512, 512), (512, 512))
     assert reading.driver_at_mark is True and reading.at_mark == 1
     assert reading.distance_px == 0.0 and reading.distance_mm is None
@@ -185,7 +173,7 @@ def test_a_driver_away_from_the_mark_is_said_to_be_elsewhere_with_the_distance(
     found: list[Candidate],
 ) -> None:
     other = next(n for n, c in enumerate(found[1:], start=2) if c.share >= 0.002)
-    x, y = _inside(found[other - 1])
+    x, y = inside(found[other - 1])
     reading = read_mark(lesion(x, y, 6.0), found, 1, (512, 512), (512, 512), (0.7, 0.7))
     outline = np.array(found[0].outline)
     expected = float(np.hypot(outline[:, 0] - y, outline[:, 1] - x).min())
@@ -209,7 +197,7 @@ def test_a_mark_on_a_larger_slice_is_moved_and_measured_in_the_slices_pixels(
     found: list[Candidate],
 ) -> None:
     """The explained image may be decoded smaller than the slice the reviewer marked."""
-    x, y = _inside(found[0])
+    x, y = inside(found[0])
     far = read_mark(lesion(2 * x + 80, 2 * y, 4.0), found, 1, (512, 512), (1024, 1024))
     assert far.point is not None and far.point.x == pytest.approx(x + 40)
     assert far.point.radius == pytest.approx(2.0)
@@ -255,7 +243,7 @@ def _marked_slice(settings, kind: str, x=None, y=None, radius=None) -> dict:
 def test_the_explanation_shows_the_reviewers_saved_mark_beside_the_candidates(
     model: LoadedModel, found: list[Candidate], settings
 ) -> None:
-    x, y = _inside(found[0])
+    x, y = inside(found[0])
     mark = _marked_slice(settings, "lesion", x, y, 20.0)
     why = explain_features_file(model, SLICE, "malignant", mark=mark)
     plain = explain_features_file(model, SLICE, "malignant")
