@@ -2,11 +2,14 @@
 
 Creates a throwaway database on the configured PostgreSQL (embedded by default), migrates
 it, and fills it in SQL: scenario A has 100,000 predictions in 5,000 studies of 20 slices
-(a fifth rescored by a second model version, a third reviewed, some corrected); scenario B
+(a fifth rescored by a second model version, a third reviewed, some corrected; a seventh
+unlike the training scans, calls changing under another export on 0 to 12 of 12 checked
+slices, for the "teach the model" order); scenario B
 puts each of 100,000 predictions in a study of its own (the worst case for the worklist).
 Each query of `lung_model.review.worklist` (which reads the trigger-maintained
 `worklist_entries`) runs 5 times (median and worst); the baseline in the same run computes
-the same page from `study_results` and `reviews` on every request.
+the same page from `study_results` and `reviews` on every request, and the teach order's
+priority computed on every request (as before it was stored with the worklist row).
 
     .venv/bin/python bench/bench_worklist.py [--predictions 100000]
 """
@@ -49,16 +52,21 @@ SELECT md5(i::text) || md5((-i)::text), 'lung-ct-classifier', '1', 'data-v1',
 FROM (SELECT i, random() AS r FROM generate_series(1, :predictions) i) g;
 INSERT INTO study_results (batch_id, model_name, model_version, data_version, n_slices,
     max_p_malignant, mean_p_malignant, n_malignant_slices, predicted_class, needs_review,
-    created_at)
+    created_at, acquisition_outside, sensitivity_share)
 SELECT i.batch_id, 'lung-ct-classifier', '1', 'data-v1', count(*), max(p.p_malignant),
        avg(p.p_malignant), count(*) FILTER (WHERE p.p_malignant > 0.5),
        CASE WHEN max(p.p_malignant) > 0.5 THEN 'malignant' ELSE 'normal' END,
-       max(p.p_malignant) BETWEEN 0.4 AND 0.6, now() - interval '2 days'
+       max(p.p_malignant) BETWEEN 0.4 AND 0.6, now() - interval '2 days',
+       CASE WHEN i.batch_id % 7 = 0 THEN '[{"measurement": "noise", "side": "below"}]'::jsonb
+            ELSE '[]'::jsonb END,
+       (i.batch_id % 13) / 12.0
 FROM images i JOIN predictions p ON p.image_sha256 = i.sha256 GROUP BY i.batch_id;
 INSERT INTO study_results (batch_id, model_name, model_version, data_version, n_slices,
-    max_p_malignant, mean_p_malignant, n_malignant_slices, predicted_class, needs_review)
+    max_p_malignant, mean_p_malignant, n_malignant_slices, predicted_class, needs_review,
+    acquisition_outside, sensitivity_share)
 SELECT batch_id, model_name, '2', 'data-v2', n_slices, max_p_malignant * 0.9,
-       mean_p_malignant, n_malignant_slices, predicted_class, needs_review
+       mean_p_malignant, n_malignant_slices, predicted_class, needs_review,
+       acquisition_outside, sensitivity_share
 FROM study_results WHERE batch_id % 5 = 0;
 INSERT INTO reviews (batch_id, reviewer, decision, corrected_label, model_name, model_version)
 SELECT batch_id, 'bench', CASE WHEN batch_id % 9 = 0 THEN 'correct' ELSE 'confirm' END,
@@ -77,6 +85,14 @@ WHERE NOT EXISTS (SELECT 1 FROM study_results n WHERE n.batch_id = r.batch_id
                   AND (n.created_at, n.id) > (r.created_at, r.id)) AND {where}
 """
 BASELINE_QUERIES = {"all, page 1": "true", "unreviewed, page 1": "v.decision IS NULL"}
+# The teach order with its priority computed on every request from the latest results.
+TEACH_ON_THE_FLY = """
+SELECT w.batch_id FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
+WHERE {where}
+ORDER BY teach_priority(r.acquisition_outside, r.needs_review, r.sensitivity_share,
+                        r.max_p_malignant) DESC, w.max_p_malignant DESC, w.batch_id LIMIT 50
+"""
+TEACH_BASELINE = {"teach, all, page 1": "true", "teach, unreviewed, page 1": "w.review_id IS NULL"}
 
 
 def scratch_database(url: str) -> tuple[str, Callable[[], None]]:
@@ -115,6 +131,9 @@ QUERIES: dict[str, WorklistFilter] = {
     "last 7 days": WorklistFilter(since=date.today() - timedelta(days=7)),
     "study name prefix": WorklistFilter(study="study-0004"),
     "all, page 80": WorklistFilter(page=80),
+    "teach, all, page 1": WorklistFilter(order="teach"),
+    "teach, unreviewed, page 1": WorklistFilter(status="unreviewed", order="teach"),
+    "teach, all, page 80": WorklistFilter(page=80, order="teach"),
 }
 
 
@@ -154,6 +173,16 @@ def run(predictions: int, per_study: int, label: str, rows: list[list[str]]) -> 
                     return int(connection.execute(count).scalar_one())
 
             row("baseline: on the fly", name, baseline(), *timed(baseline, runs=3))
+        for name, where in TEACH_BASELINE.items():
+            teach = text(TEACH_ON_THE_FLY.format(where=where))
+            count = text(f"SELECT count(*) FROM worklist_entries w WHERE {where}")  # noqa: S608
+
+            def on_the_fly(teach=teach, count=count) -> int:
+                with engine.connect() as connection:
+                    connection.execute(teach).all()
+                    return int(connection.execute(count).scalar_one())
+
+            row("baseline: priority on the fly", name, on_the_fly(), *timed(on_the_fly, runs=3))
         engine.dispose()
     finally:
         drop()
