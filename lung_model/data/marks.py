@@ -10,17 +10,20 @@ it normal, is measured beside it in `bench/bench_marks.py`; docs/MODEL.md has th
 why it is not the default.) Test slices are never changed: every model is evaluated on the
 same patient labels, so a model trained with marks is compared with one trained without on
 equal terms. Slices without marks, and studies without any, keep their patient's label.
+`points` carries the fit slices' lesion marks, for the feature family's candidate choice
+(`FeatureModelConfig.mark_candidates`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from lung_model.data import lesion_marks
 from lung_model.data.lesion_marks import Annotation
 from lung_model.data.split import Split
+from lung_model.imaging.features import LesionPoint
 
 Treatment = Literal["exclude", "normal"]
 NO_LESION: Treatment = "exclude"
@@ -35,6 +38,8 @@ class MarkedSplit:
     lesion_slices: int
     no_lesion_slices: int  # of benign or malignant studies: left out or relabelled
     treatment: Treatment
+    # the train and validation slices marked 'lesion', where (in the slice's own pixels)
+    points: dict[str, LesionPoint] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
         """What the training run logs (MLflow metrics: counts)."""
@@ -72,6 +77,11 @@ def apply_marks(
         lesion_slices=sum(mark.kind == "lesion" for mark in fit.values()),
         no_lesion_slices=len(lesion_free),
         treatment=treatment,
+        points={
+            path: LesionPoint(mark.x, mark.y, mark.radius)
+            for path, mark in fit.items()
+            if mark.kind == "lesion" and mark.x is not None and mark.y is not None
+        },
     )
 
 

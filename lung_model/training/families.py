@@ -18,6 +18,7 @@ import numpy as np
 
 from lung_model.data.split import Split
 from lung_model.imaging.acquisition import HarmoniseConfig, harmonise
+from lung_model.imaging.features import LesionPoint
 from lung_model.imaging.images import read_gray
 from lung_model.imaging.preprocess import prepare
 from lung_model.settings import CLASSES
@@ -99,30 +100,47 @@ def _seen(common: HarmoniseConfig | None) -> Callable[[np.ndarray], np.ndarray] 
 
 
 def load_feature_part(
-    split: Split, part: str, data_dir: Path, config: FeatureModelConfig, progress: bool = False
+    split: Split,
+    part: str,
+    data_dir: Path,
+    config: FeatureModelConfig,
+    progress: bool = False,
+    points: dict[str, LesionPoint] | None = None,
 ) -> Part:
-    """The features of one part's slices, decoded at full resolution as serving decodes them."""
+    """The features of one part's slices, decoded at full resolution as serving decodes them;
+    those with a lesion `points` entry measured at the mark (training only)."""
     from tqdm import tqdm
 
     paths = split.paths(part)
     grays = (read_gray(data_dir / p).gray for p in tqdm(paths, desc=part, disable=not progress))
-    x = features_of(grays, config.features)
+    marked = None if points is None else [points.get(p) for p in paths]
+    x = features_of(grays, config.features, marked)
     y = np.array([CLASSES.index(split.label[p]) for p in paths], dtype=np.int64)
     return Part(x, y, np.array([split.group[p] for p in paths]), paths)
 
 
 def _features(
-    config: FeatureModelConfig, split: Split, data_dir: Path, progress: bool
+    config: FeatureModelConfig,
+    split: Split,
+    data_dir: Path,
+    progress: bool,
+    points: dict[str, LesionPoint] | None = None,
 ) -> FamilyFit:
     from lung_model.training.served import log_feature_model
 
-    parts = {p: load_feature_part(split, p, data_dir, config, progress) for p in PARTS}
+    marks = points if config.mark_candidates and points else None  # never on test slices
+    parts = {
+        p: load_feature_part(split, p, data_dir, config, progress, None if p == "test" else marks)
+        for p in PARTS
+    }
     augmented = None
     if config.augment:
         both = [*parts["train"].paths, *parts["val"].paths]
         labels = np.concatenate([parts["train"].y, parts["val"].y])
         groups = np.concatenate([parts["train"].groups, parts["val"].groups])
-        x = augmented_features((read_gray(data_dir / p).gray for p in both), config)
+        grays = (read_gray(data_dir / p).gray for p in both)
+        marked = None if marks is None else [marks.get(p) for p in both]
+        x = augmented_features(grays, config, marked)
         augmented = Part(x, np.repeat(labels, config.augment), np.repeat(groups, config.augment))
     model = fit_feature_model(config, parts["train"], parts["val"], augmented)
     example = data_dir / parts["test"].paths[0]
@@ -139,7 +157,15 @@ def _features(
     )
 
 
-def fit_family(config: ModelConfig, split: Split, data_dir: Path, progress: bool) -> FamilyFit:
+def fit_family(
+    config: ModelConfig,
+    split: Split,
+    data_dir: Path,
+    progress: bool,
+    points: dict[str, LesionPoint] | None = None,
+) -> FamilyFit:
+    """`points`: reviewers' lesion marks of training slices, which the feature family
+    measures its lesion candidate at when `FeatureModelConfig.mark_candidates`."""
     if isinstance(config, FeatureModelConfig):
-        return _features(config, split, data_dir, progress)
+        return _features(config, split, data_dir, progress, points)
     return _cnn(config, split, data_dir, progress)

@@ -17,12 +17,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from lung_model.imaging.acquisition import CONTRAST_RANGE, HarmoniseConfig
-from lung_model.imaging.features import FeatureConfig, feature_names, slice_features
+from lung_model.imaging.features import (
+    FeatureConfig,
+    LesionPoint,
+    feature_names,
+    slice_features,
+)
 from lung_model.settings import CLASSES
 from lung_model.training.calibration import (
     apply_temperature,
@@ -70,6 +76,11 @@ class FeatureModelConfig:
     # narrower window saturates)
     augment_contrast: tuple[float, float] = CONTRAST_RANGE
     bootstrap_rounds: int = 1000
+    # training only: on a slice a reviewer marked 'lesion', nod_largest and nod_top3 measure
+    # the candidate at the mark, not the largest (`slice_features`' point); serving has no
+    # marks. Off: with simulated marks the grouped CV bench found no gain (docs/MODEL.md,
+    # run 6, features-marks-exclude-candidates)
+    mark_candidates: bool = False
 
     @classmethod
     def tiny(cls) -> FeatureModelConfig:
@@ -138,19 +149,46 @@ class SliceFeatureModel:
         return np.asarray(values[index * width : (index + 1) * width], dtype=np.float64)
 
 
-def features_of(grays: Iterable[np.ndarray], config: FeatureConfig) -> np.ndarray:
-    """(N, features) float32 for decoded slices (consumed one at a time)."""
+def features_of(
+    grays: Iterable[np.ndarray],
+    config: FeatureConfig,
+    points: Iterable[LesionPoint | None] | None = None,
+) -> np.ndarray:
+    """(N, features) float32 for decoded slices (consumed one at a time); `points`: each
+    slice's reviewer lesion mark or None (training only, `slice_features`)."""
     width = len(feature_names(config))
-    rows = [slice_features(g, config) for g in grays]
+    marks = repeat(None) if points is None else points
+    rows = [slice_features(g, config, p) for g, p in zip(grays, marks, strict=False)]
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), np.float32)
 
 
-def augmented_features(grays: Iterable[np.ndarray], config: FeatureModelConfig) -> np.ndarray:
+def augmented_features(
+    grays: Iterable[np.ndarray],
+    config: FeatureModelConfig,
+    points: Iterable[LesionPoint | None] | None = None,
+) -> np.ndarray:
     """(N * config.augment, features): each slice's features under `config.augment` random
-    other acquisitions (`lung_model.training.reacquire`), slice-major."""
+    other acquisitions (`lung_model.training.reacquire`), slice-major; `points` as in
+    `features_of` (moved with a copy's smaller matrix)."""
     width = len(feature_names(config.features))
-    prepare = partial(slice_features, config=config.features)
-    return reacquired_inputs(grays, config.augment, prepare, (width,), config.augment_contrast)
+    if points is None:
+        prepare = partial(slice_features, config=config.features)
+        return reacquired_inputs(grays, config.augment, prepare, (width,), config.augment_contrast)
+    blocks = [
+        reacquired_inputs(
+            [g], config.augment, partial(_at_mark, config=config.features, point=p, shape=g.shape),
+            (width,), config.augment_contrast,
+        )
+        for g, p in zip(grays, points, strict=False)
+    ]  # fmt: skip
+    return np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)
+
+
+def _at_mark(
+    copy: np.ndarray, config: FeatureConfig, point: LesionPoint | None, shape: tuple[int, ...]
+) -> np.ndarray:
+    """A re-acquired copy's features with the original slice's mark moved onto the copy."""
+    return slice_features(copy, config, point and point.scaled(shape, copy.shape))
 
 
 def _booster(config: FeatureModelConfig) -> Any:

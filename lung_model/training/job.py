@@ -207,7 +207,7 @@ def train_and_log(
         mlflow.log_dict(audit_report, "reports/audit.json")
         mlflow.log_text(split.to_json(), SPLIT_ARTIFACT)
         mlflow.log_dict(report(split), "reports/split_report.json")
-        fitted = fit_family(config, split, data_dir, progress)
+        fitted = fit_family(config, split, data_dir, progress, marks.points)
         for step, values in enumerate(zip(*fitted.history.values(), strict=True)):
             names = [f"epoch_{name}" for name in fitted.history]  # apart from the final metrics
             mlflow.log_metrics(dict(zip(names, values, strict=True)), step=step + 1)

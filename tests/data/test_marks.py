@@ -12,6 +12,7 @@ from lung_model.data import lesion_marks
 from lung_model.data.lesion_marks import Annotation
 from lung_model.data.marks import apply_marks, marked_split
 from lung_model.data.split import Split, check
+from lung_model.imaging.features import LesionPoint
 
 M = "Malignant cases/reviewed/7-CT"
 N = "Normal cases/reviewed/8-CT"
@@ -63,6 +64,8 @@ def test_no_lesion_slices_are_left_out_of_training_and_test_is_untouched() -> No
         "marked_no_lesion_slices": 1,
     }
     assert len(split.part) == 5  # the split given is not changed
+    # where the fit slices' lesions are, for the feature family's candidate choice
+    assert marked.points == {f"{M}/a.jpg": LesionPoint(10.0, 20.0, None)}
 
 
 def test_or_labelled_normal() -> None:
@@ -77,7 +80,7 @@ def test_a_dataset_without_annotations_trains_as_before(tmp_path: Path) -> None:
     split = _split()
     marked = marked_split(split, tmp_path)
     assert marked.split == split and marked.marked_slices == 0
-    lesion_marks.rewrite(tmp_path, "/nothing/", MARKS[:2])
+    lesion_marks.rewrite(tmp_path, [], MARKS[:2])
     assert marked_split(split, tmp_path).marked_slices == 2
 
 
