@@ -10,7 +10,9 @@ In one run on this machine, with the same model and batch size:
       processes (the feature model, `lung_model.scoring.decode_pool`) is also run with the
       first size decoding in threads, the way it did before; CPU time counts the workers,
   (c) the seed project's loop: open one image, predict one, INSERT and commit one row.
-With --guard, the first size also runs with the acquisition guard off, on, off, on
+With --guard, the first size also runs with the acquisition guard off, measuring only
+(LUNG_GUARD_PERTURBATIONS=''), and on (measuring and scoring the measured slices again under
+LUNG_GUARD_PERTURBATIONS, `lung_model.scoring.sensitivity`), twice in turn
 (`lung_model.scoring.guard`; a model without an acquisition range is given one measured on
 200 real slices), so its cost is measured in the same run, alternated against load changes.
 Slices are the real ones of data/raw; to have 10,000 distinct files, each copy gets a
@@ -134,10 +136,12 @@ def child(args: argparse.Namespace) -> None:
         mlflow_tracking_uri=args.tracking,
         score_processes_min_files=0 if args.threads else Settings().score_processes_min_files,
     )
+    if args.guarded == "measure":  # the guard without the acquisition sensitivity
+        settings.guard_perturbations = ""
     prepare_scoring_process(settings)  # as the CLI and the DAG do: decoding and TF share CPUs
     model, described = load_bench_model(settings, args.crop, args.model)
     if args.guarded:
-        set_guard(model, args.guarded == "on")
+        set_guard(model, args.guarded != "off")
     engine = get_engine(settings)
     before = bare(model, args.batch, 8 * args.batch)  # also the warm-up
     baseline = vm_kib("VmRSS")
@@ -256,9 +260,11 @@ def main() -> None:
     parser.add_argument("--crop", choices=["lungs", "body", "none"], help="default: the model's")
     parser.add_argument("--model", help="model URI (default: the champion, else untrained CNN)")
     parser.add_argument(
-        "--guard", action="store_true", help="also the first size with the guard off and on, twice"
+        "--guard",
+        action="store_true",
+        help="also the first size with the guard off, measuring only, and on, twice",
     )
-    parser.add_argument("--guarded", choices=["on", "off"], help=argparse.SUPPRESS)
+    parser.add_argument("--guarded", choices=["on", "measure", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tracking", help=argparse.SUPPRESS)
@@ -287,7 +293,8 @@ def main() -> None:
         if getattr(model, "process_prepare", None) is not None:
             jobs.insert(0, (args.sizes[0], True, ""))
         if args.guard:  # off and on alternated, so that a change of the machine's load shows
-            jobs[1:1] = [(args.sizes[0], False, g) for g in ("off", "on", "off", "on")]
+            twice = ("off", "measure", "on") * 2
+            jobs[1:1] = [(args.sizes[0], False, g) for g in twice]
         del model
         for size, threads, guarded in jobs:
             home = work / f"home-{size}"

@@ -133,6 +133,9 @@ def test_back_up_wipe_restore_elsewhere_and_nothing_is_lost(
     before = state(settings)
     assert before["champion"] == "1" and len(before["promotion_events"]) == 3
     assert len(before["review_marks"]) == 3
+    # the guard's checks ride along: acquisition sensitivity and the teach priority (sql/0008)
+    assert all(row["acquisition_sensitivity"] for row in before["worklist"])
+    assert all(row["teach_priority"] > 0 for row in before["worklist"])
 
     made = backup(settings, tmp_path / "backups", keep=2, data_pointer=pointer)
 
