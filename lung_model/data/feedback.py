@@ -63,15 +63,6 @@ SCORED_IMAGES = text("""
     SELECT id, path, sha256 FROM images
     WHERE batch_id = :batch_id AND status = 'scored' ORDER BY path""")
 
-# The counting mark of each slice as of the study's newest mark then (withdrawn ones dropped
-# by the caller): what the Study page shows.
-MARKS = text("""
-    SELECT DISTINCT ON (m.image_id) m.id, m.image_id, m.reviewer, m.kind, m.x, m.y, m.radius,
-           m.created_at
-    FROM review_marks m JOIN images i ON i.id = m.image_id
-    WHERE i.batch_id = :batch_id AND m.id <= :last_mark_id
-    ORDER BY m.image_id, m.created_at DESC, m.id DESC""")
-
 README_SECTION = "## Reviewed studies and lesion marks (written by the feedback export)"
 README_TEXT = f"""
 {README_SECTION}
@@ -184,12 +175,10 @@ def study_annotations(
     exported: dict[int, str],
 ) -> list[Annotation]:
     """The counting marks of the study's exported slices (image id -> file name in `folder`),
-    as of its newest mark, as annotation rows."""
+    as of its newest mark (what the Study page showed then), as annotation rows."""
     if review["last_mark_id"] is None:
         return []
-    rows = connection.execute(
-        MARKS, {"batch_id": review["batch_id"], "last_mark_id": review["last_mark_id"]}
-    ).mappings()
+    rows = lesion_marks.counting_marks(connection, review["batch_id"], review["last_mark_id"])
     return [
         Annotation(
             path=f"{folder}/{exported[row['image_id']]}",
@@ -203,7 +192,7 @@ def study_annotations(
             mark_id=int(row["id"]),
         )
         for row in rows
-        if row["kind"] != "withdrawn" and row["image_id"] in exported
+        if row["image_id"] in exported
     ]
 
 

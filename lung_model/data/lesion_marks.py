@@ -1,7 +1,8 @@
 """ANNOTATIONS.csv: clinicians' lesion marks, beside the images of the labelled dataset.
 
-One row per counting mark of a reviewed slice (the newest mark of that slice, see
-`lung_model.review.marks`), written by the feedback export next to MANIFEST.csv:
+One row per counting mark of a reviewed slice (`counting_marks`: the newest mark of that
+slice, unless it is a withdrawal; marks are made in `lung_model.review.marks`), written by the
+feedback export next to MANIFEST.csv:
 
     path        the slice, relative to the dataset folder (as in MANIFEST.csv)
     label       the class of the study the slice belongs to (its folder's class)
@@ -22,12 +23,36 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, text
 
 from lung_model.settings import CLASSES
 
 FILE = "ANNOTATIONS.csv"
 FIELDS = ("path", "label", "kind", "x", "y", "radius", "reviewer", "marked_at", "mark_id")
 KINDS = ("lesion", "no_lesion")
+
+# The newest mark of each marked slice, of one batch (all when :batch_id is NULL), among the
+# marks up to id :up_to (all when NULL): marks are append-only, the newest counts.
+COUNTING_SQL = """
+SELECT DISTINCT ON (m.image_id) m.id, m.image_id, i.batch_id, i.path, m.reviewer, m.kind,
+       m.x, m.y, m.radius, m.model_name, m.model_version, m.created_at
+FROM review_marks m JOIN images i ON i.id = m.image_id
+WHERE (CAST(:batch_id AS bigint) IS NULL OR i.batch_id = :batch_id)
+  AND (CAST(:up_to AS bigint) IS NULL OR m.id <= :up_to)
+ORDER BY m.image_id, m.created_at DESC, m.id DESC
+"""
+_COUNTING = text(COUNTING_SQL)
+
+
+def counting_marks(
+    connection: Connection, batch_id: int, up_to: int | None = None
+) -> list[dict[str, Any]]:
+    """The mark that counts for each marked slice of a batch (as of mark id `up_to`, when
+    given): its newest; a slice whose newest mark is a withdrawal has none."""
+    rows = connection.execute(_COUNTING, {"batch_id": batch_id, "up_to": up_to}).mappings()
+    return [dict(row) for row in rows if row["kind"] != "withdrawn"]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from sqlalchemy import Engine, text
 
+from lung_model.data.lesion_marks import COUNTING_SQL, counting_marks
 from lung_model.imaging.features import MARK_REACH
 from lung_model.imaging.images import read_gray
 
@@ -31,13 +32,6 @@ VALUES (:image_id, :reviewer, :kind, :x, :y, :radius, :model_name, :model_versio
 RETURNING id
 """)
 _SIZE = text("SELECT width, height FROM images WHERE id = :image_id")
-_CURRENT = text("""
-SELECT DISTINCT ON (m.image_id) m.id, m.image_id, i.path, m.reviewer, m.kind, m.x, m.y,
-       m.radius, m.model_name, m.model_version, m.created_at
-FROM review_marks m JOIN images i ON i.id = m.image_id
-WHERE i.batch_id = :batch_id
-ORDER BY m.image_id, m.created_at DESC, m.id DESC
-""")
 
 
 def add_mark(
@@ -83,11 +77,10 @@ def add_mark(
 
 
 def current_marks(engine: Engine, batch_id: int) -> dict[int, dict[str, Any]]:
-    """The mark that counts for each marked slice of the study (image id -> its newest row);
-    slices whose newest mark was withdrawn are left out."""
+    """The mark that counts for each marked slice of the study (image id -> its newest row,
+    `lesion_marks.counting_marks`); slices whose newest mark was withdrawn are left out."""
     with engine.connect() as connection:
-        rows = connection.execute(_CURRENT, {"batch_id": batch_id}).mappings().all()
-    return {row["image_id"]: dict(row) for row in rows if row["kind"] != "withdrawn"}
+        return {row["image_id"]: row for row in counting_marks(connection, batch_id)}
 
 
 def click_to_mark(
@@ -137,25 +130,20 @@ def draw_mark(
     draw.line((x, y - arm, x, y + arm), fill=colour, width=width)
 
 
-_FOR_TRAINING = text("""
-WITH counting AS (
-    SELECT DISTINCT ON (m.image_id) m.image_id, m.kind, i.batch_id
-    FROM review_marks m JOIN images i ON i.id = m.image_id
-    ORDER BY m.image_id, m.created_at DESC, m.id DESC
+_FOR_TRAINING = text(f"""
+WITH counting AS ({COUNTING_SQL}), usable AS (
+    SELECT c.batch_id FROM counting c WHERE c.kind <> 'withdrawn' AND EXISTS (
+        SELECT 1 FROM reviews v WHERE v.batch_id = c.batch_id AND v.image_id IS NULL)
 ), exported AS (
     SELECT DISTINCT ON (batch_id) batch_id, n_marks
     FROM feedback_mark_exports ORDER BY batch_id, last_mark_id DESC
 )
 SELECT
-    (SELECT count(*) FROM counting c WHERE c.kind <> 'withdrawn' AND EXISTS (
-        SELECT 1 FROM reviews v WHERE v.batch_id = c.batch_id AND v.image_id IS NULL))
-        AS slices,
-    (SELECT count(DISTINCT c.batch_id) FROM counting c WHERE c.kind <> 'withdrawn' AND EXISTS (
-        SELECT 1 FROM reviews v WHERE v.batch_id = c.batch_id AND v.image_id IS NULL))
-        AS studies,
+    (SELECT count(*) FROM usable) AS slices,
+    (SELECT count(DISTINCT batch_id) FROM usable) AS studies,
     (SELECT coalesce(sum(n_marks), 0) FROM exported) AS exported_slices,
     (SELECT count(*) FROM exported WHERE n_marks > 0) AS exported_studies
-""")
+""")  # noqa: S608 - fixed SQL, bound values
 
 
 def marks_for_training(engine: Engine) -> dict[str, int]:
@@ -163,5 +151,5 @@ def marks_for_training(engine: Engine) -> dict[str, int]:
     studies (`slices`, `studies`), and of those what lung_feedback has already exported into
     the data (`exported_slices`, `exported_studies`)."""
     with engine.connect() as connection:
-        row = connection.execute(_FOR_TRAINING).mappings().one()
+        row = connection.execute(_FOR_TRAINING, {"batch_id": None, "up_to": None}).mappings().one()
     return {key: int(value) for key, value in row.items()}
