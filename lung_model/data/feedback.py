@@ -216,6 +216,8 @@ def export_reviews(settings: Settings, repo: Path = PROJECT_ROOT) -> dict[str, A
         pending = [dict(row._mapping) for row in connection.execute(PENDING)]
     done: list[tuple[dict[str, Any], int, int]] = []
     skipped: list[str] = []
+    marked_folders: list[str] = []  # the exported studies: their ANNOTATIONS.csv rows replaced
+    annotations: list[Annotation] = []
     names = stored_names(settings)
     for review in pending:
         key = study_key(review["batch_id"], review["study"])
@@ -237,8 +239,8 @@ def export_reviews(settings: Settings, repo: Path = PROJECT_ROOT) -> dict[str, A
         with engine.connect() as connection:
             exported = {i: name for i, (name, _) in found.items()}
             marks = study_annotations(settings, connection, review, folder, exported)
-        if marks or (data_dir / lesion_marks.FILE).exists():
-            lesion_marks.rewrite(data_dir, f"/{REVIEWED}/{key}/", marks)
+        marked_folders.append(f"/{REVIEWED}/{key}/")
+        annotations += marks
         done.append((review, n_images, len(marks)))
     if not done:
         return {
@@ -248,6 +250,8 @@ def export_reviews(settings: Settings, repo: Path = PROJECT_ROOT) -> dict[str, A
             "data_version": dvc.data_version(dvc_file),
             "skipped": skipped,
         }
+    if annotations or (data_dir / lesion_marks.FILE).exists():
+        lesion_marks.rewrite(data_dir, marked_folders, annotations)  # once for the run
     document(data_dir)
     dvc.dvc("add", "--quiet", "data/raw", repo=repo)
     dvc.dvc("push", "--quiet", "data/raw.dvc", repo=repo)

@@ -120,10 +120,10 @@ def read(data_dir: Path) -> tuple[list[Annotation], list[str]]:
     return marks, problems
 
 
-def rewrite(data_dir: Path, drop: str, rows: list[Annotation]) -> None:
-    """Replace the rows whose path contains `drop` (one study's folder) by `rows`."""
+def rewrite(data_dir: Path, drops: list[str], rows: list[Annotation]) -> None:
+    """Replace the rows whose path contains one of `drops` (studies' folders) by `rows`."""
     kept, _ = read(data_dir)
-    kept = [mark for mark in kept if drop not in f"/{mark.path}"]
+    kept = [mark for mark in kept if not any(drop in f"/{mark.path}" for drop in drops)]
     with (data_dir / FILE).open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()

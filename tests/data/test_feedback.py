@@ -248,3 +248,33 @@ def test_marks_are_exported_beside_the_images_once_and_again_when_they_change(
     broken = data / lesion_marks.FILE  # the audit refuses a mark of an image that is not there
     broken.write_text(broken.read_text().replace(f"{batch}-CT-0077", "nowhere", 1))
     assert any("no such image" in e for e in audit(inspect(data))["errors"])
+
+
+def test_one_export_writes_the_marks_of_every_study_it_exports_and_keeps_the_others(
+    fresh: Settings, repo: Path
+) -> None:
+    """ANNOTATIONS.csv is written once per export run, with the marks of each study exported;
+    a later run that exports one study again keeps the other's rows as they were."""
+    first, second = scored_study(fresh, "CT-A"), scored_study(fresh, "CT-B")
+    mark(fresh, first, 0, "lesion", 20, 30)
+    mark(fresh, second, 1, "no_lesion")
+    review(fresh, first, "confirm", None)  # the model said benign
+    review(fresh, second, "correct", "malignant")
+
+    both = feedback.export_reviews(fresh, repo)
+
+    assert (both["exported"], both["marks"]) == (2, 2)
+    rows = annotation_rows(repo)
+    assert [(r["path"].split("/")[2], r["kind"]) for r in rows] == [
+        (f"{first}-CT-A", "lesion"),
+        (f"{second}-CT-B", "no_lesion"),
+    ]
+    mark(fresh, second, 2, "lesion", 40, 50)
+    again = feedback.export_reviews(fresh, repo)
+    assert (again["exported"], again["marks"]) == (1, 2)
+    after = annotation_rows(repo)
+    assert after[0] == rows[0]  # the first study's row, untouched
+    assert [(r["path"].split("/")[2], r["kind"]) for r in after[1:]] == [
+        (f"{second}-CT-B", "no_lesion"),
+        (f"{second}-CT-B", "lesion"),
+    ]
