@@ -6,13 +6,13 @@ import shutil
 import uuid
 from pathlib import Path
 
+from live_dashboard import APP
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from lung_model.platform import db
 from lung_model.settings import PROJECT_ROOT, Settings
 
-APP = PROJECT_ROOT / "dashboards" / "app.py"
 USER, PASSWORD = "alice", "correct horse battery"
 MODEL = "lung-ct-classifier"
 RAW = PROJECT_ROOT / "data" / "raw"
