@@ -58,6 +58,8 @@ class FamilyFit:
     seen: Callable[[np.ndarray], np.ndarray] | None = None
     history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch curves
     best_epoch: int = 0
+    # the parts' inputs are `prepare` of full-resolution slices (the CNN's decode down)
+    prepared_at_full_resolution: bool = False
 
 
 def _cnn(config: TrainConfig, split: Split, data_dir: Path, progress: bool) -> FamilyFit:
@@ -154,6 +156,7 @@ def _features(
         lambda extra: log_feature_model(model, example, {**metadata, **extra}),
         model.prepare,
         _seen(config.features.harmonise),
+        prepared_at_full_resolution=True,
     )
 
 

@@ -191,16 +191,19 @@ def check(
     rule: StudyRule,
     seen: Callable[[np.ndarray], np.ndarray],
     reference: tuple[np.ndarray, np.ndarray] | None = None,
+    base: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The whole check on evaluated slices (decoded at full resolution): `perturbation_scores`
     and their `summary`, the model's malignant ROC-AUC, the nuisance-only baseline's on the
     acquisition measurements of the slices as the model sees them (`seen`: harmonised, or
     as decoded), trained on `reference` ((measurement table, labels) of the training
-    slices; NaN without), and `noise_matched_auc`."""
+    slices; NaN without), and `noise_matched_auc`. `base`: the model's probabilities of the
+    unchanged slices when the caller has them (else predicted from `prepare`d `grays`)."""
     from lung_model.imaging.acquisition import measure
     from lung_model.training.metrics import point_metrics
 
-    base = predict(np.stack([prepare(g) for g in grays]))
+    if base is None:
+        base = predict(np.stack([prepare(g) for g in grays]))
     per = perturbation_scores(grays, labels, groups, prepare, predict, threshold, rule, base)
     nuisance = float("nan")
     if reference is not None:

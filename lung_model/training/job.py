@@ -145,10 +145,12 @@ def _log_invariance(
     data_dir: Path,
     fitted: FamilyFit,
     reference: tuple[np.ndarray, np.ndarray],
+    base: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The acquisition-invariance check on the test split (`lung_model.training.invariance`):
     metrics test_invariance_*, test_nuisance_auc_malignant, test_noise_matched_*, the report
-    and a plot."""
+    and a plot. `base`: the test slices' probabilities, when they are what the check would
+    compute (not prepared again)."""
     import matplotlib.pyplot as plt
     import mlflow
 
@@ -159,7 +161,7 @@ def _log_invariance(
     seen = fitted.seen or (lambda gray: gray)
     result = invariance.check(
         grays, labels, groups, fitted.prepare, fitted.predict, fitted.malignant_threshold,
-        fitted.study_rule, seen, reference,
+        fitted.study_rule, seen, reference, base,
     )  # fmt: skip
     mlflow.log_metrics(invariance.flatten(result, "test"))
     mlflow.log_dict(result, "reports/test_invariance.json")
@@ -223,7 +225,8 @@ def train_and_log(
         )
         _log_plots(parts["test"], probabilities["test"], test, fitted.history)
         ranges, *reference = training_acquisition(split, data_dir, fitted.seen)
-        _log_invariance(split, data_dir, fitted, (reference[0], reference[1]))
+        base = probabilities["test"] if fitted.prepared_at_full_resolution else None
+        _log_invariance(split, data_dir, fitted, (reference[0], reference[1]), base)
         model_uri = fitted.log_model(
             {
                 "data_version": split.data_version,

@@ -58,6 +58,22 @@ def test_a_model_reading_the_export_is_caught(slices) -> None:
     assert flat["test_invariance_worst_normal_as_malignant"] == 1.0
 
 
+def test_the_unchanged_slices_probabilities_given_are_used_as_computed(slices) -> None:
+    """The training job passes the test split's probabilities it has: the same result as
+    preparing the slices again, and the given ones are the ones compared against."""
+    grays, labels, groups = slices
+
+    def prepare(gray: np.ndarray) -> np.ndarray:
+        return np.array([noise_level(gray)])
+
+    args = (grays, labels, groups, prepare, by_noise, 0.5, StudyRule(), lambda g: g)
+    base = by_noise(np.stack([prepare(g) for g in grays]))
+    given, computed = invariance.check(*args, base=base), invariance.check(*args)
+    assert invariance.flatten(given, "t") == invariance.flatten(computed, "t")  # NaN left out
+    flipped = invariance.check(*args, base=base[:, ::-1])
+    assert flipped["auc_malignant"] == 0.0  # computed from `base`, not prepared again
+
+
 def test_a_model_reading_the_content_is_not(slices) -> None:
     grays, labels, groups = slices
     calls = []
