@@ -25,7 +25,11 @@ from typing import Any
 from sqlalchemy import text
 
 from lung_model.platform import db
-from lung_model.review.operations import predicted_mix, unlike_training_counts
+from lung_model.review.operations import (
+    predicted_mix,
+    sensitive_studies,
+    unlike_training_counts,
+)
 from lung_model.settings import CLASSES, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +114,8 @@ def run_checks(start: datetime, end: datetime, settings: Settings | None = None)
         "training_mix": reference,
         "psi": drift,
         "unlike_training": acquisition,
+        # watched, not alerted on: what share is normal is not known yet (issue 22)
+        "sensitive_to_export": sensitive_studies(engine, start, end),
         "review_backlog": backlog,
         "failed_batches": failed,
         "quarantined_files": quarantined,

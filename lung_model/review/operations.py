@@ -105,12 +105,21 @@ WHERE jsonb_array_length(r.acquisition_outside) > 0
 ORDER BY r.created_at DESC, w.batch_id DESC LIMIT :limit
 """)
 
-# Studies (by their latest result) checked under other exports, and those whose call changes on
-# at least :high of their checked slices (`lung_model.scoring.sensitivity`).
+# Studies checked under other exports, and those whose call changes on at least :high of their
+# checked slices (`lung_model.scoring.sensitivity`): each study by its latest result, or every
+# result created in [:start, :end) when a window is given (the daily checks).
 _SENSITIVE = text("""
-SELECT count(r.sensitivity_share) AS checked,
-       count(*) FILTER (WHERE r.sensitivity_share >= :high) AS sensitive
-FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
+WITH results AS (
+    SELECT r.sensitivity_share FROM study_results r
+    WHERE CAST(:start AS timestamptz) IS NOT NULL
+      AND r.created_at >= :start AND r.created_at < :end
+    UNION ALL
+    SELECT r.sensitivity_share FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
+    WHERE CAST(:start AS timestamptz) IS NULL
+)
+SELECT count(sensitivity_share) AS checked,
+       count(*) FILTER (WHERE sensitivity_share >= :high) AS sensitive
+FROM results
 """)
 
 _CHECKS = text("""
@@ -239,10 +248,13 @@ def unlike_training_counts(
     return counted
 
 
-def sensitive_studies(engine: Engine) -> dict[str, int]:
+def sensitive_studies(
+    engine: Engine, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, int]:
     """{'checked': studies scored again under other exports, 'sensitive': those whose call
-    another export changes on at least `HIGH_SENSITIVITY` of their checked slices}."""
-    [row] = _rows(engine, _SENSITIVE, high=HIGH_SENSITIVITY)
+    another export changes on at least `HIGH_SENSITIVITY` of their checked slices}: every
+    study by its latest result, or, with a window, the results created in [start, end)."""
+    [row] = _rows(engine, _SENSITIVE, high=HIGH_SENSITIVITY, start=start, end=end)
     return {"checked": int(row["checked"]), "sensitive": int(row["sensitive"])}
 
 

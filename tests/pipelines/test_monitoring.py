@@ -125,3 +125,23 @@ def test_acquisition_drift_counts_the_guarded_studies_unlike_training(fresh: Set
     assert monitoring.acquisition_breach(expected, 0.5) is None  # 50% is not over 50%
     later = monitoring.run_checks(end, end + timedelta(days=1), fresh)
     assert later["unlike_training"] == {"guarded": 0, "unlike": 0, "by_measurement": {}}
+
+
+def test_the_daily_check_counts_studies_whose_calls_another_export_changes(
+    fresh: Settings,
+) -> None:
+    """Issue 22: of the studies checked under other exports in the window, those whose call
+    changes on at least a quarter of their checked slices; reported, not alerted on."""
+    calm, shaky, _ = (add_scored_study(fresh, s, "done", "normal") for s in ("p", "q", "r"))
+    with db.get_engine(fresh).begin() as connection:
+        for batch, share in ((calm, 0.0), (shaky, 0.25)):
+            connection.execute(
+                text("UPDATE study_results SET sensitivity_share = :s WHERE batch_id = :b"),
+                {"b": batch, "s": share},
+            )
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    report = monitoring.run_checks(end - timedelta(days=1), end, fresh)
+    assert report["sensitive_to_export"] == {"checked": 2, "sensitive": 1}
+    assert not any("export" in breach for breach in report["breaches"])
+    later = monitoring.run_checks(end, end + timedelta(days=1), fresh)
+    assert later["sensitive_to_export"] == {"checked": 0, "sensitive": 0}
