@@ -64,16 +64,16 @@ def hospital_loop(
     if services.running(settings, SERVICE) is None and any(_port_taken(p) for p in ports):
         say(f"ports {http_port}/{dicom_port} are taken: hospital loop skipped")
         return True
-    folder = settings.home / "orthanc"
+    pacs_home = settings.home / "orthanc"
     service = orthanc.service(
-        SERVICE, folder, http_port, dicom_port, settings.dicom_ae_title, settings.dicom_port
+        SERVICE, pacs_home, http_port, dicom_port, settings.dicom_ae_title, settings.dicom_port
     )
     pid = services.start(settings, service)
     services.wait_until_up(settings, service, timeout=60)
     say(f"Orthanc (local PACS): pid {pid}, http://127.0.0.1:{http_port}/app/explorer.html")
     client = orthanc.OrthancClient(f"http://127.0.0.1:{http_port}")
     series: Series = write_series(
-        settings.home / "orthanc" / "demo-study", slices, seed="\n".join(p.name for p in slices)
+        pacs_home / "demo-study", slices, seed="\n".join(p.name for p in slices)
     )
     client.upload(series.files)
     client.push_study(series.study_uid)
