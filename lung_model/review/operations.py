@@ -76,18 +76,26 @@ WHERE i.status = 'scored'
 GROUP BY 1, 2, 3, 4
 """)
 
-# Studies a guarded model scored (acquisition_outside NULL: unguarded), and those outside
-# its range, per measurement and side; each study by its latest result (the worklist's),
-# or every result created in [:start, :end) when a window is given (the daily checks).
-_UNLIKE_TRAINING = text("""
+
+def _counted_results(column: str) -> str:
+    """`results`: `column` of each study's latest result (the worklist's), or of every result
+    created in [:start, :end) when a window is given (the daily checks)."""
+    return f"""
 WITH results AS (
-    SELECT r.acquisition_outside FROM study_results r
+    SELECT r.{column} FROM study_results r
     WHERE CAST(:start AS timestamptz) IS NOT NULL
       AND r.created_at >= :start AND r.created_at < :end
     UNION ALL
-    SELECT r.acquisition_outside FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
+    SELECT r.{column} FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
     WHERE CAST(:start AS timestamptz) IS NULL
-)
+)"""  # noqa: S608 - a fixed column name, bound values
+
+
+# Studies a guarded model scored (acquisition_outside NULL: unguarded), and those outside
+# its range, per measurement and side.
+_UNLIKE_TRAINING = text(
+    _counted_results("acquisition_outside")
+    + """
 SELECT NULL AS measurement, NULL AS side,
        count(*) FILTER (WHERE acquisition_outside IS NOT NULL) AS guarded,
        count(*) FILTER (WHERE jsonb_array_length(acquisition_outside) > 0) AS studies
@@ -96,7 +104,8 @@ UNION ALL
 SELECT d->>'measurement', d->>'side', NULL, count(*)
 FROM results, jsonb_array_elements(coalesce(acquisition_outside, '[]')) d
 GROUP BY 1, 2
-""")
+"""
+)
 _UNLIKE_STUDIES = text("""
 SELECT w.batch_id, w.study, r.model_version, r.predicted_class, r.acquisition_outside,
        r.created_at AS scored_at
@@ -104,23 +113,16 @@ FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
 WHERE jsonb_array_length(r.acquisition_outside) > 0
 ORDER BY r.created_at DESC, w.batch_id DESC LIMIT :limit
 """)
-
 # Studies checked under other exports, and those whose call changes on at least :high of their
-# checked slices (`lung_model.scoring.sensitivity`): each study by its latest result, or every
-# result created in [:start, :end) when a window is given (the daily checks).
-_SENSITIVE = text("""
-WITH results AS (
-    SELECT r.sensitivity_share FROM study_results r
-    WHERE CAST(:start AS timestamptz) IS NOT NULL
-      AND r.created_at >= :start AND r.created_at < :end
-    UNION ALL
-    SELECT r.sensitivity_share FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
-    WHERE CAST(:start AS timestamptz) IS NULL
-)
+# checked slices (`lung_model.scoring.sensitivity`).
+_SENSITIVE = text(
+    _counted_results("sensitivity_share")
+    + """
 SELECT count(sensitivity_share) AS checked,
        count(*) FILTER (WHERE sensitivity_share >= :high) AS sensitive
 FROM results
-""")
+"""
+)
 
 _CHECKS = text("""
 SELECT checked_at, window_start, window_end, breaches, report
