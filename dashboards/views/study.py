@@ -23,7 +23,7 @@ from lung_model.review.studies import (
     study_slices,
 )
 from lung_model.scoring.guard import unlike_training
-from lung_model.scoring.sensitivity import changed_on, described
+from lung_model.scoring.sensitivity import HIGH_SENSITIVITY, changed_on, described
 from lung_model.settings import CLASSES
 
 raw = st.query_params.get("batch", "")
@@ -78,9 +78,10 @@ if unlike := unlike_training(result["acquisition_outside"]):  # lung_model.scori
     )
 sensitivity = result.get("acquisition_sensitivity")  # lung_model.scoring.sensitivity
 if sensitivity and sensitivity["changed"]:
-    st.warning(
+    shaky = (result["sensitivity_share"] or 0.0) >= HIGH_SENSITIVITY
+    (st.warning if shaky else st.info)(
         f"The model's {described(sensitivity)}: its verdict may hang on how the scan was "
-        "exported, not only on what it shows. Your review of this study teaches the model most."
+        "exported, not only on what it shows. A review of this study teaches the model most."
     )
 elif sensitivity:
     st.caption(f"The model's {described(sensitivity)}.")

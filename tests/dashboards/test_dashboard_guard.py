@@ -110,3 +110,17 @@ def test_calls_that_another_export_changes_are_shown_in_words_and_counted(
         int(n) for n in metrics["Studies whose calls hang on the export"].split(" of ")
     )
     assert 1 <= sensitive <= checked
+    with db.get_engine(seeded.settings).begin() as connection:  # 1 of 10: told, not warned
+        calmer = {**stored, "n_slices": 10}
+        connection.execute(
+            text(
+                "UPDATE study_results SET acquisition_sensitivity = CAST(:s AS jsonb),"
+                " sensitivity_share = 0.1 WHERE batch_id = :b"
+            ),
+            {"b": batch, "s": json.dumps(calmer)},
+        )
+    app.switch_page("views/study.py")
+    app.query_params["batch"] = str(batch)
+    app.run()
+    assert not any("another export" in w.value for w in app.warning)
+    assert any("on 1 of 10 slices" in i.value for i in app.info)
