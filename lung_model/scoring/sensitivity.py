@@ -27,8 +27,9 @@ import numpy as np
 # (a CNN's JPEG, `LoadedModel.reduce_to`): the perturbed calls are compared with it, so that
 # the resolution alone is never counted as a change
 FULL_RESOLUTION = "full_resolution"
-# the share of checked slices whose call changes above which the Operations page counts a
-# study as sensitive to its acquisition (3 of 12 slices)
+# the share of checked slices whose call changes from which a study counts as sensitive to
+# its export (3 of 12 slices): warned of on the Study page, counted on Operations and by
+# lung_monitoring
 HIGH_SENSITIVITY = 0.25
 
 
