@@ -8,7 +8,7 @@ validation, and returns how to predict and how to log the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lung_model.data.split import Split
-from lung_model.imaging.acquisition import HarmoniseConfig, harmonise
+from lung_model.imaging.acquisition import Acquisition, HarmoniseConfig, harmonise, measure
 from lung_model.imaging.features import LesionPoint
 from lung_model.imaging.images import read_gray
 from lung_model.imaging.preprocess import prepare
@@ -41,6 +41,8 @@ from lung_model.training.study_rule import StudyRule, fit_study_rule
 
 PARTS = ("train", "val", "test")
 ModelConfig = TrainConfig | FeatureModelConfig
+# a slice's acquisition measurements as decoded and as the model sees it (`FamilyFit.seen`)
+Measured = tuple[Acquisition, Acquisition]
 
 
 @dataclass
@@ -60,6 +62,8 @@ class FamilyFit:
     best_epoch: int = 0
     # the parts' inputs are `prepare` of full-resolution slices (the CNN's decode down)
     prepared_at_full_resolution: bool = False
+    # the train then val slices' measurements, taken as they were decoded to fit (else None)
+    fit_measured: list[Measured] | None = None
 
 
 def _cnn(config: TrainConfig, split: Split, data_dir: Path, progress: bool) -> FamilyFit:
@@ -101,6 +105,18 @@ def _seen(common: HarmoniseConfig | None) -> Callable[[np.ndarray], np.ndarray] 
     return None if common is None else partial(harmonise, config=common)
 
 
+def _measuring(
+    grays: Iterator[np.ndarray],
+    seen: Callable[[np.ndarray], np.ndarray] | None,
+    into: list[Measured],
+) -> Iterator[np.ndarray]:
+    """`grays` as they come, each one's measurements (as decoded, as seen) appended `into`."""
+    for gray in grays:
+        raw = measure(gray)
+        into.append((raw, raw if seen is None else measure(seen(gray))))
+        yield gray
+
+
 def load_feature_part(
     split: Split,
     part: str,
@@ -108,13 +124,19 @@ def load_feature_part(
     config: FeatureModelConfig,
     progress: bool = False,
     points: dict[str, LesionPoint] | None = None,
+    measured: list[Measured] | None = None,
 ) -> Part:
     """The features of one part's slices, decoded at full resolution as serving decodes them;
-    those with a lesion `points` entry measured at the mark (training only)."""
+    those with a lesion `points` entry measured at the mark (training only); each slice's
+    acquisition appended to `measured` when given."""
     from tqdm import tqdm
 
     paths = split.paths(part)
-    grays = (read_gray(data_dir / p).gray for p in tqdm(paths, desc=part, disable=not progress))
+    grays: Iterator[np.ndarray] = (
+        read_gray(data_dir / p).gray for p in tqdm(paths, desc=part, disable=not progress)
+    )
+    if measured is not None:
+        grays = _measuring(grays, _seen(config.features.harmonise), measured)
     marked = None if points is None else [points.get(p) for p in paths]
     x = features_of(grays, config.features, marked)
     y = np.array([CLASSES.index(split.label[p]) for p in paths], dtype=np.int64)
@@ -131,10 +153,13 @@ def _features(
     from lung_model.training.served import log_feature_model
 
     marks = points if config.mark_candidates and points else None  # never on test slices
-    parts = {
-        p: load_feature_part(split, p, data_dir, config, progress, None if p == "test" else marks)
-        for p in PARTS
-    }
+    measured: list[Measured] = []  # train, then val (the order `split.paths` gives)
+    parts = {}
+    for p in PARTS:
+        fitting = p != "test"  # marks and measurements: of the slices fitted on only
+        parts[p] = load_feature_part(
+            split, p, data_dir, config, progress, *((marks, measured) if fitting else (None, None))
+        )
     augmented = None
     if config.augment:
         both = [*parts["train"].paths, *parts["val"].paths]
@@ -157,6 +182,7 @@ def _features(
         model.prepare,
         _seen(config.features.harmonise),
         prepared_at_full_resolution=True,
+        fit_measured=measured,
     )
 
 

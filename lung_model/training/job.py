@@ -35,7 +35,7 @@ from lung_model.platform.orphan_runs import end_orphans_of, owner_tags
 from lung_model.platform.registry import SPLIT_ARTIFACT
 from lung_model.settings import CLASSES, PROJECT_ROOT, Settings
 from lung_model.training import invariance, metrics, plots
-from lung_model.training.families import FamilyFit, ModelConfig, fit_family
+from lung_model.training.families import FamilyFit, Measured, ModelConfig, fit_family
 from lung_model.training.feature_model import FeatureModelConfig
 from lung_model.training.fit import Part, TrainConfig
 
@@ -123,21 +123,28 @@ def _log_plots(
 
 
 def training_acquisition(
-    split: Split, data_dir: Path, seen: Callable[[np.ndarray], np.ndarray] | None = None
+    split: Split,
+    data_dir: Path,
+    seen: Callable[[np.ndarray], np.ndarray] | None = None,
+    measured: list[Measured] | None = None,
 ) -> tuple[dict[str, list[float]], np.ndarray, np.ndarray]:
     """Over the training and validation slices, decoded at full resolution as serving decodes
     them: the range of their acquisition measurements (`lung_model.imaging.acquisition`),
     shipped with the model so scoring can say when a study is unlike what it learned from;
     and the measurements of the slices as the model sees them (`seen`: harmonised) with
-    their labels, what the nuisance-only baseline of the invariance check learns from."""
+    their labels, what the nuisance-only baseline of the invariance check learns from.
+    `measured`: those measurements when the fit took them (`FamilyFit.fit_measured`), in
+    order; else the slices are decoded and measured here."""
     paths = [*split.paths("train"), *split.paths("val")]
-    raw, model_side = [], []
-    for p in paths:
-        gray = read_gray(data_dir / p).gray
-        raw.append(measure(gray))
-        model_side.append(raw[-1] if seen is None else measure(seen(gray)))
+    if measured is None:
+        measured = []
+        for p in paths:
+            gray = read_gray(data_dir / p).gray
+            raw = measure(gray)
+            measured.append((raw, raw if seen is None else measure(seen(gray))))
+    raw_side, model_side = [m[0] for m in measured], [m[1] for m in measured]
     labels = np.array([CLASSES.index(split.label[p]) for p in paths])
-    return acquisition_range(raw), measurement_table(model_side), labels
+    return acquisition_range(raw_side), measurement_table(model_side), labels
 
 
 def _log_invariance(
@@ -224,7 +231,7 @@ def train_and_log(
             parts["test"], probabilities["test"], "test", config.bootstrap_rounds, fitted
         )
         _log_plots(parts["test"], probabilities["test"], test, fitted.history)
-        ranges, *reference = training_acquisition(split, data_dir, fitted.seen)
+        ranges, *reference = training_acquisition(split, data_dir, fitted.seen, fitted.fit_measured)
         base = probabilities["test"] if fitted.prepared_at_full_resolution else None
         _log_invariance(split, data_dir, fitted, (reference[0], reference[1]), base)
         model_uri = fitted.log_model(
