@@ -72,6 +72,8 @@ table = pd.DataFrame(
         "study": [row["study"] for row in found.rows],
         "risk": [row["max_p_malignant"] for row in found.rows],
         "model says": [row["predicted_class"] for row in found.rows],
+        "reviewed as": [row["reviewed_label"] or "" for row in found.rows],
+        "reviewer": [row["reviewer"] or "" for row in found.rows],
         "uncertain": [row["needs_review"] for row in found.rows],
         "unlike training": unlike,
         "calls change under another export": changed,
@@ -79,8 +81,6 @@ table = pd.DataFrame(
         "malignant slices": [
             f"{row['n_malignant_slices']}/{row['n_slices']}" for row in found.rows
         ],
-        "reviewed as": [row["reviewed_label"] or "" for row in found.rows],
-        "reviewer": [row["reviewer"] or "" for row in found.rows],
         "received": [row["started_at"] for row in found.rows],
         "model version": [row["model_version"] for row in found.rows],
     }
@@ -97,6 +97,9 @@ selection = st.dataframe(
             "malignant risk", min_value=0.0, max_value=1.0, format="percent"
         ),
         "received": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "calls change under another export": st.column_config.TextColumn(
+            "other export", help="calls change under another export (see below)"
+        ),
     },
 )
 
