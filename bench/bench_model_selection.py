@@ -169,6 +169,8 @@ FEATURE_CONFIGS.update({
     "features-hf-aug": (FeatureModelConfig(features=HARMONISED_FIELD, augment=1), False),
     "features-hf-aug2w": (FeatureModelConfig(features=HARMONISED_FIELD, **WIDER), False),
     "features-h-aug2w": (FeatureModelConfig(features=HARMONISED, **WIDER), False),
+    # without glcm_ (`-noglcm`): its energy and entropy are what a narrower window moved
+    "features-h-aug-noglcm": (FeatureModelConfig(features=HARMONISED, augment=1), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
@@ -450,9 +452,11 @@ def configuration(name: str):
     if name in FEATURE_CONFIGS:
         config, hgb = FEATURE_CONFIGS[name]
         columns = None
+        names = feature_names(config.features)
         if name.endswith("-nod"):
-            names = feature_names(config.features)
             columns = np.array([i for i, n in enumerate(names) if n.startswith(LESION_GROUPS)])
+        if name.endswith("-noglcm"):  # the cached features without the whole-crop GLCM
+            columns = np.array([i for i, n in enumerate(names) if not n.startswith("glcm_")])
         return config, partial(feature_fold, hgb=hgb, columns=columns)
     if name in CNN_CONFIGS:
         return CNN_CONFIGS[name], cnn_fold
