@@ -171,6 +171,8 @@ FEATURE_CONFIGS.update({
     "features-h-aug2w": (FeatureModelConfig(features=HARMONISED, **WIDER), False),
     # without glcm_ (`-noglcm`): its energy and entropy are what a narrower window moved
     "features-h-aug-noglcm": (FeatureModelConfig(features=HARMONISED, augment=1), False),
+    # nor lbp_ (`-notex`: nod_, log_ and int_ only)
+    "features-h-aug-notex": (FeatureModelConfig(features=HARMONISED, augment=1), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
@@ -455,8 +457,9 @@ def configuration(name: str):
         names = feature_names(config.features)
         if name.endswith("-nod"):
             columns = np.array([i for i, n in enumerate(names) if n.startswith(LESION_GROUPS)])
-        if name.endswith("-noglcm"):  # the cached features without the whole-crop GLCM
-            columns = np.array([i for i, n in enumerate(names) if not n.startswith("glcm_")])
+        if name.endswith(("-noglcm", "-notex")):  # the cached features without whole-crop
+            dropped = ("glcm_",) if name.endswith("-noglcm") else ("glcm_", "lbp_")  # texture
+            columns = np.array([i for i, n in enumerate(names) if not n.startswith(dropped)])
         return config, partial(feature_fold, hgb=hgb, columns=columns)
     if name in CNN_CONFIGS:
         return CNN_CONFIGS[name], cnn_fold
