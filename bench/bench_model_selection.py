@@ -169,6 +169,7 @@ FEATURE_CONFIGS.update({
     "features-hf-aug": (FeatureModelConfig(features=HARMONISED_FIELD, augment=1), False),
     "features-hf-aug2w": (FeatureModelConfig(features=HARMONISED_FIELD, **WIDER), False),
     "features-h-aug2w": (FeatureModelConfig(features=HARMONISED, **WIDER), False),
+    "features-h-aug2": (FeatureModelConfig(features=HARMONISED, augment=2), False),  # x0.6..1.3
     # without glcm_ (`-noglcm`): its energy and entropy are what a narrower window moved
     "features-h-aug-noglcm": (FeatureModelConfig(features=HARMONISED, augment=1), False),
     # nor lbp_ (`-notex`: nod_, log_ and int_ only)
