@@ -170,6 +170,11 @@ FEATURE_CONFIGS.update({
     "features-hf-aug2w": (FeatureModelConfig(features=HARMONISED_FIELD, **WIDER), False),
     "features-h-aug2w": (FeatureModelConfig(features=HARMONISED, **WIDER), False),
     "features-h-aug2": (FeatureModelConfig(features=HARMONISED, augment=2), False),  # x0.6..1.3
+    # three copies at x0.6..1.5; two at x0.6..1.8 (a still narrower window)
+    "features-h-aug3w": (FeatureModelConfig(features=HARMONISED, **{**WIDER, "augment": 3}), False),
+    "features-h-aug2ww": (
+        FeatureModelConfig(features=HARMONISED, augment=2, augment_contrast=(0.6, 1.8)), False
+    ),
     # without glcm_ (`-noglcm`): its energy and entropy are what a narrower window moved
     "features-h-aug-noglcm": (FeatureModelConfig(features=HARMONISED, augment=1), False),
     # nor lbp_ (`-notex`: nod_, log_ and int_ only)
