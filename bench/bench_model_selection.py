@@ -23,6 +23,10 @@ Every family is scored by the same code (`model_selection_scores.py`): slice col
 the slice rule, macro-F1 arg-max and rule, ECE, fit seconds; mean ± sd over folds and
 pooled) and, for every study statistic, malignant studies found, normal studies called
 malignant and study macro-F1 (per fold and pooled).
+Issue 19: every feature and CNN configuration also gets the acquisition-invariance check
+(held-out slices scored again under each of `PERTURBATIONS`, the nuisance-only baseline,
+the noise-matched AUC); `cnn-h` harmonises the CNN's inputs, `cnn-h-aug` adds one
+re-acquired copy of each training slice (`TrainConfig.acquisition_copies`).
 Results are appended to var/bench/model_selection.json, fold predictions saved to
 var/bench/model_selection-NAME.npz. `bench/bench_model_selection.py --configs
 features,features-r95,features-hgb,cnn,hybrid,hybrid-probs`; `--show` prints the tables of
