@@ -28,3 +28,24 @@ def test_copies_are_reproducible_slice_major_and_other_acquisitions() -> None:
     noises = {round(noise_level(g), 4) for g in (a, first, second)}
     assert len(noises) == 3  # each copy has a noise level of its own
     assert reacquired_inputs([], 2, lambda g: g, (8, 8)).shape == (0, 8, 8)
+
+
+def test_the_cnn_training_copies_are_its_inputs_of_the_reacquired_full_resolution_slices() -> None:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from lung_model.imaging.images import read_gray
+    from lung_model.imaging.preprocess import prepare
+    from lung_model.training.fit import TrainConfig, reacquired_copies
+
+    data = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
+    paths = sorted(str(p.relative_to(data)) for p in data.glob("*/*.jpg"))[:3]
+    config = replace(TrainConfig.tiny(), harmonise=True, acquisition_copies=2)
+    copies = reacquired_copies(paths, data, config)
+
+    assert copies is not None and copies.shape == (6, 32, 32, 1)
+    second = reacquired(read_gray(data / paths[1]).gray, 1)
+    np.testing.assert_array_equal(copies[3], prepare(second, config.preprocess()))
+    assert not np.array_equal(copies[2], copies[3])
+    np.testing.assert_array_equal(copies, reacquired_copies(paths, data, config))
+    assert reacquired_copies(paths, data, TrainConfig.tiny()) is None  # models logged before
