@@ -144,25 +144,26 @@ FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
 # re-acquired copy of each training slice (`-aug`), and the lesion-candidate features only
 # (`-nod`: nod_ and LoG blob responses, no intensity or whole-crop texture)
 HARMONISED = FeatureConfig(harmonise=HarmoniseConfig(blur=1.0, ceiling=1.0))
+AUG1 = {"augment": 1, "augment_contrast": CONTRAST_RANGE}  # run 7's augmentation
 HARMONISED_2 = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0, ceiling=1.0))
 HARMONISED_2C = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0, ceiling=0.86))
 HARMONISED_C = FeatureConfig(harmonise=HarmoniseConfig(blur=1.0, ceiling=0.86))
 FEATURE_CONFIGS.update({
     "features-h": (FeatureModelConfig(features=HARMONISED), False),
-    "features-h-aug": (FeatureModelConfig(features=HARMONISED, augment=1), False),
-    "features-aug": (FeatureModelConfig(augment=1), False),
+    "features-h-aug": (FeatureModelConfig(features=HARMONISED, **AUG1), False),
+    "features-aug": (FeatureModelConfig(**AUG1), False),
     "features-nod": (FeatureModelConfig(), False),
     "features-h-nod": (FeatureModelConfig(features=HARMONISED), False),
-    "features-h-aug-nod": (FeatureModelConfig(features=HARMONISED, augment=1), False),
+    "features-h-aug-nod": (FeatureModelConfig(features=HARMONISED, **AUG1), False),
     # a stronger common blur (2 px): the export's own smoothing and a resampled matrix then
     # change the slice the features see less
     "features-h2": (FeatureModelConfig(features=HARMONISED_2), False),
     "features-h2-nod": (FeatureModelConfig(features=HARMONISED_2), False),
-    "features-h2-aug": (FeatureModelConfig(features=HARMONISED_2, augment=1), False),
+    "features-h2-aug": (FeatureModelConfig(features=HARMONISED_2, **AUG1), False),
     # and clipped at 0.86 after the re-window: a narrower window's saturation is everyone's
     "features-h2c": (FeatureModelConfig(features=HARMONISED_2C), False),
-    "features-h2c-aug": (FeatureModelConfig(features=HARMONISED_2C, augment=1), False),
-    "features-hc-aug": (FeatureModelConfig(features=HARMONISED_C, augment=1), False),
+    "features-h2c-aug": (FeatureModelConfig(features=HARMONISED_2C, **AUG1), False),
+    "features-hc-aug": (FeatureModelConfig(features=HARMONISED_C, **AUG1), False),
 })  # fmt: skip
 # run 9: glcm_ and lbp_ of the lung field only (`-hf`: a narrower window's saturation of the
 # tissue around the lungs no longer reaches them), and wider augmentation (`-aug2w`: two
@@ -170,19 +171,19 @@ FEATURE_CONFIGS.update({
 HARMONISED_FIELD = replace(HARMONISED, texture_region="field")
 WIDER = {"augment": 2, "augment_contrast": (0.6, 1.5)}
 FEATURE_CONFIGS.update({
-    "features-hf-aug": (FeatureModelConfig(features=HARMONISED_FIELD, augment=1), False),
+    "features-hf-aug": (FeatureModelConfig(features=HARMONISED_FIELD, **AUG1), False),
     "features-hf-aug2w": (FeatureModelConfig(features=HARMONISED_FIELD, **WIDER), False),
     "features-h-aug2w": (FeatureModelConfig(features=HARMONISED, **WIDER), False),
-    "features-h-aug2": (FeatureModelConfig(features=HARMONISED, augment=2), False),  # x0.6..1.3
+    "features-h-aug2": (FeatureModelConfig(features=HARMONISED, **{**AUG1, "augment": 2}), False),
     # three copies at x0.6..1.5; two at x0.6..1.8 (a still narrower window)
     "features-h-aug3w": (FeatureModelConfig(features=HARMONISED, **{**WIDER, "augment": 3}), False),
     "features-h-aug2ww": (
         FeatureModelConfig(features=HARMONISED, augment=2, augment_contrast=(0.6, 1.8)), False
     ),
     # without glcm_ (`-noglcm`): its energy and entropy are what a narrower window moved
-    "features-h-aug-noglcm": (FeatureModelConfig(features=HARMONISED, augment=1), False),
+    "features-h-aug-noglcm": (FeatureModelConfig(features=HARMONISED, **AUG1), False),
     # nor lbp_ (`-notex`: nod_, log_ and int_ only)
-    "features-h-aug-notex": (FeatureModelConfig(features=HARMONISED, augment=1), False),
+    "features-h-aug-notex": (FeatureModelConfig(features=HARMONISED, **AUG1), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
