@@ -184,6 +184,11 @@ FEATURE_CONFIGS.update({
     "features-h-aug-noglcm": (FeatureModelConfig(features=HARMONISED, **AUG1), False),
     # nor lbp_ (`-notex`: nod_, log_ and int_ only)
     "features-h-aug-notex": (FeatureModelConfig(features=HARMONISED, **AUG1), False),
+    # the default (`-h-aug2w`) on a square matrix (`-hs`: columns no longer tell odd sizes)
+    "features-hs-aug2w": (
+        FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(square=True)),
+                           **WIDER), False,
+    ),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input

@@ -131,9 +131,16 @@ class HarmoniseConfig:
     # window saturated is saturated in all (1.0: none). 0.86 made a narrower window change
     # fewer calls but called 19% of normal slices malignant against 9% (docs/MODEL.md, run 7): off
     ceiling: float = 1.0
+    # the matrix made square (`rows` x `rows`, aspect not kept): odd matrix sizes occur only
+    # among this release's malignant patients, and harmonised inputs still told them apart
+    # by their columns (docs/MODEL.md, run 7's nuisance-only baseline)
+    square: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if not self.square:  # as configs were logged (and benchmarks cached) before it
+            del values["square"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> HarmoniseConfig:
@@ -206,6 +213,10 @@ def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
     re-windowed to the common tissue levels, blurred, noise brought to `config.noise`."""
     seed = content_seed(gray)
     out = resize_rows(gray, config.rows)
+    if config.square and out.shape[1] != config.rows:
+        image = Image.fromarray(out, mode="F")
+        image = image.resize((config.rows, config.rows), Image.Resampling.BILINEAR)
+        out = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     air, tissue = tissue_levels(out)
     if tissue - air >= MIN_SPAN:
         out = rewindow(out, air, tissue, config.air, config.tissue)
