@@ -106,3 +106,12 @@ def test_harmonise_config_round_trips() -> None:
     assert HarmoniseConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown"):
         HarmoniseConfig.from_dict({"kernel": "soft"})
+
+
+def test_a_square_common_matrix_leaves_no_columns_to_tell(normal: np.ndarray) -> None:
+    wide = np.hstack([normal, normal[:, : normal.shape[1] // 2]])  # an odd, wider matrix
+    square = HarmoniseConfig(square=True)
+    assert harmonise(wide, square).shape == harmonise(normal, square).shape == (512, 512)
+    assert harmonise(wide, HarmoniseConfig()).shape[1] > 512  # aspect kept by default
+    assert "square" not in HarmoniseConfig().to_dict()  # logged as before it existed
+    assert HarmoniseConfig.from_dict(square.to_dict()) == square
