@@ -130,7 +130,7 @@ class Settings(BaseSettings):
         "guard measures (0: none, the guard off)",
     )
     guard_perturbations: str = Field(
-        "smoothed,narrower_window,smaller_matrix",
+        "narrower_window,smaller_matrix",
         description="Acquisition changes (names of lung_model.imaging.acquisition.PERTURBATIONS, "
         "comma-separated) under which the guard's slices are scored again: the study's "
         "acquisition sensitivity ('': not scored again)",

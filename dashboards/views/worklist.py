@@ -113,7 +113,7 @@ if any(changed):
     st.caption(
         "calls change under another export: the checked slices of the study (the same the "
         "unlike-training check measures) were scored again as other exports would give them "
-        "(by default smoothed, a narrower display window, a smaller matrix); on so many of "
+        "(by default a narrower display window and a smaller matrix); on so many of "
         "them the model's call changed. A "
         "verdict that hangs on the export is one to read with care, and one whose review "
         "teaches the model most."

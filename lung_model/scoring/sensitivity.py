@@ -6,8 +6,8 @@ read that export instead of the lesion (docs/MODEL.md, run 7). So for the slices
 acquisition guard measures (`guard`: `LUNG_GUARD_SLICES` a study, already decoded at full
 resolution), the scorer also scores each under a few of
 `lung_model.imaging.acquisition.PERTURBATIONS` (`LUNG_GUARD_PERTURBATIONS`; by default the
-three that changed the most calls in run 7: smoothed to the malignant noise level, a narrower
-display window, a smaller matrix) with the same model and its own slice rule. A slice
+two that change the most calls of the default model in runs 7 and 9, a narrower display window
+and a smaller matrix; `smoothed` can be added, at about 0.1 s of CPU a slice) with the same model and its own slice rule. A slice
 "changes" when its call under some perturbation differs from its call unperturbed. The study
 result records how many of its checked slices change (`Sensitivity`): a study whose calls
 hang on the export is one a clinician's review teaches the model most about (the worklist's
