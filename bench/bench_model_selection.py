@@ -9,7 +9,7 @@ threshold, the study rule's cuts and, if on, early stopping.
 
 Both model families go through the same folds: the CNN (`cnn` = today's `TrainConfig()`,
 and the earlier CNN probes) and the lung-field feature model through the product's
-`fit_feature_model` (`features` = `FeatureModelConfig()`, LightGBM; `features-r95`: its
+`fit_feature_model` (`features` = run 5's default: the slices as decoded, LightGBM; `features-r95`: its
 malignant threshold for recall 0.95; `features-hgb`: scikit-learn's gradient boosting with
 the same settings, the research's reference) and the hybrid (issue 12): the feature family
 fitted exactly as `features` on the lung-field features plus the fold's `cnn` embedding
@@ -117,15 +117,19 @@ CNN_CONFIGS = {
 }
 RULE_RECALL = 0.98  # the malignant recall every configuration's threshold is fitted for
 # the feature family: (config, fit scikit-learn's HistGradientBoosting instead of LightGBM)
+# runs 1-6 configurations: the slices as decoded and no re-acquired copies, as run 5's default
+# was (the product's default has harmonised and augmented since run 7, and they must keep
+# meaning what docs/MODEL.md says they measured)
+AS_DECODED = {"features": FeatureConfig(), "augment": 0}
 FEATURE_CONFIGS: dict[str, tuple[FeatureModelConfig, bool]] = {
-    "features": (FeatureModelConfig(), False),
-    "features-r95": (FeatureModelConfig(malignant_recall=0.95), False),
-    "features-hgb": (FeatureModelConfig(), True),
+    "features": (FeatureModelConfig(**AS_DECODED), False),
+    "features-r95": (FeatureModelConfig(**AS_DECODED, malignant_recall=0.95), False),
+    "features-hgb": (FeatureModelConfig(**AS_DECODED), True),
     # the lung-field crop's side (and the masks' copy) at which features are computed: their
     # cost goes with its area (docs/MODEL.md, run 5)
     **{
         f"features-c{side}{'-m64' if mask == 64 else ''}": (
-            FeatureModelConfig(features=FeatureConfig(crop_side=side, mask_side=mask)),
+            FeatureModelConfig(features=FeatureConfig(crop_side=side, mask_side=mask), augment=0),
             False,
         )
         for side, mask in [
@@ -149,19 +153,19 @@ HARMONISED_2 = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0, ceiling=1.0))
 HARMONISED_2C = FeatureConfig(harmonise=HarmoniseConfig(blur=2.0, ceiling=0.86))
 HARMONISED_C = FeatureConfig(harmonise=HarmoniseConfig(blur=1.0, ceiling=0.86))
 FEATURE_CONFIGS.update({
-    "features-h": (FeatureModelConfig(features=HARMONISED), False),
+    "features-h": (FeatureModelConfig(features=HARMONISED, augment=0), False),
     "features-h-aug": (FeatureModelConfig(features=HARMONISED, **AUG1), False),
     "features-aug": (FeatureModelConfig(**AUG1), False),
-    "features-nod": (FeatureModelConfig(), False),
-    "features-h-nod": (FeatureModelConfig(features=HARMONISED), False),
+    "features-nod": (FeatureModelConfig(**AS_DECODED), False),
+    "features-h-nod": (FeatureModelConfig(features=HARMONISED, augment=0), False),
     "features-h-aug-nod": (FeatureModelConfig(features=HARMONISED, **AUG1), False),
     # a stronger common blur (2 px): the export's own smoothing and a resampled matrix then
     # change the slice the features see less
-    "features-h2": (FeatureModelConfig(features=HARMONISED_2), False),
-    "features-h2-nod": (FeatureModelConfig(features=HARMONISED_2), False),
+    "features-h2": (FeatureModelConfig(features=HARMONISED_2, augment=0), False),
+    "features-h2-nod": (FeatureModelConfig(features=HARMONISED_2, augment=0), False),
     "features-h2-aug": (FeatureModelConfig(features=HARMONISED_2, **AUG1), False),
     # and clipped at 0.86 after the re-window: a narrower window's saturation is everyone's
-    "features-h2c": (FeatureModelConfig(features=HARMONISED_2C), False),
+    "features-h2c": (FeatureModelConfig(features=HARMONISED_2C, augment=0), False),
     "features-h2c-aug": (FeatureModelConfig(features=HARMONISED_2C, **AUG1), False),
     "features-hc-aug": (FeatureModelConfig(features=HARMONISED_C, **AUG1), False),
 })  # fmt: skip
@@ -385,7 +389,7 @@ class HybridConfig:
 
     cnn_input: str = "embedding"
     cnn: TrainConfig = field(default_factory=TrainConfig)
-    trees: FeatureModelConfig = field(default_factory=FeatureModelConfig)
+    trees: FeatureModelConfig = field(default_factory=lambda: FeatureModelConfig(**AS_DECODED))
 
     def params(self) -> dict:
         return {"cnn_input": self.cnn_input, **{f"cnn_{k}": v for k, v in self.cnn.params().items()},
