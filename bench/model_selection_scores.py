@@ -33,7 +33,12 @@ from lung_model.imaging.acquisition import (
     measure,
     measurement_table,
 )
-from lung_model.imaging.features import FEATURES_VERSION, FeatureConfig, slice_features
+from lung_model.imaging.features import (
+    FEATURES_VERSION,
+    FeatureConfig,
+    lung_crop,
+    slice_features,
+)
 from lung_model.imaging.images import read_gray
 from lung_model.imaging.preprocess import PreprocessConfig, prepare
 from lung_model.settings import CLASSES, get_settings
@@ -125,16 +130,25 @@ def cnn_inputs(
 
 
 def acquisition_vectors(
-    split, paths: list[str], data: Path, common: HarmoniseConfig | None
+    split,
+    paths: list[str],
+    data: Path,
+    common: HarmoniseConfig | None,
+    crop: FeatureConfig | None = None,
 ) -> dict:
     """Each path's acquisition measurements (`measurement_table` order) of the slice as the
-    model sees it (harmonised to `common`, or as decoded), cached."""
+    model sees it (harmonised to `common`, or as decoded; with `crop`, a feature config that
+    harmonises the lung-field crop, of that harmonised crop), cached."""
     key = {"acquisition": 1, "harmonise": None if common is None else common.to_dict(),
            "perturbation": None}  # fmt: skip
+    if crop is not None:
+        key["crop"] = crop.to_dict()
 
     def compute(p: str) -> np.ndarray:
         gray = read_gray(data / p).gray
-        if common is not None:
+        if crop is not None:
+            gray = lung_crop(gray, crop).gray
+        elif common is not None:
             gray = harmonise(gray, common)
         return measurement_table([measure(gray)])[0]
 
@@ -142,12 +156,18 @@ def acquisition_vectors(
 
 
 def acquisition_extras(
-    split, fit_on: list[str], out_paths: list[str], data: Path, common: HarmoniseConfig | None
+    split,
+    fit_on: list[str],
+    out_paths: list[str],
+    data: Path,
+    common: HarmoniseConfig | None,
+    crop: FeatureConfig | None = None,
 ) -> dict[str, np.ndarray]:
     """The invariance check's inputs besides the perturbed scores, for any family: the
     nuisance-only baseline's p(malignant) of the held-out slices (trained on the `fit_on`
-    slices' acquisition measurements of the model's inputs) and their raw noise."""
-    seen = acquisition_vectors(split, [*fit_on, *out_paths], data, common)
+    slices' acquisition measurements of the model's inputs: with `crop`, the harmonised
+    lung-field crop) and their raw noise."""
+    seen = acquisition_vectors(split, [*fit_on, *out_paths], data, common, crop)
     raw = acquisition_vectors(split, out_paths, data, None)
     labels = np.array([CLASSES.index(split.label[p]) for p in fit_on])
     return {

@@ -43,7 +43,7 @@ from scipy import ndimage
 from skimage.restoration import estimate_sigma
 from skimage.util import random_noise
 
-from lung_model.imaging.lung_field import lung_masks
+from lung_model.imaging.lung_field import LungMasks, lung_masks
 
 MEASUREMENTS = ("noise", "window_width", "window_level", "rows", "cols")
 MIN_SPAN = 0.05  # air-to-tissue gray span below which the window is not estimated (flat slice)
@@ -71,10 +71,11 @@ class Acquisition:
         return {k: float(v) for k, v in asdict(self).items()}
 
 
-def tissue_levels(gray: np.ndarray) -> tuple[float, float]:
+def tissue_levels(gray: np.ndarray, masks: LungMasks | None = None) -> tuple[float, float]:
     """(aerated lung, soft tissue) gray levels: the medians of the lung field's air and of
-    the body's bright (above Otsu) pixels, on the masks' subsampled copy."""
-    masks = lung_masks(gray)
+    the body's bright (above Otsu) pixels, on the masks' subsampled copy (`masks`: the
+    slice's, when the caller has found them)."""
+    masks = lung_masks(gray) if masks is None else masks
     small = gray[:: masks.step, :: masks.step]
     tissue = small[masks.body & (small > masks.threshold)]
     air = small[masks.air]
@@ -217,7 +218,17 @@ def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
         image = Image.fromarray(out, mode="F")
         image = image.resize((config.rows, config.rows), Image.Resampling.BILINEAR)
         out = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    air, tissue = tissue_levels(out)
+    return to_common(out, tissue_levels(out), config, seed)
+
+
+def to_common(
+    gray: np.ndarray, levels: tuple[float, float], config: HarmoniseConfig, seed: int
+) -> np.ndarray:
+    """`gray` (already at its matrix) re-windowed from its (air, tissue) `levels` to the
+    common ones, clipped at the ceiling, blurred and brought to the common noise (`seed`:
+    the added noise's)."""
+    out = gray.astype(np.float32, copy=False)
+    air, tissue = levels
     if tissue - air >= MIN_SPAN:
         out = rewindow(out, air, tissue, config.air, config.tissue)
     if config.ceiling < 1.0:
