@@ -197,6 +197,12 @@ FEATURE_CONFIGS.update({
     # run 10: the default harmonising the lung-field crop instead of the whole slice
     # (`-hcrop`: ~7x fewer pixels to re-window, blur and noise; issue 19's scoring cost)
     "features-hcrop-aug2w": (FeatureModelConfig(features=HARMONISED_CROP, **WIDER), False),
+    # the crop blurred 1 crop px and noised to 0.005, about the crop-level noise of today's
+    # whole-slice harmonisation (its blurred crops measure at most 0.0049 before the noise)
+    "features-hcrop1-aug2w": (
+        FeatureModelConfig(features=replace(HARMONISED_CROP, harmonise=HarmoniseConfig(
+            blur=1.0, noise=0.005)), **WIDER), False,
+    ),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
