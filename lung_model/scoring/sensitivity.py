@@ -7,7 +7,8 @@ acquisition guard measures (`guard`: `LUNG_GUARD_SLICES` a study, already decode
 resolution), the scorer also scores each under a few of
 `lung_model.imaging.acquisition.PERTURBATIONS` (`LUNG_GUARD_PERTURBATIONS`; by default the
 two that change the most calls of the default model in runs 7 and 9, a narrower display window
-and a smaller matrix; `smoothed` can be added, at about 0.1 s of CPU a slice) with the same model and its own slice rule. A slice
+and a smaller matrix; `smoothed` can be added, at about 0.1 s of CPU a slice) with the same
+model and its own slice rule. A slice
 "changes" when its call under some perturbation differs from its call unperturbed. The study
 result records how many of its checked slices change (`Sensitivity`): a study whose calls
 hang on the export is one a clinician's review teaches the model most about (the worklist's
@@ -134,4 +135,7 @@ def changed_on(stored: Mapping[str, Any] | None, path: str) -> str:
 def slices_changed(stored: Mapping[str, Any] | None) -> str:
     """'3 of 12 slices': on how many checked slices another export changes the call (the
     worklist's column); '' when the study was not checked."""
-    return f"{len(stored['changed'])} of {stored['n_slices']} slices" if stored else ""
+    if not stored:
+        return ""
+    checked = Sensitivity.from_dict(stored)
+    return f"{checked.n_changed} of {checked.n_slices} slices"
