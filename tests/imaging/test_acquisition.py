@@ -27,11 +27,6 @@ SLICES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 
 
 @pytest.fixture(scope="module")
-def normal() -> np.ndarray:
-    return read_gray(SLICES / "Normal cases" / "Normal case (1).jpg").gray
-
-
-@pytest.fixture(scope="module")
 def malignant() -> np.ndarray:
     return read_gray(SLICES / "Malignant cases" / "Malignant case (2).jpg").gray
 

@@ -33,11 +33,6 @@ CROP = FeatureConfig(harmonise=CROP_HARMONISE, harmonise_at="crop")
 
 
 @pytest.fixture(scope="module")
-def normal() -> np.ndarray:
-    return read_gray(SLICES / "Normal cases" / "Normal case (1).jpg").gray
-
-
-@pytest.fixture(scope="module")
 def malignant() -> np.ndarray:
     return read_gray(SLICES / "Malignant cases" / "Malignant case (3).jpg").gray
 
