@@ -158,7 +158,13 @@ def _features(
     for p in PARTS:
         fitting = p != "test"  # marks and measurements: of the slices fitted on only
         parts[p] = load_feature_part(
-            split, p, data_dir, config, progress, *((marks, measured) if fitting else (None, None))
+            split,
+            p,
+            data_dir,
+            config,
+            progress,
+            points=marks if fitting else None,
+            measured=measured if fitting else None,
         )
     augmented = None
     if config.augment:
