@@ -34,6 +34,19 @@ def describe(mark: dict[str, Any] | None) -> str:
     return f"lesion at ({mark['x']:.0f}, {mark['y']:.0f}){extent}"
 
 
+def _drawn(mark: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of a mark the drawing shows (so a new mark row at the same place draws nothing
+    new)."""
+    return None if mark is None else {k: mark[k] for k in ("kind", "x", "y", "radius")}
+
+
+@st.cache_data(max_entries=200, show_spinner=False)
+def _marked_slice(path: str, modified: float, mark: dict[str, Any] | None) -> Any:
+    """`marked_slice`, decoded once per file version and mark, kept across reruns (every
+    click and button reruns the page)."""
+    return marked_slice(Path(path), mark)
+
+
 def mark_note(marks: dict[int, dict[str, Any]], item: dict[str, Any]) -> str:
     """The slice caption's note on its mark, if it has one."""
     mark = marks.get(item["image_id"])
@@ -88,7 +101,7 @@ def mark_slice(
     if path is None:
         st.warning("The slice's file is no longer on disk: it cannot be marked.")
         return
-    image = marked_slice(path, mark)
+    image = _marked_slice(str(path), path.stat().st_mtime, _drawn(mark))
     image_id = chosen["image_id"]
     picture, controls = st.columns([3, 2])
     with picture:
