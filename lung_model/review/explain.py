@@ -156,7 +156,6 @@ def read_pushes(
 class MarkReading:
     """A reviewer's mark of the explained slice beside the model's candidates."""
 
-    kind: str  # 'lesion' or 'no_lesion'
     point: LesionPoint | None  # the marked lesion in the explained image's pixels
     at_mark: int | None  # the outlined candidate (number) at the marked lesion, if any
     distance_px: float | None  # marked centre to the driving candidate (0: on it), slice px
@@ -194,9 +193,9 @@ def read_mark(
     if mark["kind"] != "lesion":
         text = "A reviewer marked this slice 'no lesion visible': they saw no lesion here."
         if driver is None:
-            return MarkReading(mark["kind"], None, None, None, None, None, text)
+            return MarkReading(None, None, None, None, None, text)
         text += f" The model's score rests on candidate {driver} all the same."
-        return MarkReading(mark["kind"], None, None, None, None, False, text)
+        return MarkReading(None, None, None, None, False, text)
     radius = None if mark["radius"] is None else float(mark["radius"])
     marked = LesionPoint(float(mark["x"]), float(mark["y"]), radius)
     point = marked.scaled((size[1], size[0]), shape)
@@ -212,7 +211,7 @@ def read_mark(
     )
     if driver is None:
         text = f"A reviewer marked the lesion (blue ring); no single candidate drives the score. {where}"
-        return MarkReading("lesion", point, at_mark, None, None, None, text)
+        return MarkReading(point, at_mark, None, None, None, text)
     pixels = distances[driver - 1] * back
     mm = None if spacing is None else pixels * (spacing[0] + spacing[1]) / 2
     if driver == at_mark:
@@ -225,7 +224,7 @@ def read_mark(
             f"The model's driving candidate {driver} is elsewhere: {_length(pixels, mm)} from"
             f" the reviewer's marked lesion (blue ring). {where}"
         )
-    return MarkReading("lesion", point, at_mark, pixels, mm, driver == at_mark, text)
+    return MarkReading(point, at_mark, pixels, mm, driver == at_mark, text)
 
 
 @dataclass(frozen=True)
