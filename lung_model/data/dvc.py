@@ -196,7 +196,7 @@ def import_dataset(settings: Settings, source: Path | None = None) -> DataImport
     cache restores data/raw without the remote holding anything: a new remote, a moved
     LUNG_HOME). Otherwise the source is copied in, verified, added to DVC and pushed. A
     source that differs from the committed version becomes a new data version (data/raw.dvc
-    changes: commit it). Ends by checking that the remote holds the version.
+    changes: commit it). After a push, asks the remote again whether it holds the version.
     """
     url = configure_remote(settings)
     committed = data_version()
