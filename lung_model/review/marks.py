@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from sqlalchemy import Engine, text
 
 from lung_model.data.lesion_marks import COUNTING_SQL, counting_marks
-from lung_model.imaging.features import MARK_REACH
+from lung_model.imaging.features import LesionPoint
 from lung_model.imaging.images import read_gray
 
 Kind = Literal["lesion", "no_lesion", "withdrawn"]
@@ -118,11 +118,11 @@ def draw_mark(
     radius: float | None,
     colour: tuple[int, int, int] = MARK_COLOUR,
 ) -> None:
-    """A lesion mark in place on `image` (in its pixels): a ring at the extent (or a small
-    one, 1/40 of the longer side, round a centre without one) and a cross at the centre."""
+    """A lesion mark in place on `image` (in its pixels): a ring at the extent (or, round a
+    centre without one, at `LesionPoint.reach`) and a cross at the centre."""
     draw = ImageDraw.Draw(image)
     side = max(image.size)
-    ring = float(radius or side * MARK_REACH)
+    ring = LesionPoint(x, y, float(radius) if radius else None).reach(image.size)
     width = max(2, side // 256)
     draw.ellipse((x - ring, y - ring, x + ring, y + ring), outline=colour, width=width)
     arm = side / 80
