@@ -64,7 +64,12 @@ from model_selection_scores import (  # noqa: E402
 
 from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
-from lung_model.imaging.acquisition import CONTRAST_RANGE, PERTURBATIONS, HarmoniseConfig  # noqa: E402
+from lung_model.imaging.acquisition import (  # noqa: E402
+    CONTRAST_RANGE,
+    MATCH_REFERENCE,
+    PERTURBATIONS,
+    HarmoniseConfig,
+)
 from lung_model.imaging.features import CROP_HARMONISE, FeatureConfig, feature_names  # noqa: E402
 from lung_model.imaging.preprocess import PREPROCESS_VERSION, PreprocessConfig, load_files  # noqa: E402
 from lung_model.settings import CLASSES, get_settings  # noqa: E402
@@ -211,6 +216,12 @@ FEATURE_CONFIGS.update({
         rows=256, blur=0.75, noise=0.005)), **WIDER), False),
     "features-h256n8-aug2w": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
         rows=256, blur=0.75, noise=0.008)), **WIDER), False),
+})  # fmt: skip
+# run 12: the default with the body's gray values matched to one reference distribution
+# (`-hm`: `MATCH_REFERENCE`'s quantiles) instead of the linear re-window of two tissue levels
+HARMONISED_MATCH = replace(HARMONISED, harmonise=HarmoniseConfig(match=MATCH_REFERENCE))
+FEATURE_CONFIGS.update({
+    "features-hm-aug2w": (FeatureModelConfig(features=HARMONISED_MATCH, **WIDER), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input

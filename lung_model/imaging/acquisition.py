@@ -50,6 +50,16 @@ MIN_SPAN = 0.05  # air-to-tissue gray span below which the window is not estimat
 # the gray levels of aerated lung and soft tissue in this release's typical export (medians,
 # issue 19): harmonise brings every slice's two levels here
 COMMON_AIR, COMMON_TISSUE = 0.30, 0.83
+# the body's gray-value quantiles (`match_probabilities(33)`) of this release's typical export:
+# the median over its 266 training-split normal and benign slices at 512 rows
+# (bench/derive_match_reference.py); `HarmoniseConfig(match=MATCH_REFERENCE)` maps every
+# slice's body onto them (docs/MODEL.md, run 12)
+MATCH_TAIL = 0.005  # the matched quantiles run from this probability to 1 - it
+MATCH_REFERENCE = (
+    0.235, 0.282, 0.310, 0.335, 0.361, 0.392, 0.455, 0.563, 0.682, 0.729, 0.745, 0.753, 0.761,
+    0.769, 0.780, 0.788, 0.796, 0.808, 0.820, 0.827, 0.839, 0.847, 0.851, 0.859, 0.863, 0.871,
+    0.878, 0.886, 0.894, 0.906, 0.929, 1.000, 1.000,
+)  # fmt: skip
 MALIGNANT_NOISE = 0.0025  # this release's malignant slices: 0.0019..0.0038 (issue 19)
 NORMAL_NOISE = 0.0070  # its normal slices' median
 
@@ -136,11 +146,16 @@ class HarmoniseConfig:
     # among this release's malignant patients, and harmonised inputs still told them apart
     # by their columns (docs/MODEL.md, run 7's nuisance-only baseline)
     square: bool = False
+    # the body's gray-value quantiles (`match_probabilities`, e.g. `MATCH_REFERENCE`)
+    # every slice's body is mapped onto instead of the linear re-window (`air` and `tissue`
+    # then unused); (): the re-window (docs/MODEL.md, run 12)
+    match: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        if not self.square:  # as configs were logged (and benchmarks cached) before it
-            del values["square"]
+        for name in ("square", "match"):  # as configs were logged (and benchmarks cached)
+            if not values[name]:  # before they existed
+                del values[name]
         return values
 
     @classmethod
@@ -209,28 +224,58 @@ def noise_to(gray: np.ndarray, noise: float, seed: int, present: float | None = 
     return noisy.astype(np.float32)
 
 
+def match_probabilities(count: int) -> np.ndarray:
+    """The probabilities of a matching reference's `count` quantiles: the 0.5th to the 99.5th
+    percentile, evenly spaced."""
+    return np.linspace(MATCH_TAIL, 1.0 - MATCH_TAIL, count)
+
+
+def body_quantiles(gray: np.ndarray, count: int, masks: LungMasks | None = None) -> np.ndarray:
+    """`count` quantiles (`match_probabilities`) of the body's gray values, on the masks'
+    subsampled copy (the whole copy when no body is found)."""
+    masks = lung_masks(gray) if masks is None else masks
+    small = gray[:: masks.step, :: masks.step]
+    values = small[masks.body] if masks.body.any() else small.ravel()
+    return np.quantile(values, match_probabilities(count))
+
+
+def match_reference(
+    gray: np.ndarray, reference: Sequence[float], masks: LungMasks | None = None
+) -> np.ndarray:
+    """`gray` mapped monotonically so that its body's quantiles become `reference`'s:
+    piecewise linear between them, clamped beyond (the air outside the body and the
+    extreme 0.5% of the body's pixels take the end values, whatever their export made of
+    them). Quantiles tied by saturation map to the mean of their reference values."""
+    source = body_quantiles(gray, len(reference), masks)
+    source, tie = np.unique(source, return_inverse=True)
+    target = np.bincount(tie, weights=np.asarray(reference, dtype=np.float64)) / np.bincount(tie)
+    return np.interp(gray, source, target).astype(np.float32)
+
+
 def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
     """(H, W) gray in [0, 1] at the common acquisition (`config`): `config.rows` rows,
-    re-windowed to the common tissue levels, blurred, noise brought to `config.noise`."""
+    re-windowed to the common tissue levels (or its body matched to `config.match`),
+    blurred, noise brought to `config.noise`."""
     seed = content_seed(gray)
     out = resize_rows(gray, config.rows)
     if config.square and out.shape[1] != config.rows:
         image = Image.fromarray(out, mode="F")
         image = image.resize((config.rows, config.rows), Image.Resampling.BILINEAR)
         out = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if config.match:
+        return to_common(match_reference(out, config.match), None, config, seed)
     return to_common(out, tissue_levels(out), config, seed)
 
 
 def to_common(
-    gray: np.ndarray, levels: tuple[float, float], config: HarmoniseConfig, seed: int
+    gray: np.ndarray, levels: tuple[float, float] | None, config: HarmoniseConfig, seed: int
 ) -> np.ndarray:
     """`gray` (already at its matrix) re-windowed from its (air, tissue) `levels` to the
-    common ones, clipped at the ceiling, blurred and brought to the common noise (`seed`:
-    the added noise's)."""
+    common ones (None: already at the common gray levels), clipped at the ceiling, blurred
+    and brought to the common noise (`seed`: the added noise's)."""
     out = gray.astype(np.float32, copy=False)
-    air, tissue = levels
-    if tissue - air >= MIN_SPAN:
-        out = rewindow(out, air, tissue, config.air, config.tissue)
+    if levels is not None and levels[1] - levels[0] >= MIN_SPAN:
+        out = rewindow(out, *levels, config.air, config.tissue)
     if config.ceiling < 1.0:
         out = np.minimum(out, config.ceiling)
     if config.blur > 0:
