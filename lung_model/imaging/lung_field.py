@@ -12,7 +12,8 @@ part of at least a tenth of the largest is a lung: it is closed with a Euclidean
 i.e. pixel noise, is what the features measure) and resizes it to `side` px.
 
 APIs: https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.distance_transform_edt.html
-(closing = dilation then erosion by a disk, as two thresholded distance transforms),
+(closing = dilation then erosion by a disk: `close_disk` keeps the pixels two thresholded
+distance transforms would),
 https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.binary_fill_holes.html,
 https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.label.html,
 https://pillow.readthedocs.io/en/stable/reference/Image.html#PIL.Image.Image.resize
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from lung_model.imaging.crop import fill_holes, largest_component, otsu_threshold
+from lung_model.imaging.crop import fill_holes, largest_component, open_cross, otsu_threshold
 
 MIN_LUNG_SHARE = 0.1  # of the largest air part: smaller dark parts are not a lung
 MIN_FIELD_SHARE = 0.01  # of the copy: a smaller filled mask falls back to the body
@@ -67,11 +69,43 @@ class LungCrop:
     box: tuple[int, int, int, int]  # where `gray` was cut from, in full-resolution px
 
 
+@lru_cache(maxsize=16)
+def disk_half_widths(radius: float) -> tuple[int, ...]:
+    """Half-width of each row dy = 0, 1, .. of the disk x² + y² <= radius², measured as
+    `ndimage.distance_transform_edt` measures distances (float64 sqrt of the integer sum)."""
+    offsets = np.arange(math.floor(radius) + 1)
+    inside = np.sqrt((offsets[:, None] ** 2 + offsets[None, :] ** 2).astype(np.float64)) <= radius
+    return tuple(int(n) - 1 for n in inside.sum(axis=1))
+
+
+def dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
+    """`ndimage.distance_transform_edt(~mask) <= radius` for a mask with a True pixel: each
+    row's runs widened by the disk row's half-width (from a cumulative count), OR-ed over
+    the disk's rows; nothing beyond the border counts."""
+    height, width = mask.shape
+    halves = disk_half_widths(radius)
+    reach = halves[0]
+    counts = np.zeros((height, width + 2 * reach + 1), np.int32)
+    np.cumsum(mask, axis=1, out=counts[:, reach + 1 : reach + 1 + width])
+    counts[:, reach + 1 + width :] = counts[:, reach + width : reach + 1 + width]
+    rows = {
+        half: counts[:, reach + half + 1 : reach + half + 1 + width]
+        > counts[:, reach - half : reach - half + width]
+        for half in set(halves)
+    }
+    out = rows[reach].copy()
+    for dy in range(1, len(halves)):
+        out[: height - dy] |= rows[halves[dy]][dy:]
+        out[dy:] |= rows[halves[dy]][: height - dy]
+    return out
+
+
 def close_disk(mask: np.ndarray, radius: float) -> np.ndarray:
     """Binary closing by the Euclidean disk x² + y² <= radius² (equals
-    `ndimage.binary_closing(mask, disk)` on a mask padded by radius + 1; 50x faster)."""
-    dilated = ndimage.distance_transform_edt(~mask) <= radius
-    return ndimage.distance_transform_edt(dilated) > radius
+    `ndimage.binary_closing(mask, disk)` on a mask padded by radius + 1): dilation, then
+    erosion as the dilation of the complement; the same pixels as thresholding two
+    `distance_transform_edt`s, in about a third of their time."""
+    return ~dilate_disk(~dilate_disk(mask, radius), radius)
 
 
 def _closed_and_filled(lung: np.ndarray, radius: float) -> np.ndarray:
@@ -87,8 +121,8 @@ def lung_masks(gray: np.ndarray, mask_side: int = 128, close_radius: float = 40.
     small = gray[::step, ::step]
     threshold = otsu_threshold(small)
     bright = small > threshold
-    body = fill_holes(largest_component(ndimage.binary_opening(bright, iterations=2)))
-    air = ndimage.binary_opening(body & ~bright, iterations=1)
+    body = fill_holes(largest_component(open_cross(bright, iterations=2)))
+    air = open_cross(body & ~bright, iterations=1)
     cols = np.flatnonzero(body.any(axis=0))
     if len(cols):
         air[:, (cols[0] + cols[-1]) // 2] = False  # the midline cut

@@ -3,6 +3,7 @@ leaves the heart out; its box and crop sit on the full-resolution slice."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,9 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import disk
 
-from lung_model.imaging.crop import fill_holes
+from lung_model.imaging.crop import fill_holes, open_cross
 from lung_model.imaging.images import read_gray
-from lung_model.imaging.lung_field import close_disk, crop_lung_field, lung_masks
+from lung_model.imaging.lung_field import close_disk, crop_lung_field, dilate_disk, lung_masks
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 SLICES = sorted(FIXTURES.glob("*/*.jpg"))
@@ -76,6 +77,34 @@ def test_distance_transform_closing_is_a_disk_closing(path: Path) -> None:
     lungs = np.pad(masks.air, 11)
     expected = ndimage.binary_closing(lungs, structure=disk(10))
     assert np.array_equal(close_disk(lungs, 10), expected)
+
+
+@pytest.mark.parametrize("radius", [10.0, 40 / 3, 40 / 6, 13.5, 5.0])
+def test_disk_closing_keeps_the_pixels_of_two_distance_transforms(radius: float) -> None:
+    rng = np.random.default_rng(round(radius * 10))
+    pad = math.ceil(radius) + 1
+    for _ in range(20):
+        height, width = rng.integers(20, 90, 2)
+        mask = np.zeros((height + 2 * pad, width + 2 * pad), bool)
+        blobs = ndimage.gaussian_filter(rng.random((height, width)), rng.uniform(1, 4))
+        mask[pad:-pad, pad:-pad] = blobs > rng.uniform(0.45, 0.6)
+        mask[pad + height // 2, pad + width // 2] = True
+        dilated = ndimage.distance_transform_edt(~mask) <= radius
+        assert np.array_equal(dilate_disk(mask, radius), dilated)
+        closed = ndimage.distance_transform_edt(dilated) > radius
+        assert np.array_equal(close_disk(mask, radius), closed)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_open_cross_is_scipys_binary_opening(iterations: int) -> None:
+    rng = np.random.default_rng(iterations)
+    masks = [np.ones((5, 7), bool), np.zeros((4, 4), bool), np.ones((1, 9), bool)]
+    for _ in range(60):
+        noise = rng.random(tuple(rng.integers(1, 60, 2)))
+        masks.append(ndimage.gaussian_filter(noise, rng.uniform(0, 2)) > rng.uniform(0.3, 0.7))
+    for mask in masks:
+        expected = ndimage.binary_opening(mask, iterations=iterations)
+        assert np.array_equal(open_cross(mask, iterations), expected)
 
 
 @pytest.mark.parametrize("seed", range(4))
