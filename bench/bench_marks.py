@@ -147,8 +147,10 @@ def marked_vectors(
     """Each slice's features with the lesion features at its mark, cached per slice AND
     point (the cache's names carry the point), so marked and unmarked features never mix."""
     names = {f"{p}@{m.x:.3f},{m.y:.3f},{m.radius}": p for p, m in points.items()}
+    # at_mark 2: `candidate_at_mark` (to the candidate's pixels, in slice px; a centre's reach
+    # on the slice's longer side), not the distance transform in crop px of run 6b
     key = {"features": FEATURES_VERSION, **config.to_dict(), "marked": MARK_REACH,
-           "perturbation": None}  # fmt: skip
+           "at_mark": 2, "perturbation": None}  # fmt: skip
 
     def compute(name: str) -> np.ndarray:
         path = names[name]

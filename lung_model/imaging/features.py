@@ -19,7 +19,9 @@ cuts that box out, resizes it to `crop_side` px and returns, in `feature_names` 
 input's pixel coordinates, for display. Training may pass a reviewer's lesion mark
 (`LesionPoint`): nod_largest then measures the candidate at the mark instead of the largest,
 and nod_top3 that one with the two largest others (`marked_candidate`); serving never has a
-mark and computes exactly what it did. Research and cross-validation: issue 12, variant
+mark and computes exactly what it did. Which candidate is at a mark has one definition,
+`candidate_at_mark`, for training and for the study page's explanation: the nearest to the
+marked centre, measured to its pixels in the slice's pixels, within the mark's reach. Research and cross-validation: issue 12, variant
 "fast6a". APIs: https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.gaussian_filter.html,
 https://docs.scipy.org/doc/scipy/reference/generated/scipy.ndimage.laplace.html,
 https://scikit-image.org/docs/stable/api/skimage.measure.html#skimage.measure.find_contours
@@ -27,7 +29,7 @@ https://scikit-image.org/docs/stable/api/skimage.measure.html#skimage.measure.fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -204,27 +206,56 @@ class LesionPoint:
         return self.radius if self.radius is not None else MARK_REACH * max(shape)
 
 
-def marked_candidate(crop: LungCrop, config: FeatureConfig, point: LesionPoint) -> int | None:
-    """The index (into `_dense_components`' shares) of the candidate nearest to `point` (in
-    the pixels of the slice the crop was cut from) when it lies within the mark's reach;
-    None otherwise (then the features keep the largest)."""
+def _mark_distances(
+    point: LesionPoint, labels: np.ndarray, count: int, box: tuple[float, float, float, float]
+) -> np.ndarray:
+    """From `point`'s centre to each of the `count` components `labels` numbers (1, 2, ...) in
+    a crop cut from `box` (top, bottom, left, right) of the slice `point` is given on, in that
+    slice's pixels: 0 when the centre lies on one of the component's pixels, else to the
+    nearest of them (its square, not its centre, so the crop's scale does not add to it)."""
+    top, bottom, left, right = box
+    per_row, per_col = (bottom - top) / labels.shape[0], (right - left) / labels.shape[1]
+    row = (point.y + 0.5 - top) / per_row - 0.5
+    col = (point.x + 0.5 - left) / per_col - 0.5
+    rows, cols = np.nonzero(labels)
+    across = np.clip(np.abs(rows - row) - 0.5, 0.0, None) * per_row
+    along = np.clip(np.abs(cols - col) - 0.5, 0.0, None) * per_col
+    distances = np.full(count, np.inf)
+    np.minimum.at(distances, labels[rows, cols] - 1, np.hypot(across, along))
+    return distances
+
+
+def candidate_at_mark(
+    distances: Sequence[float], point: LesionPoint, shape: tuple[int, ...]
+) -> int | None:
+    """The candidate at a reviewer's lesion mark, for training (`marked_candidate`) and the
+    study page (`lung_model.review.explain.read_mark`) alike: the position in `distances`
+    (the candidates' `Candidate.distance`s, largest first) of the one nearest to the marked
+    centre, the larger of equals, when it lies within the mark's reach on the slice of
+    `shape`; None when none does."""
+    if len(distances) == 0:
+        return None
+    nearest = int(np.argmin(distances))
+    return nearest if distances[nearest] <= point.reach(shape) else None
+
+
+def _counted(shares: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The components nod_ counts as candidates (indices into `shares`), largest first."""
+    order = np.argsort(-shares, kind="stable")
+    return order[shares[order] >= min(config.nodule_shares)]
+
+
+def marked_candidate(
+    crop: LungCrop, config: FeatureConfig, point: LesionPoint, shape: tuple[int, ...]
+) -> int | None:
+    """The index (into `_dense_components`' shares) of the candidate at `point` (in the pixels
+    of the slice of `shape` the crop was cut from; `candidate_at_mark`), None when no
+    candidate is (then the features keep the largest)."""
     _, labels, shares = _dense_components(crop)
-    counted = np.flatnonzero(shares >= min(config.nodule_shares)) + 1
-    inside = np.isin(labels, counted)
-    if not inside.any():
-        return None
-    top, bottom, left, right = crop.box
-    scale_y, scale_x = crop.gray.shape[0] / (bottom - top), crop.gray.shape[1] / (right - left)
-    row = (point.y + 0.5 - top) * scale_y - 0.5
-    col = (point.x + 0.5 - left) * scale_x - 0.5
-    height, width = crop.gray.shape
-    r, c = int(np.clip(round(row), 0, height - 1)), int(np.clip(round(col), 0, width - 1))
-    distance, (rows, cols) = ndimage.distance_transform_edt(~inside, return_indices=True)
-    outside = np.hypot(row - r, col - c)  # a point beyond the crop is that much further away
-    reach = point.reach((bottom - top, right - left)) * (scale_x + scale_y) / 2
-    if float(distance[r, c]) + outside > reach:
-        return None
-    return int(labels[rows[r, c], cols[r, c]]) - 1
+    counted = _counted(shares, config)
+    distances = _mark_distances(point, labels, len(shares), crop.box)[counted]
+    at = candidate_at_mark(distances, point, shape)
+    return None if at is None else int(counted[at])
 
 
 def nodule_features(
@@ -311,11 +342,17 @@ class Candidate:
     share: float  # of the lung field's area
     box: tuple[int, int, int, int]  # top, bottom, left, right (exclusive ends)
     outline: tuple[tuple[float, float], ...]  # closed polygon of (row, column) points
+    # from the centre of the mark `nodule_candidates` was given (0: on one of its pixels), px
+    distance: float | None = None
 
 
-def nodule_candidates(gray: np.ndarray, config: FeatureConfig) -> list[Candidate]:
+def nodule_candidates(
+    gray: np.ndarray, config: FeatureConfig, point: LesionPoint | None = None
+) -> list[Candidate]:
     """The dense structures nod_ measures, largest first, down to the smallest share counted
-    (found on the harmonised slice when the model harmonises, outlined on `gray`'s pixels)."""
+    (found on the harmonised slice when the model harmonises, outlined on `gray`'s pixels);
+    with a reviewer's lesion `point` (in `gray`'s pixels), each one's distance from it, which
+    `candidate_at_mark` reads."""
     seen = model_gray(gray, config)
     crop = lung_crop(seen, config)
     _, labels, shares = _dense_components(crop)
@@ -325,10 +362,13 @@ def nodule_candidates(gray: np.ndarray, config: FeatureConfig) -> list[Candidate
     scale_y = (bottom - top) / crop.gray.shape[0]
     scale_x = (right - left) / crop.gray.shape[1]
     height, width = gray.shape
+    distances = (
+        [None] * len(shares)
+        if point is None
+        else _mark_distances(point, labels, len(shares), (top, bottom, left, right)).tolist()
+    )
     found = []
-    for k in np.argsort(-shares, kind="stable"):
-        if shares[k] < min(config.nodule_shares):
-            break
+    for k in _counted(shares, config):
         one = np.pad(labels == k + 1, 1)
         contour = max(find_contours(one.astype(np.float32), 0.5), key=len) - 1
         rows = np.clip(top + (contour[:, 0] + 0.5) * scale_y - 0.5, 0, height - 1)
@@ -340,7 +380,7 @@ def nodule_candidates(gray: np.ndarray, config: FeatureConfig) -> list[Candidate
             min(width, int(np.ceil(cols.max())) + 1),
         )
         outline = tuple((float(r), float(c)) for r, c in zip(rows, cols, strict=True))
-        found.append(Candidate(float(shares[k]), box, outline))
+        found.append(Candidate(float(shares[k]), box, outline, distances[k]))
     return found
 
 
@@ -354,7 +394,7 @@ def slice_features(
     crop = lung_crop(seen, config)
     groups = dict(FEATURE_GROUPS)
     if point is not None and "nod" in config.groups:
-        chosen = marked_candidate(crop, config, point.scaled(gray.shape, seen.shape))
+        chosen = marked_candidate(crop, config, point.scaled(gray.shape, seen.shape), seen.shape)
         groups["nod"] = lambda crop, config: nodule_features(crop, config, chosen)
     values = [
         v for name, group in groups.items() if name in config.groups for v in group(crop, config)

@@ -18,8 +18,10 @@ whole-slice texture and intensity, which in this release follow how a scan was e
 much as the disease (issue 19), and the explanation says so when they carry most of it.
 When a reviewer has marked the slice (`lung_model.review.marks`), `MarkReading` puts the mark
 beside the candidates (drawn as a blue ring and cross) and says whether the candidate behind
-the score is at the marked lesion, how far from it (slice pixels, and mm when the DICOM gives
-its pixel spacing), or that the reviewer saw no lesion on the slice.
+the score is at the marked lesion (the one training would measure for the mark,
+`lung_model.imaging.features.candidate_at_mark`, outlined too when smaller than the others),
+how far from it (slice pixels, and mm when the DICOM gives its pixel spacing), or that the
+reviewer saw no lesion on the slice.
 See https://lightgbm.readthedocs.io/en/stable/pythonapi/lightgbm.Booster.html#lightgbm.Booster.predict
 """
 
@@ -33,9 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from skimage.measure import points_in_poly
 
-from lung_model.imaging.features import Candidate, LesionPoint, nodule_candidates
+from lung_model.imaging.features import (
+    Candidate,
+    LesionPoint,
+    candidate_at_mark,
+    nodule_candidates,
+)
 from lung_model.imaging.images import read_gray
 from lung_model.review.marks import draw_mark
 from lung_model.settings import Settings
@@ -166,16 +172,29 @@ class MarkReading:
     text: str
 
 
-def _distance(candidate: Candidate, x: float, y: float) -> float:
-    """From (x, y) to the candidate: 0 inside its outline, else to the nearest outline point."""
-    outline = np.asarray(candidate.outline, dtype=np.float64)
-    if points_in_poly(np.array([[y, x]]), outline)[0]:
-        return 0.0
-    return float(np.hypot(outline[:, 0] - y, outline[:, 1] - x).min())
-
-
 def _length(pixels: float, mm: float | None) -> str:
     return f"{pixels:.0f} px" + ("" if mm is None else f" ({mm:.1f} mm)")
+
+
+def mark_point(
+    mark: dict[str, Any], shape: tuple[int, int], size: tuple[int, int]
+) -> LesionPoint | None:
+    """A reviewer's lesion `mark` (a `review.marks.current_marks` row: kind, x, y, radius in
+    the slice's own pixels, `size` = its width and height) in the pixels of the explained
+    image (`shape` rows, columns); None for a mark of no lesion."""
+    if mark["kind"] != "lesion":
+        return None
+    radius = None if mark["radius"] is None else float(mark["radius"])
+    marked = LesionPoint(float(mark["x"]), float(mark["y"]), radius)
+    return marked.scaled((size[1], size[0]), shape)
+
+
+def _distances(candidates: list[Candidate]) -> list[float]:
+    """The candidates' distances from the mark they were measured from."""
+    distances = [c.distance for c in candidates]
+    if any(d is None for d in distances):
+        raise ValueError("the candidates were not measured from the mark")
+    return [float(d) for d in distances if d is not None]
 
 
 def read_mark(
@@ -186,24 +205,21 @@ def read_mark(
     size: tuple[int, int],
     spacing: tuple[float, float] | None = None,
 ) -> MarkReading:
-    """The reviewer's `mark` (a `review.marks.current_marks` row: kind, x, y, radius in the
-    slice's own pixels, `size` = its width and height) against the `candidates` outlined on
-    the explained image (`shape` rows, columns) and the `driver` behind the score. A
-    candidate is at the mark when it lies within the mark's extent (`LesionPoint.reach`)."""
-    if mark["kind"] != "lesion":
+    """The reviewer's `mark` (as in `mark_point`) against the `candidates` outlined on the
+    explained image, measured from it (`nodule_candidates` given its `mark_point`), and the
+    `driver` behind the score. The candidate at the mark is `candidate_at_mark`'s, the one
+    training measures for a marked slice."""
+    point = mark_point(mark, shape, size)
+    if point is None:
         text = "A reviewer marked this slice 'no lesion visible': they saw no lesion here."
         if driver is None:
             return MarkReading(None, None, None, None, None, text)
         text += f" The model's score rests on candidate {driver} all the same."
         return MarkReading(None, None, None, None, False, text)
-    radius = None if mark["radius"] is None else float(mark["radius"])
-    marked = LesionPoint(float(mark["x"]), float(mark["y"]), radius)
-    point = marked.scaled((size[1], size[0]), shape)
+    measured = _distances(candidates)
     back = size[0] / shape[1]  # explained image px -> the slice's own px
-    reach = point.reach(shape)
-    distances = [_distance(c, point.x, point.y) for c in candidates]
-    near = [n for n, d in enumerate(distances, start=1) if d <= reach]
-    at_mark = min(near, key=lambda n: distances[n - 1]) if near else None
+    at = candidate_at_mark(measured, point, shape)
+    at_mark = None if at is None else at + 1
     where = (
         f"Outlined candidate {at_mark} is at the mark."
         if at_mark
@@ -212,7 +228,7 @@ def read_mark(
     if driver is None:
         text = f"A reviewer marked the lesion (blue ring); no single candidate drives the score. {where}"
         return MarkReading(point, at_mark, None, None, None, text)
-    pixels = distances[driver - 1] * back
+    pixels = measured[driver - 1] * back
     mm = None if spacing is None else pixels * (spacing[0] + spacing[1]) / 2
     if driver == at_mark:
         text = (
@@ -231,7 +247,9 @@ def read_mark(
 class FeatureExplanation:
     class_name: str  # the class whose raw score is explained
     outlined: np.ndarray  # RGB uint8, the full slice with the largest candidates outlined
-    candidates: list[Candidate]  # those outlined, largest first (numbered 1, 2, ... on it)
+    # those outlined, largest first (numbered 1, 2, ... on it), then the one at a reviewer's
+    # mark when it is smaller than them
+    candidates: list[Candidate]
     top: list[Contribution]  # the strongest pushes, by |contribution|, strongest first
     others: float  # the summed contributions of every feature not in `top`
     expected_value: float  # the raw score of an average training slice
@@ -327,13 +345,18 @@ def explain_features(
         Contribution(names[i], readable_feature(names[i]), float(x[i]), float(pushes[i]))
         for i in strongest
     ]
-    found = nodule_candidates(gray, network.features)[:candidates]
+    shape = (gray.shape[0], gray.shape[1])
+    size = size or (shape[1], shape[0])
+    point = None if mark is None else mark_point(mark, shape, size)
+    measured = nodule_candidates(gray, network.features, point)
+    found = measured[:candidates]
+    at = None if point is None else candidate_at_mark(_distances(measured), point, shape)
+    if at is not None and at >= candidates:  # a smaller one at the mark is outlined too
+        found.append(measured[at])
     reading = read_pushes(names, pushes, found, class_name)
     outlined = outline_candidates(gray, found, reading.driver)
     beside = None
     if mark is not None:
-        shape = (gray.shape[0], gray.shape[1])
-        size = size or (shape[1], shape[0])
         beside = read_mark(mark, found, reading.driver, shape, size, spacing)
         if beside.point is not None:
             image = Image.fromarray(outlined)

@@ -18,6 +18,7 @@ from lung_model.imaging.features import (
     MARK_REACH,
     FeatureConfig,
     LesionPoint,
+    candidate_at_mark,
     feature_names,
     lung_crop,
     nodule_candidates,
@@ -223,6 +224,33 @@ def test_a_mark_reaches_a_candidate_within_its_extent_only(
     assert np.array_equal(nearest_other, plain)  # too far for a 1-px extent: the largest
     reached = slice_features(gray, config, replace(beside, radius=45.0))
     assert reached[0] != plain[0]  # an extent that covers a candidate other than the largest
+
+
+@pytest.mark.parametrize("harmonised", [False, True])
+def test_training_and_the_study_page_find_the_same_candidate_at_a_mark(
+    grays: dict[str, np.ndarray], harmonised: bool
+) -> None:
+    """One rule (`candidate_at_mark`): the candidate the nod_ features measure for a mark is
+    the one the explanation says is at it, measured to its pixels in the slice's pixels."""
+    config = FeatureConfig(harmonise=HarmoniseConfig() if harmonised else None)
+    checked = 0
+    for name, gray in grays.items():
+        found = nodule_candidates(gray, config)
+        for candidate in found[1:4]:
+            x, y = inside(candidate)
+            top, bottom, left, right = candidate.box
+            for point in (LesionPoint(x, y), LesionPoint(right + 8.0, y), LesionPoint(x, y, 1.0)):
+                measured = nodule_candidates(gray, config, point)
+                distances = [c.distance for c in measured if c.distance is not None]
+                at = candidate_at_mark(distances, point, gray.shape)
+                lesion = slice_features(gray, config, point)[0]
+                expected = found[0].share if at is None else measured[at].share
+                assert lesion == pytest.approx(expected, rel=1e-5), name
+                checked += 1
+            on = nodule_candidates(gray, config, LesionPoint(x, y))
+            # inside its outline: on its pixels, or (at an inner corner the outline cuts) by them
+            assert on[found.index(candidate)].distance < 1.0, name
+    assert checked >= 6
 
 
 def test_a_point_moves_with_the_slice_when_it_is_resized(

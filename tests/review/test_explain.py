@@ -21,8 +21,10 @@ from lung_model.review.explain import (
     TEXTURE,
     TOP_CANDIDATES,
     TOP_FEATURES,
+    MarkReading,
     explain_features,
     explain_features_file,
+    mark_point,
     outline_candidates,
     read_mark,
     read_pushes,
@@ -158,9 +160,24 @@ def lesion(x: float, y: float, radius: float | None = None) -> dict:
     return {"kind": "lesion", "x": x, "y": y, "radius": radius}
 
 
-def test_a_driver_on_the_marked_lesion_is_said_to_be_at_it(found: list[Candidate]) -> None:
+def read(
+    model: LoadedModel,
+    mark: dict,
+    driver: int | None,
+    size: tuple[int, int] = (512, 512),
+    spacing: tuple[float, float] | None = None,
+) -> MarkReading:
+    """`read_mark` of SLICE (512 x 512) against its largest candidates measured from `mark`."""
+    point = mark_point(mark, (512, 512), size)
+    measured = nodule_candidates(read_gray(SLICE).gray, model.network.features, point)
+    return read_mark(mark, measured[:TOP_CANDIDATES], driver, (512, 512), size, spacing)
+
+
+def test_a_driver_on_the_marked_lesion_is_said_to_be_at_it(
+    model: LoadedModel, found: list[Candidate]
+) -> None:
     x, y = inside(found[0])
-    reading = read_mark(lesion(x, y), found, 1, (512, 512), (512, 512))
+    reading = read(model, lesion(x, y), 1)
     assert reading.driver_at_mark is True and reading.at_mark == 1
     assert reading.distance_px == 0.0 and reading.distance_mm is None
     assert reading.text == (
@@ -170,46 +187,58 @@ def test_a_driver_on_the_marked_lesion_is_said_to_be_at_it(found: list[Candidate
 
 
 def test_a_driver_away_from_the_mark_is_said_to_be_elsewhere_with_the_distance(
-    found: list[Candidate],
+    model: LoadedModel, found: list[Candidate]
 ) -> None:
     other = next(n for n, c in enumerate(found[1:], start=2) if c.share >= 0.002)
     x, y = inside(found[other - 1])
-    reading = read_mark(lesion(x, y, 6.0), found, 1, (512, 512), (512, 512), (0.7, 0.7))
+    reading = read(model, lesion(x, y, 6.0), 1, spacing=(0.7, 0.7))
     outline = np.array(found[0].outline)
-    expected = float(np.hypot(outline[:, 0] - y, outline[:, 1] - x).min())
+    to_outline = float(np.hypot(outline[:, 0] - y, outline[:, 1] - x).min())
+    measured = reading.distance_px
     assert reading.driver_at_mark is False and reading.at_mark == other
-    assert reading.distance_px == pytest.approx(expected) and expected > 6.0
-    assert reading.distance_mm == pytest.approx(0.7 * expected)
+    # to the candidate's pixels: its outline, within a crop pixel (~2.7 slice px here)
+    assert measured == pytest.approx(to_outline, abs=3.0) and measured > 6.0
+    assert reading.distance_mm == pytest.approx(0.7 * measured)
     assert reading.text == (
-        f"The model's driving candidate 1 is elsewhere: {expected:.0f} px ({0.7 * expected:.1f}"
+        f"The model's driving candidate 1 is elsewhere: {measured:.0f} px ({0.7 * measured:.1f}"
         f" mm) from the reviewer's marked lesion (blue ring). Outlined candidate {other} is at"
         " the mark."
     )
-    nowhere = read_mark(lesion(3.0, 3.0, 2.0), found, 1, (512, 512), (512, 512))
+    nowhere = read(model, lesion(3.0, 3.0, 2.0), 1)
     assert nowhere.at_mark is None and nowhere.driver_at_mark is False
     assert nowhere.text.endswith("None of the outlined candidates is at the mark.")
-    undriven = read_mark(lesion(x, y), found, None, (512, 512), (512, 512))
+    undriven = read(model, lesion(x, y), None)
     assert undriven.distance_px is None and undriven.driver_at_mark is None
     assert "no single candidate drives the score" in undriven.text
 
 
 def test_a_mark_on_a_larger_slice_is_moved_and_measured_in_the_slices_pixels(
-    found: list[Candidate],
+    model: LoadedModel, found: list[Candidate]
 ) -> None:
     """The explained image may be decoded smaller than the slice the reviewer marked."""
     x, y = inside(found[0])
-    far = read_mark(lesion(2 * x + 80, 2 * y, 4.0), found, 1, (512, 512), (1024, 1024))
+    far = read(model, lesion(2 * x + 80, 2 * y, 4.0), 1, size=(1024, 1024))
     assert far.point is not None and far.point.x == pytest.approx(x + 40)
     assert far.point.radius == pytest.approx(2.0)
-    near = read_mark(lesion(x + 40, y, 2.0), found, 1, (512, 512), (512, 512))
+    near = read(model, lesion(x + 40, y, 2.0), 1)
     assert far.distance_px == pytest.approx(2 * near.distance_px)  # type: ignore[operator]
+
+
+def test_a_smaller_candidate_at_the_mark_is_outlined_too(model: LoadedModel) -> None:
+    gray = read_gray(SLICE).gray
+    every = nodule_candidates(gray, model.network.features)
+    assert len(every) > TOP_CANDIDATES  # this slice has smaller candidates than those shown
+    small = every[TOP_CANDIDATES]
+    why = explain_features(model, gray, mark=lesion(*inside(small), 1.0))
+    assert why.mark is not None and why.mark.at_mark == TOP_CANDIDATES + 1
+    assert [c.share for c in why.candidates] == [c.share for c in every[: TOP_CANDIDATES + 1]]
 
 
 def test_a_slice_marked_without_a_lesion_says_the_reviewer_saw_none(
     found: list[Candidate],
 ) -> None:
     empty = {"kind": "no_lesion", "x": None, "y": None, "radius": None}
-    reading = read_mark(empty, found, 1, (512, 512), (512, 512))
+    reading = read_mark(empty, found, 1, (512, 512), (512, 512))  # nothing to measure from
     assert reading.point is None and reading.distance_px is None
     assert reading.driver_at_mark is False  # the model's candidate is no marked lesion
     assert reading.text == (
