@@ -42,6 +42,7 @@ from lung_model.imaging.acquisition import (
     HarmoniseConfig,
     content_seed,
     harmonise,
+    nested_dict,
     rewindow,
     tissue_levels,
     to_common,
@@ -105,7 +106,7 @@ class FeatureConfig:
             raise ValueError("matching a reference (harmonise.match) needs harmonise_at='slice'")
 
     def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
+        values = {**asdict(self), "harmonise": nested_dict(self.harmonise)}
         if self.harmonise_at == "slice":  # as configs were logged (and benchmarks cached) before
             del values["harmonise_at"]
         return values

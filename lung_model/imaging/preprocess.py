@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lung_model.imaging.acquisition import HarmoniseConfig, harmonise
+from lung_model.imaging.acquisition import HarmoniseConfig, harmonise, nested_dict
 from lung_model.imaging.crop import crop
 from lung_model.imaging.images import read_gray
 
@@ -55,7 +55,7 @@ class PreprocessConfig:
         return self.decode_size or self.image_size
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "harmonise": nested_dict(self.harmonise)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessConfig:
