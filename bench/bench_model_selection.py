@@ -222,6 +222,10 @@ FEATURE_CONFIGS.update({
 HARMONISED_MATCH = replace(HARMONISED, harmonise=HarmoniseConfig(match=MATCH_REFERENCE))
 FEATURE_CONFIGS.update({
     "features-hm-aug2w": (FeatureModelConfig(features=HARMONISED_MATCH, **WIDER), False),
+    # the tissue levels measured after the blur (`-hb`): measured on the slice as exported,
+    # the soft-tissue median moves with its noise, so re-windowed slices kept the export's level
+    "features-hb-aug2w": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
+        levels_after_blur=True)), **WIDER), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input

@@ -34,7 +34,7 @@ from __future__ import annotations
 import io
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -150,10 +150,15 @@ class HarmoniseConfig:
     # every slice's body is mapped onto instead of the linear re-window (`air` and `tissue`
     # then unused); (): the re-window (docs/MODEL.md, run 12)
     match: tuple[float, ...] = ()
+    # the tissue levels measured after the blur (and the re-window applied to the blurred
+    # slice) instead of on the slice as exported: on it the soft-tissue median of a noisier
+    # export lands elsewhere, so the re-windowed levels still told the exports apart
+    # (docs/MODEL.md, run 11)
+    levels_after_blur: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        for name in ("square", "match"):  # as configs were logged (and benchmarks cached)
+        for name in ("square", *LATER):  # as configs were logged (and benchmarks cached)
             if not values[name]:  # before they existed
                 del values[name]
         return values
@@ -167,14 +172,18 @@ class HarmoniseConfig:
         return cls(**{k: type(getattr(default, k))(v) for k, v in values.items()})
 
 
+LATER = ("match", "levels_after_blur")  # settings left out of the dicts while unset
+
+
 def nested_dict(config: HarmoniseConfig | None) -> dict[str, Any] | None:
     """`config` as the feature and preprocessing configs log it inside theirs (and the CV
-    bench keys its caches): every field but an unset `match`, which came later."""
+    bench keys its caches): every field but the unset ones of `LATER`, which came later."""
     if config is None:
         return None
     values = asdict(config)
-    if not config.match:
-        del values["match"]
+    for name in LATER:
+        if not values[name]:
+            del values[name]
     return values
 
 
@@ -275,6 +284,9 @@ def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
         out = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     if config.match:
         return to_common(match_reference(out, config.match), None, config, seed)
+    if config.levels_after_blur and config.blur > 0:
+        out = ndimage.gaussian_filter(out, config.blur)
+        return to_common(out, tissue_levels(out), replace(config, blur=0.0), seed)
     return to_common(out, tissue_levels(out), config, seed)
 
 
