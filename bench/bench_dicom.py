@@ -105,11 +105,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from dicom_series import write_series
-    from orthanc_pacs import Orthanc, free_port
+    from orthanc_pacs import Orthanc
 
     from lung_model.exchange.deliveries import send_results
     from lung_model.exchange.receiver import Service
     from lung_model.platform.db import get_engine
+    from lung_model.platform.services import free_port
     from lung_model.scoring.engine import Scorer
     from lung_model.scoring.inbox import find_ready_studies
 

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_load import fill  # noqa: E402
 from bench_scoring import PROJECT, real_slices  # noqa: E402
 
+from lung_model.platform.services import free_port  # noqa: E402
 from lung_model.settings import Settings, get_settings  # noqa: E402
 
 FIXTURES = PROJECT / "tests" / "fixtures" / "iq-othnccd"
@@ -66,12 +66,6 @@ THROUGHPUT_TOLERANCE = 0.20  # a shared machine's other jobs move throughput mor
 
 def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def isolate(home: Path) -> Settings:

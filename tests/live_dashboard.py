@@ -5,7 +5,6 @@ steps a reviewer takes to mark a slice."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lung_model.platform.services import free_port
 from lung_model.settings import PROJECT_ROOT
 
 APP = PROJECT_ROOT / "dashboards" / "app.py"
@@ -24,12 +24,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 WAIT_MS = 60_000  # generous: test machines are shared
 SLICE_FRAME = "iframe[title*=streamlit_image_coordinates]"
 ARTIFACTS = PROJECT_ROOT / "var" / "test-artifacts"  # screenshots kept for a person to look at
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

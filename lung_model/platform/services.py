@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -99,6 +100,13 @@ def stop(settings: Settings, name: str, grace_seconds: float = 20.0) -> bool:
         os.killpg(pid, signal.SIGKILL)
     pid_file(settings, name).unlink(missing_ok=True)
     return True
+
+
+def free_port() -> int:
+    """A loopback TCP port free now, for a service started on it (tests, benches)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:

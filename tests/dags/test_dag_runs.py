@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from live_dashboard import free_port
 from pg_admin import SERVER_URL, admin
 from sqlalchemy import create_engine, text
 
 from lung_model import settings as settings_module
 from lung_model.data import dvc
 from lung_model.platform import airflow, db, services
+from lung_model.platform.services import free_port
 from lung_model.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from test_dag_runs import Deployment, deployment, free_port  # noqa: F401  (the module's Airflow)
+from test_dag_runs import Deployment, deployment  # noqa: F401  (the module's Airflow)
 
 from lung_model.platform import airflow, db, services, stack
 from lung_model.platform.airflow_runs import due_tick, run_states, runs, scheduled_tick, trigger
@@ -43,10 +43,10 @@ def _wait(condition, timeout: float, what: str, every: float = 1.0):  # noqa: AN
 @pytest.fixture(scope="module")
 def live(deployment: Deployment) -> Iterator[Live]:  # noqa: F811
     settings = deployment.settings.model_copy(
-        update={"airflow_url": f"http://127.0.0.1:{free_port()}"}
+        update={"airflow_url": f"http://127.0.0.1:{services.free_port()}"}
     )
     env = airflow.environment(settings, metadata=deployment.metadata_url)
-    env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"] = str(free_port())
+    env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"] = str(services.free_port())
     started = [s for s in stack.local_services(settings, env) if s.name.startswith("airflow-")]
     engine = create_engine(deployment.metadata_url)
     try:

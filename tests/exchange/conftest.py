@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from orthanc_pacs import Orthanc, free_port
+from orthanc_pacs import Orthanc
 
 from lung_model.exchange.receiver import Service
+from lung_model.platform.services import free_port
 from lung_model.settings import Settings
 
 

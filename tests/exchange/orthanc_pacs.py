@@ -5,7 +5,6 @@ settings' `dicom_port`) is its modality `LUNG`."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,16 @@ import pytest
 from lung_model.exchange import orthanc
 from lung_model.exchange.orthanc import AE_TITLE, OrthancClient, installed
 from lung_model.platform import services
+from lung_model.platform.services import free_port
 from lung_model.settings import Settings
 
-__all__ = ["Orthanc", "free_port", "installed", "needs_orthanc"]
+__all__ = ["Orthanc", "installed", "needs_orthanc"]
 
 needs_orthanc = pytest.mark.skipif(
     not installed(),
     reason="Orthanc and dcmtk are not installed (apt-get install orthanc orthanc-dicomweb "
     "dcmtk; make pacs and .ci/run install them)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Orthanc(OrthancClient):

@@ -9,13 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 from dicom_series import fixture_slices
-from orthanc_pacs import free_port, needs_orthanc
+from orthanc_pacs import needs_orthanc
 from tiny_models import FEATURE_RUN, TrainedRun
 
 from lung_model.cli.hospital_demo import SERVICE, hospital_loop
 from lung_model.exchange.receiver import Service
 from lung_model.platform import services, stack
 from lung_model.platform.db import get_engine
+from lung_model.platform.services import free_port
 from lung_model.scoring.engine import Scorer
 from lung_model.scoring.inbox import find_ready_studies
 from lung_model.scoring.inference import LoadedModel

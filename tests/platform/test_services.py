@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 
 import pytest
@@ -11,14 +10,8 @@ from lung_model.platform import services
 from lung_model.settings import Settings
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_start_is_idempotent_and_stop_ends_it(settings: Settings) -> None:
-    port = free_port()
+    port = services.free_port()
     web = services.Service(
         "web",
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],

@@ -160,10 +160,8 @@ def _listening(pid: int) -> set[tuple[str, int]]:
 
 
 def test_the_local_services_listen_on_loopback_only(deployment: Deployment) -> None:  # noqa: F811
-    from test_dag_runs import free_port
-
     names = ("airflow", "mlflow", "dashboard", "health", "dicom")
-    ports = {name: free_port() for name in names}
+    ports = {name: services.free_port() for name in names}
     settings = deployment.settings.model_copy(
         update={
             "dicom_port": ports["dicom"],
