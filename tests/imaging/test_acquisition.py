@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lung_model.imaging.acquisition import (
+    MAD_TO_SIGMA,
     MEASUREMENTS,
     PERTURBATIONS,
     HarmoniseConfig,
@@ -16,6 +17,7 @@ from lung_model.imaging.acquisition import (
     harmonise,
     measure,
     noise_level,
+    noise_to,
     noisier,
     smaller_matrix,
     smoothed,
@@ -110,3 +112,25 @@ def test_a_square_common_matrix_leaves_no_columns_to_tell(normal: np.ndarray) ->
     assert harmonise(wide, HarmoniseConfig()).shape[1] > 512  # aspect kept by default
     assert "square" not in HarmoniseConfig().to_dict()  # logged as before it existed
     assert HarmoniseConfig.from_dict(square.to_dict()) == square
+
+
+def test_noise_level_and_added_noise_are_scikit_images(
+    normal: np.ndarray, malignant: np.ndarray
+) -> None:
+    from scipy.stats import norm
+    from skimage.restoration import estimate_sigma
+    from skimage.util import random_noise
+
+    assert norm.ppf(0.75) == MAD_TO_SIGMA
+    ramp = np.tile(np.linspace(0.0, 1.0, 97), (61, 1))  # odd sides, rounding-only details
+    flat = np.zeros((40, 40), np.float32)
+    flat[10:30, 10:30] = 0.5  # most diagonal details exactly zero (left out)
+    grays = (normal, malignant, smoothed(malignant), ramp, ramp.astype(np.float32), flat)
+    for gray in grays:
+        assert noise_level(gray) == estimate_sigma(gray)
+        present = noise_level(gray)
+        for seed in (0, 12345):
+            variance = 0.01**2 - present**2  # as noise_to draws it
+            expected = random_noise(gray, mode="gaussian", var=variance, rng=seed, clip=True)
+            added = noise_to(gray, 0.01, seed, present)
+            assert np.array_equal(added, expected.astype(np.float32))
