@@ -7,15 +7,14 @@ import ui
 from lung_model.data.dvc import remote_status
 from lung_model.exchange.status import delivery_counts, waiting_deliveries
 from lung_model.review.operations import (
+    acquisition_counts,
     drift_summary,
     inbox_waiting,
     monitoring_history,
     quarantine_reasons,
     quarantined_files,
     recent_batches,
-    sensitive_studies,
     status_counts,
-    unlike_training_counts,
     unlike_training_studies,
 )
 from lung_model.scoring.sensitivity import HIGH_SENSITIVITY
@@ -125,7 +124,7 @@ else:
     st.caption("No predictions yet.")
 
 st.subheader("Unlike the scans the model learned from")
-unlike = unlike_training_counts(engine)
+unlike, sensitive = acquisition_counts(engine)
 if unlike["guarded"]:
     st.metric(
         "Studies unlike training",
@@ -139,7 +138,6 @@ if unlike["guarded"]:
         st.dataframe(pd.DataFrame(unlike_training_studies(engine)), hide_index=True)
 else:
     st.caption("No study was scored by a model that ships its acquisition range (unguarded).")
-sensitive = sensitive_studies(engine)
 if sensitive["checked"]:
     st.metric(
         "Studies whose calls hang on the export",

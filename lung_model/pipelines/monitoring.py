@@ -26,9 +26,8 @@ from sqlalchemy import text
 
 from lung_model.platform import db
 from lung_model.review.operations import (
+    acquisition_counts,
     predicted_mix,
-    sensitive_studies,
-    unlike_training_counts,
 )
 from lung_model.settings import CLASSES, Settings, get_settings
 
@@ -75,7 +74,7 @@ QUERIES = {
 
 def acquisition_breach(counted: dict[str, Any], most: float) -> str | None:
     """Acquisition drift, when more than `most` of the guarded studies were unlike the scans
-    their model learned from (`review.operations.unlike_training_counts`)."""
+    their model learned from (`review.operations.acquisition_counts`)."""
     guarded, unlike = counted["guarded"], counted["unlike"]
     if not guarded or unlike / guarded <= most:
         return None
@@ -96,7 +95,7 @@ def run_checks(start: datetime, end: datetime, settings: Settings | None = None)
         backlog = int(connection.execute(text(QUERIES["backlog"]), window).scalar_one())
         failed = int(connection.execute(text(QUERIES["failed_batches"]), window).scalar_one())
         quarantined = int(connection.execute(text(QUERIES["quarantined"]), window).scalar_one())
-    acquisition = unlike_training_counts(engine, start, end)
+    acquisition, sensitive = acquisition_counts(engine, start, end)
     reference = training_mix(settings.raw_data)
     drift = psi(reference, predicted) if sum(predicted.values()) else None
     breaches = []
@@ -115,7 +114,7 @@ def run_checks(start: datetime, end: datetime, settings: Settings | None = None)
         "psi": drift,
         "unlike_training": acquisition,
         # watched, not alerted on: what share is normal is not known yet (issue 22)
-        "sensitive_to_export": sensitive_studies(engine, start, end),
+        "sensitive_to_export": sensitive,
         "review_backlog": backlog,
         "failed_batches": failed,
         "quarantined_files": quarantined,

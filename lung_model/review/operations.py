@@ -77,35 +77,33 @@ GROUP BY 1, 2, 3, 4
 """)
 
 
-def _counted_results(column: str) -> str:
-    """`results`: `column` of each study's latest result (the worklist's), or of every result
-    created in [:start, :end) when a window is given (the daily checks)."""
-    return f"""
+# Each study's latest result (the worklist's), or every result created in [:start, :end) when
+# a window is given (the daily checks), counted once for both of what the acquisition checks
+# found: studies a guarded model scored (acquisition_outside NULL: unguarded) and those outside
+# its range, per measurement and side; studies checked under other exports and those whose
+# call changes on at least :high of their checked slices (`lung_model.scoring.sensitivity`).
+# PostgreSQL materialises a CTE referenced twice, so the results are read once.
+_ACQUISITION = text("""
 WITH results AS (
-    SELECT r.{column} FROM study_results r
+    SELECT r.acquisition_outside, r.sensitivity_share FROM study_results r
     WHERE CAST(:start AS timestamptz) IS NOT NULL
       AND r.created_at >= :start AND r.created_at < :end
     UNION ALL
-    SELECT r.{column} FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
+    SELECT r.acquisition_outside, r.sensitivity_share
+    FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
     WHERE CAST(:start AS timestamptz) IS NULL
-)"""  # noqa: S608 - a fixed column name, bound values
-
-
-# Studies a guarded model scored (acquisition_outside NULL: unguarded), and those outside
-# its range, per measurement and side.
-_UNLIKE_TRAINING = text(
-    _counted_results("acquisition_outside")
-    + """
+)
 SELECT NULL AS measurement, NULL AS side,
        count(*) FILTER (WHERE acquisition_outside IS NOT NULL) AS guarded,
-       count(*) FILTER (WHERE jsonb_array_length(acquisition_outside) > 0) AS studies
+       count(*) FILTER (WHERE jsonb_array_length(acquisition_outside) > 0) AS studies,
+       count(sensitivity_share) AS checked,
+       count(*) FILTER (WHERE sensitivity_share >= :high) AS sensitive
 FROM results
 UNION ALL
-SELECT d->>'measurement', d->>'side', NULL, count(*)
+SELECT d->>'measurement', d->>'side', NULL, count(*), NULL, NULL
 FROM results, jsonb_array_elements(coalesce(acquisition_outside, '[]')) d
 GROUP BY 1, 2
-"""
-)
+""")
 _UNLIKE_STUDIES = text("""
 SELECT w.batch_id, w.study, r.model_version, r.predicted_class, r.acquisition_outside,
        r.created_at AS scored_at
@@ -113,17 +111,6 @@ FROM worklist_entries w JOIN study_results r ON r.id = w.result_id
 WHERE jsonb_array_length(r.acquisition_outside) > 0
 ORDER BY r.created_at DESC, w.batch_id DESC LIMIT :limit
 """)
-# Studies checked under other exports, and those whose call changes on at least :high of their
-# checked slices (`lung_model.scoring.sensitivity`).
-_SENSITIVE = text(
-    _counted_results("sensitivity_share")
-    + """
-SELECT count(sensitivity_share) AS checked,
-       count(*) FILTER (WHERE sensitivity_share >= :high) AS sensitive
-FROM results
-"""
-)
-
 _CHECKS = text("""
 SELECT checked_at, window_start, window_end, breaches, report
 FROM monitoring_checks ORDER BY checked_at DESC, id DESC LIMIT :limit
@@ -234,30 +221,25 @@ def drift_summary(engine: Engine, days: int = 7) -> list[dict[str, Any]]:
     return summary
 
 
-def unlike_training_counts(
+def acquisition_counts(
     engine: Engine, start: datetime | None = None, end: datetime | None = None
-) -> dict[str, Any]:
-    """{'guarded': studies a model with an acquisition range scored, 'unlike': those outside
-    it, 'by_measurement': {'pixel noise below': n, ...}}: every study by its latest result,
-    or, with a window, the results created in [start, end) (the daily checks)."""
-    counted: dict[str, Any] = {"guarded": 0, "unlike": 0, "by_measurement": {}}
-    for row in _rows(engine, _UNLIKE_TRAINING, start=start, end=end):
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """What the acquisition checks found, every study by its latest result, or, with a window,
+    the results created in [start, end) (the daily checks), in one query:
+    - {'guarded': studies a model with an acquisition range scored, 'unlike': those outside
+      it, 'by_measurement': {'pixel noise below': n, ...}};
+    - {'checked': studies scored again under other exports, 'sensitive': those whose call
+      another export changes on at least `HIGH_SENSITIVITY` of their checked slices}."""
+    unlike: dict[str, Any] = {"guarded": 0, "unlike": 0, "by_measurement": {}}
+    sensitive = {"checked": 0, "sensitive": 0}
+    for row in _rows(engine, _ACQUISITION, high=HIGH_SENSITIVITY, start=start, end=end):
         if row["measurement"] is None:
-            counted["guarded"], counted["unlike"] = int(row["guarded"]), int(row["studies"])
+            unlike["guarded"], unlike["unlike"] = int(row["guarded"]), int(row["studies"])
+            sensitive = {"checked": int(row["checked"]), "sensitive": int(row["sensitive"])}
         else:
             name = MEASUREMENTS.get(row["measurement"], row["measurement"])
-            counted["by_measurement"][f"{name} {row['side']}"] = int(row["studies"])
-    return counted
-
-
-def sensitive_studies(
-    engine: Engine, start: datetime | None = None, end: datetime | None = None
-) -> dict[str, int]:
-    """{'checked': studies scored again under other exports, 'sensitive': those whose call
-    another export changes on at least `HIGH_SENSITIVITY` of their checked slices}: every
-    study by its latest result, or, with a window, the results created in [start, end)."""
-    [row] = _rows(engine, _SENSITIVE, high=HIGH_SENSITIVITY, start=start, end=end)
-    return {"checked": int(row["checked"]), "sensitive": int(row["sensitive"])}
+            unlike["by_measurement"][f"{name} {row['side']}"] = int(row["studies"])
+    return unlike, sensitive
 
 
 def unlike_training_studies(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
