@@ -6,8 +6,9 @@ logins as soon as they answer; runs `lung_retrain` once unless a champion exists
 schedule's latest tick, so unpausing it starts no second run); copies the few real study
 folders out of `data/raw` (as DVC restored it) that are not scored yet into the inbox and
 waits while `lung_batch_score` scores them; when Orthanc is installed, sends one of them
-through it as DICOM to the receiver and its SR back (`cli.hospital_demo`); prints the time of
-each phase. Progress is
+through it as DICOM to the receiver and its SR back (`cli.hospital_demo`), and leaves
+`lung_results_out` unpaused to send the final SR after a review; prints the time of each
+phase. Progress is
 printed as it goes (task states from Airflow's metadata database, the running task's newest
 log line), with a heartbeat line at least once a minute.
 See https://airflow.apache.org/docs/apache-airflow/stable/howto/usage-cli.html
@@ -28,7 +29,7 @@ from sqlalchemy import text
 
 from lung_model.cli.exit_codes import ExitCode
 from lung_model.cli.system import print_access
-from lung_model.platform import airflow, db, stack
+from lung_model.platform import airflow, db, services, stack
 from lung_model.platform.airflow_runs import due_tick, last_output, run_states, trigger
 from lung_model.platform.registry import current_champion
 from lung_model.settings import Settings, get_settings
@@ -246,8 +247,14 @@ def study_results(
 
 
 def cli_demo(args: argparse.Namespace) -> ExitCode:
+    from lung_model.cli.hospital_demo import local_pacs_destination
+
     timer = PhaseTimer(getattr(args, "started_at", None))
     settings = get_settings()
+    if pacs := local_pacs_destination(settings):  # Airflow's lung_results_out sends there
+        settings = settings.model_copy(update={"results_dicom_destination": pacs})
+        if services.running(settings, "airflow-scheduler"):
+            say("Airflow already runs: lung_results_out sends where it was started to send")
     with timer.phase("services up"):
         env = stack.up(settings, report=say)
     say("the services answer; log in while the demo goes on:")
@@ -257,24 +264,32 @@ def cli_demo(args: argparse.Namespace) -> ExitCode:
     with timer.phase("scoring"):
         ok = score_demo_studies(settings, env, args)
     with timer.phase("hospital loop"):
-        ok = hospital_phase(settings, args) and ok
+        ok = hospital_phase(settings, env, args, results_out=pacs is not None) and ok
     print_access(settings)
     say("time per phase (minutes:seconds, measured in this run):")
     print("\n".join(timer.table()), flush=True)
     return ExitCode.OK if ok else ExitCode.ERROR
 
 
-def hospital_phase(settings: Settings, args: argparse.Namespace) -> bool:
+def hospital_phase(
+    settings: Settings, env: dict[str, str], args: argparse.Namespace, results_out: bool
+) -> bool:
     """A demo study through a local Orthanc, the receiver and back as an SR (when Orthanc is
-    installed; `lung_model.cli.hospital_demo`); a failure is told, not raised."""
+    installed; `lung_model.cli.hospital_demo`); a failure is told, not raised. `results_out`
+    (Airflow was started with that Orthanc as the SR destination): once the loop worked,
+    lung_results_out is unpaused, so a reviewed study's final SR goes there too."""
     from lung_model.cli.hospital_demo import hospital_loop
 
     try:
         slices = next(iter(demo_studies(settings.raw_data, per_class=args.studies).values()))
-        return hospital_loop(settings, slices, say, timeout=min(args.timeout, 600))
+        ok = hospital_loop(settings, slices, say, timeout=min(args.timeout, 600))
     except Exception as error:  # an extra: the rest of the demo stands
         say(f"hospital loop failed: {type(error).__name__}: {error}")
         return False
+    if ok and results_out:
+        airflow.airflow("dags", "unpause", "lung_results_out", env=env)
+        say("lung_results_out is unpaused: a study's final SR follows its review within 5 min")
+    return ok
 
 
 def retrain(settings: Settings, env: dict[str, str], args: argparse.Namespace) -> None:

@@ -1,6 +1,9 @@
 """`make demo`'s hospital loop, when Orthanc is installed: a local PACS pushes a CT study to
 the DICOM receiver `up` started, the running lung_batch_score DAG scores it, and its SR goes
 back into the study on Orthanc (`send-results` to Orthanc), where its explorer shows it.
+When no results destination is configured, the demo starts Airflow with this Orthanc as
+`LUNG_RESULTS_DICOM_DESTINATION` (`local_pacs_destination`) and unpauses `lung_results_out`
+after the loop, so the final SR of a study a clinician reviews later follows within 5 minutes.
 
 Orthanc runs as the service `orthanc` (`make stop` stops it) on `ORTHANC_HTTP_PORT` and
 `ORTHANC_DICOM_PORT`, its configuration and storage in `LUNG_HOME/orthanc/`. The study is one
@@ -38,6 +41,26 @@ def _port_taken(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _ours_or_free(settings: Settings, ports: tuple[int, int]) -> bool:
+    """Orthanc's ports are our running service's, or nobody's."""
+    return services.running(settings, SERVICE) is not None or not any(map(_port_taken, ports))
+
+
+def local_pacs_destination(
+    settings: Settings, ports: tuple[int, int] = (ORTHANC_HTTP_PORT, ORTHANC_DICOM_PORT)
+) -> str | None:
+    """Where the demo's lung_results_out sends the SRs: the hospital loop's Orthanc (C-STORE,
+    `AET@host:port`) when the loop can run and no results destination is configured (then
+    that one is left alone, and no demo study is sent to it); None otherwise."""
+    if settings.results_dicom_destination or not orthanc.installed():
+        return None
+    return _orthanc_destination(ports[1]) if _ours_or_free(settings, ports) else None
+
+
+def _orthanc_destination(dicom_port: int) -> str:
+    return f"{orthanc.AE_TITLE}@127.0.0.1:{dicom_port}"
+
+
 def _batch_done(settings: Settings, folder: str) -> bool:
     stored = stored_names(settings).name(folder)
     with get_engine(settings).connect() as connection:
@@ -61,7 +84,7 @@ def hospital_loop(
         say("  orthanc-dicomweb dcmtk, then `make demo` again)")
         return True
     http_port, dicom_port = ports
-    if services.running(settings, SERVICE) is None and any(_port_taken(p) for p in ports):
+    if not _ours_or_free(settings, ports):
         say(f"ports {http_port}/{dicom_port} are taken: hospital loop skipped")
         return True
     pacs_home = settings.home / "orthanc"
@@ -85,7 +108,7 @@ def hospital_loop(
             say(f"the study was not scored within {timeout:.0f} s: hospital loop stopped")
             return False
         time.sleep(2)
-    destination = f"{orthanc.AE_TITLE}@127.0.0.1:{dicom_port}"
+    destination = _orthanc_destination(dicom_port)
     to_orthanc = settings.model_copy(update={"results_dicom_destination": destination})
     outcome = send_results(to_orthanc, get_engine(settings), rule_in_words(settings))
     found = [

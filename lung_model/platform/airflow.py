@@ -181,6 +181,8 @@ def environment(
     }
     if settings.mlflow_tracking_uri is None:
         env["MLFLOW_TRACKING_URI"] = settings.tracking_uri()
+    if settings.results_dicom_destination:  # lung_results_out's, also when set in code (demo)
+        env["LUNG_RESULTS_DICOM_DESTINATION"] = settings.results_dicom_destination
     if executor == "CeleryExecutor":
         env["AIRFLOW__CELERY__BROKER_URL"] = broker_url or "redis://127.0.0.1:6379/0"
         env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + db.yoyo_url(metadata)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from lung_model.cli import demo
+from lung_model.cli import demo, hospital_demo
 from lung_model.data.dvc import sha256_of
-from lung_model.platform import airflow_runs, db
+from lung_model.platform import airflow, airflow_runs, db, services
 from lung_model.settings import PROJECT_ROOT, Settings
 
 RAW = PROJECT_ROOT / "data" / "raw" / "Malignant cases"
@@ -74,16 +74,56 @@ def test_the_logins_are_printed_as_soon_as_the_services_answer(
     monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     events: list[str] = []
+    monkeypatch.setattr(hospital_demo, "local_pacs_destination", lambda s: None)
     monkeypatch.setattr(demo.stack, "up", lambda *a, **k: events.append("up") or {})
     monkeypatch.setattr(demo, "print_access", lambda s: events.append("access"))
     monkeypatch.setattr(demo, "retrain", lambda *a: events.append("retrain"))
     monkeypatch.setattr(demo, "score_demo_studies", lambda *a: events.append("scoring") or True)
-    monkeypatch.setattr(demo, "hospital_phase", lambda *a: events.append("hospital") or True)
+    monkeypatch.setattr(demo, "hospital_phase", lambda *a, **k: events.append("hospital") or True)
 
     code = demo.cli_demo(argparse.Namespace(started_at=None))
 
     assert code == 0
     assert events[:3] == ["up", "access", "retrain"]
+
+
+def test_with_orthanc_the_demos_airflow_sends_the_srs_to_it(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """Airflow starts with the hospital loop's Orthanc as the SR destination, and
+    lung_results_out is unpaused once the loop worked, so a final SR follows a review."""
+    started: list[Settings] = []
+    unpaused: list[tuple[str, ...]] = []
+    monkeypatch.setattr(hospital_demo, "local_pacs_destination", lambda s: "ORTHANC@127.0.0.1:1")
+    monkeypatch.setattr(demo.stack, "up", lambda s, **k: started.append(s) or {"E": "1"})
+    monkeypatch.setattr(demo, "print_access", lambda s: None)
+    monkeypatch.setattr(demo, "retrain", lambda *a: None)
+    monkeypatch.setattr(demo, "score_demo_studies", lambda *a: True)
+    monkeypatch.setattr(demo, "demo_studies", lambda *a, **k: {"demo-study-1": []})
+    monkeypatch.setattr(demo.airflow, "airflow", lambda *a, env: unpaused.append(a) or "")
+    args = argparse.Namespace(started_at=None, studies=1, timeout=60)
+    for loop_works, expected in ((False, []), (True, [("dags", "unpause", "lung_results_out")])):
+        unpaused.clear()
+        monkeypatch.setattr(hospital_demo, "hospital_loop", lambda *a, works=loop_works, **k: works)
+        assert demo.cli_demo(args) == (0 if loop_works else 1)
+        assert started[-1].results_dicom_destination == "ORTHANC@127.0.0.1:1"
+        assert unpaused == expected
+    env = airflow.environment(started[-1])
+    assert env["LUNG_RESULTS_DICOM_DESTINATION"] == "ORTHANC@127.0.0.1:1"
+    assert "LUNG_RESULTS_DICOM_DESTINATION" not in airflow.environment(settings)
+
+
+def test_the_local_pacs_is_the_destination_only_when_none_is_configured(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    ports = (services.free_port(), services.free_port())
+    monkeypatch.setattr(hospital_demo.orthanc, "installed", lambda: True)
+    found = hospital_demo.local_pacs_destination(settings, ports)
+    assert found == f"{hospital_demo.orthanc.AE_TITLE}@127.0.0.1:{ports[1]}"
+    configured = settings.model_copy(update={"results_dicom_destination": "PACS@10.0.0.1:104"})
+    assert hospital_demo.local_pacs_destination(configured, ports) is None
+    monkeypatch.setattr(hospital_demo.orthanc, "installed", lambda: False)
+    assert hospital_demo.local_pacs_destination(settings, ports) is None
 
 
 def test_the_demo_run_is_the_scheduled_tick_and_is_triggered_before_unpausing(
