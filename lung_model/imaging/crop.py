@@ -18,6 +18,8 @@ from scipy import ndimage
 WORK_SIDE = 128  # the longer side of the copy the masks are computed on
 MARGIN = 0.06  # of the box's side, on each side
 MIN_LUNG_FRACTION = 0.01  # of the body's area; less is not a lung field
+# `ndimage.label`'s default connectivity, built once (building it costs a fifth of a label)
+CROSS = ndimage.generate_binary_structure(2, 1)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
@@ -40,7 +42,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)
+    labels, count = ndimage.label(mask, CROSS)
     if count == 0:
         return mask
     return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
@@ -72,7 +74,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     """`ndimage.binary_fill_holes(mask)`, computed as the background parts that do not touch
     the border (the same 4-connectivity; one labelling instead of an iterated dilation, about
     5x faster on a 128 px mask)."""
-    background, _ = ndimage.label(~mask)
+    background, _ = ndimage.label(~mask, CROSS)
     border = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
     outside = np.zeros(int(background.max()) + 1, dtype=bool)
     outside[border] = True
@@ -113,7 +115,7 @@ def lung_box(gray: np.ndarray, target: str = "lungs") -> tuple[int, int, int, in
     box = _box(body)
     if target == "lungs" and box is not None:
         air = open_cross(body & ~bright, iterations=1)
-        labels, count = ndimage.label(air)
+        labels, count = ndimage.label(air, CROSS)
         if count:
             sizes = ndimage.sum_labels(air, labels, index=np.arange(1, count + 1))
             keep = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))

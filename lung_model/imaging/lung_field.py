@@ -29,7 +29,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from lung_model.imaging.crop import fill_holes, largest_component, open_cross, otsu_threshold
+from lung_model.imaging.crop import (
+    CROSS,
+    fill_holes,
+    largest_component,
+    open_cross,
+    otsu_threshold,
+)
 
 MIN_LUNG_SHARE = 0.1  # of the largest air part: smaller dark parts are not a lung
 MIN_FIELD_SHARE = 0.01  # of the copy: a smaller filled mask falls back to the body
@@ -126,7 +132,7 @@ def lung_masks(gray: np.ndarray, mask_side: int = 128, close_radius: float = 40.
     cols = np.flatnonzero(body.any(axis=0))
     if len(cols):
         air[:, (cols[0] + cols[-1]) // 2] = False  # the midline cut
-    labels, count = ndimage.label(air)
+    labels, count = ndimage.label(air, CROSS)
     filled = np.zeros_like(air)
     if count:
         sizes = np.bincount(labels.ravel())
