@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from lung_model.review import accounts, sessions
 from lung_model.review.database import dashboard_engine
-from lung_model.review.explain import MOSTLY, TEXTURE, FeatureExplanation
+from lung_model.review.explain import MOSTLY, TEXTURE, TOP_CANDIDATES, FeatureExplanation
 from lung_model.review.rules import LoggedRules, VerdictRule, logged_rules, rule_for, share
 from lung_model.review.standing import Standing, champion_standing, version_standing
 from lung_model.settings import Settings, get_settings
@@ -168,10 +168,12 @@ def candidates_caption(explanation: FeatureExplanation) -> str:
     """'Dense candidates the model measured (share of the lung field): 1: 10.2% · 2: 2.1%'."""
     if not explanation.candidates:
         return "No dense candidate in the lung field: the nodule features measured none."
-    shares = " · ".join(
-        f"{n}: {share(c.share)}" for n, c in enumerate(explanation.candidates, start=1)
-    )
     mark = explanation.mark
+    beyond = mark.at_mark if mark and mark.at_mark and mark.at_mark > TOP_CANDIDATES else None
+    shares = " · ".join(
+        f"{n}: {share(c.share)}" + (" (smaller, at the mark)" if n == beyond else "")
+        for n, c in enumerate(explanation.candidates, start=1)
+    )
     ring = "; blue ring: the reviewer's lesion mark" if mark and mark.point else ""
     return (
         "Dense candidates the model measured, largest first (share of the lung field): "
