@@ -66,6 +66,7 @@ from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
 from lung_model.imaging.acquisition import (  # noqa: E402
     CONTRAST_RANGE,
+    MATCH_COMPARTMENTS_REFERENCE,
     MATCH_REFERENCE,
     PERTURBATIONS,
     HarmoniseConfig,
@@ -222,6 +223,10 @@ FEATURE_CONFIGS.update({
 HARMONISED_MATCH = replace(HARMONISED, harmonise=HarmoniseConfig(match=MATCH_REFERENCE))
 FEATURE_CONFIGS.update({
     "features-hm-aug2w": (FeatureModelConfig(features=HARMONISED_MATCH, **WIDER), False),
+    # the aerated lung and the soft tissue matched each on its own (`-hmc`): whole-body
+    # matching brightens the lung of a slice with more lung than the reference
+    "features-hmc-aug2w": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
+        match=MATCH_COMPARTMENTS_REFERENCE, match_compartments=True)), **WIDER), False),
     # the tissue levels measured after the blur (`-hb`): measured on the slice as exported,
     # the soft-tissue median moves with its noise, so re-windowed slices kept the export's level
     "features-hb-aug2w": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(

@@ -60,6 +60,13 @@ MATCH_REFERENCE = (
     0.769, 0.780, 0.788, 0.796, 0.808, 0.820, 0.827, 0.839, 0.847, 0.851, 0.859, 0.863, 0.871,
     0.878, 0.886, 0.894, 0.906, 0.929, 1.000, 1.000,
 )  # fmt: skip
+# the aerated lung's 17 quantiles, then the soft tissue's, likewise (the median over the 239
+# of those slices where both are found): `HarmoniseConfig(match=..., match_compartments=True)`
+MATCH_COMPARTMENTS_REFERENCE = (
+    0.218, 0.259, 0.275, 0.286, 0.294, 0.302, 0.310, 0.322, 0.329, 0.341, 0.353, 0.365, 0.376,
+    0.392, 0.412, 0.447, 0.503, 0.537, 0.725, 0.749, 0.765, 0.776, 0.788, 0.804, 0.820, 0.835,
+    0.847, 0.855, 0.867, 0.875, 0.886, 0.906, 0.957, 1.000,
+)  # fmt: skip
 MALIGNANT_NOISE = 0.0025  # this release's malignant slices: 0.0019..0.0038 (issue 19)
 NORMAL_NOISE = 0.0070  # its normal slices' median
 # scipy.stats.norm.ppf(0.75), estimate_sigma's divisor (a float64, as its result is)
@@ -158,6 +165,10 @@ class HarmoniseConfig:
     # every slice's body is mapped onto instead of the linear re-window (`air` and `tissue`
     # then unused); (): the re-window (docs/MODEL.md, run 12)
     match: tuple[float, ...] = ()
+    # `match` holds the aerated lung's quantiles, then as many of the soft tissue's (the
+    # body above its Otsu threshold), each compartment matched on its own, so a slice with
+    # more lung than the reference is not brightened (`compartment_quantiles`; run 12)
+    match_compartments: bool = False
     # the tissue levels measured after the blur (and the re-window applied to the blurred
     # slice) instead of on the slice as exported: on it the soft-tissue median of a noisier
     # export lands elsewhere, so the re-windowed levels still told the exports apart
@@ -180,7 +191,8 @@ class HarmoniseConfig:
         return cls(**{k: type(getattr(default, k))(v) for k, v in values.items()})
 
 
-LATER = ("match", "levels_after_blur")  # settings left out of the dicts while unset
+# settings left out of the dicts while unset (configs were logged and cached before them)
+LATER = ("match", "levels_after_blur", "match_compartments")
 
 
 def nested_dict(config: HarmoniseConfig | None) -> dict[str, Any] | None:
@@ -274,14 +286,38 @@ def body_quantiles(gray: np.ndarray, count: int, masks: LungMasks | None = None)
     return np.quantile(values, match_probabilities(count))
 
 
+def compartment_quantiles(gray: np.ndarray, count: int, masks: LungMasks) -> np.ndarray | None:
+    """`count` quantiles (`match_probabilities`) of the aerated lung's gray values, then
+    `count` of the soft tissue's (the body above the Otsu threshold), on the masks' copy;
+    None when either is empty."""
+    small = gray[:: masks.step, :: masks.step]
+    air, tissue = small[masks.air], small[masks.body & (small > masks.threshold)]
+    if not air.size or not tissue.size:
+        return None
+    probabilities = match_probabilities(count)
+    return np.concatenate([np.quantile(air, probabilities), np.quantile(tissue, probabilities)])
+
+
 def match_reference(
-    gray: np.ndarray, reference: Sequence[float], masks: LungMasks | None = None
-) -> np.ndarray:
-    """`gray` mapped monotonically so that its body's quantiles become `reference`'s:
-    piecewise linear between them, clamped beyond (the air outside the body and the
-    extreme 0.5% of the body's pixels take the end values, whatever their export made of
-    them). Quantiles tied by saturation map to the mean of their reference values."""
-    source = body_quantiles(gray, len(reference), masks)
+    gray: np.ndarray,
+    reference: Sequence[float],
+    masks: LungMasks | None = None,
+    compartments: bool = False,
+) -> np.ndarray | None:
+    """`gray` mapped monotonically so that its body's quantiles become `reference`'s (with
+    `compartments`, its aerated lung's and soft tissue's, `compartment_quantiles`; None
+    when either is missing): piecewise linear between them, clamped beyond (the air outside
+    the body and the extreme 0.5% of the body's pixels take the end values, whatever their
+    export made of them). Quantiles tied by saturation map to the mean of their reference
+    values."""
+    masks = lung_masks(gray) if masks is None else masks
+    if compartments:
+        found = compartment_quantiles(gray, len(reference) // 2, masks)
+        if found is None:
+            return None
+        source = found
+    else:
+        source = body_quantiles(gray, len(reference), masks)
     source, tie = np.unique(source, return_inverse=True)
     target = np.bincount(tie, weights=np.asarray(reference, dtype=np.float64)) / np.bincount(tie)
     return np.interp(gray, source, target).astype(np.float32)
@@ -298,7 +334,11 @@ def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
         image = image.resize((config.rows, config.rows), Image.Resampling.BILINEAR)
         out = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     if config.match:
-        return to_common(match_reference(out, config.match), None, config, seed)
+        masks = lung_masks(out)
+        matched = match_reference(out, config.match, masks, config.match_compartments)
+        if matched is not None:
+            return to_common(matched, None, config, seed)
+        return to_common(out, tissue_levels(out, masks), config, seed)  # no lung: re-windowed
     if config.levels_after_blur and config.blur > 0:
         out = ndimage.gaussian_filter(out, config.blur)
         return to_common(out, tissue_levels(out), replace(config, blur=0.0), seed)
