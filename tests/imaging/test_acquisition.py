@@ -134,3 +134,20 @@ def test_noise_level_and_added_noise_are_scikit_images(
             expected = random_noise(gray, mode="gaussian", var=variance, rng=seed, clip=True)
             added = noise_to(gray, 0.01, seed, present)
             assert np.array_equal(added, expected.astype(np.float32))
+
+
+def test_levels_measured_after_the_blur_land_every_export_on_the_common_levels(
+    normal: np.ndarray,
+) -> None:
+    from lung_model.imaging.acquisition import COMMON_AIR, tissue_levels
+
+    def levels(config: HarmoniseConfig) -> np.ndarray:  # as the harmonised copies measure
+        copies = (normal, smoothed(normal), noisier(normal, 3))
+        return np.array([tissue_levels(harmonise(g, config)) for g in copies])
+
+    before, after = levels(HarmoniseConfig()), levels(HarmoniseConfig(levels_after_blur=True))
+    assert np.ptp(after, axis=0).max() < 0.5 * np.ptp(before, axis=0).max()
+    assert np.abs(after[:, 0] - COMMON_AIR).max() < np.abs(before[:, 0] - COMMON_AIR).max()
+    assert "levels_after_blur" not in HarmoniseConfig().to_dict()  # logged as before
+    blurred_first = HarmoniseConfig(levels_after_blur=True)
+    assert HarmoniseConfig.from_dict(blurred_first.to_dict()) == blurred_first
