@@ -231,6 +231,10 @@ FEATURE_CONFIGS.update({
     # the soft-tissue median moves with its noise, so re-windowed slices kept the export's level
     "features-hb-aug2w": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
         levels_after_blur=True)), **WIDER), False),
+    # and its copies' contrast up to x1.8 (run 9's `-aug2ww`, the most invariant to a
+    # narrower window then)
+    "features-hb-aug2ww": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
+        levels_after_blur=True)), augment=2, augment_contrast=(0.6, 1.8)), False),
 })  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
