@@ -244,7 +244,7 @@ def smooth_to(
         return gray.astype(np.float32, copy=False)
     gray = gray.astype(np.float32, copy=False)
     low, high = 0.0, 4.0
-    best = ndimage.gaussian_filter(gray, high)
+    best = None  # the widest blur, 4 px, only when no narrower one gets there
     for _ in range(steps):
         middle = (low + high) / 2
         smoothed = ndimage.gaussian_filter(gray, middle)
@@ -252,7 +252,7 @@ def smooth_to(
             low = middle
         else:
             high, best = middle, smoothed
-    return best
+    return ndimage.gaussian_filter(gray, high) if best is None else best
 
 
 def noise_to(gray: np.ndarray, noise: float, seed: int, present: float | None = None) -> np.ndarray:
