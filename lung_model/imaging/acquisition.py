@@ -209,7 +209,7 @@ def nested_dict(config: HarmoniseConfig | None) -> dict[str, Any] | None:
 
 def content_seed(gray: np.ndarray) -> int:
     """A seed from the slice's pixels: the same slice always gets the same added noise."""
-    return zlib.crc32(np.ascontiguousarray(gray, dtype=np.float32))  # its bytes, not copied
+    return zlib.crc32(np.ascontiguousarray(gray, dtype=np.float32).data)  # its bytes, not copied
 
 
 def resize_rows(gray: np.ndarray, rows: int) -> np.ndarray:
