@@ -231,6 +231,10 @@ FEATURE_CONFIGS.update({
     # the soft-tissue median moves with its noise, so re-windowed slices kept the export's level
     "features-hb-aug2w": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
         levels_after_blur=True)), **WIDER), False),
+    # and clipped at 0.86 (`-hbc`), where a narrower export's saturation lands once its levels
+    # are brought to the common ones (run 7's `-hc-aug`, on the old levels)
+    "features-hbc-aug2w": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
+        levels_after_blur=True, ceiling=0.86)), **WIDER), False),
     # and its copies' contrast up to x1.8 (run 9's `-aug2ww`, the most invariant to a
     # narrower window then)
     "features-hb-aug2ww": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
