@@ -14,7 +14,8 @@ This module is what the model family, its evaluation and the scoring guard use a
 - `harmonise(gray, config)` brings a slice to one common acquisition before either model
   family sees it: 512 rows, the aerated lung and soft tissue at fixed gray levels (a linear
   re-window; optionally clipped at a common ceiling), a fixed Gaussian blur that removes the
-  export's own fine texture, then
+  export's own fine texture (with `levels_after_blur`, today's default model's setting, the
+  blur comes first and the two levels are measured on it), then
   Gaussian noise added (or more smoothing) until the measured noise is the common level.
   The added noise is seeded by the slice's content, so one slice always gives one result.
 - `PERTURBATIONS`: named, seeded functions that change a slice as another acquisition
