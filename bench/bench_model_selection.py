@@ -235,6 +235,10 @@ FEATURE_CONFIGS.update({
     # are brought to the common ones (run 7's `-hc-aug`, on the old levels)
     "features-hbc-aug2w": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
         levels_after_blur=True, ceiling=0.86)), **WIDER), False),
+    # the texture (glcm_, lbp_) alone read clipped at 0.86 (`-hbt`): only what the narrower
+    # window moved (run 9's diagnosis), the other features keep the bright tissue
+    "features-hbt-aug2w": (FeatureModelConfig(features=replace(HARMONISED, texture_ceiling=0.86,
+        harmonise=HarmoniseConfig(levels_after_blur=True)), **WIDER), False),
     # and its copies' contrast up to x1.8 (run 9's `-aug2ww`, the most invariant to a
     # narrower window then)
     "features-hb-aug2ww": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(

@@ -91,6 +91,10 @@ class FeatureConfig:
     # export window saturates the bright tissue around the lungs, which moved the whole
     # crop's GLCM energy and entropy by 2 sd of the malignant-normal spread)
     texture_region: str = "crop"
+    # glcm_ and lbp_ read the crop clipped at this gray level (1.0: not clipped): a narrower
+    # export saturates the bright tissue at about 0.86 once harmonised, which the texture
+    # read as smooth (docs/MODEL.md, run 11)
+    texture_ceiling: float = 1.0
     version: int = FEATURES_VERSION
     # where `harmonise` applies: "slice", the whole slice at its `rows` before the lung field
     # is found; "crop", the lung-field crop of the slice as decoded (re-windowed with the
@@ -109,6 +113,8 @@ class FeatureConfig:
         values = {**asdict(self), "harmonise": nested_dict(self.harmonise)}
         if self.harmonise_at == "slice":  # as configs were logged (and benchmarks cached) before
             del values["harmonise_at"]
+        if self.texture_ceiling == 1.0:
+            del values["texture_ceiling"]
         return values
 
     @classmethod
@@ -318,13 +324,20 @@ def _texture_mask(crop: LungCrop, config: FeatureConfig) -> np.ndarray | None:
     return crop.filled if config.texture_region == "field" and crop.filled.any() else None
 
 
+def _texture_gray(crop: LungCrop, config: FeatureConfig) -> np.ndarray:
+    if config.texture_ceiling >= 1.0:
+        return crop.gray
+    return np.minimum(crop.gray, np.float32(config.texture_ceiling))
+
+
 def glcm_group(crop: LungCrop, config: FeatureConfig) -> list[float]:
     mask = _texture_mask(crop, config)
-    return glcm_features(crop.gray, config.glcm_levels, config.glcm_distances, mask)
+    gray = _texture_gray(crop, config)
+    return glcm_features(gray, config.glcm_levels, config.glcm_distances, mask)
 
 
 def lbp_group(crop: LungCrop, config: FeatureConfig) -> list[float]:
-    return lbp_histogram(crop.gray, _texture_mask(crop, config))
+    return lbp_histogram(_texture_gray(crop, config), _texture_mask(crop, config))
 
 
 FEATURE_GROUPS: dict[str, Callable[[LungCrop, FeatureConfig], list[float]]] = {
