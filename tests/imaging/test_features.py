@@ -301,3 +301,15 @@ def test_lung_field_texture_is_not_moved_by_a_narrower_window(
         return total / len(grays)
 
     assert moved(field) < 0.7 * moved(crop)  # 0.10 against 0.18 (the rest: the new noise)
+
+
+def test_a_texture_ceiling_clips_only_the_texture(normal: np.ndarray) -> None:
+    common = FeatureConfig(harmonise=HarmoniseConfig(levels_after_blur=True))
+    clipped = replace(common, texture_ceiling=0.86)
+    names = feature_names(common)
+    before, after = slice_features(normal, common), slice_features(normal, clipped)
+    texture = np.array([n.startswith(("glcm_", "lbp_")) for n in names])
+    assert np.array_equal(before[~texture], after[~texture])  # nod_, log_, int_ as they were
+    assert not np.array_equal(before[texture], after[texture])
+    assert "texture_ceiling" not in common.to_dict()  # logged as before it existed
+    assert FeatureConfig.from_dict(clipped.to_dict()) == clipped
