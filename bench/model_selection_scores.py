@@ -36,7 +36,7 @@ from lung_model.imaging.acquisition import (
 from lung_model.imaging.features import (
     FEATURES_VERSION,
     FeatureConfig,
-    lung_crop,
+    seen_crop,
     slice_features,
 )
 from lung_model.imaging.images import read_gray
@@ -137,8 +137,8 @@ def acquisition_vectors(
     crop: FeatureConfig | None = None,
 ) -> dict:
     """Each path's acquisition measurements (`measurement_table` order) of the slice as the
-    model sees it (harmonised to `common`, or as decoded; with `crop`, a feature config that
-    harmonises the lung-field crop, of that harmonised crop), cached."""
+    model sees it (harmonised to `common`, or as decoded; with `crop`, a feature config, of
+    the lung-field crop its features read, `seen_crop`), cached."""
     key = {"acquisition": 1, "harmonise": None if common is None else common.to_dict(),
            "perturbation": None}  # fmt: skip
     if crop is not None:
@@ -147,7 +147,7 @@ def acquisition_vectors(
     def compute(p: str) -> np.ndarray:
         gray = read_gray(data / p).gray
         if crop is not None:
-            gray = lung_crop(gray, crop).gray
+            gray = seen_crop(gray, crop)
         elif common is not None:
             gray = harmonise(gray, common)
         return measurement_table([measure(gray)])[0]

@@ -169,6 +169,13 @@ def model_gray(gray: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return harmonise(gray, config.harmonise)
 
 
+def seen_crop(gray: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The lung-field crop the features read, harmonised as `config` says: what the
+    nuisance-only baseline measures. Measured on the whole harmonised slice instead, the
+    export's noise looked gone while the crop still carried it (docs/MODEL.md, run 11)."""
+    return lung_crop(model_gray(gray, config), config).gray
+
+
 def lung_crop(gray: np.ndarray, config: FeatureConfig) -> LungCrop:
     masks = lung_masks(gray, config.mask_side, config.close_radius)
     crop = crop_lung_field(gray, masks, config.crop_side)

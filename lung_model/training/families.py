@@ -18,7 +18,7 @@ import numpy as np
 
 from lung_model.data.split import Split
 from lung_model.imaging.acquisition import Acquisition, HarmoniseConfig, harmonise, measure
-from lung_model.imaging.features import LesionPoint
+from lung_model.imaging.features import FeatureConfig, LesionPoint, seen_crop
 from lung_model.imaging.images import read_gray
 from lung_model.imaging.preprocess import prepare
 from lung_model.settings import CLASSES
@@ -105,6 +105,11 @@ def _seen(common: HarmoniseConfig | None) -> Callable[[np.ndarray], np.ndarray] 
     return None if common is None else partial(harmonise, config=common)
 
 
+def _seen_crop(features: FeatureConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The feature family's inputs: the lung-field crop its features read."""
+    return partial(seen_crop, config=features)
+
+
 def _measuring(
     grays: Iterator[np.ndarray],
     seen: Callable[[np.ndarray], np.ndarray] | None,
@@ -136,7 +141,7 @@ def load_feature_part(
         read_gray(data_dir / p).gray for p in tqdm(paths, desc=part, disable=not progress)
     )
     if measured is not None:
-        grays = _measuring(grays, _seen(config.features.harmonise), measured)
+        grays = _measuring(grays, _seen_crop(config.features), measured)
     marked = None if points is None else [points.get(p) for p in paths]
     x = features_of(grays, config.features, marked)
     y = np.array([CLASSES.index(split.label[p]) for p in paths], dtype=np.int64)
@@ -186,7 +191,7 @@ def _features(
         model.study_rule,
         lambda extra: log_feature_model(model, example, {**metadata, **extra}),
         model.prepare,
-        _seen(config.features.harmonise),
+        _seen_crop(config.features),
         prepared_at_full_resolution=True,
         fit_measured=measured,
     )
