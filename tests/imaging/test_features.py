@@ -313,3 +313,12 @@ def test_a_texture_ceiling_clips_only_the_texture(normal: np.ndarray) -> None:
     assert not np.array_equal(before[texture], after[texture])
     assert "texture_ceiling" not in common.to_dict()  # logged as before it existed
     assert FeatureConfig.from_dict(clipped.to_dict()) == clipped
+
+
+def test_the_nuisance_baseline_measures_the_crop_the_features_read(normal: np.ndarray) -> None:
+    from lung_model.imaging.features import seen_crop
+
+    for config in (FeatureConfig(), FeatureConfig(harmonise=HarmoniseConfig())):
+        crop = seen_crop(normal, config)
+        assert max(crop.shape) == config.crop_side
+        assert np.array_equal(seen_crop(normal, config), crop)  # harmonised alike each time
