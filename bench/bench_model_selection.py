@@ -239,6 +239,11 @@ FEATURE_CONFIGS.update({
     # window moved (run 9's diagnosis), the other features keep the bright tissue
     "features-hbt-aug2w": (FeatureModelConfig(features=replace(HARMONISED, texture_ceiling=0.86,
         harmonise=HarmoniseConfig(levels_after_blur=True)), **WIDER), False),
+    # run 10's crop harmonisation with its levels from block means (`-hcropb`): the noise
+    # brought to the common level at the scale the features read, from levels the export's
+    # noise does not move (the nuisance-only baseline read 0.931 on the default's crop)
+    "features-hcropb-aug2w": (FeatureModelConfig(features=replace(HARMONISED_CROP,
+        harmonise=replace(CROP_HARMONISE, levels_after_blur=True)), **WIDER), False),
     # and its copies' contrast up to x1.8 (run 9's `-aug2ww`, the most invariant to a
     # narrower window then)
     "features-hb-aug2ww": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(

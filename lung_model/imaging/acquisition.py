@@ -91,12 +91,23 @@ class Acquisition:
         return {k: float(v) for k, v in asdict(self).items()}
 
 
-def tissue_levels(gray: np.ndarray, masks: LungMasks | None = None) -> tuple[float, float]:
+def block_means(gray: np.ndarray, step: int) -> np.ndarray:
+    """`gray` averaged over step x step blocks, on the grid of `gray[::step, ::step]` (the
+    last row and column of blocks padded by their edge): its noise `step` times lower."""
+    rows, cols = -(-gray.shape[0] // step) * step, -(-gray.shape[1] // step) * step
+    padded = np.pad(gray, ((0, rows - gray.shape[0]), (0, cols - gray.shape[1])), mode="edge")
+    return padded.reshape(rows // step, step, cols // step, step).mean(axis=(1, 3))
+
+
+def tissue_levels(
+    gray: np.ndarray, masks: LungMasks | None = None, averaged: bool = False
+) -> tuple[float, float]:
     """(aerated lung, soft tissue) gray levels: the medians of the lung field's air and of
     the body's bright (above Otsu) pixels, on the masks' subsampled copy (`masks`: the
-    slice's, when the caller has found them)."""
+    slice's, when the caller has found them); `averaged`: on its block means instead, where
+    the export's noise no longer moves the soft tissue's median (docs/MODEL.md, run 11)."""
     masks = lung_masks(gray) if masks is None else masks
-    small = gray[:: masks.step, :: masks.step]
+    small = block_means(gray, masks.step) if averaged else gray[:: masks.step, :: masks.step]
     tissue = small[masks.body & (small > masks.threshold)]
     air = small[masks.air]
     high = float(np.median(tissue)) if tissue.size else float(small.max())
@@ -172,8 +183,9 @@ class HarmoniseConfig:
     match_compartments: bool = False
     # the tissue levels measured after the blur (and the re-window applied to the blurred
     # slice) instead of on the slice as exported: on it the soft-tissue median of a noisier
-    # export lands elsewhere, so the re-windowed levels still told the exports apart
-    # (docs/MODEL.md, run 11)
+    # export lands elsewhere, so the re-windowed levels still told the exports apart; when
+    # the crop is harmonised (`FeatureConfig.harmonise_at="crop"`), measured on the block
+    # means of the masks' grid instead (docs/MODEL.md, run 11)
     levels_after_blur: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -182,7 +182,7 @@ def lung_crop(gray: np.ndarray, config: FeatureConfig) -> LungCrop:
     if config.harmonise is None or config.harmonise_at != "crop":
         return crop
     common = config.harmonise
-    air, tissue = tissue_levels(gray, masks)
+    air, tissue = tissue_levels(gray, masks, averaged=common.levels_after_blur)
     threshold = crop.threshold  # the tissue threshold follows the re-window
     if tissue - air >= MIN_SPAN:
         moved = rewindow(np.array([threshold], np.float32), air, tissue, common.air, common.tissue)
