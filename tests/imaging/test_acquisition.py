@@ -151,3 +151,25 @@ def test_levels_measured_after_the_blur_land_every_export_on_the_common_levels(
     assert "levels_after_blur" not in HarmoniseConfig().to_dict()  # logged as before
     blurred_first = HarmoniseConfig(levels_after_blur=True)
     assert HarmoniseConfig.from_dict(blurred_first.to_dict()) == blurred_first
+
+
+def test_block_means_sit_on_the_masks_grid_and_lower_the_noise(normal: np.ndarray) -> None:
+    from lung_model.imaging.acquisition import block_means
+
+    odd = normal[:511, :509]
+    means = block_means(odd, 4)
+    assert means.shape == odd[::4, ::4].shape
+    assert means[0, 0] == pytest.approx(float(odd[:4, :4].mean()), abs=1e-6)
+    assert noise_level(means) < 0.5 * noise_level(odd[::4, ::4])
+
+
+def test_averaged_levels_move_less_with_the_export(normal: np.ndarray) -> None:
+    from lung_model.imaging.acquisition import tissue_levels
+    from lung_model.imaging.lung_field import lung_masks
+
+    def spread(averaged: bool) -> float:
+        copies = (normal, smoothed(normal), noisier(normal, 3))
+        levels = [tissue_levels(g, lung_masks(g), averaged=averaged) for g in copies]
+        return float(np.ptp(np.array(levels), axis=0).max())
+
+    assert spread(averaged=True) < spread(averaged=False)
