@@ -108,11 +108,16 @@ def tissue_levels(
     the export's noise no longer moves the soft tissue's median (docs/MODEL.md, run 11)."""
     masks = lung_masks(gray) if masks is None else masks
     small = block_means(gray, masks.step) if averaged else gray[:: masks.step, :: masks.step]
-    tissue = small[masks.body & (small > masks.threshold)]
-    air = small[masks.air]
+    air, tissue = _compartments(small, masks)
     high = float(np.median(tissue)) if tissue.size else float(small.max())
     low = float(np.median(air)) if air.size else float(small.min())
     return low, high
+
+
+def _compartments(small: np.ndarray, masks: LungMasks) -> tuple[np.ndarray, np.ndarray]:
+    """The aerated lung's and the soft tissue's (the body above Otsu) gray values of the
+    masks' copy `small`."""
+    return small[masks.air], small[masks.body & (small > masks.threshold)]
 
 
 def noise_level(gray: np.ndarray) -> float:
@@ -189,11 +194,8 @@ class HarmoniseConfig:
     levels_after_blur: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        for name in ("square", *LATER):  # as configs were logged (and benchmarks cached)
-            if not values[name]:  # before they existed
-                del values[name]
-        return values
+        # as configs were logged (and benchmarks cached) before these existed
+        return _without_unset(asdict(self), ("square", *LATER))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> HarmoniseConfig:
@@ -211,13 +213,11 @@ LATER = ("match", "levels_after_blur", "match_compartments")
 def nested_dict(config: HarmoniseConfig | None) -> dict[str, Any] | None:
     """`config` as the feature and preprocessing configs log it inside theirs (and the CV
     bench keys its caches): every field but the unset ones of `LATER`, which came later."""
-    if config is None:
-        return None
-    values = asdict(config)
-    for name in LATER:
-        if not values[name]:
-            del values[name]
-    return values
+    return None if config is None else _without_unset(asdict(config), LATER)
+
+
+def _without_unset(values: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in names or v}
 
 
 def content_seed(gray: np.ndarray) -> int:
@@ -303,8 +303,7 @@ def compartment_quantiles(gray: np.ndarray, count: int, masks: LungMasks) -> np.
     """`count` quantiles (`match_probabilities`) of the aerated lung's gray values, then
     `count` of the soft tissue's (the body above the Otsu threshold), on the masks' copy;
     None when either is empty."""
-    small = gray[:: masks.step, :: masks.step]
-    air, tissue = small[masks.air], small[masks.body & (small > masks.threshold)]
+    air, tissue = _compartments(gray[:: masks.step, :: masks.step], masks)
     if not air.size or not tissue.size:
         return None
     probabilities = match_probabilities(count)
