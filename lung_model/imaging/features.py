@@ -15,6 +15,9 @@ cuts that box out, resizes it to `crop_side` px and returns, in `feature_names` 
 - glcm_, lbp_  texture of the whole crop, or of the lung field only (`texture_region`)
               (`lung_model.imaging.texture`).
 
+`features_and_crop` also hands back the crop they were read from (`seen_crop`'s gray), whose
+acquisition training measures.
+
 `nodule_candidates` returns the dense structures the nod_ features measured, outlined in the
 input's pixel coordinates, for display. Training may pass a reviewer's lesion mark
 (`LesionPoint`): nod_largest then measures the candidate at the mark instead of the largest,
@@ -411,6 +414,14 @@ def slice_features(
     """(n,) float32 features of a (H, W) gray slice in [0, 1], in `feature_names` order;
     with a reviewer's lesion `point` (in `gray`'s pixels, training only), the nod_ lesion
     features measure the candidate at the mark (`marked_candidate`)."""
+    return features_and_crop(gray, config, point)[0]
+
+
+def features_and_crop(
+    gray: np.ndarray, config: FeatureConfig, point: LesionPoint | None = None
+) -> tuple[np.ndarray, LungCrop]:
+    """`slice_features` and the lung-field crop they were read from (its gray is
+    `seen_crop`'s): training measures that crop's acquisition without making it again."""
     seen = model_gray(gray, config)
     crop = lung_crop(seen, config)
     groups = dict(FEATURE_GROUPS)
@@ -420,4 +431,4 @@ def slice_features(
     values = [
         v for name, group in groups.items() if name in config.groups for v in group(crop, config)
     ]
-    return np.asarray(values, dtype=np.float32)
+    return np.asarray(values, dtype=np.float32), crop

@@ -110,16 +110,14 @@ def _seen_crop(features: FeatureConfig) -> Callable[[np.ndarray], np.ndarray]:
     return partial(seen_crop, config=features)
 
 
-def _measuring(
-    grays: Iterator[np.ndarray],
-    seen: Callable[[np.ndarray], np.ndarray] | None,
-    into: list[Measured],
-) -> Iterator[np.ndarray]:
-    """`grays` as they come, each one's measurements (as decoded, as seen) appended `into`."""
-    for gray in grays:
-        raw = measure(gray)
-        into.append((raw, raw if seen is None else measure(seen(gray))))
-        yield gray
+def _measuring(into: list[Measured]) -> Callable[[np.ndarray, np.ndarray], None]:
+    """Appends a slice's measurements `into`: as decoded, and as the features saw it (the
+    lung-field crop they were read from, `features_of`' `each_crop`, not made again)."""
+
+    def measured(gray: np.ndarray, crop: np.ndarray) -> None:
+        into.append((measure(gray), measure(crop)))
+
+    return measured
 
 
 def load_feature_part(
@@ -140,10 +138,9 @@ def load_feature_part(
     grays: Iterator[np.ndarray] = (
         read_gray(data_dir / p).gray for p in tqdm(paths, desc=part, disable=not progress)
     )
-    if measured is not None:
-        grays = _measuring(grays, _seen_crop(config.features), measured)
     marked = None if points is None else [points.get(p) for p in paths]
-    x = features_of(grays, config.features, marked)
+    each_crop = None if measured is None else _measuring(measured)
+    x = features_of(grays, config.features, marked, each_crop)
     y = np.array([CLASSES.index(split.label[p]) for p in paths], dtype=np.int64)
     return Part(x, y, np.array([split.group[p] for p in paths]), paths)
 

@@ -14,7 +14,7 @@ https://lightgbm.readthedocs.io/en/stable/pythonapi/lightgbm.LGBMClassifier.html
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from itertools import repeat
@@ -27,6 +27,7 @@ from lung_model.imaging.features import (
     FeatureConfig,
     LesionPoint,
     feature_names,
+    features_and_crop,
     slice_features,
 )
 from lung_model.settings import CLASSES
@@ -160,12 +161,20 @@ def features_of(
     grays: Iterable[np.ndarray],
     config: FeatureConfig,
     points: Iterable[LesionPoint | None] | None = None,
+    each_crop: Callable[[np.ndarray, np.ndarray], object] | None = None,
 ) -> np.ndarray:
     """(N, features) float32 for decoded slices (consumed one at a time); `points`: each
-    slice's reviewer lesion mark or None (training only, `slice_features`)."""
+    slice's reviewer lesion mark or None (training only, `slice_features`); `each_crop`:
+    given each slice and the lung-field crop its features were read from (`seen_crop`'s
+    gray), in order."""
     width = len(feature_names(config))
     marks = repeat(None) if points is None else points
-    rows = [slice_features(g, config, p) for g, p in zip(grays, marks, strict=False)]
+    rows = []
+    for gray, point in zip(grays, marks, strict=False):
+        values, crop = features_and_crop(gray, config, point)
+        if each_crop is not None:
+            each_crop(gray, crop.gray)
+        rows.append(values)
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, width), np.float32)
 
 
