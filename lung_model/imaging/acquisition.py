@@ -18,6 +18,9 @@ This module is what the model family, its evaluation and the scoring guard use a
   blur comes first and the two levels are measured on it), then
   Gaussian noise added (or more smoothing) until the measured noise is the common level.
   The added noise is seeded by the slice's content, so one slice always gives one result.
+  The feature family may harmonise its lung-field crop instead (`lung_model.imaging.features.
+  lung_crop`: `to_common` from the whole slice's tissue levels, with `levels_averaged`
+  measured on block means; `levels_after_blur` is the whole slice's alone).
 - `PERTURBATIONS`: named, seeded functions that change a slice as another acquisition
   would (smoothed to the malignant noise level, noisier, wider or narrower window, another
   level, JPEG re-compression, another matrix size): the acquisition-invariance check
@@ -186,12 +189,17 @@ class HarmoniseConfig:
     # body above its Otsu threshold), each compartment matched on its own, so a slice with
     # more lung than the reference is not brightened (`compartment_quantiles`; run 12)
     match_compartments: bool = False
-    # the tissue levels measured after the blur (and the re-window applied to the blurred
-    # slice) instead of on the slice as exported: on it the soft-tissue median of a noisier
-    # export lands elsewhere, so the re-windowed levels still told the exports apart; when
-    # the crop is harmonised (`FeatureConfig.harmonise_at="crop"`), measured on the block
-    # means of the masks' grid instead (docs/MODEL.md, run 11)
+    # the whole slice blurred first and its tissue levels measured on the blurred slice (then
+    # re-windowed, not blurred again) instead of on the slice as exported: on it the
+    # soft-tissue median of a noisier export lands elsewhere, so the re-windowed levels still
+    # told the exports apart (docs/MODEL.md, run 11). Only where the whole slice is harmonised
+    # (`harmonise`); the lung-field crop's counterpart is `levels_averaged`
     levels_after_blur: bool = False
+    # the lung-field crop's tissue levels (`FeatureConfig.harmonise_at="crop"`) measured on
+    # the block means of the masks' grid instead of its subsampled pixels, where the export's
+    # noise no longer moves the soft tissue's median (`tissue_levels(averaged=True)`; run 11's
+    # `-hcropb`, which named it `levels_after_blur`). The whole slice's `harmonise` refuses it
+    levels_averaged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         # as configs were logged (and benchmarks cached) before these existed
@@ -207,7 +215,7 @@ class HarmoniseConfig:
 
 
 # settings left out of the dicts while unset (configs were logged and cached before them)
-LATER = ("match", "levels_after_blur", "match_compartments")
+LATER = ("match", "levels_after_blur", "match_compartments", "levels_averaged")
 
 
 def nested_dict(config: HarmoniseConfig | None) -> dict[str, Any] | None:
@@ -339,6 +347,10 @@ def harmonise(gray: np.ndarray, config: HarmoniseConfig) -> np.ndarray:
     """(H, W) gray in [0, 1] at the common acquisition (`config`): `config.rows` rows,
     re-windowed to the common tissue levels (or its body matched to `config.match`),
     blurred, noise brought to `config.noise`."""
+    if config.levels_averaged:
+        raise ValueError(
+            "levels_averaged is the lung-field crop's (FeatureConfig.harmonise_at='crop')"
+        )
     seed = content_seed(gray)
     out = resize_rows(gray, config.rows)
     if config.square and out.shape[1] != config.rows:

@@ -103,14 +103,26 @@ class FeatureConfig:
     # is found; "crop", the lung-field crop of the slice as decoded (re-windowed with the
     # whole slice's tissue levels, then blurred and noised at crop resolution: ~7x fewer
     # pixels, so `harmonise.blur` is in crop px and `harmonise.noise` a crop-resolution level,
-    # e.g. `CROP_HARMONISE`; issue 19's scoring cost, docs/MODEL.md run 10)
+    # e.g. `CROP_HARMONISE`; issue 19's scoring cost, docs/MODEL.md run 10). The levels are
+    # measured on block means with `harmonise.levels_averaged`; the whole slice's
+    # `levels_after_blur` is refused here
     harmonise_at: str = "slice"
 
     def __post_init__(self) -> None:
         if self.harmonise_at not in ("slice", "crop"):
             raise ValueError(f"harmonise_at is 'slice' or 'crop', not {self.harmonise_at!r}")
-        if self.harmonise is not None and self.harmonise.match and self.harmonise_at == "crop":
+        if self.harmonise is None:
+            return
+        crop = self.harmonise_at == "crop"
+        if crop and self.harmonise.match:
             raise ValueError("matching a reference (harmonise.match) needs harmonise_at='slice'")
+        if crop and self.harmonise.levels_after_blur:
+            raise ValueError(
+                "harmonise.levels_after_blur blurs the whole slice (harmonise_at='slice'); "
+                "the crop's levels from block means are harmonise.levels_averaged"
+            )
+        if not crop and self.harmonise.levels_averaged:
+            raise ValueError("harmonise.levels_averaged needs harmonise_at='crop'")
 
     def to_dict(self) -> dict[str, Any]:
         values = {**asdict(self), "harmonise": nested_dict(self.harmonise)}
@@ -185,7 +197,7 @@ def lung_crop(gray: np.ndarray, config: FeatureConfig) -> LungCrop:
     if config.harmonise is None or config.harmonise_at != "crop":
         return crop
     common = config.harmonise
-    air, tissue = tissue_levels(gray, masks, averaged=common.levels_after_blur)
+    air, tissue = tissue_levels(gray, masks, averaged=common.levels_averaged)
     threshold = crop.threshold  # the tissue threshold follows the re-window
     if tissue - air >= MIN_SPAN:
         moved = rewindow(np.array([threshold], np.float32), air, tissue, common.air, common.tissue)

@@ -148,7 +148,9 @@ def test_levels_measured_after_the_blur_land_every_export_on_the_common_levels(
     before, after = levels(HarmoniseConfig()), levels(HarmoniseConfig(levels_after_blur=True))
     assert np.ptp(after, axis=0).max() < 0.5 * np.ptp(before, axis=0).max()
     assert np.abs(after[:, 0] - COMMON_AIR).max() < np.abs(before[:, 0] - COMMON_AIR).max()
-    assert "levels_after_blur" not in HarmoniseConfig().to_dict()  # logged as before
+    for unset in ("levels_after_blur", "levels_averaged"):  # logged as before
+        assert unset not in HarmoniseConfig().to_dict()
+    assert "levels_averaged" not in HarmoniseConfig(levels_after_blur=True).to_dict()
     blurred_first = HarmoniseConfig(levels_after_blur=True)
     assert HarmoniseConfig.from_dict(blurred_first.to_dict()) == blurred_first
 

@@ -5,6 +5,7 @@ on, another export of the same slice moves the features less, deterministically.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,17 @@ from lung_model.imaging.features import (
     feature_names,
     lung_crop,
     nodule_candidates,
+    seen_crop,
     slice_features,
 )
 from lung_model.imaging.images import read_gray
+from lung_model.training.feature_model import FeatureModelConfig
 
 SLICES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 WHOLE = FeatureConfig(harmonise=HarmoniseConfig())  # today's default features
 CROP = FeatureConfig(harmonise=CROP_HARMONISE, harmonise_at="crop")
+# run 11's `-hcropb`: the crop's tissue levels measured on block means
+AVERAGED = replace(CROP, harmonise=replace(CROP_HARMONISE, levels_averaged=True))
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +99,22 @@ def test_candidates_of_a_crop_harmonised_model_are_outlined_on_the_input(
 def test_only_the_slice_or_the_crop_is_harmonised() -> None:
     with pytest.raises(ValueError, match="harmonise_at"):
         FeatureConfig(harmonise_at="field")
+
+
+def test_each_tissue_levels_option_applies_where_it_means_something(normal: np.ndarray) -> None:
+    """`levels_after_blur` blurs the whole slice before measuring its levels (today's default
+    model, logged as before); `levels_averaged` measures the crop's on block means."""
+    with pytest.raises(ValueError, match="levels_averaged"):
+        replace(CROP, harmonise=replace(CROP_HARMONISE, levels_after_blur=True))
+    with pytest.raises(ValueError, match="harmonise_at='crop'"):
+        FeatureConfig(harmonise=HarmoniseConfig(levels_averaged=True))
+    with pytest.raises(ValueError, match="harmonise_at='crop'"):
+        harmonise(normal, HarmoniseConfig(levels_averaged=True))
+    assert not np.array_equal(seen_crop(normal, AVERAGED), seen_crop(normal, CROP))
+    assert FeatureConfig.from_dict(json.loads(json.dumps(AVERAGED.to_dict()))) == AVERAGED
+    default = FeatureModelConfig().features
+    assert FeatureConfig.from_dict(json.loads(json.dumps(default.to_dict()))) == default
+    assert default.to_dict()["harmonise"] == {  # as the default model was logged
+        "rows": 512, "air": 0.3, "tissue": 0.83, "blur": 1.0, "noise": 0.01, "ceiling": 1.0,
+        "square": False, "levels_after_blur": True,
+    }  # fmt: skip
