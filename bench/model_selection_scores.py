@@ -51,6 +51,7 @@ from lung_model.training.calibration import (
 from lung_model.training.feature_model import FeatureModelConfig, fit_feature_model
 from lung_model.training.fit import Part
 from lung_model.training.invariance import (
+    export_table,
     noise_matched_auc,
     nuisance_probabilities,
     scores_under,
@@ -164,17 +165,24 @@ def acquisition_extras(
     crop: FeatureConfig | None = None,
 ) -> dict[str, np.ndarray]:
     """The invariance check's inputs besides the perturbed scores, for any family: the
-    nuisance-only baseline's p(malignant) of the held-out slices (trained on the `fit_on`
-    slices' acquisition measurements of the model's inputs: with `crop`, the harmonised
-    lung-field crop) and their raw noise."""
+    nuisance-only baselines' p(malignant) of the held-out slices, trained on the `fit_on`
+    slices' acquisition measurements of the model's inputs (with `crop`, the harmonised
+    lung-field crop) and on the export's (`export_table`: their noise and window, the
+    slice's matrix), and the held-out slices' raw noise."""
     seen = acquisition_vectors(split, [*fit_on, *out_paths], data, common, crop)
-    raw = acquisition_vectors(split, out_paths, data, None)
+    raw = acquisition_vectors(split, [*fit_on, *out_paths], data, None)
     labels = np.array([CLASSES.index(split.label[p]) for p in fit_on])
+
+    def table(source: dict, paths: list[str]) -> np.ndarray:
+        return np.stack([source[p] for p in paths])
+
+    def export(paths: list[str]) -> np.ndarray:
+        return export_table(table(raw, paths), table(seen, paths))
+
     return {
-        "nuisance_p": nuisance_probabilities(
-            np.stack([seen[p] for p in fit_on]), labels, np.stack([seen[p] for p in out_paths])
-        ),
-        "out_noise": np.array([raw[p][0] for p in out_paths]),
+        "nuisance_p": nuisance_probabilities(table(seen, fit_on), labels, table(seen, out_paths)),
+        "nuisance_export_p": nuisance_probabilities(export(fit_on), labels, export(out_paths)),
+        "out_noise": table(raw, out_paths)[:, 0],
     }
 
 
@@ -303,7 +311,7 @@ def invariance_scores(saved: dict[str, np.ndarray], i: int, fold: dict) -> dict:
     """The acquisition-invariance check of fold `i` when its perturbed held-out
     probabilities were saved (`fold{i}_out_p@<perturbation>`): FIGURES per perturbation with
     the `any` study rule (the default's), their worst cases, and the nuisance-only
-    baseline's malignant AUC (`fold{i}_nuisance_p`)."""
+    baselines' malignant AUCs (`fold{i}_nuisance_p`, `fold{i}_nuisance_export_p`)."""
     from sklearn.metrics import roc_auc_score
 
     t = fold["threshold"]
@@ -319,9 +327,10 @@ def invariance_scores(saved: dict[str, np.ndarray], i: int, fold: dict) -> dict:
         for key in saved if key.startswith(prefix)
     }  # fmt: skip
     out: dict = {"perturbations": per, "worst": summary(per) if per else {}}
-    if f"fold{i}_nuisance_p" in saved:
-        positive = fold["out_y"] == MALIGNANT
-        out["nuisance_auc"] = float(roc_auc_score(positive, saved[f"fold{i}_nuisance_p"]))
+    positive = fold["out_y"] == MALIGNANT
+    for key in ("nuisance", "nuisance_export"):  # the second from run 13 on
+        if f"fold{i}_{key}_p" in saved:
+            out[f"{key}_auc"] = float(roc_auc_score(positive, saved[f"fold{i}_{key}_p"]))
     return out
 
 
@@ -397,17 +406,22 @@ def invariance_table(results: list[dict]) -> str:
             values = [f["invariance"]["perturbations"][name] for f in r["folds"]]
             cells = [f"{np.nanmean([v[c] for v in values]):.3f}" for c in INVARIANCE_FIGURES]
             lines.append(f"| {r['name']} | {name} | " + " | ".join(cells) + " |")
-    head = ["config", "malignant AUC", "nuisance-only AUC", "noise-matched AUC (patients m/other)",
+    head = ["config", "malignant AUC", "nuisance-only AUC", "nuisance-only AUC, the export's",
+            "noise-matched AUC (patients m/other)",
             "worst calls changed", "worst normal → malignant", "worst malignant recall"]  # fmt: skip
     lines += ["", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
         folds = r["folds"]
-        nuisance = [f.get("invariance", {}).get("nuisance_auc", np.nan) for f in folds]
+        nuisance, export = (
+            [f.get("invariance", {}).get(key, np.nan) for f in folds]
+            for key in ("nuisance_auc", "nuisance_export_auc")
+        )
         matched = r.get("noise_matched")
         worst = [f.get("invariance", {}).get("worst", {}) for f in folds]
         cells = [
             _mean_sd([f["auc_malignant"] for f in folds]),
             _mean_sd(nuisance) if not np.isnan(nuisance).all() else "–",
+            _mean_sd(export) if not np.isnan(export).all() else "–",
             f"{matched['auc']:.3f} ({matched['malignant_patients']:.0f}/"
             f"{matched['other_patients']:.0f})"
             if matched

@@ -40,6 +40,7 @@ KEY_METRICS = (
     # the acquisition-invariance check beside the accuracy (lung_model.training.invariance)
     "test_roc_auc_malignant",
     "test_nuisance_auc_malignant",
+    "test_nuisance_export_auc_malignant",
     "test_noise_matched_auc_malignant",
     "test_invariance_worst_calls_changed",
     "test_invariance_worst_normal_as_malignant",
@@ -226,6 +227,12 @@ def invariance_sentence(metrics: dict[str, float], floors: Floors) -> str | None
         parts.append(
             f"Its malignant ROC-AUC is {auc:.3f}; the acquisition measurements alone reach "
             f"{nuisance:.3f} on its inputs (0.5: nothing of the export left to read)."
+        )
+    export = metrics.get("test_nuisance_export_auc_malignant")
+    if export is not None:
+        parts.append(
+            f"The export's measurements alone (the noise and window of what it reads, the "
+            f"slice's matrix) reach {export:.3f}."
         )
     matched = metrics.get("test_noise_matched_auc_malignant")
     if matched is not None:

@@ -12,7 +12,10 @@ with its study rule. `summary` adds the worst case over perturbations (what the 
 Beside the model's malignant ROC-AUC: `nuisance_auc`, the malignant ROC-AUC of a classifier
 that sees only the acquisition measurements of the model's inputs (noise, window, matrix),
 trained on the training slices and scored on the evaluated ones: near 0.5 when the
-fingerprint is gone, near 1 when the export alone tells the class. And `noise_matched_auc`:
+fingerprint is gone, near 1 when the export alone tells the class. Two of them: on all five
+measurements of the model's inputs, and on the export's (`export_table`: the noise and window
+of what the model reads, the matrix of the slice as exported), since a lung-field crop's own
+rows and columns are the lung field's shape, not the export's. And `noise_matched_auc`:
 the model's malignant ROC-AUC on the patients whose raw noise lies where malignant and
 other patients overlap, where noise cannot be what separates them.
 See https://scikit-learn.org/stable/modules/generated/sklearn.ensemble.HistGradientBoostingClassifier.html
@@ -21,14 +24,16 @@ See https://scikit-learn.org/stable/modules/generated/sklearn.ensemble.HistGradi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from lung_model.imaging.acquisition import (
+    MEASUREMENTS,
     PERTURBATIONS,
+    measure,
     measurement_table,
-    noise_level,
 )
 from lung_model.settings import CLASSES
 from lung_model.training.metrics import classify, study_metrics
@@ -124,6 +129,31 @@ def summary(per_perturbation: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
+# `measurement_table`'s matrix columns: `export_table` takes them from the slice as exported
+MATRIX = [MEASUREMENTS.index("rows"), MEASUREMENTS.index("cols")]
+
+
+@dataclass(frozen=True)
+class NuisanceReference:
+    """What the nuisance-only baselines learn from: the training slices' `measurement_table`
+    as the model reads them (`seen`) and as exported (`raw`), and their labels."""
+
+    seen: np.ndarray
+    raw: np.ndarray
+    labels: np.ndarray
+
+
+def export_table(raw: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """The export's measurements of the model's inputs: `seen`'s (the `measurement_table` of
+    what the model reads), with the matrix of the slice as exported (`raw`'s) instead of
+    its own. A lung-field crop's rows at its fixed longer side are the lung field's shape:
+    they told malignant slices apart at AUC 0.775 among the 512 x 512 slices alone, where the
+    matrix cannot (docs/MODEL.md, run 13)."""
+    out = np.array(seen, dtype=np.float64, copy=True)
+    out[:, MATRIX] = raw[:, MATRIX]
+    return out
+
+
 def nuisance_probabilities(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray
 ) -> np.ndarray:
@@ -190,31 +220,36 @@ def check(
     threshold: float | None,
     rule: StudyRule,
     seen: Callable[[np.ndarray], np.ndarray],
-    reference: tuple[np.ndarray, np.ndarray] | None = None,
+    reference: NuisanceReference | None = None,
     base: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The whole check on evaluated slices (decoded at full resolution): `perturbation_scores`
-    and their `summary`, the model's malignant ROC-AUC, the nuisance-only baseline's on the
+    and their `summary`, the model's malignant ROC-AUC, the nuisance-only baselines' on the
     acquisition measurements of the slices as the model sees them (`seen`: harmonised, or
-    as decoded), trained on `reference` ((measurement table, labels) of the training
-    slices; NaN without), and `noise_matched_auc`. `base`: the model's probabilities of the
-    unchanged slices when the caller has them (else predicted from `prepare`d `grays`)."""
-    from lung_model.imaging.acquisition import measure
+    as decoded) and on the export's (`export_table`), trained on `reference` (NaN without),
+    and `noise_matched_auc`. `base`: the model's probabilities of the unchanged slices when
+    the caller has them (else predicted from `prepare`d `grays`)."""
     from lung_model.training.metrics import point_metrics
 
     if base is None:
         base = predict(np.stack([prepare(g) for g in grays]))
     per = perturbation_scores(grays, labels, groups, prepare, predict, threshold, rule, base)
-    nuisance = float("nan")
+    nuisance = export = float("nan")
+    raw = measurement_table([measure(g) for g in grays])
     if reference is not None:
         table = measurement_table([measure(seen(g)) for g in grays])
-        nuisance = nuisance_auc(reference[0], reference[1], table, labels)
-    raw_noise = np.array([noise_level(g) for g in grays])
+        nuisance = nuisance_auc(reference.seen, reference.labels, table, labels)
+        export = nuisance_auc(
+            export_table(reference.raw, reference.seen), reference.labels,
+            export_table(raw, table), labels,
+        )  # fmt: skip
+    raw_noise = raw[:, MEASUREMENTS.index("noise")]
     return {
         "perturbations": per,
         "worst": summary(per),
         "auc_malignant": point_metrics(labels, base)["roc_auc_malignant"],
         "nuisance_auc_malignant": nuisance,
+        "nuisance_export_auc_malignant": export,
         "noise_matched": noise_matched_auc(labels, base[:, MALIGNANT], groups, raw_noise),
     }
 
@@ -229,6 +264,10 @@ def flatten(result: dict[str, Any], prefix: str) -> dict[str, float]:
     }
     flat.update({f"{prefix}_invariance_{k}": v for k, v in result["worst"].items()})
     flat[f"{prefix}_nuisance_auc_malignant"] = result["nuisance_auc_malignant"]
+    # absent from the reports of runs logged before it existed
+    flat[f"{prefix}_nuisance_export_auc_malignant"] = result.get(
+        "nuisance_export_auc_malignant", float("nan")
+    )
     matched = result["noise_matched"]
     flat[f"{prefix}_noise_matched_auc_malignant"] = matched["auc"]
     flat[f"{prefix}_noise_matched_malignant_patients"] = matched["malignant_patients"]

@@ -127,12 +127,13 @@ def training_acquisition(
     data_dir: Path,
     seen: Callable[[np.ndarray], np.ndarray] | None = None,
     measured: list[Measured] | None = None,
-) -> tuple[dict[str, list[float]], np.ndarray, np.ndarray]:
+) -> tuple[dict[str, list[float]], invariance.NuisanceReference]:
     """Over the training and validation slices, decoded at full resolution as serving decodes
     them: the range of their acquisition measurements (`lung_model.imaging.acquisition`),
     shipped with the model so scoring can say when a study is unlike what it learned from;
-    and the measurements of the slices as the model sees them (`seen`: harmonised) with
-    their labels, what the nuisance-only baseline of the invariance check learns from.
+    and the measurements of the slices as the model sees them (`seen`: harmonised) and as
+    exported, with their labels: what the nuisance-only baselines of the invariance check
+    learn from.
     `measured`: those measurements when the fit took them (`FamilyFit.fit_measured`), in
     order; else the slices are decoded and measured here."""
     paths = [*split.paths("train"), *split.paths("val")]
@@ -144,18 +145,22 @@ def training_acquisition(
             measured.append((raw, raw if seen is None else measure(seen(gray))))
     raw_side, model_side = [m[0] for m in measured], [m[1] for m in measured]
     labels = np.array([CLASSES.index(split.label[p]) for p in paths])
-    return acquisition_range(raw_side), measurement_table(model_side), labels
+    reference = invariance.NuisanceReference(
+        measurement_table(model_side), measurement_table(raw_side), labels
+    )
+    return acquisition_range(raw_side), reference
 
 
 def _log_invariance(
     split: Split,
     data_dir: Path,
     fitted: FamilyFit,
-    reference: tuple[np.ndarray, np.ndarray],
+    reference: invariance.NuisanceReference,
     base: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The acquisition-invariance check on the test split (`lung_model.training.invariance`):
-    metrics test_invariance_*, test_nuisance_auc_malignant, test_noise_matched_*, the report
+    metrics test_invariance_*, test_nuisance_auc_malignant, test_nuisance_export_auc_malignant,
+    test_noise_matched_*, the report
     and a plot. `base`: the test slices' probabilities, when they are what the check would
     compute (not prepared again)."""
     import matplotlib.pyplot as plt
@@ -231,9 +236,9 @@ def train_and_log(
             parts["test"], probabilities["test"], "test", config.bootstrap_rounds, fitted
         )
         _log_plots(parts["test"], probabilities["test"], test, fitted.history)
-        ranges, *reference = training_acquisition(split, data_dir, fitted.seen, fitted.fit_measured)
+        ranges, reference = training_acquisition(split, data_dir, fitted.seen, fitted.fit_measured)
         base = probabilities["test"] if fitted.prepared_at_full_resolution else None
-        _log_invariance(split, data_dir, fitted, (reference[0], reference[1]), base)
+        _log_invariance(split, data_dir, fitted, reference, base)
         model_uri = fitted.log_model(
             {
                 "data_version": split.data_version,

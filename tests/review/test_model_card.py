@@ -80,6 +80,7 @@ def test_the_invariance_check_is_shown_beside_the_accuracy() -> None:
         "test_invariance_worst_normal_as_malignant": 0.73,
         "test_roc_auc_malignant": 1.0,
         "test_nuisance_auc_malignant": 0.99,
+        "test_nuisance_export_auc_malignant": 0.62,
     }
     rows = invariance_rows(metrics)
     assert [r["acquisition"] for r in rows] == ["smoothed", "jpeg"]
@@ -90,6 +91,7 @@ def test_the_invariance_check_is_shown_beside_the_accuracy() -> None:
     assert "at most 37% of its test-slice calls change (gate: 5%)" in sentence
     assert "73% of normal slices are called malignant (gate: 15%)" in sentence
     assert "the acquisition measurements alone reach 0.990" in sentence
+    assert "the slice's matrix) reach 0.620" in sentence
     event = rejected()
     event["candidate_metrics"] |= {"invariance_calls_changed": 0.37}
     rows = {

@@ -109,3 +109,33 @@ def test_nuisance_baseline_and_noise_matched_auc() -> None:
     matched = invariance.noise_matched_auc(y, p, groups, noise)
     # the overlap is 0.0035..0.005: malignant patients 2 and 3, normal patients 4 and 5
     assert matched == {"auc": 1.0, "malignant_patients": 2.0, "other_patients": 2.0}
+
+
+def test_the_export_baseline_reads_the_slices_matrix_not_the_crops_shape() -> None:
+    """A lung-field crop's rows are the lung field's shape: when they alone tell the class,
+    the baseline on the crop's five measurements sees it and the export's does not."""
+    rng = np.random.default_rng(0)
+    y = np.array([M] * 40 + [N] * 40)
+    seen = np.tile([0.01, 1.5, 0.5, 0.0, 192.0], (80, 1)) + rng.normal(0, 1e-4, (80, 5))
+    seen[:, 3] = np.where(y == M, 145, 125) + rng.normal(0, 3, 80)  # the crop's rows
+    raw = np.tile([0.005, 1.4, 0.5, 512.0, 512.0], (80, 1))
+    export = invariance.export_table(raw, seen)
+    assert (export[:, 3:] == 512.0).all() and (export[:, :3] == seen[:, :3]).all()
+    assert invariance.nuisance_auc(seen[::2], y[::2], seen[1::2], y[1::2]) > 0.95
+    assert invariance.nuisance_auc(export[::2], y[::2], export[1::2], y[1::2]) < 0.75
+
+
+def test_both_baselines_are_reported_from_the_training_measurements(slices) -> None:
+    from lung_model.imaging.acquisition import measure, measurement_table
+
+    grays, labels, groups = slices
+    table = measurement_table([measure(g) for g in grays])
+    reference = invariance.NuisanceReference(seen=table, raw=table, labels=labels)
+    result = invariance.check(
+        grays, labels, groups, lambda g: np.array([noise_level(g)]), by_noise, 0.5,
+        StudyRule(), seen=lambda g: g, reference=reference,
+    )  # fmt: skip
+    # the model reads the slice as exported: both baselines read the same five measurements
+    assert result["nuisance_auc_malignant"] == result["nuisance_export_auc_malignant"]
+    assert not np.isnan(result["nuisance_export_auc_malignant"])
+    assert "test_nuisance_export_auc_malignant" in invariance.flatten(result, "test")
