@@ -114,7 +114,8 @@ def test_each_tissue_levels_option_applies_where_it_means_something(normal: np.n
     assert FeatureConfig.from_dict(json.loads(json.dumps(AVERAGED.to_dict()))) == AVERAGED
     default = FeatureModelConfig().features
     assert FeatureConfig.from_dict(json.loads(json.dumps(default.to_dict()))) == default
-    assert default.to_dict()["harmonise"] == {  # as the default model was logged
+    run11 = FeatureConfig(harmonise=HarmoniseConfig(levels_after_blur=True))
+    assert run11.to_dict()["harmonise"] == {  # as run 11's default model was logged
         "rows": 512, "air": 0.3, "tissue": 0.83, "blur": 1.0, "noise": 0.01, "ceiling": 1.0,
         "square": False, "levels_after_blur": True,
     }  # fmt: skip
