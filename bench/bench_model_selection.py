@@ -249,11 +249,19 @@ FEATURE_CONFIGS.update({
     "features-hb-aug2ww": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
         levels_after_blur=True)), augment=2, augment_contrast=(0.6, 1.8)), False),
 })  # fmt: skip
-# run 13: `-hcropb` with its crop noised to 0.008 instead of 0.010 (`-hcropb8`): less added
-# noise over the lesion's texture, and still above the blurred crop noise of 61% of slices
+# run 13: `-hcropb` with its crop noised to 0.008 instead of 0.010 (`-hcropb8`, the default
+# from run 13): less added noise over the lesion's texture, and the export's noise stays out
 _HCROPB = FEATURE_CONFIGS["features-hcropb-aug2w"][0]
 FEATURE_CONFIGS["features-hcropb8-aug2w"] = (replace(_HCROPB, features=replace(
     _HCROPB.features, harmonise=replace(_HCROPB.features.harmonise, noise=0.008))), False)  # fmt: skip
+# blurred 1 crop px instead of 0.75 (`-hcropb8b1`): smoothing a normal slice still moved it
+# towards malignant (run 13's test split: 27.5% of normal slices against 21.7%)
+FEATURE_CONFIGS["features-hcropb8b1-aug2w"] = (replace(_HCROPB, features=replace(
+    _HCROPB.features, harmonise=replace(_HCROPB.features.harmonise, noise=0.008, blur=1.0))),
+    False)  # fmt: skip
+# and its copies' contrast up to x1.8 (`-aug2ww`): the narrower window is its worst perturbation
+FEATURE_CONFIGS["features-hcropb8-aug2ww"] = (replace(
+    FEATURE_CONFIGS["features-hcropb8-aug2w"][0], augment_contrast=(0.6, 1.8)), False)  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
 HYBRID_CONFIGS = {"hybrid": "embedding", "hybrid-probs": "probabilities",
