@@ -116,13 +116,13 @@ def lbp_codes(image: np.ndarray) -> np.ndarray:
     outside the image); bit k set when neighbour - centre >= 0."""
     x = image.astype(np.float64)
     height, width = x.shape
-    padded = np.pad(x, 2)
+    padded, padded_as_is = np.pad(x, 2), np.pad(image, 2)
     code = np.zeros((height, width), dtype=np.uint8)
     top, bottom, part = (np.empty((height, width)) for _ in range(3))
     bit = np.empty((height, width), dtype=bool)
 
-    def shifted(dy: int, dx: int) -> np.ndarray:
-        return padded[2 + dy : 2 + dy + height, 2 + dx : 2 + dx + width]
+    def shifted(dy: int, dx: int, source: np.ndarray = padded) -> np.ndarray:
+        return source[2 + dy : 2 + dy + height, 2 + dx : 2 + dx + width]
 
     for k in range(LBP_POINTS):
         angle = 2 * np.pi * k / LBP_POINTS
@@ -130,8 +130,9 @@ def lbp_codes(image: np.ndarray) -> np.ndarray:
         cols = np.arange(width, dtype=np.float64)[None, :] + round(np.cos(angle), 5)
         fy, fx = rows - np.floor(rows), cols - np.floor(cols)
         y0, x0 = int(np.floor(rows[0, 0])), int(np.floor(cols[0, 0]))
-        if not fy.any() and not fx.any():  # on the axes: the pixel itself
-            neighbour = shifted(y0, x0)
+        if not fy.any() and not fx.any():  # on the axes: the pixel itself, compared in the
+            # image's own type (as exact as its float64 copy, an eighth of the bytes for uint8)
+            neighbour, x_as = shifted(y0, x0, padded_as_is), image
         else:  # (1 - fy) * top + fy * bottom, in buffers
             np.multiply(1 - fx, shifted(y0, x0), out=top)
             top += np.multiply(fx, shifted(y0, x0 + 1), out=part)
@@ -139,15 +140,17 @@ def lbp_codes(image: np.ndarray) -> np.ndarray:
             bottom += np.multiply(fx, shifted(y0 + 1, x0 + 1), out=part)
             top *= 1 - fy
             top += np.multiply(fy, bottom, out=bottom)
-            neighbour = top
-        code |= np.greater_equal(neighbour, x, out=bit).view(np.uint8) << k  # neighbour - x >= 0
+            neighbour, x_as = top, x
+        code |= np.greater_equal(neighbour, x_as, out=bit).view(np.uint8) << k  # neighbour >= x
     return code
 
 
 def lbp_histogram(gray: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
     """Share of the crop's pixels (inside `mask` when given) in each of the LBP_BINS uniform
     bins (gray in [0, 1])."""
-    codes = UNIFORM_BINS[lbp_codes((gray * 255).astype(np.uint8))]
+    codes = lbp_codes((gray * 255).astype(np.uint8))
     codes = codes.ravel() if mask is None else codes[mask]
-    counts = np.bincount(codes, minlength=LBP_BINS).astype(np.float64)
+    # each code counted, then the counts summed per bin: whole numbers, so the same as
+    # counting each pixel's bin, without a lookup per pixel
+    counts = np.bincount(UNIFORM_BINS, np.bincount(codes, minlength=256), minlength=LBP_BINS)
     return [float(v) for v in counts / max(counts.sum(), 1.0)]
