@@ -10,6 +10,9 @@ groups; never the test split) on
 
 and, on the 512 x 512 slices only (where the matrix cannot tell anything), the crop's rows
 alone, which is what says the crop's shape is the lung field's rather than the export's.
+Then the noise one scale up, which none of the five measures: `noise_level` of the crop's
+2 x 2 block means, alone and with the export's measurements, and how it follows the raw
+slice's noise within each class (the export, where it does; anatomy is in it too).
 Measurements are the CV bench's cached ones (var/bench/acquisition/), so a configuration it
 has run costs nothing here; a new one, about 10 s of crops.
 
@@ -27,11 +30,13 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_model_selection import FEATURE_CONFIGS, folds  # noqa: E402
-from model_selection_scores import acquisition_vectors  # noqa: E402
+from model_selection_scores import _cached, acquisition_vectors  # noqa: E402
 
 from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
-from lung_model.imaging.acquisition import MEASUREMENTS  # noqa: E402
+from lung_model.imaging.acquisition import MEASUREMENTS, block_means, noise_level  # noqa: E402
+from lung_model.imaging.features import seen_crop  # noqa: E402
+from lung_model.imaging.images import read_gray  # noqa: E402
 from lung_model.settings import get_settings  # noqa: E402
 from lung_model.training.invariance import (  # noqa: E402
     MALIGNANT,
@@ -61,6 +66,19 @@ def univariate_auc(values: np.ndarray, positive: np.ndarray) -> float:
     return float(max(auc, 1 - auc))
 
 
+def coarse_noise(split, paths: list[str], data: Path, features) -> np.ndarray:
+    """Each path's crop noise one scale up: `noise_level` of its 2 x 2 block means, cached."""
+    key = {"coarse_noise": 1, "crop": features.to_dict(), "perturbation": None}
+
+    def compute(p: str) -> np.ndarray:
+        return np.array(
+            [noise_level(block_means(seen_crop(read_gray(data / p).gray, features), 2))]
+        )
+
+    vectors = _cached("coarse-noise", key, split, paths, compute)
+    return np.stack([vectors[p] for p in paths])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--configs", default=DEFAULT_CONFIGS)
@@ -73,14 +91,17 @@ def main() -> int:
     fold_rows = [
         ([row[p] for p in fit], [row[p] for p in out]) for fit, out in folds(split, args.folds)
     ]
-    positive = np.array([split.label[p] == "malignant" for p in paths])
+    labels = np.array([split.label[p] for p in paths])
+    positive = labels == "malignant"
     raw_vectors = acquisition_vectors(split, paths, data, None)
     raw = np.stack([raw_vectors[p] for p in paths])
     square = (raw[:, MATRIX] == 512).all(axis=1)
     print(f"\nThe slice as exported: all five {grouped_auc(raw, positive, fold_rows)}, "
           f"the matrix alone {grouped_auc(raw[:, MATRIX], positive, fold_rows)}")  # fmt: skip
     head = ["config", "crop: all five (nuisance_auc)", "export: crop noise + window, slice matrix",
-            "crop noise + window", "crop shape", "crop rows, 512 x 512 slices only"]  # fmt: skip
+            "crop noise + window", "crop shape", "crop rows, 512 x 512 slices only",
+            "crop noise one scale up", "export + noise one scale up",
+            "r(raw noise, noise one scale up) normal / benign / malignant"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name in args.configs.split(","):
         features = FEATURE_CONFIGS[name][0].features
@@ -92,6 +113,13 @@ def main() -> int:
             for table in (crop, export_table(raw, crop), crop[:, NOISE_AND_WINDOW], crop[:, MATRIX])
         ]
         cells.append(f"{univariate_auc(rows, positive[square]):.3f}")
+        coarse = coarse_noise(split, paths, data, features)
+        cells += [grouped_auc(coarse, positive, fold_rows),
+                  grouped_auc(np.hstack([export_table(raw, crop), coarse]), positive, fold_rows)]  # fmt: skip
+        cells.append(" / ".join(
+            f"{np.corrcoef(raw[labels == c, 0], coarse[labels == c, 0])[0, 1]:.2f}"
+            for c in ("normal", "benign", "malignant")
+        ))  # fmt: skip
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\nNuisance-only baseline, malignant ROC-AUC, {args.folds} grouped folds "
           f"({len(paths)} slices, {square.sum()} of them 512 x 512)")  # fmt: skip

@@ -225,6 +225,10 @@ class HarmoniseConfig:
     # noise no longer moves the soft tissue's median (`tissue_levels(averaged=True)`; run 11's
     # `-hcropb`, which named it `levels_after_blur`). The whole slice's `harmonise` refuses it
     levels_averaged: bool = False
+    # the noise measured on 2 x 2 block means brought to this level too (0: not), by adding
+    # noise constant over those blocks before the fine noise: the fine noise alone left the
+    # export's correlated noise one scale up (docs/MODEL.md, run 13)
+    coarse_noise: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         # as configs were logged (and benchmarks cached) before these existed
@@ -240,7 +244,7 @@ class HarmoniseConfig:
 
 
 # settings left out of the dicts while unset (configs were logged and cached before them)
-LATER = ("match", "levels_after_blur", "match_compartments", "levels_averaged")
+LATER = ("match", "levels_after_blur", "match_compartments", "levels_averaged", "coarse_noise")
 
 
 def nested_dict(config: HarmoniseConfig | None) -> dict[str, Any] | None:
@@ -315,6 +319,20 @@ def noise_to(gray: np.ndarray, noise: float, seed: int, present: float | None = 
     noisy = np.random.default_rng(seed).normal(0.0, variance**0.5, gray.shape)
     noisy += img_as_float(gray)
     return np.clip(noisy, low, 1.0, out=noisy).astype(np.float32)
+
+
+def coarse_noise_to(gray: np.ndarray, noise: float, seed: int, step: int = 2) -> np.ndarray:
+    """`gray` with Gaussian noise constant over step x step blocks added until the noise
+    measured on its block means (`block_means(gray, step)`) is `noise`; unchanged when it is
+    already at or above it. Drawn from its own stream of `seed`, apart from the fine noise's."""
+    present = noise_level(block_means(gray, step))
+    if present >= noise:
+        return gray.astype(np.float32, copy=False)
+    rows, cols = -(-gray.shape[0] // step), -(-gray.shape[1] // step)
+    blocks = np.random.default_rng([seed, step]).normal(0.0, (noise**2 - present**2) ** 0.5,
+                                                         (rows, cols))  # fmt: skip
+    spread = np.repeat(np.repeat(blocks, step, axis=0), step, axis=1)
+    return np.clip(gray + spread[: gray.shape[0], : gray.shape[1]], 0.0, 1.0).astype(np.float32)
 
 
 def match_probabilities(count: int) -> np.ndarray:
@@ -407,6 +425,8 @@ def to_common(
         out = np.minimum(out, config.ceiling)
     if config.blur > 0:
         out = ndimage.gaussian_filter(out, config.blur)
+    if config.coarse_noise > 0:
+        out = coarse_noise_to(out, config.coarse_noise, seed)
     present = noise_level(out)
     if present > config.noise:
         return smooth_to(out, config.noise, present=present)
