@@ -3,7 +3,8 @@ compute them (issue 19's scoring cost) must not move one. tests/fixtures/lung_fe
 holds `slice_features` at c5be36c of the fixture's 18 slices and an odd-sized cut of one
 (rows and columns off the masks' step), for the crop harmonisation with averaged levels (that
 commit's default), the unharmonised config, the whole-slice harmonisation with and without
-`levels_after_blur` and the crop harmonisation with subsampled levels."""
+`levels_after_blur` and the crop harmonisation with subsampled levels. A change meant to move
+values rewrites it: `.venv/bin/python tests/imaging/test_feature_values.py` (and says so)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lung_model.imaging.acquisition import block_means
-from lung_model.imaging.features import FeatureConfig, slice_features
+from lung_model.imaging.acquisition import HarmoniseConfig, block_means
+from lung_model.imaging.features import CROP_HARMONISE, FeatureConfig, slice_features
 from lung_model.imaging.images import read_gray
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PINNED = np.load(FIXTURES / "lung_features_pinned.npz")
 ODD_CUT = "[1:, 3:]"
+CONFIGS = {  # the configs pinned (the first: the default at c5be36c)
+    "crop_levels_averaged": FeatureConfig(
+        harmonise=HarmoniseConfig(blur=0.75, noise=0.008, levels_averaged=True), harmonise_at="crop"
+    ),
+    "unharmonised": FeatureConfig(),
+    "whole_slice": FeatureConfig(harmonise=HarmoniseConfig()),
+    "whole_slice_levels_after_blur": FeatureConfig(
+        harmonise=HarmoniseConfig(levels_after_blur=True)
+    ),
+    "crop": FeatureConfig(harmonise=CROP_HARMONISE, harmonise_at="crop"),
+}
 
 
 def _gray(path: str) -> np.ndarray:
@@ -52,3 +64,22 @@ def test_block_means_are_numpys_mean_of_each_block(dtype: type) -> None:
             means = block_means(gray, step)
             assert means.dtype == expected.dtype
             assert means.tobytes() == expected.tobytes(), (step, shape)
+
+
+def _pin() -> None:
+    """Rewrite the fixture with this code's values of CONFIGS."""
+    paths = sorted(str(p.relative_to(FIXTURES / "iq-othnccd")) for p in FIXTURES.glob("*/*/*.jpg"))
+    paths.append(paths[0] + ODD_CUT)
+    grays = [_gray(path) for path in paths]
+    values = np.stack([np.stack([slice_features(g, c) for g in grays]) for c in CONFIGS.values()])
+    np.savez_compressed(
+        FIXTURES / "lung_features_pinned.npz",
+        paths=np.array(paths),
+        configs=np.array([json.dumps(c.to_dict()) for c in CONFIGS.values()]),
+        names=np.array(list(CONFIGS)),
+        values=values,
+    )
+
+
+if __name__ == "__main__":
+    _pin()
