@@ -10,9 +10,10 @@ groups; never the test split) on
 
 and, on the 512 x 512 slices only (where the matrix cannot tell anything), the crop's rows
 alone, which is what says the crop's shape is the lung field's rather than the export's.
-Then the noise one scale up, which none of the five measures: `noise_level` of the crop's
-2 x 2 block means, alone and with the export's measurements, and how it follows the raw
-slice's noise within each class (the export, where it does; anatomy is in it too).
+Then the noise one scale up, which none of the five measures (`coarse_noise_level`: the
+noise of the crop's 2 x 2 block means), alone and with the export's measurements, and how
+it follows the raw slice's noise within each class (the export, where it does; anatomy is
+in it too).
 Measurements are the CV bench's cached ones (var/bench/acquisition/), so a configuration it
 has run costs nothing here; a new one, about 10 s of crops.
 
@@ -30,13 +31,11 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_model_selection import FEATURE_CONFIGS, folds  # noqa: E402
-from model_selection_scores import _cached, acquisition_vectors  # noqa: E402
+from model_selection_scores import acquisition_vectors, coarse_vectors  # noqa: E402
 
 from lung_model.data.audit import inspect  # noqa: E402
 from lung_model.data.split import make_split  # noqa: E402
-from lung_model.imaging.acquisition import MEASUREMENTS, block_means, noise_level  # noqa: E402
-from lung_model.imaging.features import seen_crop  # noqa: E402
-from lung_model.imaging.images import read_gray  # noqa: E402
+from lung_model.imaging.acquisition import MEASUREMENTS  # noqa: E402
 from lung_model.settings import get_settings  # noqa: E402
 from lung_model.training.invariance import (  # noqa: E402
     MALIGNANT,
@@ -64,19 +63,6 @@ def univariate_auc(values: np.ndarray, positive: np.ndarray) -> float:
     """How well one measurement alone separates, either way round."""
     auc = roc_auc_score(positive, values)
     return float(max(auc, 1 - auc))
-
-
-def coarse_noise(split, paths: list[str], data: Path, features) -> np.ndarray:
-    """Each path's crop noise one scale up: `noise_level` of its 2 x 2 block means, cached."""
-    key = {"coarse_noise": 1, "crop": features.to_dict(), "perturbation": None}
-
-    def compute(p: str) -> np.ndarray:
-        return np.array(
-            [noise_level(block_means(seen_crop(read_gray(data / p).gray, features), 2))]
-        )
-
-    vectors = _cached("coarse-noise", key, split, paths, compute)
-    return np.stack([vectors[p] for p in paths])
 
 
 def main() -> int:
@@ -113,7 +99,8 @@ def main() -> int:
             for table in (crop, export_table(raw, crop), crop[:, NOISE_AND_WINDOW], crop[:, MATRIX])
         ]
         cells.append(f"{univariate_auc(rows, positive[square]):.3f}")
-        coarse = coarse_noise(split, paths, data, features)
+        coarse_by_path = coarse_vectors(split, paths, data, features.harmonise, features)
+        coarse = np.stack([coarse_by_path[p] for p in paths])
         cells += [grouped_auc(coarse, positive, fold_rows),
                   grouped_auc(np.hstack([export_table(raw, crop), coarse]), positive, fold_rows)]  # fmt: skip
         cells.append(" / ".join(

@@ -22,6 +22,7 @@ import hashlib
 import json
 import time
 import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ import numpy as np
 from lung_model.imaging.acquisition import (
     PERTURBATIONS,
     HarmoniseConfig,
+    coarse_noise_level,
     harmonise,
     measure,
     measurement_table,
@@ -130,30 +132,46 @@ def cnn_inputs(
                    lambda p: prepare(perturbed_gray(data, p, perturbation), config))  # fmt: skip
 
 
-def acquisition_vectors(
+def _seen_gray(path: Path, common: HarmoniseConfig | None, crop: FeatureConfig | None):
+    """The slice as the model sees it: with `crop`, the lung-field crop its features read
+    (`seen_crop`); else harmonised to `common`, or as decoded."""
+    gray = read_gray(path).gray
+    if crop is not None:
+        return seen_crop(gray, crop)
+    return gray if common is None else harmonise(gray, common)
+
+
+# what `seen_vectors` measures of the slice as the model sees it: its acquisition
+# measurements (`measurement_table` order), or its noise one scale up (`coarse_noise_level`)
+SEEN_MEASURES = {
+    "acquisition": lambda gray: measurement_table([measure(gray)])[0],
+    "coarse-noise": lambda gray: np.array([coarse_noise_level(gray)]),
+}
+
+
+def seen_vectors(
+    kind: str,
     split,
     paths: list[str],
     data: Path,
     common: HarmoniseConfig | None,
     crop: FeatureConfig | None = None,
 ) -> dict:
-    """Each path's acquisition measurements (`measurement_table` order) of the slice as the
-    model sees it (harmonised to `common`, or as decoded; with `crop`, a feature config, of
-    the lung-field crop its features read, `seen_crop`), cached."""
-    key = {"acquisition": 1, "harmonise": None if common is None else common.to_dict(),
-           "perturbation": None}  # fmt: skip
+    """Each path's `SEEN_MEASURES[kind]` of the slice as the model sees it (`_seen_gray`),
+    cached."""
+    key = {
+        kind: 1,
+        "harmonise": None if common is None else common.to_dict(),
+        "perturbation": None,
+    }  # fmt: skip (the acquisition's key as it was first cached)
     if crop is not None:
         key["crop"] = crop.to_dict()
+    of = SEEN_MEASURES[kind]
+    return _cached(kind, key, split, paths, lambda p: of(_seen_gray(data / p, common, crop)))
 
-    def compute(p: str) -> np.ndarray:
-        gray = read_gray(data / p).gray
-        if crop is not None:
-            gray = seen_crop(gray, crop)
-        elif common is not None:
-            gray = harmonise(gray, common)
-        return measurement_table([measure(gray)])[0]
 
-    return _cached("acquisition", key, split, paths, compute)
+acquisition_vectors = partial(seen_vectors, "acquisition")
+coarse_vectors = partial(seen_vectors, "coarse-noise")
 
 
 def acquisition_extras(
@@ -167,10 +185,11 @@ def acquisition_extras(
     """The invariance check's inputs besides the perturbed scores, for any family: the
     nuisance-only baselines' p(malignant) of the held-out slices, trained on the `fit_on`
     slices' acquisition measurements of the model's inputs (with `crop`, the harmonised
-    lung-field crop) and on the export's (`export_table`: their noise and window, the
-    slice's matrix), and the held-out slices' raw noise."""
+    lung-field crop), on the export's (`export_table`: their noise and window, the slice's
+    matrix) and on those with the noise one scale up, and the held-out slices' raw noise."""
     seen = acquisition_vectors(split, [*fit_on, *out_paths], data, common, crop)
     raw = acquisition_vectors(split, [*fit_on, *out_paths], data, None)
+    coarse = coarse_vectors(split, [*fit_on, *out_paths], data, common, crop)
     labels = np.array([CLASSES.index(split.label[p]) for p in fit_on])
 
     def table(source: dict, paths: list[str]) -> np.ndarray:
@@ -179,9 +198,15 @@ def acquisition_extras(
     def export(paths: list[str]) -> np.ndarray:
         return export_table(table(raw, paths), table(seen, paths))
 
+    def with_coarse(paths: list[str]) -> np.ndarray:
+        return np.column_stack([export(paths), table(coarse, paths)])
+
     return {
         "nuisance_p": nuisance_probabilities(table(seen, fit_on), labels, table(seen, out_paths)),
         "nuisance_export_p": nuisance_probabilities(export(fit_on), labels, export(out_paths)),
+        "nuisance_coarse_p": nuisance_probabilities(
+            with_coarse(fit_on), labels, with_coarse(out_paths)
+        ),
         "out_noise": table(raw, out_paths)[:, 0],
     }
 
@@ -311,7 +336,7 @@ def invariance_scores(saved: dict[str, np.ndarray], i: int, fold: dict) -> dict:
     """The acquisition-invariance check of fold `i` when its perturbed held-out
     probabilities were saved (`fold{i}_out_p@<perturbation>`): FIGURES per perturbation with
     the `any` study rule (the default's), their worst cases, and the nuisance-only
-    baselines' malignant AUCs (`fold{i}_nuisance_p`, `fold{i}_nuisance_export_p`)."""
+    baselines' malignant AUCs (`fold{i}_nuisance_p`, `_nuisance_export_p`, `_nuisance_coarse_p`)."""
     from sklearn.metrics import roc_auc_score
 
     t = fold["threshold"]
@@ -328,7 +353,7 @@ def invariance_scores(saved: dict[str, np.ndarray], i: int, fold: dict) -> dict:
     }  # fmt: skip
     out: dict = {"perturbations": per, "worst": summary(per) if per else {}}
     positive = fold["out_y"] == MALIGNANT
-    for key in ("nuisance", "nuisance_export"):  # the second from run 13 on
+    for key in ("nuisance", "nuisance_export", "nuisance_coarse"):  # the last two: run 13 on
         if f"fold{i}_{key}_p" in saved:
             out[f"{key}_auc"] = float(roc_auc_score(positive, saved[f"fold{i}_{key}_p"]))
     return out
@@ -407,21 +432,21 @@ def invariance_table(results: list[dict]) -> str:
             cells = [f"{np.nanmean([v[c] for v in values]):.3f}" for c in INVARIANCE_FIGURES]
             lines.append(f"| {r['name']} | {name} | " + " | ".join(cells) + " |")
     head = ["config", "malignant AUC", "nuisance-only AUC", "nuisance-only AUC, the export's",
-            "noise-matched AUC (patients m/other)",
+            "the export's + noise one scale up", "noise-matched AUC (patients m/other)",
             "worst calls changed", "worst normal → malignant", "worst malignant recall"]  # fmt: skip
     lines += ["", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
         folds = r["folds"]
-        nuisance, export = (
+        nuisance, export, coarse = (
             [f.get("invariance", {}).get(key, np.nan) for f in folds]
-            for key in ("nuisance_auc", "nuisance_export_auc")
+            for key in ("nuisance_auc", "nuisance_export_auc", "nuisance_coarse_auc")
         )
         matched = r.get("noise_matched")
         worst = [f.get("invariance", {}).get("worst", {}) for f in folds]
         cells = [
             _mean_sd([f["auc_malignant"] for f in folds]),
             _mean_sd(nuisance) if not np.isnan(nuisance).all() else "–",
-            _mean_sd(export) if not np.isnan(export).all() else "–",
+            *(_mean_sd(v) if not np.isnan(v).all() else "–" for v in (export, coarse)),
             f"{matched['auc']:.3f} ({matched['malignant_patients']:.0f}/"
             f"{matched['other_patients']:.0f})"
             if matched

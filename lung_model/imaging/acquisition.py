@@ -159,6 +159,13 @@ def noise_level(gray: np.ndarray) -> float:
     return float(np.median(magnitudes[magnitudes != 0]) / MAD_TO_SIGMA)
 
 
+def coarse_noise_level(gray: np.ndarray) -> float:
+    """The noise one scale up: `noise_level` of the 2 x 2 block means. A harmonisation that
+    adds noise at the finest scale leaves what an export did here (docs/MODEL.md, run 13);
+    fine anatomy counts here too."""
+    return noise_level(block_means(gray, 2))
+
+
 def measure(gray: np.ndarray) -> Acquisition:
     """The acquisition measurements of a (H, W) gray slice in [0, 1]."""
     air, tissue = tissue_levels(gray)

@@ -41,6 +41,7 @@ KEY_METRICS = (
     "test_roc_auc_malignant",
     "test_nuisance_auc_malignant",
     "test_nuisance_export_auc_malignant",
+    "test_nuisance_coarse_auc_malignant",
     "test_noise_matched_auc_malignant",
     "test_invariance_worst_calls_changed",
     "test_invariance_worst_normal_as_malignant",
@@ -233,6 +234,12 @@ def invariance_sentence(metrics: dict[str, float], floors: Floors) -> str | None
         parts.append(
             f"The export's measurements alone (the noise and window of what it reads, the "
             f"slice's matrix) reach {export:.3f}."
+        )
+    coarse = metrics.get("test_nuisance_coarse_auc_malignant")
+    if coarse is not None:
+        parts.append(
+            f"With the noise one scale up (of 2 x 2 block means, where an export's noise "
+            f"outlasts the harmonisation; fine anatomy counts there too): {coarse:.3f}."
         )
     matched = metrics.get("test_noise_matched_auc_malignant")
     if matched is not None:

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from lung_model.data.split import Split
-from lung_model.imaging.acquisition import Acquisition, HarmoniseConfig, harmonise, measure
+from lung_model.imaging.acquisition import (
+    Acquisition,
+    HarmoniseConfig,
+    coarse_noise_level,
+    harmonise,
+    measure,
+)
 from lung_model.imaging.features import FeatureConfig, LesionPoint, seen_crop
 from lung_model.imaging.images import read_gray
 from lung_model.imaging.preprocess import prepare
@@ -42,7 +48,9 @@ from lung_model.training.study_rule import StudyRule, fit_study_rule
 PARTS = ("train", "val", "test")
 ModelConfig = TrainConfig | FeatureModelConfig
 # a slice's acquisition measurements as decoded and as the model sees it (`FamilyFit.seen`)
-Measured = tuple[Acquisition, Acquisition]
+# a slice's acquisition as decoded, as the model sees it, and the seen input's noise one
+# scale up (`coarse_noise_level`)
+Measured = tuple[Acquisition, Acquisition, float]
 
 
 @dataclass
@@ -115,7 +123,7 @@ def _measuring(into: list[Measured]) -> Callable[[np.ndarray, np.ndarray], None]
     lung-field crop they were read from, `features_of`' `each_crop`, not made again)."""
 
     def measured(gray: np.ndarray, crop: np.ndarray) -> None:
-        into.append((measure(gray), measure(crop)))
+        into.append((measure(gray), measure(crop), coarse_noise_level(crop)))
 
     return measured
 

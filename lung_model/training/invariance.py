@@ -15,7 +15,9 @@ trained on the training slices and scored on the evaluated ones: near 0.5 when t
 fingerprint is gone, near 1 when the export alone tells the class. Two of them: on all five
 measurements of the model's inputs, and on the export's (`export_table`: the noise and window
 of what the model reads, the matrix of the slice as exported), since a lung-field crop's own
-rows and columns are the lung field's shape, not the export's. And `noise_matched_auc`:
+rows and columns are the lung field's shape, not the export's; and a third on the export's
+with the noise one scale up (`coarse_noise_level` of what the model reads), where a
+harmonisation that adds its noise at the finest scale leaves the export's. And `noise_matched_auc`:
 the model's malignant ROC-AUC on the patients whose raw noise lies where malignant and
 other patients overlap, where noise cannot be what separates them.
 See https://scikit-learn.org/stable/modules/generated/sklearn.ensemble.HistGradientBoostingClassifier.html
@@ -32,6 +34,7 @@ import numpy as np
 from lung_model.imaging.acquisition import (
     MEASUREMENTS,
     PERTURBATIONS,
+    coarse_noise_level,
     measure,
     measurement_table,
 )
@@ -136,11 +139,13 @@ MATRIX = [MEASUREMENTS.index("rows"), MEASUREMENTS.index("cols")]
 @dataclass(frozen=True)
 class NuisanceReference:
     """What the nuisance-only baselines learn from: the training slices' `measurement_table`
-    as the model reads them (`seen`) and as exported (`raw`), and their labels."""
+    as the model reads them (`seen`) and as exported (`raw`), their labels, and the noise one
+    scale up of what the model reads (`coarse`)."""
 
     seen: np.ndarray
     raw: np.ndarray
     labels: np.ndarray
+    coarse: np.ndarray
 
 
 def export_table(raw: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -226,22 +231,27 @@ def check(
     """The whole check on evaluated slices (decoded at full resolution): `perturbation_scores`
     and their `summary`, the model's malignant ROC-AUC, the nuisance-only baselines' on the
     acquisition measurements of the slices as the model sees them (`seen`: harmonised, or
-    as decoded) and on the export's (`export_table`), trained on `reference` (NaN without),
-    and `noise_matched_auc`. `base`: the model's probabilities of the unchanged slices when
-    the caller has them (else predicted from `prepare`d `grays`)."""
+    as decoded), on the export's (`export_table`) and on those with the noise one scale up,
+    trained on `reference` (NaN without), and `noise_matched_auc`. `base`: the model's
+    probabilities of the unchanged slices when the caller has them (else predicted from
+    `prepare`d `grays`)."""
     from lung_model.training.metrics import point_metrics
 
     if base is None:
         base = predict(np.stack([prepare(g) for g in grays]))
     per = perturbation_scores(grays, labels, groups, prepare, predict, threshold, rule, base)
-    nuisance = export = float("nan")
+    nuisance = export = coarse = float("nan")
     raw = measurement_table([measure(g) for g in grays])
     if reference is not None:
-        table = measurement_table([measure(seen(g)) for g in grays])
+        shown = [seen(g) for g in grays]
+        table = measurement_table([measure(s) for s in shown])
         nuisance = nuisance_auc(reference.seen, reference.labels, table, labels)
-        export = nuisance_auc(
-            export_table(reference.raw, reference.seen), reference.labels,
-            export_table(raw, table), labels,
+        fit_export = export_table(reference.raw, reference.seen)
+        evaluated_export = export_table(raw, table)
+        export = nuisance_auc(fit_export, reference.labels, evaluated_export, labels)
+        coarse = nuisance_auc(
+            np.column_stack([fit_export, reference.coarse]), reference.labels,
+            np.column_stack([evaluated_export, [coarse_noise_level(s) for s in shown]]), labels,
         )  # fmt: skip
     raw_noise = raw[:, MEASUREMENTS.index("noise")]
     return {
@@ -250,6 +260,7 @@ def check(
         "auc_malignant": point_metrics(labels, base)["roc_auc_malignant"],
         "nuisance_auc_malignant": nuisance,
         "nuisance_export_auc_malignant": export,
+        "nuisance_coarse_auc_malignant": coarse,
         "noise_matched": noise_matched_auc(labels, base[:, MALIGNANT], groups, raw_noise),
     }
 
@@ -264,10 +275,8 @@ def flatten(result: dict[str, Any], prefix: str) -> dict[str, float]:
     }
     flat.update({f"{prefix}_invariance_{k}": v for k, v in result["worst"].items()})
     flat[f"{prefix}_nuisance_auc_malignant"] = result["nuisance_auc_malignant"]
-    # absent from the reports of runs logged before it existed
-    flat[f"{prefix}_nuisance_export_auc_malignant"] = result.get(
-        "nuisance_export_auc_malignant", float("nan")
-    )
+    for key in ("nuisance_export_auc_malignant", "nuisance_coarse_auc_malignant"):
+        flat[f"{prefix}_{key}"] = result.get(key, float("nan"))  # absent from older reports
     matched = result["noise_matched"]
     flat[f"{prefix}_noise_matched_auc_malignant"] = matched["auc"]
     flat[f"{prefix}_noise_matched_malignant_patients"] = matched["malignant_patients"]

@@ -29,7 +29,12 @@ import numpy as np
 from lung_model.data.audit import audit, inspect, require_clean
 from lung_model.data.marks import marked_split
 from lung_model.data.split import Split, make_split, report
-from lung_model.imaging.acquisition import acquisition_range, measure, measurement_table
+from lung_model.imaging.acquisition import (
+    acquisition_range,
+    coarse_noise_level,
+    measure,
+    measurement_table,
+)
 from lung_model.imaging.images import read_gray
 from lung_model.platform.orphan_runs import end_orphans_of, owner_tags
 from lung_model.platform.registry import SPLIT_ARTIFACT
@@ -141,13 +146,14 @@ def training_acquisition(
         measured = []
         for p in paths:
             gray = read_gray(data_dir / p).gray
-            raw = measure(gray)
-            measured.append((raw, raw if seen is None else measure(seen(gray))))
+            shown = gray if seen is None else seen(gray)
+            measured.append((measure(gray), measure(shown), coarse_noise_level(shown)))
     raw_side, model_side = [m[0] for m in measured], [m[1] for m in measured]
     labels = np.array([CLASSES.index(split.label[p]) for p in paths])
     reference = invariance.NuisanceReference(
-        measurement_table(model_side), measurement_table(raw_side), labels
-    )
+        measurement_table(model_side), measurement_table(raw_side), labels,
+        np.array([m[2] for m in measured]),
+    )  # fmt: skip
     return acquisition_range(raw_side), reference
 
 
@@ -160,7 +166,7 @@ def _log_invariance(
 ) -> dict[str, Any]:
     """The acquisition-invariance check on the test split (`lung_model.training.invariance`):
     metrics test_invariance_*, test_nuisance_auc_malignant, test_nuisance_export_auc_malignant,
-    test_noise_matched_*, the report
+    test_nuisance_coarse_auc_malignant, test_noise_matched_*, the report
     and a plot. `base`: the test slices' probabilities, when they are what the check would
     compute (not prepared again)."""
     import matplotlib.pyplot as plt

@@ -81,6 +81,7 @@ def test_the_invariance_check_is_shown_beside_the_accuracy() -> None:
         "test_roc_auc_malignant": 1.0,
         "test_nuisance_auc_malignant": 0.99,
         "test_nuisance_export_auc_malignant": 0.62,
+        "test_nuisance_coarse_auc_malignant": 0.91,
     }
     rows = invariance_rows(metrics)
     assert [r["acquisition"] for r in rows] == ["smoothed", "jpeg"]
@@ -92,6 +93,7 @@ def test_the_invariance_check_is_shown_beside_the_accuracy() -> None:
     assert "73% of normal slices are called malignant (gate: 15%)" in sentence
     assert "the acquisition measurements alone reach 0.990" in sentence
     assert "the slice's matrix) reach 0.620" in sentence
+    assert "fine anatomy counts there too): 0.910." in sentence
     event = rejected()
     event["candidate_metrics"] |= {"invariance_calls_changed": 0.37}
     rows = {
