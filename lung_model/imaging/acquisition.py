@@ -14,13 +14,15 @@ This module is what the model family, its evaluation and the scoring guard use a
 - `harmonise(gray, config)` brings a slice to one common acquisition before either model
   family sees it: 512 rows, the aerated lung and soft tissue at fixed gray levels (a linear
   re-window; optionally clipped at a common ceiling), a fixed Gaussian blur that removes the
-  export's own fine texture (with `levels_after_blur`, today's default model's setting, the
-  blur comes first and the two levels are measured on it), then
+  export's own fine texture (with `levels_after_blur`, run 11's default model's setting,
+  the blur comes first and the two levels are measured on it), then
   Gaussian noise added (or more smoothing) until the measured noise is the common level.
   The added noise is seeded by the slice's content, so one slice always gives one result.
-  The feature family may harmonise its lung-field crop instead (`lung_model.imaging.features.
-  lung_crop`: `to_common` from the whole slice's tissue levels, with `levels_averaged`
-  measured on block means; `levels_after_blur` is the whole slice's alone).
+  The feature family may harmonise its lung-field crop instead, as today's default does
+  (`lung_model.imaging.features.lung_crop`: `to_common` from the whole slice's tissue levels,
+  with `levels_averaged` measured on block means; `levels_after_blur` is the whole slice's
+  alone). `coarse_noise_level` measures the noise one scale up, where noise added at the
+  finest scale leaves an export's (`coarse_noise` can bring it to a common level too).
 - `PERTURBATIONS`: named, seeded functions that change a slice as another acquisition
   would (smoothed to the malignant noise level, noisier, wider or narrower window, another
   level, JPEG re-compression, another matrix size): the acquisition-invariance check
