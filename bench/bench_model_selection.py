@@ -68,6 +68,7 @@ from lung_model.imaging.acquisition import (  # noqa: E402
     CONTRAST_RANGE,
     MATCH_COMPARTMENTS_REFERENCE,
     MATCH_REFERENCE,
+    NOISE_RANGE,
     PERTURBATIONS,
     HarmoniseConfig,
 )
@@ -265,6 +266,15 @@ FEATURE_CONFIGS["features-hcropb8b1-aug2w"] = (replace(_HCROPB, features=replace
 FEATURE_CONFIGS["features-hcropb8c2-aug2w"] = (replace(_HCROPB, features=replace(
     _HCROPB.features, harmonise=replace(_HCROPB.features.harmonise, noise=0.008,
                                         coarse_noise=0.02))), False)  # fmt: skip
+# four re-acquired copies of each training slice instead of two (`-aug4w`): more smoothed
+# and re-windowed normal slices for the trees to learn are normal
+FEATURE_CONFIGS["features-hcropb8-aug4w"] = (replace(
+    FEATURE_CONFIGS["features-hcropb8-aug2w"][0], augment=4), False)  # fmt: skip
+# the copies' noise drawn from 0.0015..0.005 instead of ..0.012 (`-aug2ws`): nearly every copy
+# of a normal slice smoothed towards the malignant exports' noise, smoothing being what moved
+# the default's normal slices towards malignant on the test split
+FEATURE_CONFIGS["features-hcropb8-aug2ws"] = (replace(
+    FEATURE_CONFIGS["features-hcropb8-aug2w"][0], augment_noise=(0.0015, 0.005)), False)  # fmt: skip
 # and its copies' contrast up to x1.8 (`-aug2ww`): the narrower window is its worst perturbation
 FEATURE_CONFIGS["features-hcropb8-aug2ww"] = (replace(
     FEATURE_CONFIGS["features-hcropb8-aug2w"][0], augment_contrast=(0.6, 1.8)), False)  # fmt: skip
@@ -438,6 +448,8 @@ def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, h
     if config.augment:
         low, high = config.augment_contrast  # named only when not the default range
         wider = "" if (low, high) == CONTRAST_RANGE else f"@{low:g}-{high:g}"
+        if config.augment_noise != NOISE_RANGE:
+            wider += "~{:g}-{:g}".format(*config.augment_noise)
         copies = [part_of([*inner_train, *inner_val], f"augment{k}{wider}")
                   for k in range(config.augment)]  # fmt: skip
         augmented = Part(*(np.concatenate([getattr(c, a) for c in copies])

@@ -73,11 +73,13 @@ def perturbed_gray(data: Path, path: str, perturbation: str | None) -> np.ndarra
     if perturbation is None:
         return gray
     if perturbation.startswith("augment"):  # copy k of the training augmentation, as trained
-        copy, _, contrast = perturbation[len("augment") :].partition("@")  # "augment1@0.6-1.5"
-        if not contrast:
-            return reacquired(gray, int(copy))
-        low, high = (float(v) for v in contrast.split("-"))
-        return reacquired(gray, int(copy), (low, high))
+        # "augment1", "augment1@0.6-1.5" (its contrast range), "augment1@0.6-1.5~0.0015-0.005"
+        # (and its noise range)
+        copy, _, ranges = perturbation[len("augment") :].partition("@")
+        contrast, _, noise = ranges.partition("~")
+        kept = {"contrast": contrast, "noise": noise}
+        given = {k: tuple(float(v) for v in r.split("-")) for k, r in kept.items() if r}
+        return reacquired(gray, int(copy), **given)
     return PERTURBATIONS[perturbation](gray, zlib.crc32(path.encode()))
 
 

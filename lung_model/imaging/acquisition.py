@@ -490,18 +490,22 @@ def smaller_matrix(gray: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 CONTRAST_RANGE = (0.6, 1.3)  # the augmentation's contrast factors (a wider / narrower window)
+NOISE_RANGE = (0.0015, 0.012)  # the augmentation's noise levels (0..1 scale)
 
 
 def random_acquisition(
-    gray: np.ndarray, seed: int, contrast: tuple[float, float] = CONTRAST_RANGE
+    gray: np.ndarray,
+    seed: int,
+    contrast: tuple[float, float] = CONTRAST_RANGE,
+    noise: tuple[float, float] = NOISE_RANGE,
 ) -> np.ndarray:
     """`gray` as a random other acquisition would give it (training augmentation): the
-    noise brought to a level drawn from 0.0015..0.012, the contrast scaled by a factor
+    noise brought to a level drawn from `noise`, the contrast scaled by a factor
     drawn from `contrast` (clipped: above 1 a narrower window saturates) and the level moved
     by -0.06..0.06, the matrix 0.7..1 of its rows, then a JPEG export of quality 50..95, each
     step drawn with probability 1/2 (the noise step always)."""
     rng = np.random.default_rng(seed)
-    target = float(rng.uniform(0.0015, 0.012))
+    target = float(rng.uniform(*noise))
     present = noise_level(gray)
     out = smooth_to(gray, target, steps=5, present=present) if present > target else gray
     out = noise_to(out, target, int(rng.integers(2**31)))

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lung_model.imaging.acquisition import HarmoniseConfig
+from lung_model.imaging.acquisition import NOISE_RANGE, HarmoniseConfig
 from lung_model.imaging.features import (
     FeatureConfig,
     LesionPoint,
@@ -88,6 +88,8 @@ class FeatureModelConfig:
     # x0.6..1.8 was more invariant still but let recall fall to 0.949 (docs/MODEL.md, run 9)
     augment: int = 2
     augment_contrast: tuple[float, float] = (0.6, 1.5)
+    # the range the copies' noise level is drawn from (`NOISE_RANGE`, 0.0015..0.012)
+    augment_noise: tuple[float, float] = NOISE_RANGE
     bootstrap_rounds: int = 1000
     # training only: on a slice a reviewer marked 'lesion', nod_largest and nod_top3 measure
     # the candidate at the mark, not the largest (`slice_features`' point); serving has no
@@ -108,6 +110,8 @@ class FeatureModelConfig:
 
     def params(self) -> dict[str, Any]:
         values = {k: v for k, v in asdict(self).items() if k != "features"}
+        if self.augment_noise == NOISE_RANGE:  # as runs were logged before it existed
+            del values["augment_noise"]
         return {**values, **{f"features_{k}": v for k, v in self.features.to_dict().items()}}
 
 
@@ -194,11 +198,13 @@ def augmented_features(
     width = len(feature_names(config.features))
     if points is None:
         prepare = partial(slice_features, config=config.features)
-        return reacquired_inputs(grays, config.augment, prepare, (width,), config.augment_contrast)
+        return reacquired_inputs(
+            grays, config.augment, prepare, (width,), config.augment_contrast, config.augment_noise
+        )
     blocks = [
         reacquired_inputs(
             [g], config.augment, partial(_at_mark, config=config.features, point=p, shape=g.shape),
-            (width,), config.augment_contrast,
+            (width,), config.augment_contrast, config.augment_noise,
         )
         for g, p in zip(grays, points, strict=False)
     ]  # fmt: skip

@@ -14,15 +14,23 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from lung_model.imaging.acquisition import CONTRAST_RANGE, content_seed, random_acquisition
+from lung_model.imaging.acquisition import (
+    CONTRAST_RANGE,
+    NOISE_RANGE,
+    content_seed,
+    random_acquisition,
+)
 
 
 def reacquired(
-    gray: np.ndarray, copy: int, contrast: tuple[float, float] = CONTRAST_RANGE
+    gray: np.ndarray,
+    copy: int,
+    contrast: tuple[float, float] = CONTRAST_RANGE,
+    noise: tuple[float, float] = NOISE_RANGE,
 ) -> np.ndarray:
     """Copy number `copy` of the (H, W) gray slice under a random other acquisition
-    (`contrast`: the range of its contrast factor)."""
-    return random_acquisition(gray, content_seed(gray) + copy, contrast)
+    (`contrast`, `noise`: the ranges of its contrast factor and noise level)."""
+    return random_acquisition(gray, content_seed(gray) + copy, contrast, noise)
 
 
 def reacquired_inputs(
@@ -31,8 +39,9 @@ def reacquired_inputs(
     prepare: Callable[[np.ndarray], np.ndarray],
     shape: tuple[int, ...],
     contrast: tuple[float, float] = CONTRAST_RANGE,
+    noise: tuple[float, float] = NOISE_RANGE,
 ) -> np.ndarray:
     """(N * copies, *shape) float32: the model inputs (`prepare`) of each decoded slice's
     `copies` re-acquired copies, slice-major (slice i's copies at i * copies ...)."""
-    rows = [prepare(reacquired(g, k, contrast)) for g in grays for k in range(copies)]
+    rows = [prepare(reacquired(g, k, contrast, noise)) for g in grays for k in range(copies)]
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, *shape), np.float32)

@@ -49,3 +49,16 @@ def test_the_cnn_training_copies_are_its_inputs_of_the_reacquired_full_resolutio
     assert not np.array_equal(copies[2], copies[3])
     np.testing.assert_array_equal(copies, reacquired_copies(paths, data, config))
     assert reacquired_copies(paths, data, TrainConfig.tiny()) is None  # models logged before
+
+
+def test_the_copies_noise_is_drawn_from_the_range_given() -> None:
+    """`noise`: the range the copies' noise level is drawn from (the default `NOISE_RANGE`
+    draws what the copies always had)."""
+    from lung_model.imaging.acquisition import NOISE_RANGE
+
+    gray = slice_(3)
+    np.testing.assert_array_equal(reacquired(gray, 0), reacquired(gray, 0, noise=NOISE_RANGE))
+    smooth = [noise_level(reacquired(gray, k, noise=(0.0015, 0.003))) for k in range(6)]
+    wide = [noise_level(reacquired(gray, k, noise=(0.009, 0.012))) for k in range(6)]
+    # later steps (a smaller matrix, JPEG) may smooth a copy further, so compare on average
+    assert np.mean(smooth) < 0.5 * np.mean(wide)
