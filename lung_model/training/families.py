@@ -47,9 +47,8 @@ from lung_model.training.study_rule import StudyRule, fit_study_rule
 
 PARTS = ("train", "val", "test")
 ModelConfig = TrainConfig | FeatureModelConfig
-# a slice's acquisition measurements as decoded and as the model sees it (`FamilyFit.seen`)
-# a slice's acquisition as decoded, as the model sees it, and the seen input's noise one
-# scale up (`coarse_noise_level`)
+# a slice's acquisition measurements as decoded and as the model sees it (`FamilyFit.seen`),
+# and the noise one scale up of what the model sees (`coarse_noise_level`)
 Measured = tuple[Acquisition, Acquisition, float]
 
 
