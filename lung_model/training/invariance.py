@@ -12,13 +12,13 @@ with its study rule. `summary` adds the worst case over perturbations (what the 
 Beside the model's malignant ROC-AUC: `nuisance_auc`, the malignant ROC-AUC of a classifier
 that sees only the acquisition measurements of the model's inputs (noise, window, matrix),
 trained on the training slices and scored on the evaluated ones: near 0.5 when the
-fingerprint is gone, near 1 when the export alone tells the class. Two of them: on all five
-measurements of the model's inputs, and on the export's (`export_table`: the noise and window
-of what the model reads, the matrix of the slice as exported), since a lung-field crop's own
-rows and columns are the lung field's shape, not the export's; and a third on the export's
-with the noise one scale up (`coarse_noise_level` of what the model reads), where a
-harmonisation that adds its noise at the finest scale leaves the export's. And `noise_matched_auc`:
-the model's malignant ROC-AUC on the patients whose raw noise lies where malignant and
+fingerprint is gone, near 1 when the export alone tells the class. Three of them: on all
+five measurements of the model's inputs; on the export's (`export_table`: the noise and
+window of what the model reads, the matrix of the slice as exported), since a lung-field
+crop's own rows and columns are the lung field's shape, not the export's; and on the
+export's with the noise one scale up (`coarse_noise_level` of what the model reads), where a
+harmonisation that adds its noise at the finest scale leaves the export's. And
+`noise_matched_auc`: the model's malignant ROC-AUC on the patients whose raw noise lies where malignant and
 other patients overlap, where noise cannot be what separates them.
 See https://scikit-learn.org/stable/modules/generated/sklearn.ensemble.HistGradientBoostingClassifier.html
 """
