@@ -250,8 +250,9 @@ FEATURE_CONFIGS.update({
     "features-hb-aug2ww": (FeatureModelConfig(features=replace(HARMONISED, harmonise=HarmoniseConfig(
         levels_after_blur=True)), augment=2, augment_contrast=(0.6, 1.8)), False),
 })  # fmt: skip
-# run 13: `-hcropb` with its crop noised to 0.008 instead of 0.010 (`-hcropb8`, the default
-# from run 13): less added noise over the lesion's texture, and the export's noise stays out
+# run 13: `-hcropb` with its crop noised to 0.008 instead of 0.010 (`-hcropb8`, the default's
+# harmonisation; with the threshold for recall 0.93, `-hcropb8-aug2w-r93`, the default): less
+# added noise over the lesion's texture, and the export's noise stays out
 _HCROPB = FEATURE_CONFIGS["features-hcropb-aug2w"][0]
 FEATURE_CONFIGS["features-hcropb8-aug2w"] = (replace(_HCROPB, features=replace(
     _HCROPB.features, harmonise=replace(_HCROPB.features.harmonise, noise=0.008))), False)  # fmt: skip
