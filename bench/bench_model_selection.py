@@ -467,11 +467,10 @@ def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, h
             config, train, val, hgb, augmented
         )
     extras = {f"out_p@{name}": predict(part_of(out_paths, name).x) for name in PERTURBATIONS}
-    # the model sees the lung-field crop: its measurements are the nuisance baseline's (up to
+    # the model sees the lung-field crop: its measurements are the nuisance baselines' (up to
     # run 11's first runs, a whole-slice harmonisation measured the whole slice)
-    crop = features
     extras.update(acquisition_extras(split, [*inner_train, *inner_val], out_paths, data,
-                                     features.harmonise, crop))  # fmt: skip
+                                     features.harmonise, features))  # fmt: skip
     return rules_p, rules_part.y, rules_part.groups, predict(out.x), threshold, seconds, extras
 
 

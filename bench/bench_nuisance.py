@@ -4,7 +4,7 @@ groups; never the test split) on
 
 - the slice as exported (all five measurements; the matrix alone),
 - the lung-field crop the features read (`seen_crop`): all five measurements, as the CV bench
-  and training report `nuisance_auc`; the export's (`export_table`: the crop's noise and
+  and training report `nuisance_auc`; the export's (`nuisance_tables`: the crop's noise and
   window, the slice's matrix), `nuisance_export_auc`; the noise and window alone; the crop's
   shape alone (its rows and columns: the lung field's shape),
 
@@ -40,8 +40,8 @@ from lung_model.settings import get_settings  # noqa: E402
 from lung_model.training.invariance import (  # noqa: E402
     MALIGNANT,
     MATRIX,
-    export_table,
     nuisance_probabilities,
+    nuisance_tables,
 )
 
 DEFAULT_CONFIGS = ("features-h-aug2w,features-hb-aug2w,features-hcrop-aug2w,"
@@ -91,18 +91,21 @@ def main() -> int:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name in args.configs.split(","):
         features = FEATURE_CONFIGS[name][0].features
-        vectors = acquisition_vectors(split, paths, data, features.harmonise, features)
-        crop = np.stack([vectors[p] for p in paths])
+        seen = (split, paths, data, features.harmonise, features)
+        crop, coarse = (
+            np.stack([by_path[p] for p in paths])
+            for by_path in (acquisition_vectors(*seen), coarse_vectors(*seen))
+        )
+        tables = nuisance_tables(crop, raw, coarse)
         rows = crop[square, MEASUREMENTS.index("rows")]
         cells = [
             grouped_auc(table, positive, fold_rows)
-            for table in (crop, export_table(raw, crop), crop[:, NOISE_AND_WINDOW], crop[:, MATRIX])
-        ]
+            for table in (tables["nuisance"], tables["nuisance_export"],
+                          crop[:, NOISE_AND_WINDOW], crop[:, MATRIX])
+        ]  # fmt: skip
         cells.append(f"{univariate_auc(rows, positive[square]):.3f}")
-        coarse_by_path = coarse_vectors(split, paths, data, features.harmonise, features)
-        coarse = np.stack([coarse_by_path[p] for p in paths])
         cells += [grouped_auc(coarse, positive, fold_rows),
-                  grouped_auc(np.hstack([export_table(raw, crop), coarse]), positive, fold_rows)]  # fmt: skip
+                  grouped_auc(tables["nuisance_coarse"], positive, fold_rows)]  # fmt: skip
         cells.append(" / ".join(
             f"{np.corrcoef(raw[labels == c, 0], coarse[labels == c, 0])[0, 1]:.2f}"
             for c in ("normal", "benign", "malignant")

@@ -53,9 +53,10 @@ from lung_model.training.calibration import (
 from lung_model.training.feature_model import FeatureModelConfig, fit_feature_model
 from lung_model.training.fit import Part
 from lung_model.training.invariance import (
-    export_table,
+    NUISANCE_BASELINES,
     noise_matched_auc,
     nuisance_probabilities,
+    nuisance_tables,
     scores_under,
     summary,
 )
@@ -189,27 +190,22 @@ def acquisition_extras(
     slices' acquisition measurements of the model's inputs (with `crop`, the harmonised
     lung-field crop), on the export's (`export_table`: their noise and window, the slice's
     matrix) and on those with the noise one scale up, and the held-out slices' raw noise."""
-    seen = acquisition_vectors(split, [*fit_on, *out_paths], data, common, crop)
-    raw = acquisition_vectors(split, [*fit_on, *out_paths], data, None)
-    coarse = coarse_vectors(split, [*fit_on, *out_paths], data, common, crop)
+    both = [*fit_on, *out_paths]
+    seen = acquisition_vectors(split, both, data, common, crop)
+    raw = acquisition_vectors(split, both, data, None)
+    coarse = coarse_vectors(split, both, data, common, crop)
     labels = np.array([CLASSES.index(split.label[p]) for p in fit_on])
 
-    def table(source: dict, paths: list[str]) -> np.ndarray:
-        return np.stack([source[p] for p in paths])
+    def tables(paths: list[str]) -> dict[str, np.ndarray]:
+        return nuisance_tables(*(np.stack([v[p] for p in paths]) for v in (seen, raw, coarse)))
 
-    def export(paths: list[str]) -> np.ndarray:
-        return export_table(table(raw, paths), table(seen, paths))
-
-    def with_coarse(paths: list[str]) -> np.ndarray:
-        return np.column_stack([export(paths), table(coarse, paths)])
-
+    fit, out = tables(fit_on), tables(out_paths)
     return {
-        "nuisance_p": nuisance_probabilities(table(seen, fit_on), labels, table(seen, out_paths)),
-        "nuisance_export_p": nuisance_probabilities(export(fit_on), labels, export(out_paths)),
-        "nuisance_coarse_p": nuisance_probabilities(
-            with_coarse(fit_on), labels, with_coarse(out_paths)
-        ),
-        "out_noise": table(raw, out_paths)[:, 0],
+        **{
+            f"{name}_p": nuisance_probabilities(fit[name], labels, out[name])
+            for name in NUISANCE_BASELINES
+        },  # fmt: skip
+        "out_noise": np.array([raw[p][0] for p in out_paths]),
     }
 
 
@@ -355,7 +351,7 @@ def invariance_scores(saved: dict[str, np.ndarray], i: int, fold: dict) -> dict:
     }  # fmt: skip
     out: dict = {"perturbations": per, "worst": summary(per) if per else {}}
     positive = fold["out_y"] == MALIGNANT
-    for key in ("nuisance", "nuisance_export", "nuisance_coarse"):  # the last two: run 13 on
+    for key in NUISANCE_BASELINES:  # the last two saved from run 13 on
         if f"fold{i}_{key}_p" in saved:
             out[f"{key}_auc"] = float(roc_auc_score(positive, saved[f"fold{i}_{key}_p"]))
     return out
@@ -439,16 +435,15 @@ def invariance_table(results: list[dict]) -> str:
     lines += ["", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
         folds = r["folds"]
-        nuisance, export, coarse = (
-            [f.get("invariance", {}).get(key, np.nan) for f in folds]
-            for key in ("nuisance_auc", "nuisance_export_auc", "nuisance_coarse_auc")
-        )
+        nuisance = [
+            [f.get("invariance", {}).get(f"{key}_auc", np.nan) for f in folds]
+            for key in NUISANCE_BASELINES
+        ]
         matched = r.get("noise_matched")
         worst = [f.get("invariance", {}).get("worst", {}) for f in folds]
         cells = [
             _mean_sd([f["auc_malignant"] for f in folds]),
-            _mean_sd(nuisance) if not np.isnan(nuisance).all() else "–",
-            *(_mean_sd(v) if not np.isnan(v).all() else "–" for v in (export, coarse)),
+            *(_mean_sd(v) if not np.isnan(v).all() else "–" for v in nuisance),
             f"{matched['auc']:.3f} ({matched['malignant_patients']:.0f}/"
             f"{matched['other_patients']:.0f})"
             if matched

@@ -73,6 +73,7 @@ MATCH_COMPARTMENTS_REFERENCE = (
     0.392, 0.412, 0.447, 0.503, 0.537, 0.725, 0.749, 0.765, 0.776, 0.788, 0.804, 0.820, 0.835,
     0.847, 0.855, 0.867, 0.875, 0.886, 0.906, 0.957, 1.000,
 )  # fmt: skip
+COARSE_STEP = 2  # the blocks whose means `coarse_noise_level` measures the noise of
 MALIGNANT_NOISE = 0.0025  # this release's malignant slices: 0.0019..0.0038 (issue 19)
 NORMAL_NOISE = 0.0070  # its normal slices' median
 # scipy.stats.norm.ppf(0.75), estimate_sigma's divisor (a float64, as its result is)
@@ -165,7 +166,7 @@ def coarse_noise_level(gray: np.ndarray) -> float:
     """The noise one scale up: `noise_level` of the 2 x 2 block means. A harmonisation that
     adds noise at the finest scale leaves what an export did here (docs/MODEL.md, run 13);
     fine anatomy counts here too."""
-    return noise_level(block_means(gray, 2))
+    return noise_level(block_means(gray, COARSE_STEP))
 
 
 def measure(gray: np.ndarray) -> Acquisition:
@@ -330,17 +331,18 @@ def noise_to(gray: np.ndarray, noise: float, seed: int, present: float | None = 
     return np.clip(noisy, low, 1.0, out=noisy).astype(np.float32)
 
 
-def coarse_noise_to(gray: np.ndarray, noise: float, seed: int, step: int = 2) -> np.ndarray:
-    """`gray` with Gaussian noise constant over step x step blocks added until the noise
-    measured on its block means (`block_means(gray, step)`) is `noise`; unchanged when it is
-    already at or above it. Drawn from its own stream of `seed`, apart from the fine noise's."""
-    present = noise_level(block_means(gray, step))
+def coarse_noise_to(gray: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """`gray` with Gaussian noise constant over 2 x 2 blocks added until its noise one scale
+    up (`coarse_noise_level`) is `noise`; unchanged when it is already at or above it. Drawn
+    from its own stream of `seed`, apart from the fine noise's."""
+    present = coarse_noise_level(gray)
     if present >= noise:
         return gray.astype(np.float32, copy=False)
-    rows, cols = -(-gray.shape[0] // step), -(-gray.shape[1] // step)
-    blocks = np.random.default_rng([seed, step]).normal(0.0, (noise**2 - present**2) ** 0.5,
-                                                         (rows, cols))  # fmt: skip
-    spread = np.repeat(np.repeat(blocks, step, axis=0), step, axis=1)
+    rows, cols = -(-gray.shape[0] // COARSE_STEP), -(-gray.shape[1] // COARSE_STEP)
+    blocks = np.random.default_rng([seed, COARSE_STEP]).normal(
+        0.0, (noise**2 - present**2) ** 0.5, (rows, cols)
+    )
+    spread = np.repeat(np.repeat(blocks, COARSE_STEP, axis=0), COARSE_STEP, axis=1)
     return np.clip(gray + spread[: gray.shape[0], : gray.shape[1]], 0.0, 1.0).astype(np.float32)
 
 

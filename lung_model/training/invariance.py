@@ -12,14 +12,15 @@ with its study rule. `summary` adds the worst case over perturbations (what the 
 Beside the model's malignant ROC-AUC: `nuisance_auc`, the malignant ROC-AUC of a classifier
 that sees only the acquisition measurements of the model's inputs (noise, window, matrix),
 trained on the training slices and scored on the evaluated ones: near 0.5 when the
-fingerprint is gone, near 1 when the export alone tells the class. Three of them: on all
-five measurements of the model's inputs; on the export's (`export_table`: the noise and
-window of what the model reads, the matrix of the slice as exported), since a lung-field
-crop's own rows and columns are the lung field's shape, not the export's; and on the
-export's with the noise one scale up (`coarse_noise_level` of what the model reads), where a
-harmonisation that adds its noise at the finest scale leaves the export's. And
-`noise_matched_auc`: the model's malignant ROC-AUC on the patients whose raw noise lies where malignant and
-other patients overlap, where noise cannot be what separates them.
+fingerprint is gone, near 1 when the export alone tells the class. Three of them
+(`nuisance_tables`): on all five measurements of the model's inputs; on the export's
+(`export_table`: the noise and window of what the model reads, the matrix of the slice as
+exported), since a lung-field crop's own rows and columns are the lung field's shape, not
+the export's; and on the export's with the noise one scale up (`coarse_noise_level` of what
+the model reads), where a harmonisation that adds its noise at the finest scale leaves the
+export's. And `noise_matched_auc`: the model's malignant ROC-AUC on the patients whose raw
+noise lies where malignant and other patients overlap, where noise cannot be what separates
+them.
 See https://scikit-learn.org/stable/modules/generated/sklearn.ensemble.HistGradientBoostingClassifier.html
 """
 
@@ -132,6 +133,8 @@ def summary(per_perturbation: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
+# the nuisance-only baselines (`nuisance_tables`), as the metrics name them
+NUISANCE_BASELINES = ("nuisance", "nuisance_export", "nuisance_coarse")
 # `measurement_table`'s matrix columns: `export_table` takes them from the slice as exported
 MATRIX = [MEASUREMENTS.index("rows"), MEASUREMENTS.index("cols")]
 
@@ -157,6 +160,18 @@ def export_table(raw: np.ndarray, seen: np.ndarray) -> np.ndarray:
     out = np.array(seen, dtype=np.float64, copy=True)
     out[:, MATRIX] = raw[:, MATRIX]
     return out
+
+
+def nuisance_tables(seen: np.ndarray, raw: np.ndarray, coarse: np.ndarray) -> dict[str, np.ndarray]:
+    """What each nuisance-only baseline reads, by name: `seen` (the `measurement_table` of what
+    the model reads), the export's (`export_table`, with `raw`'s matrix) and the export's with
+    `coarse`, the noise one scale up of what the model reads."""
+    export = export_table(raw, seen)
+    return {
+        "nuisance": seen,
+        "nuisance_export": export,
+        "nuisance_coarse": np.column_stack([export, coarse]),
+    }
 
 
 def nuisance_probabilities(
@@ -240,27 +255,25 @@ def check(
     if base is None:
         base = predict(np.stack([prepare(g) for g in grays]))
     per = perturbation_scores(grays, labels, groups, prepare, predict, threshold, rule, base)
-    nuisance = export = coarse = float("nan")
     raw = measurement_table([measure(g) for g in grays])
+    baselines = dict.fromkeys(NUISANCE_BASELINES, float("nan"))
     if reference is not None:
         shown = [seen(g) for g in grays]
-        table = measurement_table([measure(s) for s in shown])
-        nuisance = nuisance_auc(reference.seen, reference.labels, table, labels)
-        fit_export = export_table(reference.raw, reference.seen)
-        evaluated_export = export_table(raw, table)
-        export = nuisance_auc(fit_export, reference.labels, evaluated_export, labels)
-        coarse = nuisance_auc(
-            np.column_stack([fit_export, reference.coarse]), reference.labels,
-            np.column_stack([evaluated_export, [coarse_noise_level(s) for s in shown]]), labels,
+        fit = nuisance_tables(reference.seen, reference.raw, reference.coarse)
+        evaluated = nuisance_tables(
+            measurement_table([measure(s) for s in shown]), raw,
+            np.array([coarse_noise_level(s) for s in shown]),
         )  # fmt: skip
+        baselines = {
+            name: nuisance_auc(fit[name], reference.labels, evaluated[name], labels)
+            for name in NUISANCE_BASELINES
+        }
     raw_noise = raw[:, MEASUREMENTS.index("noise")]
     return {
         "perturbations": per,
         "worst": summary(per),
         "auc_malignant": point_metrics(labels, base)["roc_auc_malignant"],
-        "nuisance_auc_malignant": nuisance,
-        "nuisance_export_auc_malignant": export,
-        "nuisance_coarse_auc_malignant": coarse,
+        **{f"{name}_auc_malignant": auc for name, auc in baselines.items()},
         "noise_matched": noise_matched_auc(labels, base[:, MALIGNANT], groups, raw_noise),
     }
 
@@ -274,9 +287,8 @@ def flatten(result: dict[str, Any], prefix: str) -> dict[str, float]:
         for figure, value in figures.items()
     }
     flat.update({f"{prefix}_invariance_{k}": v for k, v in result["worst"].items()})
-    flat[f"{prefix}_nuisance_auc_malignant"] = result["nuisance_auc_malignant"]
-    for key in ("nuisance_export_auc_malignant", "nuisance_coarse_auc_malignant"):
-        flat[f"{prefix}_{key}"] = result.get(key, float("nan"))  # absent from older reports
+    for name in NUISANCE_BASELINES:  # the last two absent from reports logged before them
+        flat[f"{prefix}_{name}_auc_malignant"] = result.get(f"{name}_auc_malignant", float("nan"))
     matched = result["noise_matched"]
     flat[f"{prefix}_noise_matched_auc_malignant"] = matched["auc"]
     flat[f"{prefix}_noise_matched_malignant_patients"] = matched["malignant_patients"]
