@@ -284,6 +284,12 @@ for _recall in (0.93, 0.90):
 # and its copies' contrast up to x1.8 (`-aug2ww`): the narrower window is its worst perturbation
 FEATURE_CONFIGS["features-hcropb8-aug2ww"] = (replace(
     FEATURE_CONFIGS["features-hcropb8-aug2w"][0], augment_contrast=(0.6, 1.8)), False)  # fmt: skip
+# the trees read only the features whose ICC(1,1) over each training slice and its two
+# re-acquired copies reaches 0.75 / 0.6 (`-s75`, `-s60`; `lung_model.training.stability`): the
+# radiomics field's screen for features an acquisition moves
+for _floor in (0.75, 0.6):
+    FEATURE_CONFIGS[f"features-hcropb8-aug2w-r93-s{round(_floor * 100)}"] = (replace(
+        FEATURE_CONFIGS["features-hcropb8-aug2w-r93"][0], stable_floor=_floor), False)  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
 HYBRID_CONFIGS = {"hybrid": "embedding", "hybrid-probs": "probabilities",
@@ -459,7 +465,8 @@ def feature_fold(config, split, data: Path, inner_train, inner_val, out_paths, h
         copies = [part_of([*inner_train, *inner_val], f"augment{k}{wider}")
                   for k in range(config.augment)]  # fmt: skip
         augmented = Part(*(np.concatenate([getattr(c, a) for c in copies])
-                           for a in ("x", "y", "groups")))  # fmt: skip
+                           for a in ("x", "y", "groups")),
+                         [p for c in copies for p in c.paths])  # fmt: skip
     names = feature_names(features)
     kept = names if columns is None else [names[i] for i in columns]
     with mock.patch.object(product, "feature_names", lambda _: kept):  # the trees' names

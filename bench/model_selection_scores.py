@@ -249,7 +249,9 @@ def fit_features(
         if hasattr(product, "out_of_fold_logits"):  # rules fitted out of fold on train + val
             both = Part(*(np.concatenate([a, b]) for a, b in
                           ((train.x, val.x), (train.y, val.y), (train.groups, val.groups))))  # fmt: skip
-            logits = product.out_of_fold_logits(config, both, augmented)
+            logits = product.out_of_fold_logits(
+                config, both, augmented, getattr(model, "columns", None)
+            )
             rules_on = both, apply_temperature(logits, model.temperature)
         check = fit_study_rule(
             config.study_statistic, rules_on[0].y, rules_on[1], rules_on[0].groups,

@@ -183,7 +183,12 @@ def _features(
         grays = (read_gray(data_dir / p).gray for p in both)
         marked = None if marks is None else [marks.get(p) for p in both]
         x = augmented_features(grays, config, marked)
-        augmented = Part(x, np.repeat(labels, config.augment), np.repeat(groups, config.augment))
+        augmented = Part(
+            x,
+            np.repeat(labels, config.augment),
+            np.repeat(groups, config.augment),
+            [p for p in both for _ in range(config.augment)],  # each copy's slice
+        )
     model = fit_feature_model(config, parts["train"], parts["val"], augmented)
     example = data_dir / parts["test"].paths[0]
     metadata = {"features": config.features.to_dict()}

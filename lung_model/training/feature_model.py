@@ -15,7 +15,7 @@ https://lightgbm.readthedocs.io/en/stable/pythonapi/lightgbm.LGBMClassifier.html
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from itertools import repeat
 from typing import Any
@@ -38,6 +38,7 @@ from lung_model.training.calibration import (
 )
 from lung_model.training.fit import Part
 from lung_model.training.reacquire import reacquired_inputs
+from lung_model.training.stability import stable_columns
 from lung_model.training.study_rule import StudyRule, fit_study_rule
 
 MALIGNANT = CLASSES.index("malignant")
@@ -93,6 +94,9 @@ class FeatureModelConfig:
     augment_contrast: tuple[float, float] = (0.6, 1.5)
     # the range the copies' noise level is drawn from (`NOISE_RANGE`, 0.0015..0.012)
     augment_noise: tuple[float, float] = NOISE_RANGE
+    # the trees read only the features whose ICC(1,1) over each training slice and its
+    # re-acquired copies reaches this floor (`lung_model.training.stability`); 0 reads all
+    stable_floor: float = 0.0
     bootstrap_rounds: int = 1000
     # training only: on a slice a reviewer marked 'lesion', nod_largest and nod_top3 measure
     # the candidate at the mark, not the largest (`slice_features`' point); serving has no
@@ -115,6 +119,8 @@ class FeatureModelConfig:
         values = {k: v for k, v in asdict(self).items() if k != "features"}
         if self.augment_noise == NOISE_RANGE:  # as runs were logged before it existed
             del values["augment_noise"]
+        if not self.stable_floor:
+            del values["stable_floor"]
         return {**values, **{f"features_{k}": v for k, v in self.features.to_dict().items()}}
 
 
@@ -122,6 +128,9 @@ class SliceFeatureModel:
     """Decoded slice -> features -> calibrated probabilities -> the model's decision rules."""
 
     family = "features"
+    # the feature columns the trees read (`FeatureModelConfig.stable_floor`); None: all (and
+    # what a model pickled before the setting existed reads)
+    columns: tuple[int, ...] | None = None
 
     def __init__(
         self,
@@ -130,12 +139,14 @@ class SliceFeatureModel:
         temperature: float,
         malignant_threshold: float | None,
         study_rule: StudyRule,
+        columns: tuple[int, ...] | None = None,
     ) -> None:
         self.features = features
         self.booster = booster  # a fitted lightgbm.LGBMClassifier
         self.temperature = temperature
         self.malignant_threshold = malignant_threshold
         self.study_rule = study_rule
+        self.columns = columns
 
     @property
     def feature_names(self) -> list[str]:
@@ -153,7 +164,8 @@ class SliceFeatureModel:
         """Raw multiclass scores (log-odds space) of a (N, features) batch."""
         if len(x) == 0:
             return np.zeros((0, len(CLASSES)))
-        return np.asarray(self.booster.booster_.predict(x, raw_score=True), dtype=np.float64)
+        read = _columns(np.asarray(x), self.columns)
+        return np.asarray(self.booster.booster_.predict(read, raw_score=True), dtype=np.float64)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(N, features) -> (N, 3) calibrated probabilities in CLASSES order."""
@@ -161,12 +173,23 @@ class SliceFeatureModel:
 
     def contributions(self, x: np.ndarray, class_name: str = "malignant") -> np.ndarray:
         """Each feature's exact TreeSHAP contribution to one slice's raw score for
-        `class_name` (the last entry is the expected value): (features + 1,)."""
-        row = np.asarray(x, np.float32).reshape(1, -1)
+        `class_name` (the last entry is the expected value): (features + 1,); a feature the
+        trees do not read contributes 0."""
+        row = _columns(np.asarray(x, np.float32).reshape(1, -1), self.columns)
         values = np.asarray(self.booster.booster_.predict(row, pred_contrib=True))[0]
-        width = len(self.feature_names) + 1
+        width = row.shape[1] + 1
         index = CLASSES.index(class_name)
-        return np.asarray(values[index * width : (index + 1) * width], dtype=np.float64)
+        read = np.asarray(values[index * width : (index + 1) * width], dtype=np.float64)
+        if self.columns is None:
+            return read
+        every = np.zeros(len(self.feature_names) + 1)
+        every[[*self.columns, -1]] = read
+        return every
+
+
+def _columns(x: np.ndarray, columns: tuple[int, ...] | None) -> np.ndarray:
+    """The columns of a (N, features) batch that trees fitted on `columns` read."""
+    return x if columns is None else x[:, list(columns)]
 
 
 def features_of(
@@ -241,12 +264,20 @@ def _booster(config: FeatureModelConfig) -> Any:
 
 
 def out_of_fold_logits(
-    config: FeatureModelConfig, part: Part, augmented: Part | None = None
+    config: FeatureModelConfig,
+    part: Part,
+    augmented: Part | None = None,
+    columns: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Each slice's raw scores from trees that never saw its patient (grouped k-fold); the
-    `augmented` copies of the fitting folds' patients join their trees' data."""
+    `augmented` copies of the fitting folds' patients join their trees' data; trees read
+    only `columns` when given."""
     from sklearn.model_selection import StratifiedGroupKFold
 
+    if columns is not None:
+        part = replace(part, x=_columns(part.x, columns))
+        if augmented is not None:
+            augmented = replace(augmented, x=_columns(augmented.x, columns))
     folds = StratifiedGroupKFold(config.calibration_folds, shuffle=True, random_state=config.seed)
     logits = np.zeros((len(part.y), len(CLASSES)))
     for fit_rows, held_rows in folds.split(part.x, part.y, part.groups):
@@ -266,15 +297,20 @@ def fit_feature_model(
     malignant threshold and the study rule on their out-of-fold scores (grouped k-fold, so
     every patient is scored by trees that never saw it). Trees are cheap, so the rules are
     fitted on all ~65 training patients rather than the ~13 of the validation part alone.
-    `augmented`: training slices under other acquisitions (`augmented_features`), which the
-    trees learn from but the rules are never fitted on. The test split is never touched."""
+    `augmented`: training slices under other acquisitions (`augmented_features`; each
+    copy's path is its slice's), which the trees learn from but the rules are never fitted
+    on; with `config.stable_floor`, the features whose values they keep (`stable_columns`)
+    are the only ones the trees read. The test split is never touched."""
     both = Part(
         np.concatenate([train.x, val.x]),
         np.concatenate([train.y, val.y]),
         np.concatenate([train.groups, val.groups]),
         [*train.paths, *val.paths],
     )
-    logits = out_of_fold_logits(config, both, augmented)
+    columns = None
+    if config.stable_floor and augmented is not None and len(augmented.y):
+        columns = stable_columns(both, augmented, config.stable_floor)
+    logits = out_of_fold_logits(config, both, augmented, columns)
     temperature = fit_temperature(logits, both.y)
     probabilities = apply_temperature(logits, temperature)
     threshold = fit_malignant_threshold(probabilities, both.y, config.malignant_recall, MALIGNANT)
@@ -282,5 +318,7 @@ def fit_feature_model(
     x, y = both.x, both.y
     if augmented is not None and len(augmented.y):
         x, y = np.concatenate([x, augmented.x]), np.concatenate([y, augmented.y])
-    booster = _booster(config).fit(x, y, feature_name=feature_names(config.features))
-    return SliceFeatureModel(config.features, booster, temperature, threshold, rule)
+    names = feature_names(config.features)
+    read = names if columns is None else [names[i] for i in columns]
+    booster = _booster(config).fit(_columns(x, columns), y, feature_name=read)
+    return SliceFeatureModel(config.features, booster, temperature, threshold, rule, columns)
