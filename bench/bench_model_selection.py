@@ -290,6 +290,14 @@ FEATURE_CONFIGS["features-hcropb8-aug2ww"] = (replace(
 for _floor in (0.75, 0.6):
     FEATURE_CONFIGS[f"features-hcropb8-aug2w-r93-s{round(_floor * 100)}"] = (replace(
         FEATURE_CONFIGS["features-hcropb8-aug2w-r93"][0], stable_floor=_floor), False)  # fmt: skip
+# the lung masks found on block means instead of every 4th pixel (`-hcropb8m`, the default
+# from run 14, == FeatureModelConfig()): on the noisiest exports the strided copy lost the lung
+# field (27 normal slices, 1 benign), found again once the slice was smoothed or re-acquired
+# (`FeatureConfig.mask_averaged`)
+_R93 = FEATURE_CONFIGS["features-hcropb8-aug2w-r93"][0]
+FEATURE_CONFIGS["features-hcropb8m-aug2w-r93"] = (replace(_R93, features=replace(
+    _R93.features, mask_averaged=True)), False)  # fmt: skip
+assert FEATURE_CONFIGS["features-hcropb8m-aug2w-r93"][0] == FeatureModelConfig()  # the default
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
 HYBRID_CONFIGS = {"hybrid": "embedding", "hybrid-probs": "probabilities",

@@ -41,6 +41,39 @@ def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
     return float(centres[int(np.argmax(between))])
 
 
+def block_means(gray: np.ndarray, step: int) -> np.ndarray:
+    """`gray` averaged over step x step blocks, on the grid of `gray[::step, ::step]` (the
+    last row and column of blocks padded by their edge): its noise `step` times lower."""
+    rows, cols = -(-gray.shape[0] // step) * step, -(-gray.shape[1] // step) * step
+    if (rows, cols) != gray.shape:
+        gray = np.pad(gray, ((0, rows - gray.shape[0]), (0, cols - gray.shape[1])), mode="edge")
+    # C order, as the padded copy always was: the order of memory is the order numpy adds in
+    blocks = np.ascontiguousarray(gray).reshape(rows // step, step, cols // step, step)
+    if step >= 8 or cols == step or gray.dtype not in (np.float32, np.float64):
+        return blocks.mean(axis=(1, 3))
+    return _block_sums(blocks) / (step * step)
+
+
+def _block_sums(blocks: np.ndarray) -> np.ndarray:
+    """`blocks.sum(axis=(1, 3))` of C-ordered (R, step, C, step) float blocks, step < 8 and
+    C > 1, in numpy's order of additions: each block row from its left, then the rows from the top
+    (numpy sums fewer than 8 values one after another; with one column of blocks it sums
+    each block as one run, pairwise from 8 values); whole-array adds, 7x faster than its
+    reduction over two strided axes (1.0 -> 0.14 ms on a 512 px slice)."""
+    step = blocks.shape[1]
+
+    def row_sums(i: int) -> np.ndarray:
+        row = blocks[:, i, :, 0].copy()
+        for j in range(1, step):
+            row += blocks[:, i, :, j]
+        return row
+
+    total = row_sums(0)
+    for i in range(1, step):
+        total += row_sums(i)
+    return total
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask, CROSS)
     if count == 0:

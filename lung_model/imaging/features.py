@@ -76,6 +76,10 @@ class FeatureConfig:
     # (docs/MODEL.md, run 5)
     crop_side: int = 192
     mask_side: int = 128  # the masks' copy's longer side (about)
+    # the masks found on block means, not every step-th pixel (`lung_masks`' `averaged`): on
+    # the noisiest exports (27 normal slices, 1 benign, no malignant one) the strided copy
+    # lost the lung field, and the features read the body instead (docs/MODEL.md, run 14)
+    mask_averaged: bool = False
     close_radius: float = 40.0  # full-resolution px (lung_model.imaging.lung_field)
     nodule_shares: tuple[float, ...] = (0.001, 0.005, 0.02)  # of the lung field
     log_sigma: float = 1.5  # crop px, doubled at each pyramid level
@@ -130,6 +134,8 @@ class FeatureConfig:
             del values["harmonise_at"]
         if self.texture_ceiling == 1.0:
             del values["texture_ceiling"]
+        if not self.mask_averaged:
+            del values["mask_averaged"]
         return values
 
     @classmethod
@@ -192,7 +198,7 @@ def seen_crop(gray: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 
 def lung_crop(gray: np.ndarray, config: FeatureConfig) -> LungCrop:
-    masks = lung_masks(gray, config.mask_side, config.close_radius)
+    masks = lung_masks(gray, config.mask_side, config.close_radius, config.mask_averaged)
     crop = crop_lung_field(gray, masks, config.crop_side)
     if config.harmonise is None or config.harmonise_at != "crop":
         return crop

@@ -1,7 +1,9 @@
 """The lung field of a full-resolution CT slice: body, aerated lung, filled lung mask, box.
 
 `lung_masks` works on a copy subsampled to about `mask_side` px (every step-th pixel of the
-full-resolution decode): the body is the largest Otsu-bright part (2-px opening), holes
+full-resolution decode, or with `averaged` the means of step x step blocks, whose noise is
+step times lower: on the noisiest exports the strided copy's body is a speckle that does not
+enclose the lungs, and the lung field falls back to the body, docs/MODEL.md run 14): the body is the largest Otsu-bright part (2-px opening), holes
 filled; the air is the dark inside of the body (1-px opening). The air is cut along the
 body's vertical midline, so lungs touching at the anterior junction stay two lungs and the
 heart between them is not enclosed (filling would make it the largest "nodule"). Each air
@@ -31,6 +33,7 @@ from scipy import ndimage
 
 from lung_model.imaging.crop import (
     CROSS,
+    block_means,
     fill_holes,
     largest_component,
     open_cross,
@@ -43,7 +46,8 @@ MIN_FIELD_SHARE = 0.01  # of the copy: a smaller filled mask falls back to the b
 
 @dataclass(frozen=True)
 class LungMasks:
-    """Masks on the subsampled copy (`gray[::step, ::step]`) and the body's Otsu threshold."""
+    """Masks on the subsampled copy (`gray[::step, ::step]`, or its block means) and the
+    body's Otsu threshold."""
 
     body: np.ndarray
     air: np.ndarray  # aerated lung, inside `filled`
@@ -120,11 +124,14 @@ def _closed_and_filled(lung: np.ndarray, radius: float) -> np.ndarray:
     return fill_holes(closed)[pad:-pad, pad:-pad]
 
 
-def lung_masks(gray: np.ndarray, mask_side: int = 128, close_radius: float = 40.0) -> LungMasks:
+def lung_masks(
+    gray: np.ndarray, mask_side: int = 128, close_radius: float = 40.0, averaged: bool = False
+) -> LungMasks:
     """Body, air and filled lung field of a (H, W) gray slice in [0, 1], on a copy of
-    about `mask_side` px; `close_radius` is in full-resolution px."""
+    about `mask_side` px (`averaged`: of block means, not every step-th pixel);
+    `close_radius` is in full-resolution px."""
     step = max(1, max(gray.shape) // mask_side)
-    small = gray[::step, ::step]
+    small = block_means(gray, step) if averaged else gray[::step, ::step]
     threshold = otsu_threshold(small)
     bright = small > threshold
     body = fill_holes(largest_component(open_cross(bright, iterations=2)))

@@ -60,11 +60,17 @@ class FeatureModelConfig:
     # the whole slice (run 11's default) left the export's noise in the crop its resize
     # made (the export's measurements of it tell malignant slices apart at AUC 0.918; here
     # 0.619), at the same malignant AUC (0.977), with fewer normal slices called malignant
-    # at the same recall and recall >= 0.95 under every perturbation (docs/MODEL.md, run 13)
+    # at the same recall and recall >= 0.95 under every perturbation (docs/MODEL.md, run 13).
+    # The lung masks found on block means (`mask_averaged`): on the noisiest exports (27
+    # normal slices, 1 benign) every 4th pixel lost the lung field, which smoothing or another
+    # matrix found again (the box moved for 40 normal slices when smoothed; none now), and
+    # at the rule 6.4% of normal slices and 7/25 normal studies are called malignant in CV
+    # instead of 11.4% and 10/25, with 24/24 malignant studies (docs/MODEL.md, run 14)
     features: FeatureConfig = field(
         default_factory=lambda: FeatureConfig(
             harmonise=HarmoniseConfig(blur=0.75, noise=0.008, levels_averaged=True),
             harmonise_at="crop",
+            mask_averaged=True,
         )
     )
     n_estimators: int = 200

@@ -3,7 +3,8 @@ compute them (issue 19's scoring cost) must not move one. tests/fixtures/lung_fe
 holds `slice_features` at c5be36c of the fixture's 18 slices and an odd-sized cut of one
 (rows and columns off the masks' step), for the crop harmonisation with averaged levels (that
 commit's default), the unharmonised config, the whole-slice harmonisation with and without
-`levels_after_blur` and the crop harmonisation with subsampled levels. A change meant to move
+`levels_after_blur`, the crop harmonisation with subsampled levels and, from run 14, the default's
+masks found on block means. A change meant to move
 values rewrites it: `.venv/bin/python tests/imaging/test_feature_values.py` (and says so)."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lung_model.imaging.images import read_gray
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PINNED = np.load(FIXTURES / "lung_features_pinned.npz")
 ODD_CUT = "[1:, 3:]"
-CONFIGS = {  # the configs pinned (the first: the default at c5be36c)
+CONFIGS = {  # the configs pinned (the first: the default at c5be36c; the last: from run 14)
     "crop_levels_averaged": FeatureConfig(
         harmonise=HarmoniseConfig(blur=0.75, noise=0.008, levels_averaged=True), harmonise_at="crop"
     ),
@@ -31,6 +32,11 @@ CONFIGS = {  # the configs pinned (the first: the default at c5be36c)
         harmonise=HarmoniseConfig(levels_after_blur=True)
     ),
     "crop": FeatureConfig(harmonise=CROP_HARMONISE, harmonise_at="crop"),
+    "crop_masks_averaged": FeatureConfig(
+        harmonise=HarmoniseConfig(blur=0.75, noise=0.008, levels_averaged=True),
+        harmonise_at="crop",
+        mask_averaged=True,
+    ),
 }
 
 

@@ -71,6 +71,17 @@ def test_midline_cut_leaves_the_heart_out_when_the_lungs_touch() -> None:
     assert not masks.filled[256 // 4, 256 // 4]  # the heart
 
 
+def test_block_means_find_the_lungs_of_an_export_too_noisy_for_every_4th_pixel() -> None:
+    noise = np.random.default_rng(0).normal(scale=0.25, size=(512, 512))
+    gray = np.clip(chest() + noise, 0.0, 1.0).astype(np.float32)
+    strided, averaged = lung_masks(gray), lung_masks(gray, averaged=True)
+    assert not strided.air.any()  # the speckled body does not enclose the lungs
+    lungs, heart = ((256 // 4, 150 // 4), (256 // 4, 362 // 4)), (256 // 4, 256 // 4)
+    assert averaged.filled[lungs[0]] and averaged.filled[lungs[1]] and not averaged.filled[heart]
+    clean = lung_masks(chest(), averaged=True)  # where striding finds them, so do the means
+    assert (clean.filled == lung_masks(chest()).filled).mean() > 0.99
+
+
 @pytest.mark.parametrize("path", SLICES[::6], ids=lambda p: p.name)
 def test_distance_transform_closing_is_a_disk_closing(path: Path) -> None:
     masks = lung_masks(read_gray(path).gray)
