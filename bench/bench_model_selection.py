@@ -298,6 +298,11 @@ _R93 = FEATURE_CONFIGS["features-hcropb8-aug2w-r93"][0]
 FEATURE_CONFIGS["features-hcropb8m-aug2w-r93"] = (replace(_R93, features=replace(
     _R93.features, mask_averaged=True)), False)  # fmt: skip
 assert FEATURE_CONFIGS["features-hcropb8m-aug2w-r93"][0] == FeatureModelConfig()  # the default
+# and without the LBP histogram (`-nolbp`) or any whole-crop texture (`-notex`): the trees' most
+# used feature, lbp_6 (a quarter of their gain), is one smoothing moves towards malignant
+for _texture in ("-nolbp", "-notex"):
+    FEATURE_CONFIGS[f"features-hcropb8m-aug2w-r93{_texture}"] = FEATURE_CONFIGS[
+        "features-hcropb8m-aug2w-r93"]  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
 HYBRID_CONFIGS = {"hybrid": "embedding", "hybrid-probs": "probabilities",
@@ -586,8 +591,9 @@ def configuration(name: str):
         names = feature_names(config.features)
         if name.endswith("-nod"):
             columns = np.array([i for i, n in enumerate(names) if n.startswith(LESION_GROUPS)])
-        if name.endswith(("-noglcm", "-notex")):  # the cached features without whole-crop
-            dropped = ("glcm_",) if name.endswith("-noglcm") else ("glcm_", "lbp_")  # texture
+        if name.endswith(("-noglcm", "-nolbp", "-notex")):  # the cached features without
+            dropped = {"-noglcm": ("glcm_",), "-nolbp": ("lbp_",)}.get(  # whole-crop texture
+                name[name.rindex("-") :], ("glcm_", "lbp_"))  # fmt: skip
             columns = np.array([i for i, n in enumerate(names) if not n.startswith(dropped)])
         return config, partial(feature_fold, hgb=hgb, columns=columns)
     if name in CNN_CONFIGS:
