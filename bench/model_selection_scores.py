@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lung_model.imaging.acquisition import (
+    MEASURE_VERSION,
     PERTURBATIONS,
     HarmoniseConfig,
     coarse_noise_level,
@@ -163,7 +164,7 @@ def seen_vectors(
     """Each path's `SEEN_MEASURES[kind]` of the slice as the model sees it (`_seen_gray`),
     cached."""
     key = {
-        kind: 1,
+        kind: MEASURE_VERSION if kind == "acquisition" else 1,
         "harmonise": None if common is None else common.to_dict(),
         "perturbation": None,
     }  # fmt: skip (the acquisition's key as it was first cached)

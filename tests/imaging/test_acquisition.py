@@ -21,6 +21,7 @@ from lung_model.imaging.acquisition import (
     noisier,
     smaller_matrix,
     smoothed,
+    tissue_levels,
     wider_window,
 )
 from lung_model.imaging.images import read_gray
@@ -175,3 +176,20 @@ def test_averaged_levels_move_less_with_the_export(normal: np.ndarray) -> None:
         return float(np.ptp(np.array(levels), axis=0).max())
 
     assert spread(averaged=True) < spread(averaged=False)
+
+
+def test_the_window_of_an_export_too_noisy_for_every_4th_pixel_is_the_lungs() -> None:
+    """The tissues are found on block means: on a strided copy the noisy body no longer
+    encloses the lungs and the air outside the body would stand in for the lung's."""
+    rows, cols = np.mgrid[0:512, 0:512]
+    chest = np.full((512, 512), 0.05, dtype=np.float32)
+    chest[((rows - 256) / 200) ** 2 + ((cols - 256) / 240) ** 2 < 1] = 0.8
+    for centre in (150, 362):
+        chest[((rows - 256) / 140) ** 2 + ((cols - centre) / 90) ** 2 < 1] = 0.3
+    noise = np.random.default_rng(0).normal(scale=0.25, size=chest.shape)
+    noisy = np.clip(chest + noise, 0.0, 1.0).astype(np.float32)
+    clean, measured = measure(chest), measure(noisy)
+    assert measured.window_width == pytest.approx(clean.window_width, rel=0.1)
+    assert measured.window_level == pytest.approx(clean.window_level, abs=0.03)
+    strided_air, _ = tissue_levels(noisy)  # the copy `measure` read before run 14
+    assert strided_air < 0.2  # the air outside the body
