@@ -304,6 +304,8 @@ for _texture in ("-nolbp", "-notex"):
     FEATURE_CONFIGS[f"features-hcropb8m-aug2w-r93{_texture}"] = FEATURE_CONFIGS[
         "features-hcropb8m-aug2w-r93"]  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
+# the cached features without whole-crop texture: the columns each name's ending leaves out
+TEXTURE_DROPPED = {"-noglcm": ("glcm_",), "-nolbp": ("lbp_",), "-notex": ("glcm_", "lbp_")}
 # CNN (`cnn`'s training, cached and shared) + the feature family: HybridConfig.cnn_input
 HYBRID_CONFIGS = {"hybrid": "embedding", "hybrid-probs": "probabilities",
                   "hybrid-probs-oof": "probabilities-oof"}  # fmt: skip
@@ -591,9 +593,8 @@ def configuration(name: str):
         names = feature_names(config.features)
         if name.endswith("-nod"):
             columns = np.array([i for i, n in enumerate(names) if n.startswith(LESION_GROUPS)])
-        if name.endswith(("-noglcm", "-nolbp", "-notex")):  # the cached features without
-            dropped = {"-noglcm": ("glcm_",), "-nolbp": ("lbp_",)}.get(  # whole-crop texture
-                name[name.rindex("-") :], ("glcm_", "lbp_"))  # fmt: skip
+        dropped = next((d for s, d in TEXTURE_DROPPED.items() if name.endswith(s)), None)
+        if dropped:
             columns = np.array([i for i, n in enumerate(names) if not n.startswith(dropped)])
         return config, partial(feature_fold, hgb=hgb, columns=columns)
     if name in CNN_CONFIGS:
