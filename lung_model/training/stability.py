@@ -23,8 +23,7 @@ def icc(values: np.ndarray) -> np.ndarray:
     between = k * ((means - means.mean(axis=0)) ** 2).sum(axis=0) / (n - 1)
     within = ((values - means[:, None, :]) ** 2).sum(axis=(0, 1)) / (n * (k - 1))
     total = between + (k - 1) * within
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (between - within) / np.where(total > 0, total, 1), 1.0)
+    return np.where(total > 0, (between - within) / np.where(total > 0, total, 1), 1.0)
 
 
 def acquisition_icc(original: Part, copies: Part) -> np.ndarray:

@@ -4,6 +4,8 @@ stable features while it takes, scores and explains full feature vectors."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -73,11 +75,7 @@ def test_a_stable_model_reads_only_the_stable_features_of_full_vectors() -> None
     )
     val = Part(original.x[half:], original.y[half:], original.groups[half:], original.paths[half:])
     config = FeatureModelConfig.tiny()
-    model = fit_feature_model(
-        FeatureModelConfig(n_estimators=20, min_child_samples=2, calibration_folds=2,
-                           augment=2, stable_floor=0.9),
-        train, val, copies,
-    )  # fmt: skip
+    model = fit_feature_model(replace(config, augment=2, stable_floor=0.9), train, val, copies)
     assert model.columns == (0,)
     assert model.booster.booster_.feature_name() == [model.feature_names[0]]
     shuffled = original.x.copy()
