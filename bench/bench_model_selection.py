@@ -303,6 +303,13 @@ assert FEATURE_CONFIGS["features-hcropb8m-aug2w-r93"][0] == FeatureModelConfig()
 for _texture in ("-nolbp", "-notex"):
     FEATURE_CONFIGS[f"features-hcropb8m-aug2w-r93{_texture}"] = FEATURE_CONFIGS[
         "features-hcropb8m-aug2w-r93"]  # fmt: skip
+# the crop's added noise one fixed pattern instead of one seeded by the crop's content
+# (`-hcropb8mf`, `HarmoniseConfig.fixed_noise`): any other export of a slice got a new pattern
+# over its texture, so even a perturbation the harmonisation undoes moved the texture features
+_DEFAULT = FEATURE_CONFIGS["features-hcropb8m-aug2w-r93"][0]
+FEATURE_CONFIGS["features-hcropb8mf-aug2w-r93"] = (replace(_DEFAULT, features=replace(
+    _DEFAULT.features, harmonise=replace(_DEFAULT.features.harmonise, fixed_noise=True))),
+    False)  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # the cached features without whole-crop texture: the columns each name's ending leaves out
 TEXTURE_DROPPED = {"-noglcm": ("glcm_",), "-nolbp": ("lbp_",), "-notex": ("glcm_", "lbp_")}

@@ -17,7 +17,8 @@ This module is what the model family, its evaluation and the scoring guard use a
   export's own fine texture (with `levels_after_blur`, run 11's default model's setting,
   the blur comes first and the two levels are measured on it), then
   Gaussian noise added (or more smoothing) until the measured noise is the common level.
-  The added noise is seeded by the slice's content, so one slice always gives one result.
+  The added noise is seeded by the slice's content, so one slice always gives one result
+  (with `fixed_noise`, one pattern for every slice, so another export of it gets the same).
   The feature family may harmonise its lung-field crop instead, as today's default does
   (`lung_model.imaging.features.lung_crop`: `to_common` from the whole slice's tissue levels,
   with `levels_averaged` measured on block means; `levels_after_blur` is the whole slice's
@@ -37,6 +38,7 @@ https://pillow.readthedocs.io/en/stable/handbook/image-file-formats.html#jpeg-sa
 
 from __future__ import annotations
 
+import functools
 import io
 import zlib
 from collections.abc import Callable, Sequence
@@ -76,6 +78,7 @@ MATCH_COMPARTMENTS_REFERENCE = (
     0.847, 0.855, 0.867, 0.875, 0.886, 0.906, 0.957, 1.000,
 )  # fmt: skip
 COARSE_STEP = 2  # the blocks whose means `coarse_noise_level` measures the noise of
+FIXED_NOISE_SEED = 19  # `HarmoniseConfig.fixed_noise`'s pattern (issue 19)
 MALIGNANT_NOISE = 0.0025  # this release's malignant slices: 0.0019..0.0038 (issue 19)
 NORMAL_NOISE = 0.0070  # its normal slices' median
 # scipy.stats.norm.ppf(0.75), estimate_sigma's divisor (a float64, as its result is)
@@ -212,6 +215,10 @@ class HarmoniseConfig:
     # noise constant over those blocks before the fine noise: the fine noise alone left the
     # export's correlated noise one scale up (docs/MODEL.md, run 13)
     coarse_noise: float = 0.0
+    # the added noise one fixed pattern (`fixed_noise_field`) instead of one seeded by each
+    # slice's content: with a content seed any other export of a slice, however slight, got a
+    # new pattern over its texture, and the texture features moved with it
+    fixed_noise: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         # as configs were logged (and benchmarks cached) before these existed
@@ -227,7 +234,14 @@ class HarmoniseConfig:
 
 
 # settings left out of the dicts while unset (configs were logged and cached before them)
-LATER = ("match", "levels_after_blur", "match_compartments", "levels_averaged", "coarse_noise")
+LATER = (
+    "match",
+    "levels_after_blur",
+    "match_compartments",
+    "levels_averaged",
+    "coarse_noise",
+    "fixed_noise",
+)
 
 
 def nested_dict(config: HarmoniseConfig | None) -> dict[str, Any] | None:
@@ -288,10 +302,30 @@ def smooth_to(
     return ndimage.gaussian_filter(gray, high) if best is None else best
 
 
-def noise_to(gray: np.ndarray, noise: float, seed: int, present: float | None = None) -> np.ndarray:
+@functools.cache
+def _square_field(side: int) -> np.ndarray:
+    field = np.random.default_rng(FIXED_NOISE_SEED).standard_normal((side, side))
+    field.flags.writeable = False
+    return field
+
+
+def fixed_noise_field(shape: tuple[int, ...]) -> np.ndarray:
+    """One standard-normal pattern for every slice, cut to `shape` from the top left of a
+    square: two slices of different shapes share the pattern where they overlap."""
+    return _square_field(max(shape))[: shape[0], : shape[1]]
+
+
+def noise_to(
+    gray: np.ndarray,
+    noise: float,
+    seed: int,
+    present: float | None = None,
+    fixed: bool = False,
+) -> np.ndarray:
     """`gray` with Gaussian noise added until its measured noise is `noise` (independent
     noise adds in variance); unchanged when it is already at or above it. `present`: its
-    noise level when already measured."""
+    noise level when already measured; `fixed`: the noise is `fixed_noise_field`, scaled,
+    and `seed` is not used."""
     present = noise_level(gray) if present is None else present
     if present >= noise:
         return gray.astype(np.float32, copy=False)
@@ -299,7 +333,10 @@ def noise_to(gray: np.ndarray, noise: float, seed: int, present: float | None = 
     # skimage's random_noise(gray, mode="gaussian", var=variance, rng=seed, clip=True): the
     # same draws, sum and clip, without its full-size copies for the modes not used
     low = -1.0 if gray.min() < 0 else 0.0
-    noisy = np.random.default_rng(seed).normal(0.0, variance**0.5, gray.shape)
+    if fixed:
+        noisy = fixed_noise_field(gray.shape) * variance**0.5
+    else:
+        noisy = np.random.default_rng(seed).normal(0.0, variance**0.5, gray.shape)
     noisy += img_as_float(gray)
     return np.clip(noisy, low, 1.0, out=noisy).astype(np.float32)
 
@@ -414,7 +451,7 @@ def to_common(
     present = noise_level(out)
     if present > config.noise:
         return smooth_to(out, config.noise, present=present)
-    return noise_to(out, config.noise, seed, present)
+    return noise_to(out, config.noise, seed, present, config.fixed_noise)
 
 
 # -- the changes another acquisition would make (the invariance check's perturbations) --
