@@ -31,7 +31,8 @@ Results are appended to var/bench/model_selection.json, fold predictions saved t
 var/bench/model_selection-NAME.npz. `bench/bench_model_selection.py --configs
 features,features-r95,features-hgb,cnn,hybrid,hybrid-probs`; `--show` prints the tables of
 everything saved, `--rescore NAME` scores saved folds again, `--rules NAME` compares slice
-decision rules.
+decision rules, `--matched 0.95,0.96 --configs A,B` compares saved configs at one pooled
+threshold each for the same held-out recall.
 """
 
 from __future__ import annotations
@@ -648,6 +649,37 @@ def rules(name: str, folds: int) -> str:
     return "\n".join(lines)
 
 
+def matched(names: list[str], recalls: list[float], folds: int) -> str:
+    """Configs compared at one pooled threshold each, set for the same held-out malignant
+    recall (for comparison only: each fold's rule is what ships): normal slices called
+    malignant, and under each perturbation the malignant calls changed, normal slices called
+    malignant and recall. Each config's rule lands its threshold elsewhere, which can hide
+    or fake a difference between them."""
+    lines = ["| config | pooled recall | normal → malignant | worst calls changed | worst normal → "
+             "malignant | lowest recall | per perturbation: changed / normal → malignant / recall |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name in names:
+        saved = np.load(get_settings().home / "bench" / f"model_selection-{name}.npz")
+
+        def pooled(key: str) -> np.ndarray:
+            return np.concatenate([saved[f"fold{i}_{key}"] for i in range(folds)])
+
+        y, p = pooled("out_y"), pooled("out_p")[:, MALIGNANT]
+        for recall in recalls:
+            threshold = np.quantile(p[y == MALIGNANT], 1 - recall)
+            called = p >= threshold
+            rows = []
+            for perturbation in PERTURBATIONS:
+                moved = pooled(f"out_p@{perturbation}")[:, MALIGNANT] >= threshold
+                rows.append((perturbation, np.mean(moved != called),
+                             np.mean(moved[y == 0]), np.mean(moved[y == MALIGNANT])))  # fmt: skip
+            each = ", ".join(f"{n} {c:.1%} / {m:.1%} / {r:.3f}" for n, c, m, r in rows)
+            lines.append(f"| {name} | {recall} | {np.mean(called[y == 0]):.1%} | "
+                         f"{max(r[1] for r in rows):.1%} | {max(r[2] for r in rows):.1%} | "
+                         f"{min(r[3] for r in rows):.3f} | {each} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--configs", default="features,cnn")
@@ -656,11 +688,17 @@ def main() -> int:
     parser.add_argument("--show", action="store_true", help="print the tables of all saved results")
     parser.add_argument("--rescore", help="score these configs' saved folds again (comma list)")
     parser.add_argument("--rules", help="compare slice decision rules on this config's saved folds")
+    parser.add_argument("--matched", help="compare --configs' saved folds at these pooled "
+                        "malignant recalls (comma list), one threshold each")  # fmt: skip
     args = parser.parse_args()
     out = get_settings().home / "bench" / "model_selection.json"
     saved = json.loads(out.read_text()) if out.exists() else []
     if args.rules:
         print(rules(args.rules, args.folds))
+        return 0
+    if args.matched:
+        recalls = [float(r) for r in args.matched.split(",")]
+        print(matched(args.configs.split(","), recalls, args.folds))
         return 0
     names = (args.rescore or args.configs).split(",")
     if not args.show:
