@@ -649,6 +649,10 @@ def rules(name: str, folds: int) -> str:
     return "\n".join(lines)
 
 
+def _pooled(saved, folds: int, key: str) -> np.ndarray:
+    return np.concatenate([saved[f"fold{i}_{key}"] for i in range(folds)])
+
+
 def matched(names: list[str], recalls: list[float], folds: int) -> str:
     """Configs compared at one pooled threshold each, set for the same held-out malignant
     recall (for comparison only: each fold's rule is what ships): normal slices called
@@ -660,10 +664,7 @@ def matched(names: list[str], recalls: list[float], folds: int) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name in names:
         saved = np.load(get_settings().home / "bench" / f"model_selection-{name}.npz")
-
-        def pooled(key: str) -> np.ndarray:
-            return np.concatenate([saved[f"fold{i}_{key}"] for i in range(folds)])
-
+        pooled = partial(_pooled, saved, folds)
         y, p = pooled("out_y"), pooled("out_p")[:, MALIGNANT]
         for recall in recalls:
             threshold = np.quantile(p[y == MALIGNANT], 1 - recall)
