@@ -10,8 +10,10 @@ Each instance is written, as received (file meta and all), to
 `LUNG_HOME/receiving/partial/` and is renamed into place, so the scorer never reads half of
 one. An instance whose SOP Instance UID this study already holds (in the inbox, being scored,
 archived or quarantined) is acknowledged and not written again: a re-sent series is scored
-once. Nothing is checked beyond that: a non-CT or broken instance is written too and takes
-the scorer's path, which quarantines it with the decoder's reason, as from a folder.
+once. So is a report this system wrote itself (`own_report`: its SR, come back from a PACS
+that routes whole studies). Nothing is checked beyond that: a non-CT or broken instance is
+written too and takes the scorer's path, which quarantines it with the decoder's reason, as
+from a folder.
 
 A study is ready once no instance of it arrived for `LUNG_DICOM_QUIET_SECONDS`: the receiver
 then writes the ready marker (`LUNG_READY_MARKER`). Which studies are still arriving is kept
@@ -37,6 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lung_model.exchange.documents import COMPREHENSIVE_3D_SR, MANUFACTURER
 from lung_model.scoring.inbox import CLAIM_SEPARATOR
 from lung_model.settings import Settings
 
@@ -162,8 +165,12 @@ class Receiver:
         sop_uid = str(event.request.AffectedSOPInstanceUID or "")
         try:
             study_uid = str(event.dataset.get("StudyInstanceUID", "") or "") or None
+            ours = own_report(event.dataset)
         except Exception:  # an unreadable data set still gets its folder, and its reason
-            study_uid = None
+            study_uid, ours = None, False
+        if ours:
+            log.info("%s is this system's own report, sent back: not stored", sop_uid)
+            return SUCCESS
         try:
             data = event.encoded_dataset(include_meta=True)
             if not sop_uid:
@@ -177,6 +184,16 @@ class Receiver:
         else:
             log.info("%s/%s was received before: not stored again", stored.folder, stored.file)
         return SUCCESS
+
+
+def own_report(dataset: Any) -> bool:
+    """Whether an instance is a report this system wrote (`documents.structured_report`): a
+    PACS that routes whole studies sends our SRs back with the slices, and each would
+    otherwise start a batch of its own that fails with nothing to score."""
+    return (
+        str(dataset.get("SOPClassUID", "")) == COMPREHENSIVE_3D_SR
+        and str(dataset.get("Manufacturer", "")) == MANUFACTURER
+    )
 
 
 def application_entity(settings: Settings) -> Any:

@@ -202,6 +202,12 @@ def test_orthanc_to_score_to_sr_in_orthanc_and_fhir_once_per_report_version(
     )
     assert amended.status == "final" and amended.resultsInterpreter[0].display == "dr.lee"
 
+    # A PACS that routes whole studies sends the study back, our two SRs with it: the slices
+    # were scored before and the SRs are our own, so no new study folder (and no batch that
+    # fails with nothing to score) starts.
+    orthanc.push_study(series.study_uid)
+    assert not study.exists()
+
 
 class FhirServer:
     """A FHIR endpoint on loopback that records each PUT; it answers 503 `down` times first."""
