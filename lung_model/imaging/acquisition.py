@@ -311,7 +311,8 @@ def _square_field(side: int) -> np.ndarray:
 
 def fixed_noise_field(shape: tuple[int, ...]) -> np.ndarray:
     """One standard-normal pattern for every slice, cut to `shape` from the top left of a
-    square: two slices of different shapes share the pattern where they overlap."""
+    square as wide as its longer side: slices of the same longer side (the feature model's
+    crops, `FeatureConfig.crop_side`) share the pattern where they overlap."""
     return _square_field(max(shape))[: shape[0], : shape[1]]
 
 
