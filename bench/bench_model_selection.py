@@ -32,7 +32,8 @@ var/bench/model_selection-NAME.npz. `bench/bench_model_selection.py --configs
 features,features-r95,features-hgb,cnn,hybrid,hybrid-probs`; `--show` prints the tables of
 everything saved, `--rescore NAME` scores saved folds again, `--rules NAME` compares slice
 decision rules, `--matched 0.95,0.96 --configs A,B` compares saved configs at one pooled
-threshold each for the same held-out recall.
+threshold each for the same held-out recall, `--noise-bands NAME` its held-out slices by the
+noise of the slice as exported.
 """
 
 from __future__ import annotations
@@ -681,6 +682,41 @@ def matched(names: list[str], recalls: list[float], folds: int) -> str:
     return "\n".join(lines)
 
 
+NOISE_BANDS = (
+    0.0,
+    0.004,
+    0.006,
+    0.01,
+    0.02,
+    1.0,
+)  # the raw slice's noise: malignant-like below 0.004
+
+
+def noise_bands(name: str, folds: int) -> str:
+    """Held-out slices by the noise of the slice as exported (`out_noise`) and class: how many
+    (and patients), and the share each fold's rule calls malignant. A model that reads the
+    lesion finds malignant slices in every band; one that reads the export, only where this
+    release's malignant patients were exported."""
+    saved = np.load(get_settings().home / "bench" / f"model_selection-{name}.npz")
+    pooled = partial(_pooled, saved, folds)
+    thresholds = [float(saved[f"fold{i}_threshold"]) for i in range(folds)]
+    called = np.concatenate([saved[f"fold{i}_out_p"][:, MALIGNANT] >= thresholds[i]
+                             for i in range(folds)])  # fmt: skip
+    y, noise, groups = pooled("out_y"), pooled("out_noise"), pooled("out_g")
+    lines = [f"{name}: held-out slices by the exported slice's noise (slices, patients: called "
+             "malignant at the rule)", "| noise | " + " | ".join(CLASSES) + " |",
+             "| --- |" + " --- |" * len(CLASSES)]  # fmt: skip
+    for low, high in zip(NOISE_BANDS, NOISE_BANDS[1:], strict=False):
+        band = (noise >= low) & (noise < high)
+        cells = []
+        for label in range(len(CLASSES)):
+            chosen = band & (y == label)
+            cells.append(f"{chosen.sum()}, {len(set(groups[chosen]))}: {called[chosen].mean():.0%}"
+                         if chosen.any() else "–")  # fmt: skip
+        lines.append(f"| {low:g}–{high:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--configs", default="features,cnn")
@@ -689,6 +725,7 @@ def main() -> int:
     parser.add_argument("--show", action="store_true", help="print the tables of all saved results")
     parser.add_argument("--rescore", help="score these configs' saved folds again (comma list)")
     parser.add_argument("--rules", help="compare slice decision rules on this config's saved folds")
+    parser.add_argument("--noise-bands", help="this config's held-out slices by exported noise")
     parser.add_argument("--matched", help="compare --configs' saved folds at these pooled "
                         "malignant recalls (comma list), one threshold each")  # fmt: skip
     args = parser.parse_args()
@@ -696,6 +733,9 @@ def main() -> int:
     saved = json.loads(out.read_text()) if out.exists() else []
     if args.rules:
         print(rules(args.rules, args.folds))
+        return 0
+    if args.noise_bands:
+        print(noise_bands(args.noise_bands, args.folds))
         return 0
     if args.matched:
         recalls = [float(r) for r in args.matched.split(",")]
