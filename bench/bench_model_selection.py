@@ -671,7 +671,7 @@ def matched(names: list[str], recalls: list[float], folds: int) -> str:
             threshold = np.quantile(p[y == MALIGNANT], 1 - recall)
             called = p >= threshold
             rows = []
-            for perturbation in PERTURBATIONS:
+            for perturbation in [q for q in PERTURBATIONS if f"fold0_out_p@{q}" in saved]:
                 moved = pooled(f"out_p@{perturbation}")[:, MALIGNANT] >= threshold
                 rows.append((perturbation, np.mean(moved != called),
                              np.mean(moved[y == 0]), np.mean(moved[y == MALIGNANT])))  # fmt: skip

@@ -25,8 +25,9 @@ This module is what the model family, its evaluation and the scoring guard use a
   alone). `coarse_noise_level` measures the noise one scale up, where noise added at the
   finest scale leaves an export's (`coarse_noise` can bring it to a common level too).
 - `PERTURBATIONS`: named, seeded functions that change a slice as another acquisition
-  would (smoothed to the malignant noise level, noisier, wider or narrower window, another
-  level, JPEG re-compression, another matrix size): the acquisition-invariance check
+  would (smoothed to the malignant noise level, noisier, a quarter of the dose, wider or
+  narrower window, another level, JPEG re-compression, another matrix size): the
+  acquisition-invariance check
   (`lung_model.training.invariance`) scores every evaluated slice under each.
   `random_acquisition` draws such changes at random: the training augmentation.
 
@@ -81,6 +82,7 @@ COARSE_STEP = 2  # the blocks whose means `coarse_noise_level` measures the nois
 FIXED_NOISE_SEED = 19  # `HarmoniseConfig.fixed_noise`'s pattern (issue 19)
 MALIGNANT_NOISE = 0.0025  # this release's malignant slices: 0.0019..0.0038 (issue 19)
 NORMAL_NOISE = 0.0070  # its normal slices' median
+QUARTER_DOSE_NOISE = 2 * NORMAL_NOISE  # `quarter_dose`: noise doubles at a quarter of the dose
 # scipy.stats.norm.ppf(0.75), estimate_sigma's divisor (a float64, as its result is)
 MAD_TO_SIGMA = np.float64(0.6744897501960817)
 
@@ -468,6 +470,13 @@ def noisier(gray: np.ndarray, seed: int = 0) -> np.ndarray:
     return noise_to(gray, NORMAL_NOISE, seed)
 
 
+def quarter_dose(gray: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Noise added up to twice this release's normal noise level, as a quarter of the dose
+    gives (quantum noise goes as 1 / sqrt(dose)): a low-dose screening protocol. `noisier`
+    stops at the normal level, so it left a normal slice as it was."""
+    return noise_to(gray, QUARTER_DOSE_NOISE, seed)
+
+
 def _around_mean(gray: np.ndarray, factor: float, shift: float = 0.0) -> np.ndarray:
     mean = float(gray.mean())
     return np.clip((gray - mean) * factor + mean + shift, 0.0, 1.0).astype(np.float32)
@@ -535,6 +544,7 @@ Perturbation = Callable[[np.ndarray, int], np.ndarray]
 PERTURBATIONS: dict[str, Perturbation] = {
     "smoothed": smoothed,
     "noisier": noisier,
+    "quarter_dose": quarter_dose,
     "wider_window": wider_window,
     "narrower_window": narrower_window,
     "higher_level": higher_level,

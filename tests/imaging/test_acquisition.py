@@ -19,6 +19,7 @@ from lung_model.imaging.acquisition import (
     noise_level,
     noise_to,
     noisier,
+    quarter_dose,
     smaller_matrix,
     smoothed,
     tissue_levels,
@@ -43,6 +44,13 @@ def test_a_smoothed_slice_measures_lower_noise(normal: np.ndarray) -> None:
     assert after.noise < 0.5 * before.noise
     assert after.noise == pytest.approx(0.0025, abs=0.0005)
     assert measure(noisier(smoothed(normal), seed=1)).noise == pytest.approx(0.007, abs=0.001)
+
+
+def test_a_quarter_dose_doubles_a_normal_slice_s_noise(normal: np.ndarray) -> None:
+    """`noisier` stops at the normal level, so a normal slice needs the quarter dose to be
+    checked under more noise at all."""
+    assert noise_level(noisier(normal, seed=1)) == pytest.approx(noise_level(normal), rel=0.05)
+    assert noise_level(quarter_dose(normal, seed=1)) == pytest.approx(0.014, abs=0.0015)
 
 
 def test_a_wider_window_measures_wider(normal: np.ndarray) -> None:
