@@ -131,3 +131,20 @@ def test_fill_holes_is_scipys_binary_fill_holes(seed: int) -> None:
 def test_nothing_to_find_falls_back_to_the_whole_slice() -> None:
     masks = lung_masks(np.zeros((64, 80), np.float32))
     assert masks.filled.all() and masks.box() == (0, 64, 0, 80)
+
+
+def test_masks_are_found_once_for_the_same_slice_and_arguments() -> None:
+    """Scoring measures the acquisition on the masks the features found: the same array
+    and arguments give the same (read-only) masks; another array, equal or not, or other
+    arguments are looked at afresh."""
+    gray = chest()
+    found = lung_masks(gray, averaged=True)
+    assert lung_masks(gray, averaged=True) is found
+    assert not found.filled.flags.writeable and not found.air.flags.writeable
+    with pytest.raises(ValueError):
+        found.air[0, 0] = True
+    again = lung_masks(gray.copy(), averaged=True)
+    assert again is not found and np.array_equal(again.filled, found.filled)
+    assert lung_masks(gray, averaged=False) is not again
+    other = chest(mass=True)
+    assert lung_masks(other, averaged=True).filled.sum() != found.filled.sum()
