@@ -312,6 +312,11 @@ _DEFAULT = FEATURE_CONFIGS["features-hcropb8m-aug2w-r93"][0]
 FEATURE_CONFIGS["features-hcropb8mf-aug2w-r93"] = (replace(_DEFAULT, features=replace(
     _DEFAULT.features, harmonise=replace(_DEFAULT.features.harmonise, fixed_noise=True))),
     False)  # fmt: skip
+# a lung the air could not find added as the mirror image of the one found (`-hcropb8mm`,
+# `FeatureConfig.mirror_missing_lung`): on 32 malignant slices (and 3 normal ones) the crop had
+# cut off the consolidated or tumour-filled lung, lesion and all (docs/MODEL.md, run 17)
+FEATURE_CONFIGS["features-hcropb8mm-aug2w-r93"] = (replace(_DEFAULT, features=replace(
+    _DEFAULT.features, mirror_missing_lung=True)), False)  # fmt: skip
 LESION_GROUPS = ("nod_", "log_")  # the `-nod` configurations' feature columns
 # the cached features without whole-crop texture: the columns each name's ending leaves out
 TEXTURE_DROPPED = {"-noglcm": ("glcm_",), "-nolbp": ("lbp_",), "-notex": ("glcm_", "lbp_")}

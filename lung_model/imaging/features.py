@@ -50,7 +50,12 @@ from lung_model.imaging.acquisition import (
     tissue_levels,
     to_common,
 )
-from lung_model.imaging.lung_field import LungCrop, crop_lung_field, lung_masks
+from lung_model.imaging.lung_field import (
+    LungCrop,
+    crop_lung_field,
+    lung_masks,
+    with_missing_lung,
+)
 from lung_model.imaging.texture import GLCM_PROPERTIES, LBP_BINS, glcm_features, lbp_histogram
 
 # 2: optional harmonisation to one common acquisition first (issue 19); a v1 config (models
@@ -80,6 +85,10 @@ class FeatureConfig:
     # the noisiest exports (27 normal slices, 1 benign, no malignant one) the strided copy
     # lost the lung field, and the features read the body instead (docs/MODEL.md, run 14)
     mask_averaged: bool = False
+    # a lung the air could not find (consolidated, collapsed, tumour-filled, or outside a body
+    # whose wall is too thin) added as the mirror image of the one found (`with_missing_lung`):
+    # the crop had cut it off, lesion and all (docs/MODEL.md, run 17)
+    mirror_missing_lung: bool = False
     close_radius: float = 40.0  # full-resolution px (lung_model.imaging.lung_field)
     nodule_shares: tuple[float, ...] = (0.001, 0.005, 0.02)  # of the lung field
     log_sigma: float = 1.5  # crop px, doubled at each pyramid level
@@ -136,6 +145,8 @@ class FeatureConfig:
             del values["texture_ceiling"]
         if not self.mask_averaged:
             del values["mask_averaged"]
+        if not self.mirror_missing_lung:
+            del values["mirror_missing_lung"]
         return values
 
     @classmethod
@@ -199,6 +210,8 @@ def seen_crop(gray: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 def lung_crop(gray: np.ndarray, config: FeatureConfig) -> LungCrop:
     masks = lung_masks(gray, config.mask_side, config.close_radius, config.mask_averaged)
+    if config.mirror_missing_lung:
+        masks = with_missing_lung(masks)
     crop = crop_lung_field(gray, masks, config.crop_side)
     if config.harmonise is None or config.harmonise_at != "crop":
         return crop

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -176,6 +176,32 @@ def _find_masks(gray: np.ndarray, mask_side: int, close_radius: float, averaged:
         filled = body.copy() if body.any() else np.ones_like(air)
     air &= filled
     return LungMasks(body, air, filled, threshold, step, (gray.shape[0], gray.shape[1]))
+
+
+def with_missing_lung(masks: LungMasks) -> LungMasks:
+    """`masks` with a lung the air could not find added as the mirror image of the lung field
+    about the body's midline (the midline cut's), when the field lies on one side of it: a
+    consolidated, collapsed or tumour-filled lung is not air, and a lung whose chest wall is
+    too thin to close the body is outside it; either way the crop cut it off, lesion and all
+    (33 malignant and 3 normal slices of this release; docs/MODEL.md, run 17). The mirror is
+    kept inside the body's box, not the body: the second case's lung is not in the body.
+    `imaging.crop.lung_box` widens the CNN's box the same way."""
+    body_cols = np.flatnonzero(masks.body.any(axis=0))
+    field_cols = np.flatnonzero(masks.filled.any(axis=0))
+    if not len(body_cols) or not len(field_cols):
+        return masks
+    middle = (body_cols[0] + body_cols[-1]) // 2
+    if field_cols[0] <= middle <= field_cols[-1]:
+        return masks
+    width = masks.filled.shape[1]
+    source = np.arange(width)
+    target = 2 * middle - source
+    inside = (target >= body_cols[0]) & (target <= body_cols[-1])
+    mirrored = np.zeros_like(masks.filled)
+    mirrored[:, target[inside]] = masks.filled[:, source[inside]]
+    filled = masks.filled | mirrored
+    filled.flags.writeable = False
+    return replace(masks, filled=filled)
 
 
 def crop_lung_field(gray: np.ndarray, masks: LungMasks, side: int = 256) -> LungCrop:

@@ -322,3 +322,18 @@ def test_the_nuisance_baseline_measures_the_crop_the_features_read(normal: np.nd
         crop = seen_crop(normal, config)
         assert max(crop.shape) == config.crop_side
         assert np.array_equal(seen_crop(normal, config), crop)  # harmonised alike each time
+
+
+def test_a_mirrored_lung_puts_the_tumours_lung_back_in_the_crop() -> None:
+    """Malignant case 44: only the tumour's lung was found, so the crop held one lung; with
+    `mirror_missing_lung` it holds both. A slice whose two lungs were found keeps its
+    features; configs without the setting are logged as before it existed."""
+    config = FeatureConfig(mask_averaged=True)
+    mirrored = replace(config, mirror_missing_lung=True)
+    one_lung = read_gray(SLICES / "Malignant cases" / "Malignant case (44).jpg").gray
+    alone, whole = lung_crop(one_lung, config), lung_crop(one_lung, mirrored)
+    assert whole.gray.shape[1] > 1.5 * alone.gray.shape[1]
+    two_lungs = read_gray(SLICES / "Normal cases" / "Normal case (1).jpg").gray
+    assert np.array_equal(slice_features(two_lungs, config), slice_features(two_lungs, mirrored))
+    assert "mirror_missing_lung" not in config.to_dict()
+    assert FeatureConfig.from_dict(mirrored.to_dict()) == mirrored

@@ -13,7 +13,13 @@ from skimage.morphology import disk
 
 from lung_model.imaging.crop import fill_holes, open_cross
 from lung_model.imaging.images import read_gray
-from lung_model.imaging.lung_field import close_disk, crop_lung_field, dilate_disk, lung_masks
+from lung_model.imaging.lung_field import (
+    close_disk,
+    crop_lung_field,
+    dilate_disk,
+    lung_masks,
+    with_missing_lung,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "iq-othnccd"
 SLICES = sorted(FIXTURES.glob("*/*.jpg"))
@@ -148,3 +154,37 @@ def test_masks_are_found_once_for_the_same_slice_and_arguments() -> None:
     assert lung_masks(gray, averaged=False) is not again
     other = chest(mass=True)
     assert lung_masks(other, averaged=True).filled.sum() != found.filled.sum()
+
+
+def test_a_lung_the_air_cannot_find_is_mirrored_from_the_other() -> None:
+    """A consolidated lung is tissue, not air: only the other lung is found, and the crop
+    would cut the diseased one off. Its mirror image about the body's midline brings it back."""
+    gray = chest()
+    rows, cols = np.mgrid[0:512, 0:512]
+    gray[((rows - 256) / 140) ** 2 + ((cols - 150) / 90) ** 2 < 1] = 0.7  # the left lung
+    masks = lung_masks(gray)
+    consolidated, aerated, heart = (256 // 4, 150 // 4), (256 // 4, 362 // 4), (256 // 4, 256 // 4)
+    assert masks.filled[aerated] and not masks.filled[consolidated]
+    whole = with_missing_lung(masks)
+    assert whole.filled[consolidated] and whole.filled[aerated] and not whole.filled[heart]
+    assert np.array_equal(whole.air, masks.air)  # the air is what it was
+    top, bottom, left, right = whole.box()
+    assert left < 150 - 90 + 8 and right > 362 + 90 - 8
+
+
+def test_two_lungs_found_are_left_as_they_are() -> None:
+    masks = lung_masks(chest(bridge=True))
+    assert with_missing_lung(masks) is masks
+
+
+@pytest.mark.parametrize("case", [44, 45])
+def test_the_lung_outside_a_thin_chest_wall_is_brought_back(case: int) -> None:
+    """Malignant cases 44 and 45: the right lung's chest wall is too thin to close the body
+    at the masks' scale, so only the left lung (the tumour's) was found."""
+    path = FIXTURES / "Malignant cases" / f"Malignant case ({case}).jpg"
+    masks = lung_masks(read_gray(path).gray, averaged=True)
+    body = np.flatnonzero(masks.body.any(axis=0))
+    middle = (body[0] + body[-1]) // 2
+    assert np.flatnonzero(masks.filled.any(axis=0))[0] > middle
+    whole = with_missing_lung(masks)
+    assert np.flatnonzero(whole.filled.any(axis=0))[0] < middle - 20
