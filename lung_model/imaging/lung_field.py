@@ -125,6 +125,12 @@ def _closed_and_filled(lung: np.ndarray, radius: float) -> np.ndarray:
     return fill_holes(closed)[pad:-pad, pad:-pad]
 
 
+def body_midline(body: np.ndarray) -> int | None:
+    """The column halfway across the body mask; None when there is no body."""
+    cols = np.flatnonzero(body.any(axis=0))
+    return int(cols[0] + cols[-1]) // 2 if len(cols) else None
+
+
 _last_found = threading.local()  # per thread: (gray, arguments, masks) of the last call
 
 
@@ -135,8 +141,8 @@ def lung_masks(
     about `mask_side` px (`averaged`: of block means, not every step-th pixel);
     `close_radius` is in full-resolution px. Asked again in the same thread for the same
     array and arguments, the masks found last are returned (read-only): scoring measures a
-    slice's acquisition on the masks its features found, about 2 ms of 16 a slice
-    (bench/bench_scoring.py). The array must not change in place between the two calls."""
+    slice's acquisition on the masks its features found (about 2 ms a slice, found twice
+    before; README's scoring throughput). The array must not change in place between the two calls."""
     arguments = (mask_side, close_radius, averaged)
     last = getattr(_last_found, "call", None)
     if last is not None and last[0] is gray and last[1] == arguments:
@@ -155,9 +161,9 @@ def _find_masks(gray: np.ndarray, mask_side: int, close_radius: float, averaged:
     bright = small > threshold
     body = fill_holes(largest_component(open_cross(bright, iterations=2)))
     air = open_cross(body & ~bright, iterations=1)
-    cols = np.flatnonzero(body.any(axis=0))
-    if len(cols):
-        air[:, (cols[0] + cols[-1]) // 2] = False  # the midline cut
+    middle = body_midline(body)
+    if middle is not None:
+        air[:, middle] = False  # the midline cut
     labels, count = ndimage.label(air, CROSS)
     filled = np.zeros_like(air)
     if count:
@@ -183,16 +189,14 @@ def with_missing_lung(masks: LungMasks) -> LungMasks:
     about the body's midline (the midline cut's), when the field lies on one side of it: a
     consolidated, collapsed or tumour-filled lung is not air, and a lung whose chest wall is
     too thin to close the body is outside it; either way the crop cut it off, lesion and all
-    (33 malignant and 3 normal slices of this release; docs/MODEL.md, run 17). The mirror is
+    (32 malignant and 3 normal slices of this release; docs/MODEL.md, run 17). The mirror is
     kept inside the body's box, not the body: the second case's lung is not in the body.
     `imaging.crop.lung_box` widens the CNN's box the same way."""
-    body_cols = np.flatnonzero(masks.body.any(axis=0))
+    middle = body_midline(masks.body)
     field_cols = np.flatnonzero(masks.filled.any(axis=0))
-    if not len(body_cols) or not len(field_cols):
+    if middle is None or not len(field_cols) or field_cols[0] <= middle <= field_cols[-1]:
         return masks
-    middle = (body_cols[0] + body_cols[-1]) // 2
-    if field_cols[0] <= middle <= field_cols[-1]:
-        return masks
+    body_cols = np.flatnonzero(masks.body.any(axis=0))
     width = masks.filled.shape[1]
     source = np.arange(width)
     target = 2 * middle - source
