@@ -1,8 +1,12 @@
 """CT series made from 2-D slices (the dataset's JPEG exports), for the demo's hospital loop,
 the tests and the benchmark: each gray level is mapped back to Hounsfield units through the
 lung window the decoder applies (`imaging.dicom.lung_window`), so the decoder gives the
-slice back, and written as one DICOM CT instance per slice (Explicit VR Little Endian).
-UIDs are derived from `seed`, so the same call writes the same series."""
+slice back (to the nearest HU), and written as one DICOM CT instance per slice (Explicit VR
+Little Endian). UIDs are derived from `seed`, so the same call writes the same series.
+
+The stored values start at `HU_FLOOR`, below the window's lowest HU: starting at -1024 HU
+clipped the darkest 55 gray levels, so the demo's PACS study lost its background noise and
+the scoring guard called it unlike training (noise 0.0007 against the slices' 0.007)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import numpy as np
 
 from lung_model.exchange.documents import derived_uid
 from lung_model.imaging.dicom import LUNG_WINDOW_LEVEL, LUNG_WINDOW_WIDTH
+
+HU_FLOOR = -2048  # the stored value 0 (RescaleIntercept); 12 bits reach +2047 HU
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ def ct_instance(
 
     window_low = LUNG_WINDOW_LEVEL - LUNG_WINDOW_WIDTH / 2
     hu = gray.astype(np.float32) / 255.0 * LUNG_WINDOW_WIDTH + window_low
-    stored = np.clip(np.round(hu + 1024), 0, 4095).astype(np.uint16)
+    stored = np.clip(np.round(hu - HU_FLOOR), 0, 4095).astype(np.uint16)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
     meta.MediaStorageSOPInstanceUID = UID(sop_uid)
@@ -60,7 +66,7 @@ def ct_instance(
     ds.Rows, ds.Columns = stored.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1024, 1, "HU"
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = HU_FLOOR, 1, "HU"
     ds.PixelData = stored.tobytes()
     return ds
 
