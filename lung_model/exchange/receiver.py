@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lung_model.exchange.documents import COMPREHENSIVE_3D_SR, MANUFACTURER
+from lung_model.imaging.dicom import decodable_transfer_syntaxes
 from lung_model.scoring.inbox import CLAIM_SEPARATOR
 from lung_model.settings import Settings
 
@@ -197,12 +198,18 @@ def own_report(dataset: Any) -> bool:
 
 
 def application_entity(settings: Settings) -> Any:
-    """The storage SCP's AE: every storage SOP class, verification (C-ECHO), the allow-list."""
+    """The storage SCP's AE: every storage SOP class in every transfer syntax the decoder
+    reads (`decodable_transfer_syntaxes`: uncompressed, RLE, JPEG, JPEG-LS, JPEG 2000, HTJ2K),
+    verification (C-ECHO), the allow-list. pynetdicom's default is the four uncompressed
+    syntaxes alone: a sender that cannot transcode its JPEG Lossless CT could not deliver."""
     from pynetdicom import AE, AllStoragePresentationContexts
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     ae = AE(ae_title=settings.dicom_ae_title)
-    ae.supported_contexts = AllStoragePresentationContexts
+    syntaxes = decodable_transfer_syntaxes()
+    for context in AllStoragePresentationContexts:
+        if context.abstract_syntax:  # always set in pynetdicom's list; typed Optional
+            ae.add_supported_context(context.abstract_syntax, syntaxes)
     ae.add_supported_context(Verification)
     ae.require_calling_aet = allowed_callers(settings.dicom_allowed_aets)
     ae.maximum_associations = 16

@@ -57,6 +57,22 @@ def _read(data: bytes) -> Any:
         raise UnreadableImage(f"corrupt DICOM file: {type(error).__name__}") from error
 
 
+def decodable_transfer_syntaxes() -> list[str]:
+    """The transfer syntaxes whose pixel data `decode_dicom` decodes here, uncompressed first:
+    what the DICOM receiver accepts, so a sender need not transcode what is read anyway."""
+    from pydicom.pixels.decoders.base import get_decoder
+    from pydicom.uid import UID, AllTransferSyntaxes
+
+    found = []
+    for syntax in AllTransferSyntaxes:
+        try:
+            if not syntax.is_compressed or get_decoder(syntax).is_available:
+                found.append(str(syntax))
+        except NotImplementedError:  # video, audio and referenced pixel data
+            continue
+    return sorted(found, key=lambda uid: UID(uid).is_compressed)  # stable: pydicom's order
+
+
 def _check_decodable(transfer_syntax: Any) -> None:
     """Refuse, with the syntax named, pixel data no installed plugin can decode."""
     from pydicom.pixels.decoders.base import get_decoder

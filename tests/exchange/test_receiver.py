@@ -12,10 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pydicom
 from dicom_series import write_series
 from orthanc_pacs import Orthanc, needs_orthanc
 
 from lung_model.exchange.receiver import Receiver, Service, allowed_callers, safe_uid
+from lung_model.imaging.dicom import decode_dicom
 from lung_model.settings import PROJECT_ROOT, Settings
 
 
@@ -158,3 +161,30 @@ def test_a_receiver_killed_mid_series_marks_the_study_once_it_is_back(
 def storescu_echo(settings: Settings) -> bool:
     argv = ["echoscu", "-aet", "STORESCU", "-aec", settings.dicom_ae_title, "127.0.0.1"]
     return subprocess.run([*argv, str(settings.dicom_port)], capture_output=True).returncode == 0
+
+
+@needs_orthanc
+def test_compressed_ct_is_accepted_as_sent_and_decodes_to_the_same_slice(
+    tmp_path: Path, dicom_settings: Settings, receiver: Service
+) -> None:
+    """A modality or archive that holds its CT as JPEG Lossless, JPEG-LS or RLE need not
+    transcode: the receiver accepts what the decoder reads (pynetdicom's default was the
+    uncompressed syntaxes alone, and storescu failed each of these)."""
+    series = write_series(tmp_path / "series", 3)
+    compress = {  # dcmtk's encoder, the storescu option proposing that syntax, the syntax
+        "dcmcjpeg": ("-xs", "1.2.840.10008.1.2.4.70"),
+        "dcmcjpls": ("-xt", "1.2.840.10008.1.2.4.80"),
+        "dcmcrle": ("-xr", "1.2.840.10008.1.2.5"),
+    }
+    for source, (encoder, (propose, syntax)) in zip(series.files, compress.items(), strict=True):
+        packed = tmp_path / f"{encoder}.dcm"
+        subprocess.run([encoder, str(source), str(packed)], check=True, timeout=60)
+        argv = ["storescu", "-aet", "STORESCU", "-aec", dicom_settings.dicom_ae_title, propose]
+        argv += ["127.0.0.1", str(dicom_settings.dicom_port), str(packed)]
+        sent = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0 and "Failed" not in sent.stderr, sent.stderr
+        uid = pydicom.dcmread(packed).SOPInstanceUID
+        stored = dicom_settings.inbox / series.study_uid / f"{uid}.dcm"
+        assert str(pydicom.dcmread(stored).file_meta.TransferSyntaxUID) == syntax
+        original = decode_dicom(source.read_bytes()).gray
+        assert np.array_equal(decode_dicom(stored.read_bytes()).gray, original)
