@@ -5,11 +5,14 @@ The SR joins the scanned study (same Study Instance UID and patient, a new serie
 measurement group: the algorithm (the model's registered name and version, the study rule and
 data version as its parameters), finding site lung, the mean probability of each class over
 the study's slices and the highest slice probability of malignancy, the verdict as a
-qualitative evaluation, and the slices that drove the call as its source images. A
+qualitative evaluation, each caution of the result (`reports.Caution`: the safety gate not
+passed, unlike training, export-sensitive, uncertain) as one more under "Caution", and the
+slices that drove the call as its source images; the series description says "not for
+clinical use" when the model never passed the gate, as PACS lists show it. A
 preliminary report is complete and unverified; the amended one after a review is final,
 verified by the reviewer, names the preliminary one as its predecessor, and its verdict is
 the reviewer's label. The DiagnosticReport says
-the same: status `preliminary` or `final`, one Observation per class (contained), the
+the same, its conclusion ending with the cautions in words: status `preliminary` or `final`, one Observation per class (contained), the
 algorithm as a contained Device, the ImagingStudy by its Study Instance UID.
 
 Identifiers are derived from the study and report version (`uids`), so the same report
@@ -26,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from lung_model.exchange.reports import Evidence, StudyReport
+from lung_model.exchange.reports import GATE_NOT_PASSED, Evidence, StudyReport
 from lung_model.settings import CLASSES
 
 SCHEME = "99LUNGAI"  # private coding scheme of this system's concepts
@@ -133,7 +136,13 @@ def structured_report(report: StudyReport, evidence: Evidence) -> Any:
             hd.sr.QualitativeEvaluation(
                 name=_code("study-verdict", "Study verdict"),
                 value=_code(verdict_code, verdict_meaning, "SCT"),
-            )
+            ),
+            *(
+                hd.sr.QualitativeEvaluation(
+                    name=_code("caution", "Caution"), value=_code(c.code, c.meaning)
+                )
+                for c in report.cautions
+            ),
         ],
         source_images=[
             hd.sr.SourceImageForMeasurementGroup(
@@ -165,7 +174,9 @@ def structured_report(report: StudyReport, evidence: Evidence) -> Any:
         verifying_observer_name=_person_name(report.reviewer) if final else None,
         verifying_organization="lung CT triage review" if final else None,
     )
-    sr.SeriesDescription = f"AI lung CT triage ({report.report_status})"
+    uncleared = any(c.code == GATE_NOT_PASSED for c in report.cautions)
+    sr.SeriesDescription = f"AI lung CT triage ({report.report_status}"
+    sr.SeriesDescription += "; not for clinical use)" if uncleared else ")"
     if final:  # amends the model's preliminary report of the same result
         sr.PredecessorDocumentsSequence = [_preliminary_reference(report, evidence.study_uid)]
     return sr
@@ -272,5 +283,5 @@ def _conclusion(report: StudyReport) -> str:
         f"Study {said}; model {report.model_name} v{report.model_version} called it "
         f"{report.predicted_class} over {report.n_slices} slices "
         f"(highest slice probability of malignant {report.max_p_malignant:.1%}). "
-        "Decision support: a clinician decides."
+        "Decision support: a clinician decides." + "".join(f" {c.words}" for c in report.cautions)
     )

@@ -8,13 +8,20 @@ slices, whose Study Instance UID (and patient and study attributes, which the SR
 the PACS files it with its study) are read from the archived files' headers, never stored in
 the database. The slices that drove the call are the ones most probable for the reported
 class under the model (up to `DRIVING_SLICES`).
+
+A preliminary report carries the cautions the Study page shows beside the result
+(`cautions`): the model never passed the safety gate (promoted by override or rolled back to
+such a version), the scan is unlike the ones the model learned from, the calls change under
+another export, the model is uncertain. Before, the SR and DiagnosticReport of an overridden
+model's result read like any other in the PACS and the EHR, where no red banner is seen. A
+final report says the reviewer's label, given with those cautions in view: it carries none.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +29,13 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from lung_model.platform.names import StoredNames
+from lung_model.review.standing import Standing, version_standing
+from lung_model.scoring.guard import UNLIKE_TRAINING, unlike_training
+from lung_model.scoring.sensitivity import described
 from lung_model.settings import CLASSES
 
 DRIVING_SLICES = 3
+GATE_NOT_PASSED = "gate-not-passed"  # the caution of a model the safety gate never passed
 log = logging.getLogger(__name__)
 
 # Every report version of the studies that came in as DICOM (of one batch when :batch is set):
@@ -75,7 +86,8 @@ WHERE report = :report
 
 _RESULT = text("""
 SELECT b.archive_path, r.model_name, r.model_version, r.data_version, r.predicted_class,
-       r.n_slices, r.max_p_malignant, r.created_at,
+       r.n_slices, r.max_p_malignant, r.created_at, r.needs_review, r.acquisition_outside,
+       r.acquisition_sensitivity,
        avg(p.p_normal) AS p_normal, avg(p.p_benign) AS p_benign, avg(p.p_malignant) AS p_malignant
 FROM study_results r
 JOIN scan_batches b ON b.id = r.batch_id
@@ -112,6 +124,39 @@ class Candidate:
     review_id: int | None
 
 
+@dataclass(frozen=True)
+class Caution:
+    """A reason to read a result with care: `code` and `meaning` (at most 64 characters) are
+    the SR's coded value, `words` the sentence the DiagnosticReport's conclusion carries."""
+
+    code: str
+    meaning: str
+    words: str
+
+
+def cautions(
+    standing: Standing,
+    needs_review: bool,
+    outside: list[dict[str, Any]] | None,
+    sensitivity: dict[str, Any] | None,
+) -> list[Caution]:
+    """What the Study page warns of beside a result, for the report that leaves the system."""
+    found = []
+    if warning := standing.warning("The model that scored this study"):
+        meaning = "Safety gate not passed: not for clinical use"
+        found.append(Caution(GATE_NOT_PASSED, meaning, warning))
+    if unlike := unlike_training(outside):
+        words = f"This study is {UNLIKE_TRAINING}: " + "; ".join(unlike) + "."
+        found.append(Caution("unlike-training", "Unlike the scans the model learned from", words))
+    if sensitivity and sensitivity.get("changed"):
+        words = f"The model's {described(sensitivity)}: its verdict may hang on the export."
+        found.append(Caution("export-sensitive", "Call changes under another export", words))
+    if needs_review:
+        words = "The model is uncertain about this study."
+        found.append(Caution("uncertain", "Model uncertain", words))
+    return found
+
+
 @dataclass
 class StudyReport:
     report: str
@@ -130,6 +175,7 @@ class StudyReport:
     reviewer: str | None = None
     reviewed_at: datetime | None = None
     rule: str | None = None  # the study rule in words (from the model's metadata)
+    cautions: list[Caution] = field(default_factory=list)
 
 
 def candidates(engine: Engine, channels: list[tuple[str, str]]) -> list[Candidate]:
@@ -168,6 +214,11 @@ def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
             },
         ).scalars()
         driving_paths = [str(path) for path in driving]
+    caution = []  # a final report is the reviewer's label, given with them in view
+    if review is None:
+        standing = version_standing(engine, str(row["model_name"]), str(row["model_version"]))
+        outside, sensitivity = row["acquisition_outside"], row["acquisition_sensitivity"]
+        caution = cautions(standing, bool(row["needs_review"]), outside, sensitivity)
     return StudyReport(
         report=candidate.report,
         report_status=candidate.report_status,
@@ -184,6 +235,7 @@ def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
         driving=driving_paths,
         reviewer=review["reviewer"] if review else None,
         reviewed_at=review["created_at"] if review else None,
+        cautions=caution,
     )
 
 

@@ -120,6 +120,19 @@ def test_orthanc_to_score_to_sr_in_orthanc_and_fhir_once_per_report_version(
     assert "modality MR is not CT" in reasons[f"{mr.SOPInstanceUID}.dcm"]
     assert "pixel data" in reasons[f"{broken.SOPInstanceUID}.dcm"]
 
+    # The model serves by operator override, as after `make demo`: the reports must say so in
+    # the PACS and the EHR, where the dashboard's red banner is not seen.
+    with engine.begin() as connection:
+        for decision, actor in (("rejected", "gate"), ("override", "make-demo")):
+            connection.execute(
+                text(
+                    "INSERT INTO promotion_events (model_name, candidate_version, decision,"
+                    " reason, actor) VALUES (:m, '1', :d, 'normal studies called malignant"
+                    " 0.43 > ceiling 0.20', :a)"
+                ),
+                {"m": FEATURE_RUN, "d": decision, "a": actor},
+            )
+
     settings.results_dicom_destination = orthanc.destination
     rule_of = rule_in_words(feature_run.settings(pg_url, FEATURE_RUN))
     first = send_results(settings, engine, rule_of)
@@ -137,14 +150,20 @@ def test_orthanc_to_score_to_sr_in_orthanc_and_fhir_once_per_report_version(
         "Study verdict",
         "PRELIMINARY",
         "study rule: Study verdict: malignant when",
+        '"Caution"',
+        "Safety gate not passed: not for clinical use",
     ):
         assert said in dump, f"{said!r} not in the SR:\n{dump}"
+    tags = orthanc.get(f"/instances/{sr['ID']}/simplified-tags")
+    assert tags["SeriesDescription"] == "AI lung CT triage (preliminary; not for clinical use)"
     assert sum(uid in dump for uid in series.sop_uids) >= 1  # the slices that drove the call
 
     report = DiagnosticReport.model_validate_json(
         (settings.outbox / f"{ids.fhir_id}.json").read_text()
     )
     assert report.status == "preliminary"
+    assert "promoted by operator override" in report.conclusion
+    assert "Not for clinical use." in report.conclusion
     assert report.study[0].identifier.value == f"urn:oid:{series.study_uid}"
     assert {o.id for o in report.contained if o.get_resource_type() == "Observation"} == {
         "p-normal",
@@ -193,6 +212,7 @@ def test_orthanc_to_score_to_sr_in_orthanc_and_fhir_once_per_report_version(
     final = next(i for i in found if i["MainDicomTags"]["SOPInstanceUID"] == final_ids.sop_instance)
     final_dump = dsrdump(orthanc, str(final["ID"]), tmp_path)
     assert "VERIFIED" in final_dump and "dr.lee" in final_dump
+    assert "Caution" not in final_dump  # the reviewer's label: the model's cautions were seen
     amends = pydicom.dcmread(io.BytesIO(orthanc.get(f"/instances/{final['ID']}/file")))
     [predecessor] = amends.PredecessorDocumentsSequence
     [prior] = predecessor.ReferencedSeriesSequence[0].ReferencedSOPSequence
@@ -201,6 +221,7 @@ def test_orthanc_to_score_to_sr_in_orthanc_and_fhir_once_per_report_version(
         (settings.outbox / f"{final_ids.fhir_id}.json").read_text()
     )
     assert amended.status == "final" and amended.resultsInterpreter[0].display == "dr.lee"
+    assert "override" not in amended.conclusion
 
     # A PACS that routes whole studies sends the study back, our two SRs with it: the slices
     # were scored before and the SRs are our own, so no new study folder (and no batch that
