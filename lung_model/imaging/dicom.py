@@ -7,7 +7,9 @@ MONOCHROME1 slice gives the same picture as a MONOCHROME2 one with the same HU (
 photometric interpretation only tells a viewer how to paint them). Compressed transfer
 syntaxes decode through the installed pylibjpeg plugins (JPEG, JPEG-LS, JPEG 2000, HTJ2K)
 or pydicom itself (RLE, deflate); others are refused with the syntax named. Non-CT
-modalities, colour, multi-frame and absurd sizes are refused. The patient's identifiers
+modalities, colour, multi-frame and absurd sizes are refused, and so is what a scanner sends
+with modality CT beside its axial slices: secondary captures, localizers (scouts), coronal
+and sagittal reformats. The patient's identifiers
 never leave this module in clear: only a keyed hash (HMAC-SHA256) of the PatientID.
 See https://pydicom.github.io/pydicom/stable/reference/pixels.html
 """
@@ -25,6 +27,17 @@ from lung_model.platform.keys import PATIENT_KEY_FILE, keyed_hash, site_key
 
 LUNG_WINDOW_LEVEL = -600.0  # HU
 LUNG_WINDOW_WIDTH = 1500.0  # HU
+# the storage classes of reconstructed CT images (Enhanced and Legacy Converted are
+# multi-frame, refused for that); a scanner also sends Modality CT as Secondary Capture (dose
+# report screenshots, captured reformats), which are not slices in HU
+CT_IMAGE_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.2",
+    "1.2.840.10008.5.1.4.1.1.2.1",
+    "1.2.840.10008.5.1.4.1.1.2.2",
+)
+# |cosine| of the slice normal to the patient's head-to-feet axis below which a slice is not
+# axial (45 degrees): gantry tilts stay well above it, coronal and sagittal reformats at 0
+AXIAL_MIN_COSINE = 0.7
 
 
 def patient_key(secrets_dir: Path) -> bytes:
@@ -97,6 +110,7 @@ def _check_slice(ds: Any) -> tuple[int, int]:
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality != "CT":
         raise UnreadableImage(f"DICOM modality {modality or 'missing'} is not CT: CT slices only")
+    _check_axial_image(ds)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise UnreadableImage(
@@ -114,6 +128,48 @@ def _check_slice(ds: Any) -> tuple[int, int]:
     if min(width, height) < MIN_SIDE:
         raise UnreadableImage(f"image too small: {width}x{height} pixels")
     return width, height
+
+
+def _check_axial_image(ds: Any) -> None:
+    """Refuse what a CT scanner sends beside its axial slices: secondary captures (dose
+    reports), localizers (scouts) and coronal or sagittal reformats. The model learned from
+    axial slices; scored, any of these would count as one of the study's slices."""
+    from pydicom.uid import UID
+
+    sop_class = str(ds.get("SOPClassUID", "") or "").strip()
+    if sop_class and sop_class not in CT_IMAGE_CLASSES:
+        raise UnreadableImage(
+            f"DICOM {UID(sop_class).name or sop_class} with modality CT is not a CT image "
+            "(a dose report or captured screen): axial CT slices only"
+        )
+    image_type = ds.get("ImageType") or []
+    values = [image_type] if isinstance(image_type, str) else list(image_type)
+    if "LOCALIZER" in (str(v).strip().upper() for v in values):
+        raise UnreadableImage("DICOM CT localizer (scout) image: axial CT slices only")
+    plane = _plane(ds.get("ImageOrientationPatient"))
+    if plane != "axial":
+        raise UnreadableImage(f"DICOM CT {plane} slice (ImageOrientationPatient): axial only")
+
+
+def _plane(orientation: Any) -> str:
+    """'axial', 'coronal', 'sagittal' or 'oblique' from the row and column direction cosines;
+    'axial' when the file does not give them (nothing says otherwise)."""
+    try:
+        cosines = np.asarray([float(v) for v in orientation], dtype=np.float64)
+    except (TypeError, ValueError):
+        return "axial"
+    if cosines.shape != (6,):
+        return "axial"
+    normal = np.cross(cosines[:3], cosines[3:])
+    length = float(np.linalg.norm(normal))
+    if not length:
+        return "axial"
+    normal = np.abs(normal / length)
+    if normal[2] >= AXIAL_MIN_COSINE:
+        return "axial"
+    if normal.max() >= AXIAL_MIN_COSINE:
+        return "sagittal" if normal[0] >= AXIAL_MIN_COSINE else "coronal"
+    return "oblique"
 
 
 def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:

@@ -136,6 +136,33 @@ def test_colour_multi_frame_huge_and_truncated_ct_are_refused() -> None:
         decode_bytes(to_bytes(ct_small())[:20_000])
 
 
+def test_what_a_scanner_sends_beside_its_axial_slices_is_refused_with_what_it_is() -> None:
+    """Scouts, dose-report captures and reformats come with modality CT in a real series;
+    scored, each would count as one of the study's lung slices."""
+    scout = ct_small()
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    capture = ct_small()
+    capture.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    coronal = ct_small()
+    coronal.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    sagittal = ct_small()
+    sagittal.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    tilted = ct_small()  # a gantry tilt of 20 degrees is still an axial slice
+    tilted.ImageOrientationPatient = [1, 0, 0, 0, float(np.cos(0.35)), float(np.sin(0.35))]
+
+    with pytest.raises(UnreadableImage, match=r"localizer \(scout\) image"):
+        decode_dicom(to_bytes(scout))
+    with pytest.raises(UnreadableImage, match="Secondary Capture Image Storage with modality CT"):
+        decode_dicom(to_bytes(capture))
+    with pytest.raises(UnreadableImage, match="CT coronal slice"):
+        decode_dicom(to_bytes(coronal))
+    with pytest.raises(UnreadableImage, match="CT sagittal slice"):
+        decode_dicom(to_bytes(sagittal))
+    assert np.array_equal(
+        decode_dicom(to_bytes(tilted)).gray, decode_dicom(to_bytes(ct_small())).gray
+    )
+
+
 def test_a_data_set_without_preamble_is_recognised() -> None:
     from pydicom.filewriter import write_dataset
 
