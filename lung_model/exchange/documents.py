@@ -11,9 +11,9 @@ slices that drove the call as its source images; the series description says "no
 clinical use" when the model never passed the gate, as PACS lists show it. A
 preliminary report is complete and unverified; the amended one after a review is final,
 verified by the reviewer, names the preliminary one as its predecessor, and its verdict is
-the reviewer's label. The DiagnosticReport says
-the same, its conclusion ending with the cautions in words: status `preliminary` or `final`, one Observation per class (contained), the
-algorithm as a contained Device, the ImagingStudy by its Study Instance UID.
+the reviewer's label. The DiagnosticReport says the same, its conclusion ending with the
+cautions in words: status `preliminary` or `final`, one Observation per class (contained),
+the algorithm as a contained Device, the ImagingStudy by its Study Instance UID.
 
 Identifiers are derived from the study and report version (`uids`), so the same report
 version always yields the same objects: resending one replaces it, never adds a second.

@@ -73,17 +73,19 @@ def _read(data: bytes) -> Any:
 def decodable_transfer_syntaxes() -> list[str]:
     """The transfer syntaxes whose pixel data `decode_dicom` decodes here, uncompressed first:
     what the DICOM receiver accepts, so a sender need not transcode what is read anyway."""
-    from pydicom.pixels.decoders.base import get_decoder
-    from pydicom.uid import UID, AllTransferSyntaxes
+    from pydicom.uid import AllTransferSyntaxes
 
-    found = []
-    for syntax in AllTransferSyntaxes:
-        try:
-            if not syntax.is_compressed or get_decoder(syntax).is_available:
-                found.append(str(syntax))
-        except NotImplementedError:  # video, audio and referenced pixel data
-            continue
-    return sorted(found, key=lambda uid: UID(uid).is_compressed)  # stable: pydicom's order
+    found = [s for s in AllTransferSyntaxes if not s.is_compressed or _decoder_available(s)]
+    return [str(s) for s in sorted(found, key=lambda s: s.is_compressed)]
+
+
+def _decoder_available(transfer_syntax: Any) -> bool:
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        return bool(get_decoder(transfer_syntax).is_available)
+    except NotImplementedError:  # video, audio and referenced pixel data
+        return False
 
 
 def _check_decodable(transfer_syntax: Any) -> None:
@@ -158,7 +160,7 @@ def _plane(orientation: Any) -> str:
         cosines = np.asarray([float(v) for v in orientation], dtype=np.float64)
     except (TypeError, ValueError):
         return "axial"
-    if cosines.shape != (6,):
+    if cosines.shape != (6,) or not np.isfinite(cosines).all():
         return "axial"
     normal = np.cross(cosines[:3], cosines[3:])
     length = float(np.linalg.norm(normal))
