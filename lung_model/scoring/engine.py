@@ -53,6 +53,9 @@ from lung_model.training.study_rule import StudyRule
 
 NO_FILES = "the study folder holds no image files"
 NONE_SCORABLE = "no slice could be scored (see the quarantine reasons)"
+# a verdict over two patients' slices is wrong for both (the slices stay scored, each row
+# naming its patient's keyed hash; split the folder and drop each part again)
+MIXED_PATIENTS = "the study's DICOM slices name {n} patients: no verdict across patients"
 
 
 @dataclass(frozen=True)
@@ -254,13 +257,17 @@ class Scorer:
         assert summary.batch_id is not None
         threshold = study_threshold(self.model, self.settings.malignant_threshold)
         stats = store.slice_stats(self.engine, summary.batch_id, self.model, threshold)
+        patients = store.patients_in_batch(self.engine, summary.batch_id)
         verdict = None
-        if stats.n_slices:
+        if stats.n_slices and patients <= 1:
             probabilities = store.slice_probabilities(self.engine, summary.batch_id, self.model)
             rule = getattr(self.model, "study_rule", None) or StudyRule()
             margin = self.settings.uncertain_margin
             verdict = study_verdict(probabilities, rule, threshold, margin).as_dict()
-        error = None if verdict else (NO_FILES if nothing_to_score else NONE_SCORABLE)
+        error = None
+        if not verdict:
+            error = NO_FILES if nothing_to_score else NONE_SCORABLE
+            error = MIXED_PATIENTS.format(n=patients) if patients > 1 else error
         check = self._check_acquisition(summary.batch_id) if verdict else None
         sensitive = self._check_sensitivity(summary.batch_id) if verdict else None
         summary.n_files, summary.n_scored, summary.n_quarantined = store.finish_batch(

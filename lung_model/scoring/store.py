@@ -160,6 +160,20 @@ def write_batch(
             raw.close()
 
 
+def patients_in_batch(engine: Engine, batch_id: int) -> int:
+    """How many patients the batch's scored slices name (by keyed hash; slices without one,
+    JPEG and PNG, name none)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT count(DISTINCT patient_hash) FROM images"
+                " WHERE batch_id = :batch AND status = 'scored'"
+            ),
+            {"batch": batch_id},
+        ).scalar_one()
+    return int(found)
+
+
 def slice_stats(engine: Engine, batch_id: int, model: Predictor, threshold: float) -> SliceStats:
     """Aggregates over the batch's scored slices, as this model version predicted them."""
     with engine.connect() as conn:

@@ -268,3 +268,36 @@ def test_the_models_own_threshold_decides_slices_and_studies(
     assert any(slice_malignant) is (own == 0.0)
     assert (summary.result["predicted_class"] == "malignant") is study_malignant
     assert summary.result["n_malignant_slices"] == (4 if study_malignant else 0)
+
+
+def test_a_folder_of_two_patients_dicom_slices_gets_no_verdict(
+    settings: Settings, engine: Engine, toy: ToyPredictor, tmp_path: Path
+) -> None:
+    """A study folder dropped with two patients' slices in it: each slice is scored and
+    names its patient's keyed hash, but no verdict mixes them; one patient's gets one."""
+    import pydicom
+
+    from lung_model.exchange.synthetic import write_series
+
+    series = write_series(tmp_path / "series", real_slices(4, start=40), seed="two patients")
+    for file in series.files[2:]:
+        ds = pydicom.dcmread(file)
+        ds.PatientID = "OTHER-PATIENT"
+        ds.save_as(file)
+    mixed, single = settings.inbox / "S-two-patients", settings.inbox / "S-one-patient"
+    for folder, files in ((mixed, series.files), (single, series.files[:2])):
+        folder.mkdir()
+        for file in files:
+            shutil.copyfile(file, folder / file.name)
+        (folder / "_READY").touch()
+    scorer = Scorer(toy, engine, settings, id_key=b"k" * 32)
+
+    two = scorer.score_claimed(mixed)
+    one = scorer.score_claimed(single)
+
+    assert (two.status, two.n_scored) == ("failed", 4)
+    assert two.error == "the study's DICOM slices name 2 patients: no verdict across patients"
+    assert rows(
+        engine, "SELECT count(*) FROM study_results WHERE batch_id = :b", b=two.batch_id
+    ) == [(0,)]
+    assert (one.status, one.n_scored) == ("done", 2)
