@@ -47,6 +47,7 @@ from lung_model.scoring.predictor import (
     slice_class,
     study_threshold,
 )
+from lung_model.scoring.series import one_reconstruction
 from lung_model.scoring.study import SliceStats, study_verdict
 from lung_model.settings import Settings
 from lung_model.training.study_rule import StudyRule
@@ -167,7 +168,7 @@ class Scorer:
         `destination` (the archive); without, nothing moves. Raises `ClaimTaken` when another
         scorer took the claim over (after a database restart), `DecodeWorkerDied` when a
         decoding process died: either way the claim stays for the next run."""
-        files = list_inputs(root, self.settings.ready_marker)
+        files = one_reconstruction(list_inputs(root, self.settings.ready_marker))
         summary = self._summary(root, "done", study)
         summary.batch_id = batch_id = store.open_batch(
             self.engine, summary.study, self.names.folder(source), self.model
