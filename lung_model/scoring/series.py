@@ -11,6 +11,8 @@ the one whose middle slice is noisiest (`acquisition.noise_level`): the sharp lu
 thinner slices. The other axial series' files are refused with which series was scored
 instead, so they end quarantined with that reason; files without a series (JPEG, PNG) are
 left alone. The choice depends only on the files, so a rerun or resumed claim makes it again.
+Noise does not tell a lung kernel from a sharper bone kernel, which would be chosen: sites
+route the lung series (README, hospital integration); the kernel names are vendors' own.
 """
 
 from __future__ import annotations
