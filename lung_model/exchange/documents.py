@@ -175,8 +175,8 @@ def structured_report(report: StudyReport, evidence: Evidence) -> Any:
         verifying_organization="lung CT triage review" if final else None,
     )
     uncleared = any(c.code == GATE_NOT_PASSED for c in report.cautions)
-    sr.SeriesDescription = f"AI lung CT triage ({report.report_status}"
-    sr.SeriesDescription += "; not for clinical use)" if uncleared else ")"
+    warning = "; not for clinical use" if uncleared else ""
+    sr.SeriesDescription = f"AI lung CT triage ({report.report_status}{warning})"
     if final:  # amends the model's preliminary report of the same result
         sr.PredecessorDocumentsSequence = [_preliminary_reference(report, evidence.study_uid)]
     return sr

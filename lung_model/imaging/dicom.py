@@ -56,14 +56,28 @@ def lung_window(hu: np.ndarray) -> np.ndarray:
     return np.clip((hu - low) / LUNG_WINDOW_WIDTH, 0.0, 1.0).astype(np.float32)
 
 
-def _read(data: bytes) -> Any:
+SERIES_TAGS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ConvolutionKernel")
+
+
+def series_attributes(head: bytes) -> dict[str, str] | None:
+    """`SERIES_TAGS` of a DICOM file from its first bytes (its pixel data need not be among
+    them), whitespace collapsed; None when it names no series or cannot be read."""
+    try:
+        ds = _read(head, stop_before_pixels=True, specific_tags=list(SERIES_TAGS))
+    except UnreadableImage:
+        return None
+    found = {tag: " ".join(str(ds.get(tag, "") or "").split()) for tag in SERIES_TAGS}
+    return found if found["SeriesInstanceUID"] else None
+
+
+def _read(data: bytes, **options: Any) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     # Value validation would warn with the offending value, which may be a patient's name.
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=True)
+        return pydicom.dcmread(io.BytesIO(data), force=True, **options)
     except InvalidDicomError as error:
         raise UnreadableImage(f"not a readable DICOM file: {error}") from error
     except Exception as error:  # truncated or malformed element structure

@@ -20,6 +20,7 @@ import math
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -138,24 +139,37 @@ def decode_bytes(
     raise UnreadableImage("not a JPEG, PNG or DICOM file")
 
 
-def read_limited(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
-    """A regular file's bytes, refusing symlinks, devices, FIFOs and files over `limit`."""
+def _open_regular(path: Path) -> BinaryIO:
+    """A regular file opened for reading, refusing symlinks, devices and FIFOs."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
         if Path(path).is_symlink():
             raise UnreadableImage("symbolic link: not followed") from error
         raise UnreadableImage(f"cannot open: {error.strerror}") from error
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise UnreadableImage("not a regular file")
-        if info.st_size > limit:
-            raise UnreadableImage(f"file too large: {info.st_size} bytes (limit {limit})")
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise UnreadableImage("not a regular file")
+    return handle
+
+
+def read_limited(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, refusing symlinks, devices, FIFOs and files over `limit`."""
+    with _open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise UnreadableImage(f"file too large: {size} bytes (limit {limit})")
         data = handle.read(limit + 1)
     if len(data) > limit:  # grew while we read it
         raise UnreadableImage(f"file too large: over {limit} bytes")
     return data
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """A regular file's first `size` bytes, opened as `read_limited` opens it."""
+    with _open_regular(path) as handle:
+        return handle.read(size)
 
 
 def read_gray(path: Path, reduce_to: int | None = None) -> DecodedImage:

@@ -142,7 +142,8 @@ def lung_masks(
     `close_radius` is in full-resolution px. Asked again in the same thread for the same
     array and arguments, the masks found last are returned (read-only): scoring measures a
     slice's acquisition on the masks its features found (about 2 ms a slice, found twice
-    before; README's scoring throughput). The array must not change in place between the two calls."""
+    before; README's scoring throughput). The array must not change in place between the
+    two calls."""
     arguments = (mask_side, close_radius, averaged)
     last = getattr(_last_found, "call", None)
     if last is not None and last[0] is gray and last[1] == arguments:

@@ -265,10 +265,7 @@ class Scorer:
             rule = getattr(self.model, "study_rule", None) or StudyRule()
             margin = self.settings.uncertain_margin
             verdict = study_verdict(probabilities, rule, threshold, margin).as_dict()
-        error = None
-        if not verdict:
-            error = NO_FILES if nothing_to_score else NONE_SCORABLE
-            error = MIXED_PATIENTS.format(n=patients) if patients > 1 else error
+        error = _no_verdict_reason(nothing_to_score, patients) if not verdict else None
         check = self._check_acquisition(summary.batch_id) if verdict else None
         sensitive = self._check_sensitivity(summary.batch_id) if verdict else None
         summary.n_files, summary.n_scored, summary.n_quarantined = store.finish_batch(
@@ -343,6 +340,12 @@ class Scorer:
         stats = SliceStats(0, 0.0, 0.0, 0.0, 0.0, 0)
         store.finish_batch(self.engine, batch_id, self.model, stats, None, reason)
         return StudySummary(name, self.names.folder(location), "failed", batch_id, error=reason)
+
+
+def _no_verdict_reason(nothing_to_score: bool, patients: int) -> str:
+    if patients > 1:
+        return MIXED_PATIENTS.format(n=patients)
+    return NO_FILES if nothing_to_score else NONE_SCORABLE
 
 
 def os_lexists(path: Path) -> bool:

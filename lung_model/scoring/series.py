@@ -17,19 +17,17 @@ route the lung series (README, hospital integration); the kernel names are vendo
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from lung_model.imaging.acquisition import noise_level
+from lung_model.imaging.dicom import series_attributes
 from lung_model.imaging.errors import UnreadableImage
-from lung_model.imaging.images import decode_bytes, read_limited, sniff_format
+from lung_model.imaging.images import decode_bytes, read_head, read_limited, sniff_format
 from lung_model.scoring.files import InputFile
 
 HEADER_BYTES = 64 * 1024  # a CT header ends well before this; its pixel data follow
 MIN_SHARE = 0.25  # a series under a quarter of the largest one's slices is not chosen
-_TAGS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ConvolutionKernel")
 
 
 @dataclass(frozen=True)
@@ -39,32 +37,17 @@ class Series:
     files: tuple[InputFile, ...]
 
 
-def _dicom_head(file: InputFile) -> bytes | None:
-    """A DICOM file's first bytes, read as safely as the decoder reads it (no link
-    followed); None for any other file."""
-    fd = os.open(file.read_from, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        head = handle.read(132)
-        return head + handle.read(HEADER_BYTES) if sniff_format(head) == "dicom" else None
-
-
 def _header(file: InputFile) -> dict[str, str] | None:
-    """The series attributes of a DICOM file; None for any other file or an unreadable one."""
-    import pydicom
-
+    """The series attributes of a DICOM file; None for any other file or an unreadable one
+    (the decoder gives its reason). Only a DICOM file is read past its first 132 bytes."""
     if file.refusal:
         return None
     try:
-        head = _dicom_head(file)
-        if head is None:
+        if sniff_format(read_head(file.read_from, 132)) != "dicom":
             return None
-        ds = pydicom.dcmread(
-            io.BytesIO(head), stop_before_pixels=True, force=True, specific_tags=list(_TAGS)
-        )
-    except Exception:  # unreadable here: the decoder gives the reason
+        return series_attributes(read_head(file.read_from, HEADER_BYTES))
+    except UnreadableImage:
         return None
-    found = {tag: " ".join(str(ds.get(tag, "") or "").split()) for tag in _TAGS}
-    return found if found["SeriesInstanceUID"] else None
 
 
 def _name(header: dict[str, str]) -> str:
