@@ -46,7 +46,7 @@ def _header(file: InputFile) -> dict[str, str] | None:
         if sniff_format(read_head(file.read_from, 132)) != "dicom":
             return None
         return series_attributes(read_head(file.read_from, HEADER_BYTES))
-    except UnreadableImage:
+    except (UnreadableImage, OSError):  # a read that fails midway too
         return None
 
 
@@ -74,7 +74,7 @@ def middle_noise(series: Series) -> float | None:
     middle = series.files[len(series.files) // 2]
     try:
         return noise_level(decode_bytes(read_limited(middle.read_from)).gray)
-    except UnreadableImage:
+    except Exception:  # unreadable, or a decoder bug: as in decode_file, never the study's end
         return None
 
 
