@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from scoring_helpers import make_study, real_slices, rows
 from scoring_toys import KerasPredictor, ToyPredictor, tiny_keras_model
 from sqlalchemy import Engine
 
+from lung_model.exchange.synthetic import write_series
 from lung_model.scoring.engine import FileOutcome, Scorer
 from lung_model.scoring.inbox import find_ready_studies
 from lung_model.settings import Settings
@@ -275,10 +277,6 @@ def test_a_folder_of_two_patients_dicom_slices_gets_no_verdict(
 ) -> None:
     """A study folder dropped with two patients' slices in it: each slice is scored and
     names its patient's keyed hash, but no verdict mixes them; one patient's gets one."""
-    import pydicom
-
-    from lung_model.exchange.synthetic import write_series
-
     series = write_series(tmp_path / "series", real_slices(4, start=40), seed="two patients")
     for file in series.files[2:]:
         ds = pydicom.dcmread(file)
