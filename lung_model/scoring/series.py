@@ -17,6 +17,7 @@ route the lung series (README, hospital integration); the kernel names are vendo
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -66,7 +67,17 @@ def study_series(files: Sequence[InputFile]) -> list[Series]:
         if header is not None:
             grouped.setdefault(header["SeriesInstanceUID"], []).append(file)
             names.setdefault(header["SeriesInstanceUID"], _name(header))
-    return [Series(uid, names[uid], tuple(found)) for uid, found in grouped.items()]
+    counts = Counter(names.values())
+    return [
+        Series(uid, _told_apart(names[uid], uid, counts[names[uid]]), tuple(found))
+        for uid, found in grouped.items()
+    ]
+
+
+def _told_apart(name: str, uid: str, sharing: int) -> str:
+    """`name`, with the end of the series UID when another series of the study has the same
+    name (a sender that numbers every series 1): the reasons must say which is which."""
+    return f"{name} (UID ...{uid[-8:]})" if sharing > 1 else name
 
 
 def middle_noise(series: Series) -> float | None:

@@ -15,6 +15,8 @@ from sqlalchemy import Engine
 
 from lung_model.exchange.synthetic import write_series
 from lung_model.scoring.engine import Scorer
+from lung_model.scoring.files import list_inputs
+from lung_model.scoring.series import one_reconstruction
 from lung_model.settings import Settings
 
 
@@ -78,3 +80,23 @@ def test_the_sharp_reconstruction_is_scored_and_the_smooth_one_refused_saying_so
     )
     assert found["s1-0001.dcm"] == "DICOM CT localizer (scout) image: axial CT slices only"
     assert (settings.quarantine / "S-two-kernels" / "s2-0001.dcm").exists()
+
+
+def test_series_that_share_a_number_are_told_apart_by_their_uid(tmp_path: Path) -> None:
+    slices = real_slices(3, start=60)
+    study = tmp_path / "S-numbered-alike"
+    sharp = write_series(study, slices, seed="alike-sharp")  # both numbered 1, undescribed
+    smooth = write_series(tmp_path / "smooth", _smoothed(slices, tmp_path / "png"), seed="alike")
+    for file in smooth.files:
+        file.rename(study / f"soft-{file.name}")
+
+    reasons = {f.relpath: f.refusal for f in one_reconstruction(list_inputs(study))}
+
+    assert all(reasons[f.name] is None for f in sharp.files)
+    assert all(
+        reasons[f"soft-{f.name}"]
+        == f"another reconstruction of this study (series 1 (UID ...{smooth.series_uid[-8:]})):"
+        f" only series 1 (UID ...{sharp.series_uid[-8:]}) is scored, the sharpest, as one"
+        " study's verdict must read one series"
+        for f in smooth.files
+    )
