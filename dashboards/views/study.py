@@ -18,6 +18,7 @@ from lung_model.review.reviews import (
 from lung_model.review.rules import probabilities_line
 from lung_model.review.studies import (
     get_study,
+    quarantined_by_reason,
     slice_file,
     slice_unlike_training,
     study_slices,
@@ -162,7 +163,9 @@ review_form(
     latest["label"] if latest else None,
 )
 
-slices = study_slices(engine, study["id"], result["model_name"], result["model_version"])
+every_file = study_slices(engine, study["id"], result["model_name"], result["model_version"])
+slices = [item for item in every_file if item["status"] != "quarantined"]
+quarantined = quarantined_by_reason(every_file)
 marks = current_marks(engine, study["id"])
 settings = ui.settings()
 st.subheader(f"Slices ({len(slices)})")
@@ -172,12 +175,9 @@ page = st.number_input("Slice page", 1, pages, 1, key="slice_page") if pages > 1
 columns = st.columns(6)
 for position, item in enumerate(slices[(page - 1) * per_page : page * per_page]):
     column = columns[position % 6]
-    path = slice_file(settings, study, item["path"])
-    if path is not None and item["status"] != "quarantined":
+    if (path := slice_file(settings, study, item["path"])) is not None:
         column.image(ui.thumbnail(path), width="stretch")
-    if item["status"] == "quarantined":
-        column.caption(f"**{ui.plain(item['path'])}** quarantined: {ui.plain(item['reason'])}")
-    elif item["p_malignant"] is None:
+    if item["p_malignant"] is None:
         column.caption(f"**{ui.plain(item['path'])}**: no prediction by this model version")
     else:
         reviewed = (
@@ -192,6 +192,12 @@ for position, item in enumerate(slices[(page - 1) * per_page : page * per_page])
             f"**{ui.plain(item['path'])}** → {item['predicted_class']}  \n"
             f"{probabilities_line(shares)}{reviewed}{ui_marks.mark_note(marks, item)}"
         )
+
+for reason, paths in quarantined:
+    files = f"{len(paths)} files" if len(paths) > 1 else "1 file"
+    st.warning(f"{files} quarantined, not scored: {ui.plain(reason)}", icon=":material/block:")
+    more = f" and {len(paths) - 20} more" if len(paths) > 20 else ""
+    st.caption(", ".join(ui.plain(path) for path in paths[:20]) + more)
 
 scored = [item for item in slices if item["p_malignant"] is not None]
 if scored:

@@ -64,6 +64,16 @@ def study_slices(
         return [dict(row) for row in connection.execute(_SLICES, params).mappings()]
 
 
+def quarantined_by_reason(slices: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """The study's quarantined files as (reason, their paths), the largest group first: a
+    study's second reconstruction quarantines every one of its files for one reason."""
+    grouped: dict[str, list[str]] = {}
+    for item in slices:
+        if item["status"] == "quarantined":
+            grouped.setdefault(item["reason"] or "no reason recorded", []).append(item["path"])
+    return sorted(grouped.items(), key=lambda group: (-len(group[1]), group[0]))
+
+
 def slice_unlike_training(item: dict[str, Any], result: dict[str, Any]) -> list[str]:
     """The measurements of a measured slice outside its result's acquisition range, in
     words ('pixel noise'); [] when inside, not measured, or the model is unguarded."""

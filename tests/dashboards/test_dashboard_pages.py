@@ -51,6 +51,36 @@ def test_study_view_shows_slices_lineage_and_flag(signed_in, seeded) -> None:
     assert len(app.image) >= 2  # thumbnails rendered from the archived files
 
 
+def test_quarantined_files_are_listed_once_per_reason_below_the_slices(signed_in, seeded) -> None:
+    from sqlalchemy import text
+
+    from lung_model.platform import db
+
+    second = "another reconstruction of this study (series 2): only series 3 is scored"
+    quarantined = [("s2-01.dcm", second), ("s2-02.dcm", second), ("scout.dcm", "a scout")]
+    with db.get_engine(seeded.settings).begin() as connection:
+        for path, reason in quarantined:
+            connection.execute(
+                text(
+                    "INSERT INTO images (batch_id, path, status, reason)"
+                    " VALUES (:b, :p, 'quarantined', :r)"
+                ),
+                {"b": seeded.uncertain, "p": path, "r": reason},
+            )
+    app = signed_in()
+    app.switch_page("views/study.py")
+    app.query_params["batch"] = str(seeded.uncertain)
+    app.run()
+    assert not app.exception, app.exception
+    assert [str(h.value) for h in app.subheader if "Slices" in str(h.value)] == ["Slices (2)"]
+    warnings = [str(w.value).replace("\\", "") for w in app.warning if "quarantined" in w.value]
+    assert warnings == [
+        f"2 files quarantined, not scored: {second}",
+        "1 file quarantined, not scored: a scout",
+    ]
+    assert "s2-01.dcm, s2-02.dcm" in _texts(app)
+
+
 def test_review_is_appended_with_the_signed_in_reviewer(signed_in, seeded) -> None:
     app = signed_in()
     app.switch_page("views/study.py")
