@@ -5,8 +5,9 @@ then a lung window (level -600 HU, width 1500 HU) maps them to [0, 1], air dark 
 bright like the JPEG exports the model is trained on. Hounsfield units are physical, so a
 MONOCHROME1 slice gives the same picture as a MONOCHROME2 one with the same HU (the
 photometric interpretation only tells a viewer how to paint them). Compressed transfer
-syntaxes decode through the installed pylibjpeg plugins (JPEG, JPEG-LS, JPEG 2000, HTJ2K)
-or pydicom itself (RLE, deflate); others are refused with the syntax named. Non-CT
+syntaxes decode through the installed plugins (pylibjpeg's for JPEG, JPEG 2000, HTJ2K and
+RLE, CharLS for JPEG-LS; the fastest where several could, `FASTEST_DECODERS`) or pydicom
+itself (deflate); others are refused with the syntax named. Non-CT
 modalities, colour, multi-frame and absurd sizes are refused, and so is what a scanner sends
 with modality CT beside its axial slices: secondary captures, localizers (scouts), coronal
 and sagittal reformats. The patient's identifiers
@@ -35,6 +36,14 @@ CT_IMAGE_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.2.1",
     "1.2.840.10008.5.1.4.1.1.2.2",
 )
+# where several installed plugins decode a syntax, the fastest on 512-px 12-bit CT slices
+# (bench/bench_decode.py): CharLS (pyjpegls) decodes JPEG-LS in a quarter of libjpeg's time,
+# and pylibjpeg-rle RLE in a tenth of pydicom's numpy decoder's
+FASTEST_DECODERS = {
+    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.5": "pylibjpeg",  # RLE lossless
+}
 # |cosine| of the slice normal to the patient's head-to-feet axis below which a slice is not
 # axial (45 degrees): gantry tilts stay well above it, coronal and sagittal reformats at 0
 AXIAL_MIN_COSINE = 0.7
@@ -102,8 +111,9 @@ def _decoder_available(transfer_syntax: Any) -> bool:
         return False
 
 
-def _check_decodable(transfer_syntax: Any) -> None:
-    """Refuse, with the syntax named, pixel data no installed plugin can decode."""
+def _check_decodable(transfer_syntax: Any) -> str:
+    """Refuse, with the syntax named, pixel data no installed plugin can decode; else the
+    plugin to decode it with ('' for pydicom's default)."""
     from pydicom.pixels.decoders.base import get_decoder
 
     name = f"{transfer_syntax.name} ({transfer_syntax})"
@@ -114,6 +124,8 @@ def _check_decodable(transfer_syntax: Any) -> None:
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
         raise UnreadableImage(f"compressed DICOM ({name}) cannot be decoded here: needs {missing}")
+    faster = FASTEST_DECODERS.get(str(transfer_syntax), "")
+    return faster if faster in decoder.available_plugins else ""
 
 
 def _check_slice(ds: Any) -> tuple[int, int]:
@@ -208,7 +220,7 @@ def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
     if not transfer_syntax.is_transfer_syntax:
         raise UnreadableImage(f"unknown DICOM transfer syntax {transfer_syntax}")
     if transfer_syntax.is_compressed:
-        _check_decodable(transfer_syntax)
+        ds.pixel_array_options(decoding_plugin=_check_decodable(transfer_syntax))
     try:
         stored = ds.pixel_array
     except Exception as error:  # corrupt or truncated pixel data, codec errors

@@ -12,9 +12,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from lung_model.imaging.dicom import decode_dicom, lung_window, patient_key
+from lung_model.imaging.dicom import FASTEST_DECODERS, decode_dicom, lung_window, patient_key
 from lung_model.imaging.errors import UnreadableImage
 from lung_model.imaging.images import decode_bytes, sniff_format
 
@@ -72,7 +72,7 @@ def test_monochrome1_with_the_same_hounsfield_units_gives_the_same_picture() -> 
 
 def test_compressed_transfer_syntaxes_decode_like_the_uncompressed_slice() -> None:
     reference = decode_dicom(to_bytes(ct_small())).gray
-    for syntax in (RLELossless, JPEG2000Lossless):  # RLE: pydicom; JPEG 2000: pylibjpeg-openjpeg
+    for syntax in (RLELossless, JPEG2000Lossless, JPEGLSLossless):
         ds = ct_small()
         ds.compress(syntax)
         assert ds.file_meta.TransferSyntaxUID == syntax
@@ -80,6 +80,31 @@ def test_compressed_transfer_syntaxes_decode_like_the_uncompressed_slice() -> No
 
     j2k = decode_dicom(bundled("693_J2KI.dcm").read_bytes())  # a real JPEG 2000 CT slice
     assert j2k.gray.shape == (512, 512) and 0.05 < float(j2k.gray.mean()) < 0.95
+
+
+def test_the_fastest_decoder_of_a_syntax_is_installed_and_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pylibjpeg-rle and CharLS are in the lock for speed (bench/bench_decode.py): without
+    them pydicom would silently fall back to a decoder four to ten times slower."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    for syntax, plugin in FASTEST_DECODERS.items():
+        assert plugin in get_decoder(UID(syntax)).available_plugins, (syntax, plugin)
+    chosen: list[str] = []
+    original = Dataset.pixel_array_options
+    monkeypatch.setattr(
+        Dataset,
+        "pixel_array_options",
+        lambda self, **options: (
+            chosen.append(options["decoding_plugin"]) or original(self, **options)
+        ),
+    )
+    for syntax in (RLELossless, JPEGLSLossless, JPEG2000Lossless):
+        ds = ct_small()
+        ds.compress(syntax)
+        decode_dicom(to_bytes(ds))
+    assert chosen == ["pylibjpeg", "pyjpegls", ""]  # JPEG 2000: pydicom's own choice
 
 
 def test_a_syntax_nobody_can_decode_is_refused_with_its_name(
