@@ -45,6 +45,13 @@ result = study["results"][0] if study["results"] else None
 st.caption(
     f"Batch {study['id']} · received {study['started_at']:%Y-%m-%d %H:%M} · {study['status']}"
 )
+if newer := study.get("superseded_by"):  # more of the study arrived: lung_model.scoring.grown
+    st.error(
+        f"More of this study arrived after it was scored: batch {newer} scored it whole. "
+        "This verdict read only part of the study; the worklist and the reports follow the "
+        "newer batch."
+    )
+    st.page_link("views/study.py", label=f"Open batch {newer}", query_params={"batch": newer})
 if result is None:
     st.warning("This study has not been scored yet.")
     st.stop()

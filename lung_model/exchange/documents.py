@@ -62,14 +62,17 @@ def derived_uid(*parts: str) -> str:
 
 def uids(study_uid: str, report: str, model: str = "") -> Uids:
     """The identifiers of one report version of one study, the same on every call (derived
-    from the study and report version)."""
+    from the study and report version). A study scored again whole after more of it arrived
+    (`model:<name>:<version>@batch-<id>`, `scoring.grown`) gets a new SR, DICOM objects being
+    immutable, but the same DiagnosticReport id: the EHR's report is updated in place."""
     seed = "\n".join([MANUFACTURER, study_uid, report])
+    resource = "\n".join([MANUFACTURER, study_uid, report.split("@batch-")[0]])
     return Uids(
         series=derived_uid(seed, "series"),
         sop_instance=derived_uid(seed, "sr"),
         tracking=derived_uid(seed, "tracking"),
         device=derived_uid(MANUFACTURER, model, "device"),
-        fhir_id=f"lung-{hashlib.sha256(seed.encode()).hexdigest()[:40]}",
+        fhir_id=f"lung-{hashlib.sha256(resource.encode()).hexdigest()[:40]}",
     )
 
 
@@ -186,7 +189,9 @@ def _preliminary_reference(report: StudyReport, study_uid: str) -> Any:
     """The preliminary report this final one amends (its UIDs are derived, see `uids`)."""
     from pydicom.dataset import Dataset
 
-    preliminary = uids(study_uid, f"model:{report.model_name}:{report.model_version}")
+    preliminary = uids(
+        study_uid, report.preliminary or f"model:{report.model_name}:{report.model_version}"
+    )
     instance = Dataset()
     instance.ReferencedSOPClassUID = COMPREHENSIVE_3D_SR
     instance.ReferencedSOPInstanceUID = preliminary.sop_instance

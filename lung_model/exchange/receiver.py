@@ -20,8 +20,9 @@ then writes the ready marker (`LUNG_READY_MARKER`). Which studies are still arri
 on disk (`LUNG_HOME/receiving/studies/<folder>`, touched per instance), so a receiver killed
 mid-series marks them when it is back, after the same quiet period. An instance arriving
 after the marker was written takes the marker away again until the study is quiet; one
-arriving after the scorer claimed the study starts a new folder of the same name, scored as
-its own batch.
+arriving after the scorer claimed the study starts a new folder of the same name, which the
+scorer scores together with the study's earlier instances, superseding the earlier batch
+(`scoring.grown`).
 See https://pydicom.github.io/pynetdicom/stable/examples/storage.html and
 https://dicom.nema.org/medical/dicom/current/output/chtml/part07/chapter_9.html#sect_9.1.1
 """

@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 # the model's results, and every study review with `latest` marking the one a report says.
 _VERSIONS = """
 WITH dicom_batches AS (
-    SELECT b.id FROM scan_batches b
+    SELECT b.id, CASE WHEN EXISTS (SELECT 1 FROM scan_batches s WHERE s.superseded_by = b.id)
+                      THEN '@batch-' || b.id ELSE '' END AS scored_again
+    FROM scan_batches b
     WHERE b.status = 'done' AND b.archive_path IS NOT NULL
       AND (CAST(:batch AS bigint) IS NULL OR b.id = :batch)
       AND EXISTS (SELECT 1 FROM images i
@@ -50,17 +52,21 @@ WITH dicom_batches AS (
 ), study_reviews AS (
     SELECT v.* FROM reviews v JOIN dicom_batches d ON d.id = v.batch_id WHERE v.image_id IS NULL
 ), versions AS (
-    SELECT r.batch_id, 'model:' || r.model_name || ':' || r.model_version AS report,
-           'preliminary' AS report_status, r.id AS result_id, NULL::bigint AS review_id,
-           true AS latest
+    SELECT r.batch_id, 'model:' || r.model_name || ':' || r.model_version || d.scored_again
+           AS report, 'preliminary' AS report_status, r.id AS result_id,
+           NULL::bigint AS review_id, true AS latest,
+           'model:' || r.model_name || ':' || r.model_version || d.scored_again AS preliminary
     FROM study_results r JOIN dicom_batches d ON d.id = r.batch_id
     UNION ALL
     SELECT v.batch_id, 'review:' || v.id, 'final', r.id, v.id,
            NOT EXISTS (SELECT 1 FROM study_reviews w WHERE w.batch_id = v.batch_id
-                       AND (w.created_at, w.id) > (v.created_at, v.id))
+                       AND (w.created_at, w.id) > (v.created_at, v.id)),
+           'model:' || r.model_name || ':' || r.model_version || d.scored_again
     FROM study_reviews v
+    JOIN dicom_batches d ON d.id = v.batch_id
     JOIN LATERAL (
-        SELECT sr.id FROM study_results sr WHERE sr.batch_id = v.batch_id
+        SELECT sr.id, sr.model_name, sr.model_version FROM study_results sr
+        WHERE sr.batch_id = v.batch_id
         ORDER BY (sr.model_name = v.model_name AND sr.model_version = v.model_version) DESC,
                  sr.created_at DESC, sr.id DESC LIMIT 1
     ) r ON true
@@ -69,8 +75,12 @@ WITH dicom_batches AS (
 _CANDIDATES = text(
     _VERSIONS  # noqa: S608 - fixed SQL, bound values
     + """
-SELECT c.batch_id, c.report, c.report_status, c.result_id, c.review_id FROM versions c
-WHERE c.latest AND (SELECT count(*) FROM result_deliveries x
+SELECT c.batch_id, c.report, c.report_status, c.result_id, c.review_id, c.preliminary
+FROM versions c
+WHERE c.latest
+  AND NOT EXISTS (SELECT 1 FROM scan_batches s WHERE s.id = c.batch_id
+                  AND s.superseded_by IS NOT NULL)
+  AND (SELECT count(*) FROM result_deliveries x
        WHERE x.batch_id = c.batch_id AND x.report = c.report
          AND x.channel || ' ' || x.destination = ANY(:keys)) < :wanted
 ORDER BY c.batch_id, c.report
@@ -79,7 +89,7 @@ ORDER BY c.batch_id, c.report
 _VERSION = text(
     _VERSIONS  # noqa: S608 - fixed SQL, bound values
     + """
-SELECT batch_id, report, report_status, result_id, review_id FROM versions
+SELECT batch_id, report, report_status, result_id, review_id, preliminary FROM versions
 WHERE report = :report
 """
 )
@@ -122,6 +132,7 @@ class Candidate:
     report_status: str  # preliminary | final
     result_id: int
     review_id: int | None
+    preliminary: str  # the key of the model's report of this result, which a review amends
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,7 @@ class StudyReport:
     reviewer: str | None = None
     reviewed_at: datetime | None = None
     rule: str | None = None  # the study rule in words (from the model's metadata)
+    preliminary: str = ""  # the model's report a final one amends (`Candidate.preliminary`)
     cautions: list[Caution] = field(default_factory=list)
 
 
@@ -184,14 +196,14 @@ def candidates(engine: Engine, channels: list[tuple[str, str]]) -> list[Candidat
     params = {"keys": keys, "wanted": len(keys), "batch": None}
     with engine.connect() as connection:
         rows = connection.execute(_CANDIDATES, params).all()
-    return [Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
+    return [Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4], r[5]) for r in rows]
 
 
 def candidate(engine: Engine, batch_id: int, report: str) -> Candidate:
     """One report version by its key (a delivery planned in an earlier run), latest or not."""
     with engine.connect() as connection:
         r = connection.execute(_VERSION, {"batch": batch_id, "report": report}).one()
-    return Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4])
+    return Candidate(int(r[0]), r[1], r[2], int(r[3]), r[4], r[5])
 
 
 def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
@@ -236,6 +248,7 @@ def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
         reviewer=review["reviewer"] if review else None,
         reviewed_at=review["created_at"] if review else None,
         cautions=caution,
+        preliminary=candidate.preliminary,
     )
 
 

@@ -65,7 +65,13 @@ def lung_window(hu: np.ndarray) -> np.ndarray:
     return np.clip((hu - low) / LUNG_WINDOW_WIDTH, 0.0, 1.0).astype(np.float32)
 
 
-SERIES_TAGS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ConvolutionKernel")
+SERIES_TAGS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    "ConvolutionKernel",
+)
 
 
 def series_attributes(head: bytes) -> dict[str, str] | None:

@@ -18,6 +18,9 @@ Each batch commits on the session holding the study's advisory lock (`inbox.Clai
 when a database restart ended that session, the lock is taken again before the next batch,
 and if another scorer has taken the study up meanwhile this one stops ("busy") and leaves
 the study to it.
+A claimed DICOM study already scored in an earlier batch (instances that arrived after the
+scorer claimed it) is scored again whole, the earlier instances linked in, and supersedes
+the earlier batches once it has a verdict (`grown`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from lung_model.platform.names import stored_names
-from lung_model.scoring import guard, inbox, sensitivity, store
+from lung_model.scoring import grown, guard, inbox, sensitivity, store
 from lung_model.scoring.decode import Decoded, decode_file, decoded_batches, default_workers
 from lung_model.scoring.decode_pool import DecodePool
 from lung_model.scoring.files import InputFile, list_inputs
@@ -82,6 +85,7 @@ class StudySummary:
     n_predicted: int = 0  # predictions this run computed (0 on a rerun)
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    supersedes: list[int] = field(default_factory=list)  # earlier batches it scored again
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -321,6 +325,7 @@ class Scorer:
             if claimed.is_symlink():
                 return self._refuse_linked_study(claimed, study)
             planned = inbox.archive_destination(claimed, self.settings)
+            joined = self._join_earlier(claimed, study)
             try:
                 summary = self.score_folder(claimed, study, claimed, lock, claimed, planned)
             except ClaimTaken:
@@ -328,7 +333,17 @@ class Scorer:
             archived = inbox.archive(claimed, self.settings, planned)
             summary.folder = self.names.folder(archived)
             store.set_archive_path(self.engine, summary.batch_id or 0, summary.folder)
+            if joined and summary.status == "done":
+                store.supersede(self.engine, joined, summary.batch_id or 0)
+                summary.supersedes = joined
             return summary
+
+    def _join_earlier(self, claimed: Path, study: str) -> list[int]:
+        """The study's earlier batches whose DICOM files join this claim (`grown`)."""
+        earlier = store.earlier_batches(self.engine, self.names.name(study))
+        located = [(batch, self.names.locate(folder)) for batch, folder in earlier]
+        found = [(batch, folder) for batch, folder in located if folder is not None]
+        return grown.join_earlier(claimed, found, self.settings.ready_marker) if found else []
 
     def _refuse_linked_study(self, claimed: Path, study: str) -> StudySummary:
         """A study folder that is a symlink is never read: quarantined whole, with a reason."""

@@ -38,7 +38,7 @@ class Series:
     files: tuple[InputFile, ...]
 
 
-def _header(file: InputFile) -> dict[str, str] | None:
+def dicom_header(file: InputFile) -> dict[str, str] | None:
     """The series attributes of a DICOM file; None for any other file or an unreadable one
     (the decoder gives its reason). Only a DICOM file is read past its first 132 bytes."""
     if file.refusal:
@@ -63,7 +63,7 @@ def study_series(files: Sequence[InputFile]) -> list[Series]:
     grouped: dict[str, list[InputFile]] = {}
     names: dict[str, str] = {}
     for file in files:
-        header = _header(file)
+        header = dicom_header(file)
         if header is not None:
             grouped.setdefault(header["SeriesInstanceUID"], []).append(file)
             names.setdefault(header["SeriesInstanceUID"], _name(header))

@@ -325,3 +325,31 @@ def set_archive_path(engine: Engine, batch_id: int, archive_path: str) -> None:
             text("UPDATE scan_batches SET archive_path = :path WHERE id = :batch"),
             {"path": archive_path, "batch": batch_id},
         )
+
+
+def earlier_batches(engine: Engine, study: str) -> list[tuple[int, str]]:
+    """(id, archive path as stored) of the study's scored, archived batches that no batch
+    supersedes yet (`scoring.grown`), oldest first. A claim being scored is not among them:
+    its batch is archived last."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, archive_path FROM scan_batches WHERE study = :study"
+                " AND status = 'done' AND archive_path IS NOT NULL AND superseded_by IS NULL"
+                " ORDER BY id"
+            ),
+            {"study": study},
+        ).all()
+    return [(int(row[0]), str(row[1])) for row in rows]
+
+
+def supersede(engine: Engine, earlier: Sequence[int], batch_id: int) -> None:
+    """Mark the `earlier` batches superseded by `batch_id`, which scored their study whole:
+    off the worklist (`worklist_refresh`, sql/0009), their unsent reports never sent."""
+    with engine.begin() as conn:
+        for old in earlier:
+            conn.execute(
+                text("UPDATE scan_batches SET superseded_by = :batch WHERE id = :old"),
+                {"batch": batch_id, "old": old},
+            )
+            conn.execute(text("SELECT worklist_refresh(:old)"), {"old": old})

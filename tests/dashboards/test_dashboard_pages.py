@@ -81,6 +81,26 @@ def test_quarantined_files_are_listed_once_per_reason_below_the_slices(signed_in
     assert "s2-01.dcm, s2-02.dcm" in _texts(app)
 
 
+def test_a_study_scored_again_whole_leaves_the_worklist_and_says_so(signed_in, seeded) -> None:
+    from sqlalchemy import text
+
+    from lung_model.platform import db
+    from lung_model.scoring.store import supersede
+
+    supersede(db.get_engine(seeded.settings), [seeded.low], seeded.high)
+    with db.get_engine(seeded.settings).connect() as connection:
+        listed = connection.execute(text("SELECT batch_id FROM worklist_entries")).scalars()
+        assert seeded.low not in set(listed)
+    app = signed_in()
+    app.switch_page("views/study.py")
+    app.query_params["batch"] = str(seeded.low)
+    app.run()
+    assert not app.exception, app.exception
+    assert f"More of this study arrived after it was scored: batch {seeded.high} scored" in (
+        _texts(app)
+    )
+
+
 def test_review_is_appended_with_the_signed_in_reviewer(signed_in, seeded) -> None:
     app = signed_in()
     app.switch_page("views/study.py")

@@ -152,5 +152,7 @@ def test_a_report_version_is_found_by_its_key_also_once_a_later_review_replaced_
         (f"review:{reviews[1]}", "final", result),  # only the latest review is a report
     ]
     earlier = reports.candidate(engine, batch, f"review:{reviews[0]}")
-    assert earlier == reports.Candidate(batch, f"review:{reviews[0]}", "final", result, reviews[0])
+    assert earlier == reports.Candidate(
+        batch, f"review:{reviews[0]}", "final", result, reviews[0], "model:m:1"
+    )
     assert reports.candidate(engine, batch, "model:m:1") == planned[0]
