@@ -118,6 +118,14 @@ ORDER BY CASE :label WHEN 'malignant' THEN p.p_malignant WHEN 'benign' THEN p.p_
 LIMIT :limit
 """)
 
+_REPLACED = text("""
+SELECT DISTINCT x.report FROM result_deliveries x
+JOIN scan_batches s ON s.id = x.batch_id
+WHERE s.superseded_by = :batch AND x.report LIKE 'model:%' AND x.status = 'sent'
+  AND x.channel IN ('dicom', 'stow-rs')
+ORDER BY x.report
+""")
+
 _REVIEW = text("""
 SELECT reviewer, decision, corrected_label, created_at FROM reviews WHERE id = :id
 """)
@@ -187,6 +195,8 @@ class StudyReport:
     reviewed_at: datetime | None = None
     rule: str | None = None  # the study rule in words (from the model's metadata)
     preliminary: str = ""  # the model's report a final one amends (`Candidate.preliminary`)
+    # model reports sent as SRs for the batches this one superseded (`scoring.grown`)
+    replaces: list[str] = field(default_factory=list)
     cautions: list[Caution] = field(default_factory=list)
 
 
@@ -226,6 +236,8 @@ def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
             },
         ).scalars()
         driving_paths = [str(path) for path in driving]
+        replaced = connection.execute(_REPLACED, {"batch": candidate.batch_id}).scalars()
+        replaces = [str(report) for report in replaced] if review is None else []
     caution = []  # a final report is the reviewer's label, given with them in view
     if review is None:
         standing = version_standing(engine, str(row["model_name"]), str(row["model_version"]))
@@ -249,6 +261,7 @@ def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
         reviewed_at=review["created_at"] if review else None,
         cautions=caution,
         preliminary=candidate.preliminary,
+        replaces=replaces,
     )
 
 

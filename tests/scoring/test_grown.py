@@ -10,11 +10,12 @@ from pathlib import Path
 import pydicom
 from scoring_helpers import real_slices, rows
 from scoring_toys import ToyPredictor
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from lung_model.exchange import reports
-from lung_model.exchange.documents import uids
+from lung_model.exchange.documents import structured_report, uids
 from lung_model.exchange.synthetic import write_series
+from lung_model.platform.names import StoredNames
 from lung_model.scoring.engine import Scorer
 from lung_model.settings import Settings
 
@@ -87,6 +88,27 @@ def test_instances_arriving_after_the_study_was_scored_rescore_it_whole(
     before, after = uids(study, f"model:{toy.name}:{toy.version}"), uids(study, report)
     assert before.sop_instance != after.sop_instance  # the PACS keeps both, the newer whole
     assert before.fhir_id == after.fhir_id  # the EHR's report is updated in place
+
+    # the earlier SR had reached the PACS: the whole study's SR says it replaces it
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO result_deliveries (batch_id, report, report_status, channel,"
+                " destination, study_instance_uid, object_uid, status, sent_at) VALUES (:b, :r,"
+                " 'preliminary', 'dicom', 'PACS@127.0.0.1:4242', :s, :o, 'sent', now())"
+            ),
+            {"b": earlier.batch_id, "r": f"model:{toy.name}:{toy.version}", "s": study,
+             "o": before.sop_instance},
+        )  # fmt: skip
+    whole_report = reports.load_report(engine, planned)
+    assert whole_report.replaces == [f"model:{toy.name}:{toy.version}"]
+    evidence = reports.read_evidence(
+        whole_report.archive_path, StoredNames(), reports.scored_dicom_paths(engine, whole.batch_id)
+    )
+    sr = structured_report(whole_report, evidence)
+    assert sr.SOPInstanceUID == after.sop_instance
+    (replaced,) = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence
+    assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == before.sop_instance
 
     # a rerun of the claim adds nothing twice
     again = scorer.score_claimed(_drop(settings, study, []))
