@@ -15,6 +15,9 @@ chosen again (`series`), and slices scored before are not predicted again (predi
 kept by content). Once it has a verdict, the engine marks those batches superseded by it
 (`store.supersede`). A folder without DICOM files carries no study identity, so JPEG slices
 dropped again under a used name are still their own batch, as before.
+What joins is what the latest batch of the study kept in its archive: its scored slices.
+Instances a batch quarantined (unreadable, or a reconstruction not chosen) keep that reason
+there and are not brought in again, so a study that grows twice is not quarantined twice.
 """
 
 from __future__ import annotations
