@@ -3,12 +3,11 @@ of the same name, which is scored with the earlier ones and supersedes the earli
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
 import pydicom
-from scoring_helpers import real_slices, rows
+from scoring_helpers import make_study, real_slices, rows
 from scoring_toys import ToyPredictor
 from sqlalchemy import Engine, text
 
@@ -20,26 +19,20 @@ from lung_model.scoring.engine import Scorer
 from lung_model.settings import Settings
 
 
-def _drop(settings: Settings, study: str, files: list[Path]) -> Path:
-    folder = settings.inbox / study
-    folder.mkdir(parents=True)
-    for file in files:
-        shutil.copy2(file, folder / file.name)
-    (folder / settings.ready_marker).touch()
-    return folder
-
-
-def _as_received(files: list[Path], folder: Path, series_uid: str | None = None) -> list[Path]:
-    """The files named by SOP Instance UID, as the receiver writes them; in the series
-    `series_uid` when given (more slices of it, sent later)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    named = []
+def _received(settings: Settings, files: list[Path], series_uid: str | None = None) -> Path:
+    """The study folder the receiver writes: each file named by its SOP Instance UID under
+    the Study Instance UID, then marked ready; the files in the series `series_uid` when
+    given (more slices of it, sent later)."""
+    folder = None
     for file in files:
         ds = pydicom.dcmread(file)
         ds.SeriesInstanceUID = series_uid or ds.SeriesInstanceUID
-        named.append(folder / f"{ds.SOPInstanceUID}.dcm")
-        ds.save_as(named[-1])
-    return named
+        folder = settings.inbox / str(ds.StudyInstanceUID)
+        folder.mkdir(parents=True, exist_ok=True)
+        ds.save_as(folder / f"{ds.SOPInstanceUID}.dcm")
+    assert folder is not None
+    (folder / settings.ready_marker).touch()
+    return folder
 
 
 def test_instances_arriving_after_the_study_was_scored_rescore_it_whole(
@@ -53,13 +46,10 @@ def test_instances_arriving_after_the_study_was_scored_rescore_it_whole(
         ds = pydicom.dcmread(file)
         ds.StudyInstanceUID, ds.InstanceNumber = study, ds.InstanceNumber + 4
         ds.save_as(file)
-    late = _as_received(more.files, tmp_path / "late", first.series_uid)
     scorer = Scorer(toy, engine, settings)
 
-    earlier = scorer.score_claimed(
-        _drop(settings, study, _as_received(first.files, tmp_path / "a"))
-    )
-    whole = scorer.score_claimed(_drop(settings, study, late))
+    earlier = scorer.score_claimed(_received(settings, first.files))
+    whole = scorer.score_claimed(_received(settings, more.files, first.series_uid))
 
     assert (earlier.status, earlier.n_files) == ("done", 4)
     assert (whole.status, whole.n_files, whole.n_scored, whole.supersedes) == (
@@ -111,7 +101,7 @@ def test_instances_arriving_after_the_study_was_scored_rescore_it_whole(
     assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == before.sop_instance
 
     # a rerun of the claim adds nothing twice
-    again = scorer.score_claimed(_drop(settings, study, []))
+    again = scorer.score_claimed(make_study(settings.inbox, study, []))
     assert again.status == "failed" and again.supersedes == []
     assert rows(engine, on_worklist, s=study) == [(whole.batch_id,)]
 
@@ -122,7 +112,7 @@ def test_slices_without_a_study_uid_dropped_again_under_a_used_name_stay_their_o
     slices = real_slices(3, start=220)
     study = f"jpeg-study-{uuid.uuid4().hex[:8]}"
     scorer = Scorer(toy, engine, settings)
-    first = scorer.score_claimed(_drop(settings, study, slices[:2]))
-    second = scorer.score_claimed(_drop(settings, study, slices[2:]))
+    first = scorer.score_claimed(make_study(settings.inbox, study, slices[:2]))
+    second = scorer.score_claimed(make_study(settings.inbox, study, slices[2:]))
     assert (first.n_files, second.n_files, second.supersedes) == (2, 1, [])
     assert len(rows(engine, "SELECT 1 FROM worklist_entries WHERE study = :s", s=study)) == 2
