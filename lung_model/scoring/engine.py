@@ -332,10 +332,10 @@ class Scorer:
                 return busy  # the scorer that holds the claim now finishes it
             archived = inbox.archive(claimed, self.settings, planned)
             summary.folder = self.names.folder(archived)
-            store.set_archive_path(self.engine, summary.batch_id or 0, summary.folder)
-            if joined and summary.status == "done":
+            if joined and summary.status == "done":  # before its reports can be planned
                 store.supersede(self.engine, joined, summary.batch_id or 0)
                 summary.supersedes = joined
+            store.set_archive_path(self.engine, summary.batch_id or 0, summary.folder)
             return summary
 
     def _join_earlier(self, claimed: Path, study: str) -> list[int]:
