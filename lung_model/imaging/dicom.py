@@ -10,7 +10,8 @@ RLE, CharLS for JPEG-LS; the fastest where several could, `FASTEST_DECODERS`) or
 itself (deflate); others are refused with the syntax named. Non-CT
 modalities, colour, multi-frame and absurd sizes are refused, and so is what a scanner sends
 with modality CT beside its axial slices: secondary captures, localizers (scouts), coronal
-and sagittal reformats. The patient's identifiers
+and sagittal reformats. Pixels a file marks as padding (outside the scanner's field of view)
+are read as air, `AIR_HU`. The patient's identifiers
 never leave this module in clear: only a keyed hash (HMAC-SHA256) of the PatientID.
 See https://pydicom.github.io/pydicom/stable/reference/pixels.html
 """
@@ -36,6 +37,11 @@ CT_IMAGE_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.2.1",
     "1.2.840.10008.5.1.4.1.1.2.2",
 )
+# what the pixels outside the field of view (Pixel Padding Value, often -2000 or -3024 HU) are
+# shown as: air, as the exports the model learned from show them. Left as stored they are
+# black in the lung window, and on version 1's test split that changed 6.5% of slice calls
+# and raised those of malignant (normal slices 18.8% -> 20.3%, malignant 0.969 -> 0.990)
+AIR_HU = -1000.0
 # where several installed plugins decode a syntax, the fastest on 512-px 12-bit CT slices
 # (bench/bench_decode.py): CharLS (pyjpegls) decodes JPEG-LS in a quarter of libjpeg's time,
 # and pylibjpeg-rle RLE in a tenth of pydicom's numpy decoder's
@@ -239,6 +245,8 @@ def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
         raise UnreadableImage(f"DICOM rescale to Hounsfield units failed: {error}") from error
     if not np.isfinite(hu).all():
         raise UnreadableImage("DICOM rescale gives non-finite Hounsfield units")
+    if (padded := _padding(stored, ds)) is not None:
+        hu[padded] = AIR_HU
     patient = str(ds.get("PatientID", "") or "").strip()
     try:
         instance = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") is not None else None
@@ -253,6 +261,18 @@ def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
         instance_number=instance,
         pixel_spacing=_pixel_spacing(ds),
     )
+
+
+def _padding(stored: np.ndarray, ds: Any) -> np.ndarray | None:
+    """The pixels outside the scanner's field of view: stored values equal to Pixel Padding
+    Value, or between it and Pixel Padding Range Limit (DICOM PS3.3 C.7.5.1.1.2); None when
+    the file names no padding."""
+    value, limit = ds.get("PixelPaddingValue"), ds.get("PixelPaddingRangeLimit")
+    try:
+        low, high = sorted((int(value), int(limit if limit is not None else value)))
+    except (TypeError, ValueError):
+        return None
+    return (stored >= low) & (stored <= high)
 
 
 def _pixel_spacing(ds: Any) -> tuple[float, float] | None:

@@ -50,6 +50,31 @@ def test_ct_slice_goes_through_hounsfield_units_and_the_lung_window() -> None:
     assert lung_window(np.array([-1350.0, -600.0, 150.0])).tolist() == [0.0, 0.5, 1.0]
 
 
+def test_padding_outside_the_field_of_view_reads_as_air() -> None:
+    """A scanner stores the corners outside its circular field of view as Pixel Padding
+    Value (-3024 HU here; pydicom's GE slice names -2000): black in the lung window, where the
+    exports the model learned from show air."""
+    ds = ct_small()
+    del ds.PixelPaddingValue
+    slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    stored = ds.pixel_array.copy()
+    padding = round((-3024 - intercept) / slope)
+    stored[:16, :16] = padding
+    ds.PixelData = stored.tobytes()
+    unmarked = decode_dicom(to_bytes(ds)).gray
+    ds.add_new("PixelPaddingValue", "SS", padding)  # signed, as the pixels
+    marked = decode_dicom(to_bytes(ds)).gray
+
+    assert np.all(unmarked[:16, :16] == 0.0)  # below the window
+    assert np.allclose(marked[:16, :16], lung_window(np.array([-1000.0])))
+    assert np.array_equal(marked[16:, 16:], unmarked[16:, 16:])
+    ds.add_new("PixelPaddingRangeLimit", "SS", padding + 10)  # a range of padding values
+    stored[:16, 16:32] = padding + 10
+    ds.PixelData = stored.tobytes()
+    ranged = decode_dicom(to_bytes(ds)).gray
+    assert np.allclose(ranged[:16, :32], lung_window(np.array([-1000.0])))
+
+
 def test_rescale_intercept_and_slope_are_applied() -> None:
     base = decode_dicom(to_bytes(ct_small())).gray
     shifted = ct_small()
