@@ -8,6 +8,10 @@ slices, whose Study Instance UID (and patient and study attributes, which the SR
 the PACS files it with its study) are read from the archived files' headers, never stored in
 the database. The slices that drove the call are the ones most probable for the reported
 class under the model (up to `DRIVING_SLICES`).
+A batch that scored its study again whole, after more of it arrived (`scoring.grown`), has
+the report version `model:<name>:<version>@batch-<id>`, so its SR gets identifiers of its own
+and names the SRs sent for the batches it superseded as predecessors (`replaces`); those
+batches' reports are not sent any more.
 
 A preliminary report carries the cautions the Study page shows beside the result
 (`cautions`): the model never passed the safety gate (promoted by override or rolled back to
