@@ -10,8 +10,8 @@ RLE, CharLS for JPEG-LS; the fastest where several could, `FASTEST_DECODERS`) or
 itself (deflate); others are refused with the syntax named. Non-CT
 modalities, colour, multi-frame and absurd sizes are refused, and so is what a scanner sends
 with modality CT beside its axial slices: secondary captures, localizers (scouts), coronal
-and sagittal reformats. Pixels a file marks as padding (outside the scanner's field of view)
-are read as air, `AIR_HU`. The patient's identifiers
+and sagittal reformats. Pixels a file marks as padding (outside the scanner's field of view),
+and any at or below `PADDING_HU`, are read as air, `AIR_HU`. The patient's identifiers
 never leave this module in clear: only a keyed hash (HMAC-SHA256) of the PatientID.
 See https://pydicom.github.io/pydicom/stable/reference/pixels.html
 """
@@ -42,6 +42,10 @@ CT_IMAGE_CLASSES = (
 # black in the lung window, and on version 1's test split that changed 6.5% of slice calls
 # and raised those of malignant (normal slices 18.8% -> 20.3%, malignant 0.969 -> 0.990)
 AIR_HU = -1000.0
+# at or below this, a pixel is padding whatever the file says: nothing in a body or around it
+# is that low (air is -1000 HU), and scanners that leave their padding unmarked write -2000,
+# -2048 or -3024 HU there (this project's synthetic series go no lower than -1350)
+PADDING_HU = -2000.0
 # where several installed plugins decode a syntax, the fastest on 512-px 12-bit CT slices
 # (bench/bench_decode.py): CharLS (pyjpegls) decodes JPEG-LS in a quarter of libjpeg's time,
 # and pylibjpeg-rle RLE in a tenth of pydicom's numpy decoder's
@@ -245,8 +249,10 @@ def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
         raise UnreadableImage(f"DICOM rescale to Hounsfield units failed: {error}") from error
     if not np.isfinite(hu).all():
         raise UnreadableImage("DICOM rescale gives non-finite Hounsfield units")
-    if (padded := _padding(stored, ds)) is not None:
-        hu[padded] = AIR_HU
+    padded = hu <= PADDING_HU
+    if (marked := _padding(stored, ds)) is not None:
+        padded |= marked
+    hu[padded] = AIR_HU
     patient = str(ds.get("PatientID", "") or "").strip()
     try:
         instance = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") is not None else None

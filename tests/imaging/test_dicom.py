@@ -52,27 +52,32 @@ def test_ct_slice_goes_through_hounsfield_units_and_the_lung_window() -> None:
 
 def test_padding_outside_the_field_of_view_reads_as_air() -> None:
     """A scanner stores the corners outside its circular field of view as Pixel Padding
-    Value (-3024 HU here; pydicom's GE slice names -2000): black in the lung window, where the
-    exports the model learned from show air."""
+    Value (pydicom's GE slice names -2000, -3024 HU): black in the lung window, where the
+    exports the model learned from show air. Values that low are padding even unmarked; a
+    marked padding value is padding whatever its HU."""
     ds = ct_small()
-    del ds.PixelPaddingValue
     slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
     stored = ds.pixel_array.copy()
-    padding = round((-3024 - intercept) / slope)
-    stored[:16, :16] = padding
+    stored[:16, :16] = round((-3024 - intercept) / slope)  # unmarked, below any tissue
+    stored[:16, 16:32] = round((-1500 - intercept) / slope)  # below the window, not padding
+    marked = round((-1200 - intercept) / slope)  # a marked padding value
+    stored[16:32, :16] = marked
     ds.PixelData = stored.tobytes()
+    del ds.PixelPaddingValue
     unmarked = decode_dicom(to_bytes(ds)).gray
-    ds.add_new("PixelPaddingValue", "SS", padding)  # signed, as the pixels
-    marked = decode_dicom(to_bytes(ds)).gray
+    ds.add_new("PixelPaddingValue", "SS", marked)  # signed, as the pixels
+    with_tag = decode_dicom(to_bytes(ds)).gray
+    air = lung_window(np.array([-1000.0]))[0]
 
-    assert np.all(unmarked[:16, :16] == 0.0)  # below the window
-    assert np.allclose(marked[:16, :16], lung_window(np.array([-1000.0])))
-    assert np.array_equal(marked[16:, 16:], unmarked[16:, 16:])
-    ds.add_new("PixelPaddingRangeLimit", "SS", padding + 10)  # a range of padding values
-    stored[:16, 16:32] = padding + 10
+    assert np.allclose(unmarked[:16, :16], air) and np.allclose(with_tag[:16, :16], air)
+    assert np.all(unmarked[:16, 16:32] == 0.0) and np.all(with_tag[:16, 16:32] == 0.0)
+    assert np.allclose(unmarked[16:32, :16], lung_window(np.array([-1200.0])))
+    assert np.allclose(with_tag[16:32, :16], air)
+    assert np.array_equal(with_tag[32:, 32:], unmarked[32:, 32:])
+    ds.add_new("PixelPaddingRangeLimit", "SS", marked + 10)  # a range of padding values
+    stored[16:32, 16:32] = marked + 10
     ds.PixelData = stored.tobytes()
-    ranged = decode_dicom(to_bytes(ds)).gray
-    assert np.allclose(ranged[:16, :32], lung_window(np.array([-1000.0])))
+    assert np.allclose(decode_dicom(to_bytes(ds)).gray[16:32, :32], air)
 
 
 def test_rescale_intercept_and_slope_are_applied() -> None:
