@@ -311,3 +311,58 @@ def test_stow_rs_to_orthanc_and_fhir_put_with_pseudonymised_names(
     assert path == f"/fhir/DiagnosticReport/{ids.fhir_id}"
     report = DiagnosticReport.model_validate(resource)
     assert report.status == "preliminary" and report.id == ids.fhir_id
+
+
+def test_instances_sent_after_the_study_was_scored_make_one_new_sr_naming_the_first(
+    tmp_path: Path,
+    results_settings: Settings,
+    orthanc: Orthanc,
+    receiver: Service,
+    feature_run: TrainedRun,
+    pg_url: str,
+) -> None:
+    """Orthanc pushes a study, it is scored and its SR stored back; then storescu sends one
+    more slice of it. Before `scoring.grown` that slice was a study of its own, whose SR took
+    the first one's UIDs (Orthanc kept the first) and whose DiagnosticReport the second."""
+    settings = results_settings
+    settings.results_dicom_destination = orthanc.destination
+    rule_of = rule_in_words(feature_run.settings(pg_url, FEATURE_RUN))
+    engine = get_engine(settings)
+    series = write_series(tmp_path / "series", 4)
+    orthanc.upload(series.files[:3])
+    orthanc.push_study(series.study_uid)
+    study = settings.inbox / series.study_uid
+    wait_ready(settings, study)
+    score_ready(settings, engine, feature_run, pg_url)
+    assert send_results(settings, engine, rule_of).sent == 2
+    [first] = sr_instances(orthanc, series.study_uid)
+
+    argv = ["storescu", "-aet", "STORESCU", "-aec", settings.dicom_ae_title, "127.0.0.1"]
+    late = subprocess.run([*argv, str(settings.dicom_port), str(series.files[3])], timeout=60)
+    assert late.returncode == 0
+    wait_ready(settings, study)
+    score_ready(settings, engine, feature_run, pg_url)
+    assert send_results(settings, engine, rule_of).sent == 2
+
+    with engine.connect() as connection:
+        batches = connection.execute(
+            text("SELECT id, n_scored, superseded_by FROM scan_batches ORDER BY id")
+        ).all()
+    (old, old_scored, newer), (whole, whole_scored, none) = batches
+    assert (old_scored, newer, whole_scored, none) == (3, whole, 4, None)
+    srs = {
+        str(i["MainDicomTags"]["SOPInstanceUID"]): i
+        for i in sr_instances(orthanc, series.study_uid)
+    }
+    ids = documents.uids(series.study_uid, f"model:{FEATURE_RUN}:1@batch-{whole}")
+    assert set(srs) == {str(first["MainDicomTags"]["SOPInstanceUID"]), ids.sop_instance}
+    newest = pydicom.dcmread(
+        io.BytesIO(orthanc.get(f"/instances/{srs[ids.sop_instance]['ID']}/file"))
+    )
+    (replaced,) = newest.PredecessorDocumentsSequence[0].ReferencedSeriesSequence
+    assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID in srs
+    assert [p.name for p in settings.outbox.glob("*.json")] == [f"{ids.fhir_id}.json"]
+    report = DiagnosticReport.model_validate_json(
+        (settings.outbox / f"{ids.fhir_id}.json").read_text()
+    )
+    assert report.status == "preliminary"  # the one DiagnosticReport, updated to the whole study
