@@ -100,10 +100,23 @@ def test_instances_arriving_after_the_study_was_scored_rescore_it_whole(
     (replaced,) = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence
     assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == before.sop_instance
 
-    # a rerun of the claim adds nothing twice
+    # a folder of the same name holding no DICOM of the study neither joins nor supersedes
     again = scorer.score_claimed(make_study(settings.inbox, study, []))
     assert again.status == "failed" and again.supersedes == []
     assert rows(engine, on_worklist, s=study) == [(whole.batch_id,)]
+
+
+def test_a_pseudonymised_study_that_grows_is_found_by_its_stored_name(
+    settings: Settings, engine: Engine, toy: ToyPredictor, tmp_path: Path
+) -> None:
+    settings.pseudonymise_names = True  # the database holds the folder's pseudonym
+    slices = real_slices(3, start=240)
+    first = write_series(tmp_path / "first", slices, seed=f"pseudo-{uuid.uuid4()}")
+    scorer = Scorer(toy, engine, settings)
+    earlier = scorer.score_claimed(_received(settings, first.files[:2]))
+    whole = scorer.score_claimed(_received(settings, first.files[2:]))
+    assert earlier.study == whole.study != first.study_uid
+    assert (whole.status, whole.n_scored, whole.supersedes) == ("done", 3, [earlier.batch_id])
 
 
 def test_slices_without_a_study_uid_dropped_again_under_a_used_name_stay_their_own_batch(
