@@ -3,7 +3,8 @@
 -- study that arrive after the scorer claimed it start a new folder of the same name, which is
 -- scored with the study's earlier instances linked in. Once that batch has a verdict, each
 -- earlier batch of the study points to it: it leaves the worklist (its verdict read part of
--- the study) and its unsent reports are never sent.
+-- the study; the worklist follows scan_batches.superseded_by by trigger, as it follows
+-- results and reviews) and its unsent reports are never sent.
 ALTER TABLE scan_batches ADD COLUMN superseded_by bigint REFERENCES scan_batches (id);
 CREATE INDEX scan_batches_superseded_by_idx ON scan_batches (superseded_by)
     WHERE superseded_by IS NOT NULL;
@@ -44,3 +45,16 @@ BEGIN
 END;
 $$;
 REVOKE ALL ON FUNCTION worklist_refresh(bigint) FROM PUBLIC;
+
+CREATE FUNCTION worklist_follow_batch() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM worklist_refresh(NEW.id);
+    RETURN NULL;
+END;
+$$;
+REVOKE ALL ON FUNCTION worklist_follow_batch() FROM PUBLIC;
+
+CREATE TRIGGER worklist_follows_superseding AFTER UPDATE OF superseded_by ON scan_batches
+    FOR EACH ROW WHEN (NEW.superseded_by IS DISTINCT FROM OLD.superseded_by)
+    EXECUTE FUNCTION worklist_follow_batch();

@@ -345,11 +345,9 @@ def earlier_batches(engine: Engine, study: str) -> list[tuple[int, str]]:
 
 def supersede(engine: Engine, earlier: Sequence[int], batch_id: int) -> None:
     """Mark the `earlier` batches superseded by `batch_id`, which scored their study whole:
-    off the worklist (`worklist_refresh`, sql/0009), their unsent reports never sent."""
+    off the worklist (its trigger, sql/0009), their unsent reports never sent."""
     with engine.begin() as conn:
-        for old in earlier:
-            conn.execute(
-                text("UPDATE scan_batches SET superseded_by = :batch WHERE id = :old"),
-                {"batch": batch_id, "old": old},
-            )
-            conn.execute(text("SELECT worklist_refresh(:old)"), {"old": old})
+        conn.execute(
+            text("UPDATE scan_batches SET superseded_by = :batch WHERE id = ANY(:earlier)"),
+            {"batch": batch_id, "earlier": list(earlier)},
+        )
