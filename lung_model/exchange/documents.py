@@ -181,8 +181,7 @@ def structured_report(report: StudyReport, evidence: Evidence) -> Any:
     warning = "; not for clinical use" if uncleared else ""
     sr.SeriesDescription = f"AI lung CT triage ({report.report_status}{warning})"
     if final:  # amends the model's preliminary report of the same result
-        preliminary = report.preliminary or f"model:{report.model_name}:{report.model_version}"
-        sr.PredecessorDocumentsSequence = [_reference(evidence.study_uid, preliminary)]
+        sr.PredecessorDocumentsSequence = [_reference(evidence.study_uid, report.preliminary)]
     elif report.replaces:  # the study scored again whole replaces what was sent of a part
         sr.PredecessorDocumentsSequence = [
             _reference(evidence.study_uid, earlier) for earlier in report.replaces
@@ -194,12 +193,12 @@ def _reference(study_uid: str, report: str) -> Any:
     """The SR of report version `report` of the study (its UIDs are derived, see `uids`)."""
     from pydicom.dataset import Dataset
 
-    preliminary = uids(study_uid, report)
+    referenced = uids(study_uid, report)
     instance = Dataset()
     instance.ReferencedSOPClassUID = COMPREHENSIVE_3D_SR
-    instance.ReferencedSOPInstanceUID = preliminary.sop_instance
+    instance.ReferencedSOPInstanceUID = referenced.sop_instance
     series = Dataset()
-    series.SeriesInstanceUID = preliminary.series
+    series.SeriesInstanceUID = referenced.series
     series.ReferencedSOPSequence = [instance]
     study = Dataset()
     study.StudyInstanceUID = study_uid

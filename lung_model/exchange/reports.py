@@ -53,24 +53,23 @@ WITH dicom_batches AS (
       AND (CAST(:batch AS bigint) IS NULL OR b.id = :batch)
       AND EXISTS (SELECT 1 FROM images i
                   WHERE i.batch_id = b.id AND i.status = 'scored' AND i.format = 'dicom')
+), results AS (
+    SELECT r.*, 'model:' || r.model_name || ':' || r.model_version || d.scored_again AS key
+    FROM study_results r JOIN dicom_batches d ON d.id = r.batch_id
 ), study_reviews AS (
     SELECT v.* FROM reviews v JOIN dicom_batches d ON d.id = v.batch_id WHERE v.image_id IS NULL
 ), versions AS (
-    SELECT r.batch_id, 'model:' || r.model_name || ':' || r.model_version || d.scored_again
-           AS report, 'preliminary' AS report_status, r.id AS result_id,
-           NULL::bigint AS review_id, true AS latest,
-           'model:' || r.model_name || ':' || r.model_version || d.scored_again AS preliminary
-    FROM study_results r JOIN dicom_batches d ON d.id = r.batch_id
+    SELECT r.batch_id, r.key AS report, 'preliminary' AS report_status, r.id AS result_id,
+           NULL::bigint AS review_id, true AS latest, r.key AS preliminary
+    FROM results r
     UNION ALL
     SELECT v.batch_id, 'review:' || v.id, 'final', r.id, v.id,
            NOT EXISTS (SELECT 1 FROM study_reviews w WHERE w.batch_id = v.batch_id
                        AND (w.created_at, w.id) > (v.created_at, v.id)),
-           'model:' || r.model_name || ':' || r.model_version || d.scored_again
+           r.key
     FROM study_reviews v
-    JOIN dicom_batches d ON d.id = v.batch_id
     JOIN LATERAL (
-        SELECT sr.id, sr.model_name, sr.model_version FROM study_results sr
-        WHERE sr.batch_id = v.batch_id
+        SELECT sr.id, sr.key FROM results sr WHERE sr.batch_id = v.batch_id
         ORDER BY (sr.model_name = v.model_name AND sr.model_version = v.model_version) DESC,
                  sr.created_at DESC, sr.id DESC LIMIT 1
     ) r ON true
@@ -240,8 +239,10 @@ def load_report(engine: Engine, candidate: Candidate) -> StudyReport:
             },
         ).scalars()
         driving_paths = [str(path) for path in driving]
-        replaced = connection.execute(_REPLACED, {"batch": candidate.batch_id}).scalars()
-        replaces = [str(report) for report in replaced] if review is None else []
+        replaces = []  # a final report amends its own preliminary one, `preliminary`
+        if review is None:
+            replaced = connection.execute(_REPLACED, {"batch": candidate.batch_id}).scalars()
+            replaces = [str(report) for report in replaced]
     caution = []  # a final report is the reviewer's label, given with them in view
     if review is None:
         standing = version_standing(engine, str(row["model_name"]), str(row["model_version"]))

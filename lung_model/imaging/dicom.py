@@ -127,9 +127,9 @@ def _decoder_available(transfer_syntax: Any) -> bool:
         return False
 
 
-def _check_decodable(transfer_syntax: Any) -> str:
-    """Refuse, with the syntax named, pixel data no installed plugin can decode; else the
-    plugin to decode it with ('' for pydicom's default)."""
+def _decoder_plugin(transfer_syntax: Any) -> str:
+    """The plugin to decode compressed pixel data with ('' for pydicom's choice); refuses,
+    with the syntax named, pixel data no installed plugin can decode."""
     from pydicom.pixels.decoders.base import get_decoder
 
     name = f"{transfer_syntax.name} ({transfer_syntax})"
@@ -236,7 +236,7 @@ def decode_dicom(data: bytes, *, id_key: bytes | None = None) -> DecodedImage:
     if not transfer_syntax.is_transfer_syntax:
         raise UnreadableImage(f"unknown DICOM transfer syntax {transfer_syntax}")
     if transfer_syntax.is_compressed:
-        ds.pixel_array_options(decoding_plugin=_check_decodable(transfer_syntax))
+        ds.pixel_array_options(decoding_plugin=_decoder_plugin(transfer_syntax))
     try:
         stored = ds.pixel_array
     except Exception as error:  # corrupt or truncated pixel data, codec errors
